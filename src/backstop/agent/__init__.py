@@ -1,0 +1,1 @@
+"""The node daemon: collectors, fingerprints, actuators and the controller session."""

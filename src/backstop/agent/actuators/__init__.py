@@ -1,0 +1,1 @@
+"""Actuators: the mechanisms that apply an action to a workload on this node."""

@@ -1,0 +1,1 @@
+"""Collectors: one per file, each sampling one source (NVML, processes)."""

@@ -1,0 +1,1 @@
+"""Workload fingerprints: weights hashes, framework, redacted command line, behaviour."""

@@ -1,0 +1,86 @@
+from backstop.api.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[_types_pb2.Node]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[_types_pb2.Node, _Mapping]]] = ...) -> None: ...
+
+class ListWorkloadsRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class ListWorkloadsResponse(_message.Message):
+    __slots__ = ("workloads",)
+    WORKLOADS_FIELD_NUMBER: _ClassVar[int]
+    workloads: _containers.RepeatedCompositeFieldContainer[_types_pb2.Workload]
+    def __init__(self, workloads: _Optional[_Iterable[_Union[_types_pb2.Workload, _Mapping]]] = ...) -> None: ...
+
+class ListCorrectionsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListCorrectionsResponse(_message.Message):
+    __slots__ = ("corrections",)
+    CORRECTIONS_FIELD_NUMBER: _ClassVar[int]
+    corrections: _containers.RepeatedCompositeFieldContainer[_types_pb2.Correction]
+    def __init__(self, corrections: _Optional[_Iterable[_Union[_types_pb2.Correction, _Mapping]]] = ...) -> None: ...
+
+class CreateCorrectionRequest(_message.Message):
+    __slots__ = ("action", "scope", "reason", "issuer", "ttl_s", "params", "issuer_signature")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    action: _types_pb2.Action
+    scope: _types_pb2.Scope
+    reason: str
+    issuer: str
+    ttl_s: float
+    params: _types_pb2.ActionParams
+    issuer_signature: _types_pb2.Signature
+    def __init__(self, action: _Optional[_Union[_types_pb2.Action, str]] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., ttl_s: _Optional[float] = ..., params: _Optional[_Union[_types_pb2.ActionParams, _Mapping]] = ..., issuer_signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ...) -> None: ...
+
+class ApproveCorrectionRequest(_message.Message):
+    __slots__ = ("correction_id", "approver", "signature")
+    CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    correction_id: str
+    approver: str
+    signature: _types_pb2.Signature
+    def __init__(self, correction_id: _Optional[str] = ..., approver: _Optional[str] = ..., signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ...) -> None: ...
+
+class ResumeCorrectionRequest(_message.Message):
+    __slots__ = ("correction_id", "reason", "issuer")
+    CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    correction_id: str
+    reason: str
+    issuer: str
+    def __init__(self, correction_id: _Optional[str] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
+
+class GetCorrectionRequest(_message.Message):
+    __slots__ = ("correction_id",)
+    CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    correction_id: str
+    def __init__(self, correction_id: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,103 @@
+"""Parsing and matching of correction scopes (``--selector``, ``--model``, ``--node``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from backstop.core.errors import InvalidInput
+from backstop.core.models import Scope, Workload
+
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_HEX = re.compile(r"^[0-9a-f]{8,64}$")
+MIN_HASH_PREFIX = 8
+
+
+def parse_selector(text: str) -> tuple[tuple[str, str, bool], ...]:
+    """Parse ``k=v,k2!=v2`` (Kubernetes equality syntax) into requirements.
+
+    Raises :class:`InvalidInput` naming the bad term; an empty string is refused
+    because a correction that silently selects everything is never intended.
+    """
+    terms = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in terms):
+        raise InvalidInput(f"malformed selector {text!r}: expected key=value[,key2!=value2]")
+    requirements: list[tuple[str, str, bool]] = []
+    for term in terms:
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            equal = False
+        elif "==" in term:
+            key, value = term.split("==", 1)
+            equal = True
+        elif "=" in term:
+            key, value = term.split("=", 1)
+            equal = True
+        else:
+            raise InvalidInput(f"malformed selector term {term!r}: expected key=value or key!=value")
+        key, value = key.strip(), value.strip()
+        if not _LABEL_KEY.match(key) or len(key) > 317:
+            raise InvalidInput(f"malformed selector term {term!r}: {key!r} is not a valid label key")
+        if not _LABEL_VALUE.match(value) or len(value) > 63:
+            raise InvalidInput(
+                f"malformed selector term {term!r}: {value!r} is not a valid label value"
+            )
+        requirements.append((key, value, equal))
+    return tuple(requirements)
+
+
+def format_selector(selector: Iterable[tuple[str, str, bool]]) -> str:
+    return ",".join(f"{k}={v}" if eq else f"{k}!={v}" for k, v, eq in selector)
+
+
+def parse_model_hash(text: str) -> str:
+    value = text.strip().lower().removeprefix("sha256:")
+    if not _HEX.match(value):
+        raise InvalidInput(
+            f"malformed model hash {text!r}: expected {MIN_HASH_PREFIX} to 64 hex digits"
+        )
+    return value
+
+
+def selector_matches(
+    selector: Iterable[tuple[str, str, bool]], labels: Mapping[str, str]
+) -> bool:
+    for key, value, equal in selector:
+        present = labels.get(key)
+        if equal and present != value:
+            return False
+        if not equal and present == value:
+            return False
+    return True
+
+
+def node_in_scope(scope: Scope, node_id: str) -> bool:
+    """Whether a correction with this scope must be sent to the node at all."""
+    return scope.all or not scope.node_ids or node_id in scope.node_ids
+
+
+def workload_in_scope(scope: Scope, workload: Workload) -> bool:
+    """Whether a workload on a node in scope is covered by the correction."""
+    if not node_in_scope(scope, workload.node_id):
+        return False
+    if scope.all:
+        return True
+    if scope.workload_ids and workload.workload_id not in scope.workload_ids:
+        return False
+    if scope.selector and not selector_matches(scope.selector, workload.labels):
+        return False
+    if scope.model_hashes:
+        hashes = [workload.fingerprint.model_hash]
+        hashes += [w.sampled_sha256 for w in workload.fingerprint.weights]
+        hashes += [w.header_sha256 for w in workload.fingerprint.weights]
+        if not any(h and h.startswith(p) for p in scope.model_hashes for h in hashes):
+            return False
+    return not scope.empty
+
+
+def validate_scope(scope: Scope) -> None:
+    if scope.empty:
+        raise InvalidInput("empty scope: give --all, --node, --selector, --model or --workload")
+    if scope.all and (scope.node_ids or scope.selector or scope.model_hashes or scope.workload_ids):
+        raise InvalidInput("--all cannot be combined with other scope flags")
