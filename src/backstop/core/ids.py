@@ -8,11 +8,13 @@ import time
 
 
 def new_correction_id() -> str:
-    """``cor-`` + 10 hex digits of milliseconds + 8 random hex digits: unique and sortable."""
-    return f"cor-{int(time.time() * 1000):010x}{secrets.token_hex(4)}"
+    """``cor-`` + 11 hex digits of milliseconds + 8 random hex digits: unique and sortable."""
+    return f"cor-{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
 
 
 def workload_id(node_id: str, root_pid: int, root_start_time: float, container_id: str = "") -> str:
     """Stable id of a workload: its container, or its root process incarnation on a node."""
-    basis = f"ctr:{container_id}" if container_id else f"pid:{node_id}:{root_pid}:{root_start_time:.2f}"
+    basis = (
+        f"ctr:{container_id}" if container_id else f"pid:{node_id}:{root_pid}:{root_start_time:.2f}"
+    )
     return "wl-" + hashlib.sha256(basis.encode()).hexdigest()[:12]

@@ -8,7 +8,9 @@ from collections.abc import Iterable, Mapping
 from backstop.core.errors import InvalidInput
 from backstop.core.models import Scope, Workload
 
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
 MIN_HASH_PREFIX = 8
@@ -35,10 +37,14 @@ def parse_selector(text: str) -> tuple[tuple[str, str, bool], ...]:
             key, value = term.split("=", 1)
             equal = True
         else:
-            raise InvalidInput(f"malformed selector term {term!r}: expected key=value or key!=value")
+            raise InvalidInput(
+                f"malformed selector term {term!r}: expected key=value or key!=value"
+            )
         key, value = key.strip(), value.strip()
         if not _LABEL_KEY.match(key) or len(key) > 317:
-            raise InvalidInput(f"malformed selector term {term!r}: {key!r} is not a valid label key")
+            raise InvalidInput(
+                f"malformed selector term {term!r}: {key!r} is not a valid label key"
+            )
         if not _LABEL_VALUE.match(value) or len(value) > 63:
             raise InvalidInput(
                 f"malformed selector term {term!r}: {value!r} is not a valid label value"
@@ -60,9 +66,7 @@ def parse_model_hash(text: str) -> str:
     return value
 
 
-def selector_matches(
-    selector: Iterable[tuple[str, str, bool]], labels: Mapping[str, str]
-) -> bool:
+def selector_matches(selector: Iterable[tuple[str, str, bool]], labels: Mapping[str, str]) -> bool:
     for key, value, equal in selector:
         present = labels.get(key)
         if equal and present != value:

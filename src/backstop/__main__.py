@@ -1,0 +1,5 @@
+"""``python -m backstop`` is the ``backstop`` command."""
+
+from backstop.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""The node daemon: sample, report, enforce; serve /metrics and /healthz.
+
+Tasks on one event loop: the controller session (stream, reconnects), the enforcement queue,
+and the sampling loop. Blocking work (NVML, /proc, signals) runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+
+from backstop import __version__
+from backstop.agent.actuators.workload_actuator import ProcessActuator
+from backstop.agent.collectors.nvml import NvmlBackend
+from backstop.agent.collectors.processes import ProcessCollector
+from backstop.agent.discovery import WorkloadDiscovery
+from backstop.agent.enforcer import Enforcer
+from backstop.agent.sampler import NodeSample, Sampler
+from backstop.agent.session import ControllerSession
+from backstop.agent.state import AgentState
+from backstop.core.models import Command, CommandAck, NodeInfo, Report, Workload
+from backstop.core.settings import AgentSettings
+from backstop.telemetry.endpoint import TelemetryServer
+
+log = logging.getLogger(__name__)
+
+
+class AgentDaemon:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id or socket.gethostname()
+        self.state = AgentState(settings.state_dir)
+        self.nvml = NvmlBackend(settings.nvml_library or None)
+        self.sampler = Sampler(
+            self.nvml,
+            ProcessCollector(proc_root=settings.proc_root),
+            WorkloadDiscovery(self.node_id, proc_root=settings.proc_root),
+        )
+        self.actuator = ProcessActuator(
+            proc_root=settings.proc_root, default_grace_s=settings.default_grace_s
+        )
+        self.enforcer = Enforcer(
+            self.node_id,
+            self.state,
+            self._fresh_workloads,
+            self.actuator,
+            self.nvml,
+            default_grace_s=settings.default_grace_s,
+        )
+        self.session = ControllerSession(
+            settings.controller,
+            self.inventory,
+            lambda: self.state.last_command_sequence,
+            self._on_command,
+            reconnect_max_s=settings.reconnect_max_s,
+        )
+        self.latest: NodeSample | None = None
+        self._capabilities: tuple[str, ...] = ()
+
+    def inventory(self) -> NodeInfo:
+        return NodeInfo(
+            node_id=self.node_id,
+            hostname=socket.gethostname(),
+            agent_version=__version__,
+            labels=dict(self.settings.labels),
+            gpus=self.latest.gpus if self.latest else (),
+            nvml_available=self.nvml.available,
+            capabilities=self._capabilities,
+        )
+
+    def _fresh_workloads(self) -> list[Workload]:
+        sample = self.sampler.sample()
+        self.latest = sample
+        return list(sample.workloads)
+
+    async def _on_command(self, command: Command) -> CommandAck:
+        return await self.enforcer.submit(command)
+
+    def _interval(self) -> float:
+        observe = self.enforcer.observe
+        if observe is not None and observe.until_s > time.time():
+            return observe.interval_s
+        return self.session.report_interval_s or self.settings.report_interval_s
+
+    async def _sample_loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            sample = await asyncio.to_thread(self.sampler.sample)
+            self.latest = sample
+            await self.enforcer.reconcile(sample.workloads)
+            report = Report(
+                node_id=self.node_id,
+                sequence=self.state.next_report_sequence(),
+                sampled_at_s=sample.sampled_at_s,
+                gpus=sample.gpus,
+                workloads=tuple(self.enforcer.annotate(sample.workloads)),
+                dropped_reports=self.session.dropped_reports,
+            )
+            self.session.send_report(report)
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.05, self._interval() - elapsed))
+
+    def _healthy(self) -> tuple[bool, str]:
+        if not self.session.connected.is_set():
+            return False, "not connected to the controller"
+        return True, "ok"
+
+    def _detect_capabilities(self) -> tuple[str, ...]:
+        caps = list(self.actuator.mechanisms)
+        if self.nvml.available:
+            caps.append("nvml.power_limit")
+        return tuple(caps)
+
+    async def run(self) -> None:
+        if not self.nvml.start():
+            log.warning(
+                "NVML is not available: reporting without GPUs", extra={"node": self.node_id}
+            )
+        self._capabilities = self._detect_capabilities()
+        self.latest = await asyncio.to_thread(self.sampler.sample)
+        telemetry = (
+            TelemetryServer(self.settings.metrics_listen, self._healthy).start()
+            if self.settings.metrics_listen
+            else None
+        )
+        log.info(
+            "agent started",
+            extra={
+                "node": self.node_id,
+                "pid": os.getpid(),
+                "controller": self.settings.controller,
+                "gpus": len(self.latest.gpus),
+                "workloads": len(self.latest.workloads),
+            },
+        )
+        tasks = [
+            asyncio.create_task(self.enforcer.run(), name="enforcer"),
+            asyncio.create_task(self.session.run(), name="session"),
+            asyncio.create_task(self._sample_loop(), name="sampler"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if telemetry is not None:
+                telemetry.stop()
+            self.nvml.close()

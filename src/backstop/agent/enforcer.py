@@ -1,0 +1,434 @@
+"""Applies commands to this node's workloads, one at a time, through a single queue.
+
+Every enforcement on a node (commands from the controller and the re-application of corrections
+still in force) goes through :meth:`Enforcer.run`'s queue, so two requests never race on the
+same process tree. Each command is checked (duplicate, expiry), its intent journaled, applied
+to the workloads in scope (found by a fresh sample, not a stale one), journaled with its
+outcome, and acknowledged.
+
+Corrections in force stick: a workload that appears later and falls into the scope of an
+active pause or shutdown is paused or terminated on the next sample, until resume or expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from backstop.agent import metrics
+from backstop.agent.actuators.gpu_power import restore_gpus, throttle_gpus
+from backstop.agent.actuators.workload_actuator import ActuationResult, ProcessActuator
+from backstop.agent.collectors.nvml import NvmlBackend
+from backstop.agent.state import AgentState, AppliedCorrection, AppliedWorkload
+from backstop.core.errors import BackstopError
+from backstop.core.models import (
+    Action,
+    ActionParams,
+    Command,
+    CommandAck,
+    CorrectionSpec,
+    Fingerprint,
+    TargetState,
+    Workload,
+    WorkloadOutcome,
+)
+from backstop.core.scope import workload_in_scope
+from backstop.wire import convert
+
+log = logging.getLogger(__name__)
+
+STICKY_ACTIONS = (Action.PAUSE, Action.SHUTDOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveOverride:
+    interval_s: float
+    until_s: float
+
+
+class Enforcer:
+    def __init__(
+        self,
+        node_id: str,
+        state: AgentState,
+        refresh: Callable[[], Sequence[Workload]],
+        actuator: ProcessActuator,
+        gpu: NvmlBackend | None,
+        *,
+        default_grace_s: float = ActionParams.DEFAULT_GRACE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._node_id = node_id
+        self._state = state
+        self._refresh = refresh
+        self._actuator = actuator
+        self._gpu = gpu
+        self._default_grace_s = default_grace_s
+        self._clock = clock
+        self._queue: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = (
+            asyncio.Queue()
+        )
+        self.observe: ObserveOverride | None = None
+
+    # --- the queue -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            job, future = await self._queue.get()
+            if future.cancelled():
+                continue
+            try:
+                future.set_result(await job())
+            except Exception as exc:
+                log.exception("enforcement job failed")
+                future.set_exception(exc)
+
+    async def _enqueue(self, job: Callable[[], Awaitable[Any]]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((job, future))
+        return await future
+
+    async def submit(self, command: Command) -> CommandAck:
+        """Apply a command (in queue order) and return its acknowledgement."""
+        started = time.perf_counter()
+        try:
+            ack: CommandAck = await self._enqueue(lambda: self._apply(command))
+        except Exception as exc:  # noqa: BLE001 - reported to the controller as a failure
+            ack = CommandAck(
+                command.spec.correction_id,
+                command.sequence,
+                TargetState.FAILED,
+                f"agent error: {type(exc).__name__}: {exc}",
+            )
+        metrics.COMMANDS.labels(action=command.spec.action.value, state=ack.state.value).inc()
+        metrics.ACTION_SECONDS.labels(action=command.spec.action.value).observe(
+            time.perf_counter() - started
+        )
+        return ack
+
+    async def reconcile(self, workloads: Sequence[Workload]) -> None:
+        """Apply corrections still in force to workloads that newly fall into their scope."""
+        if any(c.action in STICKY_ACTIONS for c in self._state.active(self._clock())):
+            await self._enqueue(lambda: self._reconcile(workloads))
+
+    def annotate(self, workloads: Sequence[Workload]) -> list[Workload]:
+        """Set each workload's state from the corrections in force on it."""
+        states: dict[str, str] = {}
+        for c in self._state.active(self._clock()):
+            label = {"pause": "paused", "throttle": "throttled"}.get(c.action)
+            for w in c.workloads if label else ():
+                states.setdefault(w.workload_id, label or "")
+        return [
+            _replace_state(w, states[w.workload_id]) if w.workload_id in states else w
+            for w in workloads
+        ]
+
+    # --- commands ------------------------------------------------------------------------
+
+    async def _apply(self, command: Command) -> CommandAck:
+        spec = command.spec
+        prior = self._state.corrections.get(spec.correction_id)
+        if prior is not None and prior.ack_state != "applying":
+            return _stored_ack(prior, command.sequence)
+        now = self._clock()
+        if spec.expires_at_s <= now:
+            ack = CommandAck(
+                spec.correction_id,
+                command.sequence,
+                TargetState.REFUSED,
+                f"expired {now - spec.expires_at_s:.0f} s ago",
+            )
+            self._journal(command, ack, [])
+            return ack
+        self._journal(
+            command, CommandAck(spec.correction_id, command.sequence, TargetState.PENDING), []
+        )
+        log.info(
+            "applying correction",
+            extra={"correction_id": spec.correction_id, "action": spec.action.value},
+        )
+        if spec.action is Action.RESUME:
+            outcomes, message = await self._resume(spec)
+            applied: list[AppliedWorkload] = []
+            previous_power: dict[str, int] = {}
+        else:
+            workloads = await asyncio.to_thread(self._refresh)
+            in_scope = [w for w in workloads if workload_in_scope(spec.scope, w)]
+            outcomes, applied, previous_power, message = await self._act(spec, in_scope)
+        failed = [o for o in outcomes if o.outcome == "failed"]
+        ack = CommandAck(
+            spec.correction_id,
+            command.sequence,
+            TargetState.FAILED if failed else TargetState.APPLIED,
+            message,
+            tuple(outcomes),
+        )
+        self._journal(command, ack, applied, previous_power)
+        return ack
+
+    async def _act(
+        self, spec: CorrectionSpec, workloads: list[Workload]
+    ) -> tuple[list[WorkloadOutcome], list[AppliedWorkload], dict[str, int], str]:
+        action = spec.action
+        if action is Action.OBSERVE:
+            interval = spec.params.sample_interval_s or ActionParams.DEFAULT_OBSERVE_INTERVAL_S
+            self.observe = ObserveOverride(interval, spec.expires_at_s)
+            outcomes = [_outcome(w, "applied", f"sampling every {interval:g} s") for w in workloads]
+            return outcomes, [], {}, f"sampling every {interval:g} s until expiry"
+        if not workloads:
+            return [], [], {}, "no workloads in scope on this node"
+        previous_power: dict[str, int] = {}
+        if action is Action.THROTTLE:
+            results, previous_power = await asyncio.to_thread(self._throttle, spec, workloads)
+        elif action is Action.PAUSE:
+            results = await asyncio.to_thread(lambda: [self._actuator.pause(w) for w in workloads])
+        else:  # TERMINATE, SHUTDOWN: all trees at once, one shared grace period
+            grace = (
+                spec.params.grace_s if spec.params.grace_s is not None else self._default_grace_s
+            )
+            results = list(
+                await asyncio.gather(
+                    *(asyncio.to_thread(self._actuator.terminate, w, grace) for w in workloads)
+                )
+            )
+        outcomes = [
+            _outcome(w, r.outcome, r.detail, r.pids)
+            for w, r in zip(workloads, results, strict=True)
+        ]
+        applied = [
+            AppliedWorkload(
+                w.workload_id, w.root_pid, list(r.pids or w.pids), r.mechanism, w.fingerprint.cgroup
+            )
+            for w, r in zip(workloads, results, strict=True)
+            if r.outcome == "applied"
+        ]
+        done = sum(1 for o in outcomes if o.outcome == "applied")
+        return (
+            outcomes,
+            applied,
+            previous_power,
+            f"{action.value}: {done}/{len(workloads)} workload(s)",
+        )
+
+    def _throttle(
+        self, spec: CorrectionSpec, workloads: list[Workload]
+    ) -> tuple[list[ActuationResult], dict[str, int]]:
+        fraction = spec.params.power_fraction or ActionParams.DEFAULT_POWER_FRACTION
+        uuids = sorted({g.gpu_uuid for w in workloads for g in w.fingerprint.gpus})
+        previous: dict[str, int] = {}
+        gpu_error = ""
+        if uuids and self._gpu is not None and self._gpu.available:
+            record = self._state.original_power_mw
+            try:
+                throttle_gpus(self._gpu, uuids, fraction, record=record)
+            except BackstopError as exc:
+                gpu_error = exc.message
+            finally:
+                self._state.save()
+            previous = {u: record[u] for u in uuids if u in record}
+        elif uuids:
+            gpu_error = "NVML is not available on this node"
+        results = []
+        for w in workloads:
+            mine = [g.gpu_uuid for g in w.fingerprint.gpus]
+            parts, ok = [], True
+            if mine:
+                if gpu_error:
+                    parts.append(f"GPU power cap failed: {gpu_error}")
+                    ok = False
+                else:
+                    parts.append(
+                        f"GPU power capped at {fraction:.0%} of default on {len(mine)} GPU(s)"
+                    )
+            previous_cpu = ""
+            if spec.params.cpu_fraction is not None:
+                r = self._actuator.throttle_cpu(w, spec.params.cpu_fraction)
+                parts.append(r.to_workload_outcome().detail)
+                ok = ok and r.outcome == "applied"
+                previous_cpu = r.previous
+            if not mine and spec.params.cpu_fraction is None:
+                results.append(
+                    ActuationResult(
+                        "skipped",
+                        "none",
+                        w.pids,
+                        "uses no GPU; nothing to cap",
+                        workload_id=w.workload_id,
+                    )
+                )
+                continue
+            mechanism = "+".join(
+                m for m, used in (("nvml.power_limit", mine), ("cpu.max", previous_cpu)) if used
+            )
+            results.append(
+                ActuationResult(
+                    "applied" if ok else "failed",
+                    mechanism or "none",
+                    w.pids,
+                    "; ".join(parts),
+                    previous=previous_cpu,
+                    workload_id=w.workload_id,
+                )
+            )
+        return results, previous
+
+    async def _resume(self, spec: CorrectionSpec) -> tuple[list[WorkloadOutcome], str]:
+        target = self._state.corrections.get(spec.reverts)
+        if target is None or target.ack_state not in ("applied", "failed"):
+            return [], f"nothing of {spec.reverts} to undo on this node"
+        if target.reverted:
+            return [], f"{spec.reverts} was already undone here"
+        outcomes: list[WorkloadOutcome] = []
+        if target.action == Action.OBSERVE.value:
+            self.observe = None
+        if target.action == Action.PAUSE.value:
+            results = await asyncio.to_thread(
+                lambda: [
+                    self._actuator.resume(_stub_workload(self._node_id, w))
+                    for w in target.workloads
+                ]
+            )
+            outcomes = [
+                WorkloadOutcome(w.workload_id, tuple(r.pids), r.outcome, r.detail)
+                for w, r in zip(target.workloads, results, strict=True)
+            ]
+        if target.action == Action.THROTTLE.value:
+            outcomes = await asyncio.to_thread(self._unthrottle, target)
+        self._state.mark_reverted(spec.reverts)
+        if target.action == Action.SHUTDOWN.value:
+            return [], f"fence of {spec.reverts} lifted; terminated workloads are not restarted"
+        done = sum(1 for o in outcomes if o.outcome == "applied")
+        return outcomes, f"undid {target.action} of {spec.reverts}: {done} workload(s)"
+
+    def _unthrottle(self, target: AppliedCorrection) -> list[WorkloadOutcome]:
+        """Restore the GPUs this throttle capped, unless another throttle still caps them."""
+        detail = ""
+        outcome = "applied"
+        still_capped = {
+            uuid
+            for c in self._state.active(self._clock())
+            if c.action == Action.THROTTLE.value and c.correction_id != target.correction_id
+            for uuid in c.previous_power_mw
+        }
+        record = self._state.original_power_mw
+        restore = {
+            u: record[u] for u in target.previous_power_mw if u in record and u not in still_capped
+        }
+        if restore and self._gpu is not None:
+            try:
+                restore_gpus(self._gpu, restore)
+                for uuid in restore:
+                    del record[uuid]
+                self._state.save()
+                detail = f"GPU power limit restored on {len(restore)} GPU(s)"
+            except BackstopError as exc:
+                outcome, detail = "failed", f"GPU power restore failed: {exc.message}"
+        elif still_capped & set(target.previous_power_mw):
+            detail = "GPU power stays capped by another throttle in force"
+        outcomes = []
+        for w in target.workloads:
+            if w.previous_cpu_max:
+                r = self._actuator.restore_cpu(_stub_workload(self._node_id, w), w.previous_cpu_max)
+                outcomes.append(
+                    WorkloadOutcome(
+                        w.workload_id, tuple(w.pids), r.outcome, f"{detail}; {r.detail}"
+                    )
+                )
+            else:
+                outcomes.append(WorkloadOutcome(w.workload_id, tuple(w.pids), outcome, detail))
+        return outcomes
+
+    async def _reconcile(self, workloads: Sequence[Workload]) -> None:
+        for correction in self._state.active(self._clock()):
+            if correction.action not in (a.value for a in STICKY_ACTIONS):
+                continue
+            spec = convert.spec_from_bytes(bytes.fromhex(correction.spec))
+            handled = {w.workload_id for w in correction.workloads}
+            new = [
+                w
+                for w in workloads
+                if w.workload_id not in handled and workload_in_scope(spec.scope, w)
+            ]
+            if not new:
+                continue
+            _, applied, _, message = await self._act(spec, new)
+            log.warning(
+                "re-applied correction in force to new workloads",
+                extra={
+                    "correction_id": correction.correction_id,
+                    "count": len(new),
+                    "detail": message,
+                },
+            )
+            correction.workloads.extend(applied)
+            self._state.record(correction)
+
+    def _journal(
+        self,
+        command: Command,
+        ack: CommandAck,
+        applied: list[AppliedWorkload],
+        previous_power: dict[str, int] | None = None,
+    ) -> None:
+        state = "applying" if ack.state is TargetState.PENDING else ack.state.value
+        self._state.record(
+            AppliedCorrection(
+                correction_id=command.spec.correction_id,
+                action=command.spec.action.value,
+                sequence=command.sequence,
+                spec=convert.spec_bytes(command.spec).hex(),
+                expires_at_s=command.spec.expires_at_s,
+                ack_state=state,
+                ack_message=ack.message,
+                ack_outcomes=[
+                    {
+                        "workload_id": o.workload_id,
+                        "pids": list(o.pids),
+                        "outcome": o.outcome,
+                        "detail": o.detail,
+                    }
+                    for o in ack.outcomes
+                ],
+                workloads=applied,
+                previous_power_mw=previous_power or {},
+            )
+        )
+
+
+def _outcome(w: Workload, outcome: str, detail: str, pids: Sequence[int] = ()) -> WorkloadOutcome:
+    return WorkloadOutcome(w.workload_id, tuple(pids or w.pids), outcome, detail)
+
+
+def _stored_ack(prior: AppliedCorrection, sequence: int) -> CommandAck:
+    return CommandAck(
+        prior.correction_id,
+        sequence,
+        TargetState(prior.ack_state),
+        prior.ack_message,
+        tuple(
+            WorkloadOutcome(o["workload_id"], tuple(o["pids"]), o["outcome"], o.get("detail", ""))
+            for o in prior.ack_outcomes
+        ),
+    )
+
+
+def _stub_workload(node_id: str, applied: AppliedWorkload) -> Workload:
+    """A workload as recorded when it was changed, to undo exactly that change."""
+    return Workload(
+        workload_id=applied.workload_id,
+        node_id=node_id,
+        root_pid=applied.root_pid,
+        pids=tuple(applied.pids),
+        fingerprint=Fingerprint(cgroup=applied.cgroup),
+        started_at_s=applied.started_at_s,
+    )
+
+
+def _replace_state(w: Workload, state: str) -> Workload:
+    from dataclasses import replace
+
+    return replace(w, state=state)

@@ -1,0 +1,102 @@
+"""One sample of the node: run each collector (timed, isolated), then discover workloads.
+
+Pipeline (dcgm-exporter style): collect (NVML, processes) → transform (group processes into
+workloads, fingerprint them) → publish (the daemon reports it). A failing collector never fails
+the sample: its section is empty, its success metric is 0, and the error is logged once per
+change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from backstop.agent import metrics
+from backstop.agent.collectors.nvml import GpuSnapshot, NvmlBackend
+from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot
+from backstop.agent.discovery import WorkloadDiscovery
+from backstop.core.errors import BackstopError
+from backstop.core.models import GpuSample, Workload
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSample:
+    sampled_at_s: float
+    gpus: tuple[GpuSample, ...]
+    workloads: tuple[Workload, ...]
+    errors: tuple[str, ...] = ()
+
+
+class Sampler:
+    def __init__(
+        self,
+        nvml: NvmlBackend | None,
+        processes: ProcessCollector,
+        discovery: WorkloadDiscovery,
+    ) -> None:
+        self._nvml = nvml
+        self._processes = processes
+        self._discovery = discovery
+        self._last_errors: dict[str, str] = {}
+
+    def _timed(self, name: str, collect: Callable[[], T], empty: T) -> tuple[T, str]:
+        start = time.perf_counter()
+        try:
+            result, error = collect(), ""
+        except BackstopError as exc:
+            result, error = empty, exc.message
+        except Exception as exc:  # noqa: BLE001 - one failing collector never fails the sample
+            result, error = empty, f"{type(exc).__name__}: {exc}"
+        metrics.COLLECTOR_SECONDS.labels(collector=name).set(time.perf_counter() - start)
+        metrics.COLLECTOR_SUCCESS.labels(collector=name).set(0 if error else 1)
+        if error != self._last_errors.get(name, ""):
+            if error:
+                log.warning("collector failed", extra={"collector": name, "error": error})
+            else:
+                log.info("collector recovered", extra={"collector": name})
+            self._last_errors[name] = error
+        return result, error
+
+    def sample(self) -> NodeSample:
+        now = time.time()
+        gpu = GpuSnapshot(gpus=(), processes=())
+        errors: list[str] = []
+        if self._nvml is not None and self._nvml.available:
+            gpu, error = self._timed("nvml", self._nvml.collect, gpu)
+            errors += [error] if error else []
+            errors += list(gpu.errors)
+        procs, error = self._timed(
+            "processes", self._processes.collect, ProcessSnapshot(processes={})
+        )
+        errors += [error] if error else []
+        util = {g.uuid: g.utilization_pct for g in gpu.gpus if g.utilization_pct is not None}
+        no_workloads: list[Workload] = []
+        workloads, error = self._timed(
+            "discovery", lambda: self._discovery.discover(procs, gpu.processes, util), no_workloads
+        )
+        errors += [error] if error else []
+        self._publish_gpu_metrics(gpu.gpus)
+        metrics.WORKLOADS.set(len(workloads))
+        return NodeSample(now, gpu.gpus, tuple(workloads), tuple(errors))
+
+    @staticmethod
+    def _publish_gpu_metrics(gpus: tuple[GpuSample, ...]) -> None:
+        for g in gpus:
+            labels = {"gpu": str(g.index), "uuid": g.uuid}
+            if g.utilization_pct is not None:
+                metrics.GPU_UTILIZATION.labels(**labels).set(g.utilization_pct)
+            if g.memory_used_bytes is not None:
+                metrics.GPU_MEMORY_USED.labels(**labels).set(g.memory_used_bytes)
+            if g.power_mw is not None:
+                metrics.GPU_POWER.labels(**labels).set(g.power_mw / 1000)
+            if g.power_limit_mw is not None:
+                metrics.GPU_POWER_LIMIT.labels(**labels).set(g.power_limit_mw / 1000)
+            if g.temperature_c is not None:
+                metrics.GPU_TEMPERATURE.labels(**labels).set(g.temperature_c)

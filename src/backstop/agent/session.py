@@ -1,0 +1,184 @@
+"""The agent's one long-lived, agent-initiated stream to the controller.
+
+The agent dials out (so it works behind NAT), sends a Hello with its inventory and the last
+command sequence it processed, then sends reports and acks while receiving commands. When the
+stream breaks it reconnects with capped exponential backoff and jitter; commands it missed are
+redelivered by the controller on the new stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from backstop.agent import metrics
+from backstop.api.v1 import agent_pb2, agent_pb2_grpc
+from backstop.core.models import Command, CommandAck, NodeInfo, Report, TargetState
+from backstop.core.netaddr import require_loopback_for_plaintext
+from backstop.wire import convert
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+OUTBOX_LIMIT = 1000
+
+CommandHandler = Callable[[Command], Awaitable[CommandAck]]
+
+
+class ControllerSession:
+    """Keeps the stream up; ``send_report`` and acks go through one outbox."""
+
+    def __init__(
+        self,
+        address: str,
+        inventory: Callable[[], NodeInfo],
+        last_command_sequence: Callable[[], int],
+        on_command: CommandHandler,
+        reconnect_max_s: float = 10.0,
+    ) -> None:
+        require_loopback_for_plaintext(address)
+        self._address = address
+        self._inventory = inventory
+        self._last_sequence = last_command_sequence
+        self._on_command = on_command
+        self._reconnect_max_s = reconnect_max_s
+        self._reports: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue(OUTBOX_LIMIT)
+        self._acks: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
+        self._pending = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.report_interval_s: float | None = None
+        self.last_contact_s = 0.0
+        self.dropped_reports = 0
+        self._command_tasks: set[asyncio.Task[None]] = set()
+
+    def send_report(self, report: Report) -> bool:
+        """Queue a report; when the outbox is full the oldest report is dropped and counted."""
+        message = agent_pb2.AgentMessage(report=convert.report_to_pb(report))
+        dropped = False
+        if self._reports.full():
+            self._reports.get_nowait()
+            self.dropped_reports += 1
+            metrics.REPORTS_DROPPED.inc()
+            dropped = True
+        self._reports.put_nowait(message)
+        self._pending.set()
+        return not dropped
+
+    def _send_ack(self, ack: agent_pb2.CommandAck) -> None:
+        """Acks are never dropped and go out before any queued report."""
+        self._acks.put_nowait(agent_pb2.AgentMessage(ack=ack))
+        self._pending.set()
+
+    async def _next_message(self) -> agent_pb2.AgentMessage:
+        while True:
+            if not self._acks.empty():
+                return self._acks.get_nowait()
+            if not self._reports.empty():
+                return self._reports.get_nowait()
+            self._pending.clear()
+            await self._pending.wait()
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect; until cancelled."""
+        delay = 0.2
+        while True:
+            started = time.monotonic()
+            try:
+                await self._serve_once()
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                log.warning(
+                    "controller stream ended",
+                    extra={
+                        "controller": self._address,
+                        "code": exc.code().name,
+                        "error": exc.details(),
+                    },
+                )
+            except Exception:
+                log.exception("controller stream failed", extra={"controller": self._address})
+            self.connected.clear()
+            metrics.CONNECTED.set(0)
+            if time.monotonic() - started > 30:
+                delay = 0.2
+            sleep = min(delay, self._reconnect_max_s) * random.uniform(0.5, 1.0)  # noqa: S311
+            await asyncio.sleep(sleep)
+            delay = min(delay * 2, self._reconnect_max_s)
+
+    async def _serve_once(self) -> None:
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        async with grpc.aio.insecure_channel(self._address, options=options) as channel:
+            stub = agent_pb2_grpc.AgentGatewayStub(channel)
+            call = stub.Connect()
+            hello = agent_pb2.Hello(
+                node=convert.node_to_pb(self._inventory()),
+                last_command_sequence=self._last_sequence(),
+                protocol_version=PROTOCOL_VERSION,
+            )
+            await call.write(agent_pb2.AgentMessage(hello=hello))
+            welcome = await call.read()
+            if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):
+                raise ConnectionError("controller did not answer the Hello with a Welcome")
+            self.report_interval_s = welcome.welcome.report_interval_s or None
+            self.last_contact_s = time.time()
+            self.connected.set()
+            metrics.CONNECTED.set(1)
+            log.info(
+                "connected to controller",
+                extra={"controller": self._address, "controller_id": welcome.welcome.controller_id},
+            )
+            writer = asyncio.create_task(self._write_loop(call))
+            try:
+                await self._read_loop(call)
+            finally:
+                writer.cancel()
+
+    async def _write_loop(self, call: Any) -> None:
+        while True:
+            message = await self._next_message()
+            await call.write(message)
+            if message.HasField("report"):
+                metrics.REPORTS_SENT.inc()
+
+    async def _read_loop(self, call: Any) -> None:
+        while True:
+            message = await call.read()
+            if message is grpc.aio.EOF:
+                return
+            self.last_contact_s = time.time()
+            kind = message.WhichOneof("body")
+            if kind == "command":
+                task = asyncio.create_task(self._handle_command(message.command))
+                self._command_tasks.add(task)
+                task.add_done_callback(self._command_tasks.discard)
+
+    async def _handle_command(self, msg: agent_pb2.Command) -> None:
+        try:
+            spec = convert.spec_from_bytes(msg.correction.spec)
+        except Exception as exc:  # noqa: BLE001 - any malformed command is refused, not fatal
+            log.warning("refused malformed command", extra={"sequence": msg.sequence})
+            self._send_ack(
+                agent_pb2.CommandAck(
+                    correction_id="malformed",
+                    sequence=msg.sequence,
+                    state=convert.target_state_to_pb(TargetState.REFUSED),
+                    message=f"malformed command: {exc}",
+                )
+            )
+            return
+        result = await self._on_command(Command(sequence=msg.sequence, spec=spec))
+        self._send_ack(convert.ack_to_pb(result))

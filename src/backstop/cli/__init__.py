@@ -1,0 +1,1 @@
+"""The ``backstop`` command line: daemons (controller, agent) and the operator verbs."""

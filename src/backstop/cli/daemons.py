@@ -1,0 +1,73 @@
+"""``backstop controller serve`` and ``backstop agent run``: settings from flags, then run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from backstop.core.errors import InvalidInput
+from backstop.core.settings import AgentSettings, ControllerSettings
+from backstop.telemetry import logs
+
+
+def _run_until_signal(main: Coroutine[Any, Any, None]) -> int:
+    async def runner() -> None:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(runner())
+    return 0
+
+
+def controller_serve(args: argparse.Namespace) -> int:
+    from backstop.controller.server import serve
+
+    logs.configure(args.log_level, args.log_format)
+    if args.report_interval <= 0 or args.ack_timeout <= 0:
+        raise InvalidInput("--report-interval and --ack-timeout must be positive")
+    settings = ControllerSettings(
+        listen=args.listen,
+        store_url=args.store,
+        metrics_listen=args.metrics_listen,
+        report_interval_s=args.report_interval,
+        ack_timeout_s=args.ack_timeout,
+    )
+    ready = Path(args.ready_file) if args.ready_file else None
+    return _run_until_signal(serve(settings, ready))
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"malformed --label {pair!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def agent_run(args: argparse.Namespace) -> int:
+    from backstop.agent.daemon import AgentDaemon
+
+    logs.configure(args.log_level, args.log_format)
+    if args.report_interval <= 0:
+        raise InvalidInput("--report-interval must be positive")
+    settings = AgentSettings(
+        controller=args.controller,
+        node_id=args.node_id,
+        state_dir=Path(args.state_dir),
+        report_interval_s=args.report_interval,
+        metrics_listen=args.metrics_listen,
+        nvml_library=args.nvml_library,
+        labels=_labels(args.label),
+    )
+    return _run_until_signal(AgentDaemon(settings).run())

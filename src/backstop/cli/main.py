@@ -1,0 +1,199 @@
+"""Entry point of ``backstop``: the parser, and the mapping of errors to exit codes.
+
+Exit codes: 0 success; 1 the operation ran but did not fully succeed (a correction failed or a
+target was unreachable); 2 bad input; 3 controller unreachable; 4 not found; 5 conflict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from backstop import __version__
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, Unavailable
+from backstop.core.settings import DEFAULT_CONTROLLER
+
+EXIT_INCOMPLETE = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_NOT_FOUND = 4
+EXIT_CONFLICT = 5
+
+CORRECTION_VERBS = {
+    "observe": "raise the sampling rate of workloads in scope (no effect on them)",
+    "throttle": "cap GPU power (and optionally CPU) of workloads in scope",
+    "pause": "freeze workloads in scope (GPU memory stays allocated)",
+    "terminate": "stop workloads in scope: SIGTERM, grace period, SIGKILL",
+    "shutdown": "terminate every model-serving workload in scope and fence the nodes",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"backstop: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _output_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table", help="output format"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="backstop",
+        description="See what runs on your accelerators and correct it fast.",
+    )
+    parser.add_argument("--version", action="version", version=f"backstop {__version__}")
+    parser.add_argument(
+        "--controller",
+        default=os.environ.get("BACKSTOP_CONTROLLER", DEFAULT_CONTROLLER),
+        help="controller address HOST:PORT (env BACKSTOP_CONTROLLER; default %(default)s)",
+    )
+    parser.add_argument(
+        "--as",
+        dest="user",
+        default=os.environ.get("BACKSTOP_USER", ""),
+        help="who is acting (env BACKSTOP_USER; default: the login name)",
+    )
+    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    parser.add_argument(
+        "--log-format", choices=("auto", "text", "json"), default="auto", help="daemon log format"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    _add_daemons(sub)
+    _add_listings(sub)
+    _add_corrections(sub)
+    demo = sub.add_parser("demo", help="run everything locally and narrate a correction")
+    demo.add_argument("--pace", type=float, default=1.0, help="seconds between steps")
+    return parser
+
+
+def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
+    ctl = sub.add_parser("controller", help="run the central controller")
+    ctl_sub = ctl.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    ctl_sub.required = True
+    serve = ctl_sub.add_parser("serve", help="serve agents and the control API")
+    serve.add_argument("--listen", default=DEFAULT_CONTROLLER, help="gRPC HOST:PORT")
+    serve.add_argument(
+        "--store", default="sqlite:///backstop.db", help="sqlite:///PATH (default %(default)s)"
+    )
+    serve.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics, /healthz")
+    serve.add_argument("--report-interval", type=float, default=5.0, help="seconds")
+    serve.add_argument(
+        "--ack-timeout", type=float, default=10.0, help="seconds before a target is unreachable"
+    )
+    serve.add_argument("--ready-file", default="", help="write the bound address here when ready")
+
+    agent = sub.add_parser("agent", help="run the node agent")
+    agent_sub = agent.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    agent_sub.required = True
+    run = agent_sub.add_parser("run", help="report this node and apply corrections")
+    run.add_argument("--node-id", default="", help="stable node name (default: host name)")
+    run.add_argument("--state-dir", default="/var/lib/backstop", help="agent journal directory")
+    run.add_argument("--report-interval", type=float, default=5.0, help="seconds")
+    run.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics, /healthz")
+    run.add_argument("--nvml-library", default="", help="path of libnvidia-ml.so.1")
+    run.add_argument("--label", action="append", default=[], help="node label K=V (repeatable)")
+
+
+def _add_listings(sub: argparse._SubParsersAction[_Parser]) -> None:
+    nodes = sub.add_parser("nodes", help="list nodes and their GPUs")
+    _output_flag(nodes)
+    workloads = sub.add_parser("workloads", help="list workloads and fingerprints")
+    workloads.add_argument("--node", default="", help="only this node")
+    _output_flag(workloads)
+    corrections = sub.add_parser("corrections", help="list corrections, newest first")
+    corrections.add_argument("--limit", type=int, default=50)
+    _output_flag(corrections)
+
+
+def _add_corrections(sub: argparse._SubParsersAction[_Parser]) -> None:
+    for verb, text in CORRECTION_VERBS.items():
+        p = sub.add_parser(verb, help=text, description=text)
+        scope = p.add_argument_group("scope (one or more; --all alone)")
+        scope.add_argument("--all", action="store_true", help="every workload on every node")
+        scope.add_argument("--node", action="append", default=[], help="node id (repeatable)")
+        scope.add_argument("--selector", default="", help="labels, e.g. backstop.io/framework=vllm")
+        scope.add_argument("--model", action="append", default=[], help="model hash (prefix)")
+        scope.add_argument("--workload", action="append", default=[], help="workload id")
+        p.add_argument("--reason", required=True, help="why (recorded with the correction)")
+        p.add_argument("--wait", action="store_true", help="wait for every target to answer")
+        p.add_argument("--timeout", type=float, default=60.0, help="seconds to --wait")
+        p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+        p.add_argument("--ttl", type=float, default=0.0, help="expiry in seconds")
+        if verb == "throttle":
+            p.add_argument(
+                "--power-fraction", type=float, default=None, help="GPU power cap (0-1]; 0.5"
+            )
+            p.add_argument("--cpu-cores", type=float, default=None, help="CPU quota in cores")
+        if verb in ("terminate", "shutdown"):
+            p.add_argument("--grace", type=float, default=None, help="SIGTERM→SIGKILL seconds")
+        if verb == "observe":
+            p.add_argument("--interval", type=float, default=None, help="sampling seconds")
+        _output_flag(p)
+
+    approve = sub.add_parser("approve", help="approve a proposed correction")
+    approve.add_argument("id")
+    _output_flag(approve)
+    resume = sub.add_parser("resume", help="undo an observe, throttle, pause or shutdown")
+    resume.add_argument("id")
+    resume.add_argument("--reason", default="", help="why")
+    resume.add_argument("--wait", action="store_true")
+    resume.add_argument("--timeout", type=float, default=60.0)
+    _output_flag(resume)
+    status = sub.add_parser("status", help="show a correction and its targets")
+    status.add_argument("id")
+    status.add_argument("--watch", action="store_true", help="follow until it finishes")
+    status.add_argument("--timeout", type=float, default=300.0)
+    _output_flag(status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BackstopError as exc:
+        sys.stderr.write(f"backstop: {exc.message}\n")
+        return _exit_code(exc)
+
+
+def _exit_code(exc: BackstopError) -> int:
+    if isinstance(exc, InvalidInput):
+        return EXIT_USAGE
+    if isinstance(exc, Unavailable):
+        return EXIT_UNAVAILABLE
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, Conflict):
+        return EXIT_CONFLICT
+    return EXIT_INCOMPLETE
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "controller":
+        from backstop.cli import daemons
+
+        return daemons.controller_serve(args)
+    if args.command == "agent":
+        from backstop.cli import daemons
+
+        return daemons.agent_run(args)
+    if args.command == "demo":
+        from backstop.demo.narrated import run_demo
+
+        return run_demo(pace_s=args.pace)
+    from backstop.cli import operate
+
+    return operate.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

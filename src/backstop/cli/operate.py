@@ -1,0 +1,273 @@
+"""The operator verbs: listings, corrections, resume, approve, status."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Iterator
+
+from backstop.api.v1 import control_pb2, types_pb2
+from backstop.cli import render
+from backstop.cli.client import ControllerClient
+from backstop.core.errors import InvalidInput, Unavailable
+from backstop.core.models import Action, ActionParams, Scope
+from backstop.core.scope import parse_model_hash, parse_selector, validate_scope
+from backstop.wire import convert
+
+EXIT_INCOMPLETE = 1
+
+
+def run(args: argparse.Namespace) -> int:
+    with ControllerClient(args.controller) as client:
+        handler = _HANDLERS.get(args.command, _correct)
+        return handler(client, args)
+
+
+def _user(args: argparse.Namespace) -> str:
+    if args.user:
+        return str(args.user)
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# --- listings ---------------------------------------------------------------------------
+
+
+def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
+    nodes = client.list_nodes()
+    if args.output == "json":
+        print(render.to_json(nodes))
+        return 0
+    rows = [
+        (
+            n.node_id,
+            "connected" if n.connected else "offline",
+            len(n.gpus),
+            ", ".join(sorted({g.name for g in n.gpus})) or ("-" if n.nvml_available else "no NVML"),
+            n.workload_count,
+            render.age(n.last_seen_s),
+            n.agent_version,
+        )
+        for n in nodes
+    ]
+    print(render.table(("node", "status", "gpus", "gpu model", "workloads", "seen", "agent"), rows))
+    return 0
+
+
+def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
+    workloads = client.list_workloads(args.node)
+    if args.output == "json":
+        print(render.to_json(workloads))
+        return 0
+    rows = []
+    for w in workloads:
+        fp = w.fingerprint
+        gpu_mem = sum(g.used_memory_bytes for g in fp.gpus)
+        rows.append(
+            (
+                w.workload_id,
+                w.node_id,
+                w.root_pid,
+                len(w.pids),
+                w.state,
+                fp.framework or "-",
+                fp.behaviour or "-",
+                f"{len(fp.gpus)}/{render.mib(gpu_mem)}" if fp.gpus else "-",
+                ",".join(str(p) for p in fp.listening_ports) or "-",
+                fp.model_hash[:12] or "-",
+                " ".join(fp.cmdline)[:48],
+            )
+        )
+    print(
+        render.table(
+            (
+                "workload",
+                "node",
+                "pid",
+                "procs",
+                "state",
+                "framework",
+                "behaviour",
+                "gpus/mem",
+                "ports",
+                "model",
+                "command",
+            ),
+            rows,
+        )
+    )
+    return 0
+
+
+def _corrections(client: ControllerClient, args: argparse.Namespace) -> int:
+    if args.limit <= 0:
+        raise InvalidInput("--limit must be positive")
+    corrections = client.list_corrections(args.limit)
+    if args.output == "json":
+        print(render.to_json(corrections))
+        return 0
+    rows = [
+        (
+            c.spec.correction_id,
+            render.action(c.spec.action),
+            render.correction_state(c.state),
+            render.scope_text(c.spec.scope),
+            len(c.targets),
+            render.age(c.spec.created_at_s),
+            c.spec.issuer,
+            c.spec.reason[:40],
+        )
+        for c in corrections
+    ]
+    print(
+        render.table(("id", "action", "state", "scope", "targets", "age", "issuer", "reason"), rows)
+    )
+    return 0
+
+
+# --- corrections ------------------------------------------------------------------------
+
+
+def scope_from_args(args: argparse.Namespace) -> Scope:
+    scope = Scope(
+        all=bool(args.all),
+        node_ids=tuple(args.node),
+        selector=parse_selector(args.selector) if args.selector else (),
+        model_hashes=tuple(parse_model_hash(m) for m in args.model),
+        workload_ids=tuple(args.workload),
+    )
+    validate_scope(scope)
+    return scope
+
+
+def params_from_args(args: argparse.Namespace) -> ActionParams:
+    params = ActionParams(
+        power_fraction=getattr(args, "power_fraction", None),
+        cpu_fraction=getattr(args, "cpu_cores", None),
+        grace_s=getattr(args, "grace", None),
+        sample_interval_s=getattr(args, "interval", None),
+    )
+    convert.validate_params(params)
+    return params
+
+
+def _confirm(action: Action, scope: Scope, args: argparse.Namespace) -> None:
+    if args.yes or not (action.severe or scope.all):
+        return
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            f"{action.value} of {'--all' if scope.all else 'this scope'} needs --yes"
+        )
+    answer = input(
+        f"{action.value} {'ALL workloads' if scope.all else 'workloads in scope'}? [y/N] "
+    )
+    if answer.strip().lower() not in ("y", "yes"):
+        raise InvalidInput("cancelled; nothing was changed")
+
+
+def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
+    action = Action(args.command)
+    scope = scope_from_args(args)
+    params = params_from_args(args)
+    if args.ttl < 0 or args.timeout <= 0:
+        raise InvalidInput("--ttl must not be negative and --timeout must be positive")
+    _confirm(action, scope, args)
+    correction = client.create(
+        control_pb2.CreateCorrectionRequest(
+            action=convert.action_to_pb(action),
+            scope=convert.scope_to_pb(scope),
+            reason=args.reason,
+            issuer=_user(args),
+            ttl_s=args.ttl,
+            params=convert.params_to_pb(params),
+        )
+    )
+    return _report(client, correction, args)
+
+
+def _report(
+    client: ControllerClient, correction: types_pb2.Correction, args: argparse.Namespace
+) -> int:
+    cid = correction.spec.correction_id
+    if not getattr(args, "wait", False):
+        if args.output == "json":
+            print(render.to_json(correction))
+        else:
+            print(cid)
+        return 0
+    final = _follow(client.watch(cid, args.timeout), args.output != "json")
+    if args.output == "json":
+        print(render.to_json(final))
+    return _exit_for(final)
+
+
+def _follow(stream: Iterator[types_pb2.Correction], narrate: bool) -> types_pb2.Correction:
+    seen: dict[str, int] = {}
+    last: types_pb2.Correction | None = None
+    for c in stream:
+        if narrate and last is None:
+            print(
+                f"{c.spec.correction_id}  {render.action(c.spec.action)}  "
+                f"scope: {render.scope_text(c.spec.scope)}"
+            )
+        if narrate:
+            for t in c.targets:
+                if seen.get(t.node_id) != t.state:
+                    seen[t.node_id] = t.state
+                    print(render.target_line(t, c.spec.created_at_s), flush=True)
+        last = c
+    if last is None:  # the controller always sends the current state first
+        raise Unavailable("the controller closed the watch without sending the correction")
+    if narrate:
+        print(f"{render.correction_state(last.state)}: {last.message}")
+    return last
+
+
+def _exit_for(c: types_pb2.Correction) -> int:
+    done = (
+        types_pb2.CORRECTION_STATE_COMPLETED,
+        types_pb2.CORRECTION_STATE_REVERTED,
+    )
+    all_applied = all(t.state == types_pb2.TARGET_STATE_APPLIED for t in c.targets)
+    return 0 if c.state in done and all_applied else EXIT_INCOMPLETE
+
+
+def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
+    correction = client.resume(args.id, args.reason, _user(args))
+    return _report(client, correction, args)
+
+
+def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
+    correction = client.approve(args.id, _user(args))
+    if args.output == "json":
+        print(render.to_json(correction))
+    else:
+        render.write_correction(sys.stdout, correction)
+    return 0
+
+
+def _status(client: ControllerClient, args: argparse.Namespace) -> int:
+    if args.watch:
+        final = _follow(client.watch(args.id, args.timeout), args.output != "json")
+        if args.output == "json":
+            print(render.to_json(final))
+        return _exit_for(final)
+    correction = client.get(args.id)
+    if args.output == "json":
+        print(render.to_json(correction))
+    else:
+        render.write_correction(sys.stdout, correction)
+    return 0
+
+
+_HANDLERS = {
+    "nodes": _nodes,
+    "workloads": _workloads,
+    "corrections": _corrections,
+    "resume": _resume,
+    "approve": _approve,
+    "status": _status,
+}

@@ -1,0 +1,1 @@
+"""The central controller: agent gateway, corrections engine, control API and store."""

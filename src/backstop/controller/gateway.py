@@ -1,0 +1,200 @@
+"""The agent gateway: terminates each agent's long-lived ``Connect`` stream.
+
+Per stream: the first message must be a Hello (within ``hello_timeout_s``); the node is
+registered, a Welcome goes down, unacknowledged commands are redelivered, and then reports and
+acks are read while commands are written. A malformed message ends that stream with
+INVALID_ARGUMENT and a message saying what was wrong; nothing from it is stored, and no other
+stream is affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from backstop.api.v1 import agent_pb2, agent_pb2_grpc
+from backstop.controller import metrics
+from backstop.controller.corrections import CorrectionsEngine
+from backstop.controller.store.base import Store
+from backstop.core.errors import BackstopError, InvalidInput
+from backstop.core.models import CorrectionSpec
+from backstop.core.settings import ControllerSettings
+from backstop.wire import convert
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+PING_INTERVAL_S = 5.0
+_CLOSE = object()
+
+
+async def _read(context: Any) -> Any:
+    """Read one message; bytes that are not an AgentMessage become InvalidInput."""
+    try:
+        return await context.read()
+    except DecodeError as exc:
+        raise InvalidInput("bytes on the stream are not a valid AgentMessage") from exc
+
+
+class StreamLink:
+    """The outgoing side of one agent stream (implements ``corrections.AgentLink``)."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.close_reason = ""
+
+    def send_command(self, sequence: int, spec: CorrectionSpec) -> None:
+        command = agent_pb2.Command(
+            sequence=sequence,
+            correction=convert.signed_correction(spec),
+        )
+        self.queue.put_nowait(agent_pb2.ControllerMessage(command=command))
+
+    def close(self, reason: str) -> None:
+        self.close_reason = reason
+        self.queue.put_nowait(_CLOSE)
+
+
+class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        store: Store,
+        engine: CorrectionsEngine,
+        settings: ControllerSettings,
+        controller_id: str,
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._settings = settings
+        self._controller_id = controller_id
+
+    async def Connect(self, request_iterator: Any, context: Any) -> None:
+        hello = await self._read_hello(context)
+        if hello is None:
+            return
+        node = convert.node_from_pb(hello.node)
+        link = StreamLink(node.node_id)
+        self._store.upsert_node(node, time.time())
+        self._engine.attach(link)
+        log.info(
+            "agent connected",
+            extra={"node": node.node_id, "peer": context.peer(), "gpus": len(node.gpus)},
+        )
+        reader: asyncio.Task[str] | None = None
+        try:
+            await context.write(
+                agent_pb2.ControllerMessage(
+                    welcome=agent_pb2.Welcome(
+                        controller_id=self._controller_id,
+                        report_interval_s=self._settings.report_interval_s,
+                        protocol_version=PROTOCOL_VERSION,
+                    )
+                )
+            )
+            self._engine.redeliver(node.node_id, hello.last_command_sequence)
+            reader = asyncio.create_task(self._read_loop(context, node.node_id))
+            error = await self._write_loop(context, link, reader)
+            if error:
+                metrics.STREAM_ERRORS.labels(reason="invalid_message").inc()
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+        finally:
+            if reader is not None and not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            if self._engine.detach(link):
+                self._store.set_connected(node.node_id, False, time.time())
+                log.info("agent disconnected", extra={"node": node.node_id})
+
+    async def _read_hello(self, context: Any) -> agent_pb2.Hello | None:
+        try:
+            first = await asyncio.wait_for(_read(context), self._settings.hello_timeout_s)
+        except InvalidInput as exc:
+            metrics.STREAM_ERRORS.labels(reason="undecodable").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            return None
+        except TimeoutError:
+            metrics.STREAM_ERRORS.labels(reason="no_hello").inc()
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no Hello within {self._settings.hello_timeout_s:g} s",
+            )
+            return None
+        if first is grpc.aio.EOF:
+            return None
+        if not first.HasField("hello"):
+            metrics.STREAM_ERRORS.labels(reason="no_hello").inc()
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first message of a stream must be a Hello"
+            )
+            return None
+        try:
+            convert.node_from_pb(first.hello.node)
+        except InvalidInput as exc:
+            metrics.STREAM_ERRORS.labels(reason="invalid_hello").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid Hello: {exc.message}")
+            return None
+        hello: agent_pb2.Hello = first.hello
+        return hello
+
+    async def _write_loop(self, context: Any, link: StreamLink, reader: asyncio.Task[str]) -> str:
+        """Write queued messages until the reader ends; return the reader's error, if any."""
+        while True:
+            getter = asyncio.ensure_future(link.queue.get())
+            done, _ = await asyncio.wait(
+                {getter, reader}, timeout=PING_INTERVAL_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            if getter not in done:
+                getter.cancel()
+            if reader in done:
+                return reader.result()
+            if not done:
+                await context.write(
+                    agent_pb2.ControllerMessage(ping=agent_pb2.Ping(sent_at_s=time.time()))
+                )
+                continue
+            message = getter.result()
+            if message is _CLOSE:
+                await context.abort(grpc.StatusCode.ABORTED, link.close_reason)
+            await context.write(message)
+
+    async def _read_loop(self, context: Any, node_id: str) -> str:
+        """Handle reports and acks; return an error text for a malformed message, else ''."""
+        while True:
+            try:
+                message = await _read(context)
+            except InvalidInput as exc:
+                return exc.message
+            if message is grpc.aio.EOF:
+                return ""
+            try:
+                self._handle(node_id, message)
+            except InvalidInput as exc:
+                log.warning(
+                    "invalid message from agent", extra={"node": node_id, "error": exc.message}
+                )
+                return f"invalid {message.WhichOneof('body') or 'empty'} message: {exc.message}"
+            except BackstopError:
+                log.exception("could not handle agent message", extra={"node": node_id})
+
+    def _handle(self, node_id: str, message: agent_pb2.AgentMessage) -> None:
+        kind = message.WhichOneof("body")
+        if kind == "report":
+            report = convert.report_from_pb(message.report, node_id)
+            if self._store.record_report(report, time.time()):
+                metrics.REPORTS.inc()
+            else:
+                metrics.REPORTS_DUPLICATE.inc()
+        elif kind == "ack":
+            self._engine.on_ack(node_id, convert.ack_from_pb(message.ack))
+        elif kind == "hello":
+            raise InvalidInput("Hello may only be the first message of a stream")
+        else:
+            raise InvalidInput("message has no body")

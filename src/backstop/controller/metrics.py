@@ -1,0 +1,21 @@
+"""Prometheus metrics of the controller (names are part of the operator-facing contract)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+AGENTS_CONNECTED = Gauge("backstop_controller_agents_connected", "Agents with an open stream")
+REPORTS = Counter("backstop_controller_reports_total", "Reports stored from agents")
+REPORTS_DUPLICATE = Counter(
+    "backstop_controller_reports_duplicate_total", "Reports ignored as already seen"
+)
+STREAM_ERRORS = Counter(
+    "backstop_controller_stream_errors_total", "Agent streams closed for bad input", ["reason"]
+)
+CORRECTIONS = Counter("backstop_controller_corrections_total", "Corrections created", ["action"])
+ACKS = Counter("backstop_controller_acks_total", "Command acknowledgements", ["state"])
+ACK_SECONDS = Histogram(
+    "backstop_controller_ack_seconds",
+    "Seconds from dispatch to acknowledgement",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

@@ -1,0 +1,27 @@
+"""Persistence of nodes, workloads, samples and corrections.
+
+``base.Store`` is the interface; ``sqlite.SqliteStore`` is the embedded default.
+``open_store(url)`` picks the implementation from a URL.
+"""
+
+from __future__ import annotations
+
+from backstop.controller.store.base import NodeRecord, PendingCommand, Store
+from backstop.core.errors import InvalidInput
+
+__all__ = ["NodeRecord", "PendingCommand", "Store", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """Open the store named by ``sqlite:///PATH`` (or ``sqlite://:memory:``)."""
+    if url.startswith("sqlite://"):
+        from backstop.controller.store.sqlite import SqliteStore
+
+        path = url.removeprefix("sqlite://")
+        path = path.removeprefix("/") if path.startswith("//") else path
+        return SqliteStore(path or ":memory:")
+    if url.startswith(("postgresql://", "postgres://")):
+        raise InvalidInput(
+            "the PostgreSQL store is not available in this version; use sqlite:///PATH"
+        )
+    raise InvalidInput(f"unknown store URL {url!r}: expected sqlite:///PATH")

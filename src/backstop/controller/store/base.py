@@ -1,0 +1,91 @@
+"""The store interface every backend implements (and the shared store test suite checks)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from backstop.core.models import (
+    Correction,
+    CorrectionSpec,
+    CorrectionState,
+    NodeInfo,
+    Report,
+    TargetResult,
+    TargetState,
+    Workload,
+    WorkloadOutcome,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    info: NodeInfo
+    connected: bool
+    last_seen_s: float
+    workload_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCommand:
+    """A command stored for one agent and not yet acknowledged."""
+
+    node_id: str
+    sequence: int
+    spec: CorrectionSpec
+
+
+class Store(Protocol):
+    """Durable state of the controller. Every method is a single transaction."""
+
+    def close(self) -> None: ...
+
+    # nodes and reports
+    def upsert_node(self, node: NodeInfo, now_s: float) -> None: ...
+    def set_connected(self, node_id: str, connected: bool, now_s: float) -> None: ...
+    def mark_all_disconnected(self) -> None: ...
+    def list_nodes(self) -> list[NodeRecord]: ...
+    def get_node(self, node_id: str) -> NodeRecord | None: ...
+    def record_report(self, report: Report, now_s: float) -> bool:
+        """Store a report; False (and nothing changed) if its sequence was already seen."""
+        ...
+
+    def list_workloads(self, node_id: str = "") -> list[Workload]: ...
+    def prune_samples(self, older_than_s: float) -> int: ...
+    def count_samples(self) -> int: ...
+
+    # corrections
+    def create_correction(
+        self, spec: CorrectionSpec, state: CorrectionState, now_s: float
+    ) -> None: ...
+    def get_correction(self, correction_id: str) -> Correction | None: ...
+    def list_corrections(self, limit: int = 100) -> list[Correction]: ...
+    def list_open_corrections(self) -> list[Correction]: ...
+    def set_correction_state(
+        self,
+        correction_id: str,
+        state: CorrectionState,
+        message: str,
+        now_s: float,
+        completed: bool = False,
+    ) -> None: ...
+    def add_target(self, correction_id: str, node_id: str, state: TargetState, now_s: float) -> int:
+        """Record a target and assign the node's next command sequence number (returned)."""
+        ...
+
+    def update_target(
+        self,
+        correction_id: str,
+        node_id: str,
+        state: TargetState,
+        *,
+        message: str,
+        outcomes: Sequence[WorkloadOutcome],
+        now_s: float,
+    ) -> TargetResult | None: ...
+    def pending_commands(
+        self, node_id: str, after_sequence: int, now_s: float
+    ) -> list[PendingCommand]:
+        """Unacknowledged, unexpired commands for a node with a sequence above the given one."""
+        ...

@@ -1,0 +1,64 @@
+"""Schema migrations, applied in order and recorded in ``schema_migrations``.
+
+Append new migrations; never edit one that has shipped.
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: nodes, workloads, samples, corrections and per-target results
+    """
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        info BLOB NOT NULL,
+        connected INTEGER NOT NULL DEFAULT 0,
+        first_seen_s REAL NOT NULL,
+        last_seen_s REAL NOT NULL,
+        last_report_seq INTEGER NOT NULL DEFAULT 0,
+        dropped_reports INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE workloads (
+        workload_id TEXT NOT NULL,
+        node_id TEXT NOT NULL REFERENCES nodes(node_id),
+        model_hash TEXT NOT NULL DEFAULT '',
+        data BLOB NOT NULL,
+        updated_s REAL NOT NULL,
+        PRIMARY KEY (node_id, workload_id)
+    );
+    CREATE INDEX workloads_model_hash ON workloads(model_hash);
+    CREATE TABLE gpu_samples (
+        id INTEGER PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        gpu_uuid TEXT NOT NULL,
+        sampled_at_s REAL NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE INDEX gpu_samples_time ON gpu_samples(sampled_at_s);
+    CREATE TABLE corrections (
+        correction_id TEXT PRIMARY KEY,
+        action TEXT NOT NULL,
+        spec BLOB NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        created_at_s REAL NOT NULL,
+        updated_at_s REAL NOT NULL,
+        expires_at_s REAL NOT NULL,
+        completed_at_s REAL,
+        reverts TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX corrections_state ON corrections(state);
+    CREATE TABLE targets (
+        correction_id TEXT NOT NULL REFERENCES corrections(correction_id),
+        node_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        outcomes TEXT NOT NULL DEFAULT '[]',
+        updated_at_s REAL NOT NULL,
+        PRIMARY KEY (correction_id, node_id)
+    );
+    CREATE INDEX targets_node_seq ON targets(node_id, sequence);
+    CREATE TABLE agent_sequences (
+        node_id TEXT PRIMARY KEY,
+        last_sequence INTEGER NOT NULL
+    )
+    """,
+)

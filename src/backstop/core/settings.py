@@ -1,0 +1,64 @@
+"""Settings: one typed section per daemon, a docstring on every field.
+
+Defaults are the embedded, single-machine ones (SQLite, loopback). The CLI builds these from
+flags and ``BACKSTOP_*`` environment variables; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONTROLLER = "127.0.0.1:7443"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    listen: str = DEFAULT_CONTROLLER
+    """gRPC address for agents and the CLI (HOST:PORT; port 0 picks a free port)."""
+    store_url: str = "sqlite:///backstop.db"
+    """Where state lives: ``sqlite:///PATH`` (embedded) or ``postgresql://...``."""
+    metrics_listen: str = ""
+    """HOST:PORT for Prometheus ``/metrics`` and ``/healthz``; empty disables it."""
+    insecure_loopback: bool = True
+    """Allow plaintext gRPC; only ever honoured when ``listen`` is a loopback address."""
+    report_interval_s: float = 5.0
+    """How often agents are asked to report (sent in the Welcome message)."""
+    ack_timeout_s: float = 10.0
+    """A dispatched target without acknowledgement after this long becomes unreachable."""
+    default_ttl_s: float = 3600.0
+    """Corrections expire after this long unless the request says otherwise."""
+    sample_retention_s: float = 24 * 3600.0
+    """GPU samples older than this are pruned."""
+    max_message_bytes: int = 8 * 1024 * 1024
+    """Largest gRPC message accepted; larger ones are refused with RESOURCE_EXHAUSTED."""
+    hello_timeout_s: float = 10.0
+    """An agent stream that sends no Hello within this long is closed."""
+    controller_id: str = ""
+    """Name of this replica in logs and Welcome messages; defaults to host:pid."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    controller: str = DEFAULT_CONTROLLER
+    """Controller gRPC address, HOST:PORT."""
+    node_id: str = ""
+    """Stable name of this node; defaults to the host name."""
+    state_dir: Path = Path("/var/lib/backstop")
+    """Where the agent keeps its journal of applied corrections and sequence numbers."""
+    report_interval_s: float = 5.0
+    """Seconds between reports, until the controller's Welcome says otherwise."""
+    metrics_listen: str = ""
+    """HOST:PORT for Prometheus ``/metrics`` and ``/healthz``; empty disables it."""
+    nvml_library: str = ""
+    """Absolute path of ``libnvidia-ml.so.1``; empty uses the loader's search path."""
+    proc_root: Path = Path("/proc")
+    """The proc filesystem to read (a host's /proc mounted into a container, or a fixture)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Labels of this node, reported to the controller (e.g. zone, pool)."""
+    insecure_loopback: bool = True
+    """Allow plaintext gRPC; only ever honoured when the controller address is loopback."""
+    reconnect_max_s: float = 10.0
+    """Upper bound of the reconnect backoff."""
+    default_grace_s: float = 10.0
+    """SIGTERM-to-SIGKILL grace when a terminate command names none."""

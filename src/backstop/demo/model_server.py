@@ -1,0 +1,132 @@
+"""A small but real model server for the demo and the tests.
+
+It writes a safetensors weights file, maps it into memory (as serving frameworks do), starts a
+worker child process, and answers HTTP requests on a loopback port with a completion computed
+from the mapped weights. ``python -m backstop.demo.model_server --port 0 --ready-file F``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import mmap
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+VOCAB = ("the", "model", "is", "paused", "serving", "tokens", "safely", "now", "compute", "gpu")
+
+
+def write_weights(path: Path, rows: int = 256, cols: int = 64, seed: int = 7) -> None:
+    """Write a float32 ``embed`` tensor in safetensors format (8-byte header length + JSON)."""
+    data = bytearray()
+    value = seed
+    for _ in range(rows * cols):
+        value = (value * 1103515245 + 12345) % 2**31
+        data += struct.pack("<f", (value % 1000) / 1000.0)
+    header = {
+        "__metadata__": {"format": "pt", "name": "backstop-demo-tiny"},
+        "embed": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [0, len(data)]},
+    }
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(data))
+
+
+class Model:
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - kept open: the mapping must stay visible
+        self.weights = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        (header_len,) = struct.unpack("<Q", self.weights[:8])
+        self.offset = 8 + header_len
+
+    def complete(self, prompt: str, tokens: int = 6) -> str:
+        digest = hashlib.sha256(prompt.encode()).digest()
+        words = []
+        for i in range(tokens):
+            pos = self.offset + (digest[i] * 4 * 64 + i * 4) % (len(self.weights) - self.offset - 4)
+            (value,) = struct.unpack("<f", self.weights[pos : pos + 4])
+            words.append(VOCAB[int(value * 1000) % len(VOCAB)])
+        return " ".join(words)
+
+
+def _handler(model: Model) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            if url.path == "/healthz":
+                body = b"ok\n"
+            elif url.path == "/generate":
+                prompt = parse_qs(url.query).get("prompt", [""])[0]
+                body = json.dumps({"completion": model.complete(prompt)}).encode() + b"\n"
+            else:
+                self.send_error(404, "try /generate?prompt=... or /healthz")
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    return Handler
+
+
+def _worker() -> None:
+    """The child process: a stand-in for a tokenizer or engine worker."""
+    while True:
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--dir", default="", help="where to write the weights (default: a new temp dir)"
+    )
+    parser.add_argument("--ready-file", default="")
+    parser.add_argument("--worker", action="store_true", help="internal: run as the worker child")
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker()
+        return 0
+    directory = (
+        Path(args.dir)
+        if args.dir
+        else Path(tempfile.gettempdir()) / f"backstop-model-{os.getpid()}"
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / "model.safetensors"
+    if not weights.exists():
+        write_weights(weights)
+    model = Model(weights)
+    worker = subprocess.Popen([sys.executable, "-m", "backstop.demo.model_server", "--worker"])
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(model))
+
+    def on_term(*_: object) -> None:
+        worker.terminate()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    if args.ready_file:
+        tmp = Path(args.ready_file + ".tmp")
+        tmp.write_text(str(server.server_address[1]))
+        tmp.replace(args.ready_file)
+    try:
+        server.serve_forever()
+    finally:
+        worker.terminate()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

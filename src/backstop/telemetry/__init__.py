@@ -1,0 +1,1 @@
+"""Observability shared by the daemons: structured logs and the /metrics + /healthz endpoint."""

@@ -1,0 +1,58 @@
+"""A small HTTP endpoint serving Prometheus ``/metrics`` and a ``/healthz`` check."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from backstop.core.netaddr import split_host_port
+
+
+class TelemetryServer:
+    """Serves /metrics and /healthz on a background thread until :meth:`stop`."""
+
+    def __init__(self, listen: str, healthy: Callable[[], tuple[bool, str]]) -> None:
+        host, port = split_host_port(listen)
+        handler = _handler(healthy)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="telemetry-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> TelemetryServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _handler(healthy: Callable[[], tuple[bool, str]]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] == "/metrics":
+                body, status, ctype = generate_latest(REGISTRY), 200, CONTENT_TYPE_LATEST
+            elif self.path.split("?")[0] in ("/healthz", "/readyz"):
+                ok, text = healthy()
+                body, status, ctype = (text + "\n").encode(), 200 if ok else 503, "text/plain"
+            else:
+                body, status, ctype = b"not found: try /metrics or /healthz\n", 404, "text/plain"
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    return Handler

@@ -1,0 +1,141 @@
+"""The store contract, run against every backend (the ``store`` fixture is parametrized)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backstop.controller.store import Store, open_store
+from backstop.controller.store.sqlite import SqliteStore
+from backstop.core.errors import InvalidInput, NotFound
+from backstop.core.models import (
+    CorrectionState,
+    Fingerprint,
+    GpuSample,
+    Report,
+    TargetState,
+    Workload,
+    WorkloadOutcome,
+)
+from tests.controller.conftest import node, spec
+
+
+def _workload(wid: str, node_id: str = "n1", model_hash: str = "") -> Workload:
+    return Workload(wid, node_id, 100, (100, 101), Fingerprint(exe="/bin/x", model_hash=model_hash))
+
+
+def test_nodes_upsert_and_connection_state(store: Store) -> None:
+    store.upsert_node(node("n1", gpus=2), 10.0)
+    store.upsert_node(node("n2"), 11.0)
+    records = store.list_nodes()
+    assert [r.info.node_id for r in records] == ["n1", "n2"]
+    assert records[0].info.gpus[1].uuid == "GPU-n1-1"
+    assert records[0].connected
+    store.set_connected("n1", False, 12.0)
+    got = store.get_node("n1")
+    assert got is not None
+    assert not got.connected
+    assert got.last_seen_s == 12.0
+    store.mark_all_disconnected()
+    assert not any(r.connected for r in store.list_nodes())
+    assert store.get_node("nope") is None
+
+
+def test_report_replaces_workloads_and_stores_samples(store: Store) -> None:
+    store.upsert_node(node("n1"), 1.0)
+    gpu = GpuSample(0, "GPU-n1-0", "H100", utilization_pct=50)
+    assert store.record_report(Report("n1", 1, 5.0, (gpu,), (_workload("wl-a"), _workload("wl-b"))), 5.0)
+    assert [w.workload_id for w in store.list_workloads("n1")] == ["wl-a", "wl-b"]
+    assert store.record_report(Report("n1", 2, 6.0, (gpu,), (_workload("wl-b"),)), 6.0)
+    assert [w.workload_id for w in store.list_workloads()] == ["wl-b"]
+    assert store.count_samples() == 2
+    record = store.get_node("n1")
+    assert record is not None
+    assert record.workload_count == 1
+
+
+def test_duplicate_report_sequence_changes_nothing(store: Store) -> None:
+    store.upsert_node(node("n1"), 1.0)
+    assert store.record_report(Report("n1", 5, 5.0, (), (_workload("wl-a"),)), 5.0)
+    assert not store.record_report(Report("n1", 5, 6.0, (), ()), 6.0)
+    assert not store.record_report(Report("n1", 4, 6.0, (), ()), 6.0)
+    assert [w.workload_id for w in store.list_workloads()] == ["wl-a"]
+
+
+def test_report_from_unknown_node_is_refused(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.record_report(Report("ghost", 1, 1.0), 1.0)
+
+
+def test_sample_retention(store: Store) -> None:
+    store.upsert_node(node("n1"), 1.0)
+    gpu = GpuSample(0, "GPU-n1-0", "H100")
+    store.record_report(Report("n1", 1, 100.0, (gpu,)), 100.0)
+    store.record_report(Report("n1", 2, 200.0, (gpu,)), 200.0)
+    assert store.prune_samples(150.0) == 1
+    assert store.count_samples() == 1
+
+
+def test_correction_lifecycle_and_targets(store: Store) -> None:
+    store.create_correction(spec("cor-1"), CorrectionState.APPROVED, 1.0)
+    seq_a = store.add_target("cor-1", "n1", TargetState.DISPATCHED, 2.0)
+    seq_b = store.add_target("cor-1", "n2", TargetState.UNREACHABLE, 2.0)
+    store.create_correction(spec("cor-2"), CorrectionState.APPROVED, 3.0)
+    seq_a2 = store.add_target("cor-2", "n1", TargetState.DISPATCHED, 3.0)
+    assert (seq_a, seq_b, seq_a2) == (1, 1, 2)  # per-node, strictly increasing
+    outcome = WorkloadOutcome("wl-a", (1, 2), "applied", "sigstop")
+    target = store.update_target(
+        "cor-1", "n1", TargetState.APPLIED, message="ok", outcomes=(outcome,), now_s=4.0
+    )
+    assert target is not None
+    assert target.sequence == 1
+    store.set_correction_state("cor-1", CorrectionState.COMPLETED, "done", 5.0, completed=True)
+    got = store.get_correction("cor-1")
+    assert got is not None
+    assert got.spec == spec("cor-1")
+    assert got.state is CorrectionState.COMPLETED
+    assert got.completed_at_s == 5.0
+    assert {t.node_id: t.state for t in got.targets} == {
+        "n1": TargetState.APPLIED,
+        "n2": TargetState.UNREACHABLE,
+    }
+    assert got.targets[0].outcomes == (outcome,)
+    assert [c.spec.correction_id for c in store.list_corrections()] == ["cor-2", "cor-1"]
+    assert [c.spec.correction_id for c in store.list_open_corrections()] == ["cor-2"]
+    assert store.update_target("cor-1", "n9", TargetState.APPLIED, message="", outcomes=(), now_s=1) is None
+    with pytest.raises(NotFound):
+        store.set_correction_state("cor-9", CorrectionState.COMPLETED, "", 1.0)
+
+
+def test_pending_commands_for_redelivery(store: Store) -> None:
+    store.create_correction(spec("cor-1"), CorrectionState.APPROVED, 1.0)
+    store.create_correction(spec("cor-2", expires_at_s=50.0), CorrectionState.APPROVED, 1.0)
+    store.create_correction(spec("cor-3"), CorrectionState.APPROVED, 1.0)
+    store.add_target("cor-1", "n1", TargetState.DISPATCHED, 1.0)  # seq 1
+    store.add_target("cor-2", "n1", TargetState.UNREACHABLE, 1.0)  # seq 2, expires at 50
+    store.add_target("cor-3", "n1", TargetState.UNREACHABLE, 1.0)  # seq 3
+    store.update_target("cor-1", "n1", TargetState.APPLIED, message="", outcomes=(), now_s=2.0)
+    pending = store.pending_commands("n1", 0, now_s=100.0)
+    assert [(p.sequence, p.spec.correction_id) for p in pending] == [(3, "cor-3")]
+    assert store.pending_commands("n1", 3, now_s=100.0) == []
+    assert [p.sequence for p in store.pending_commands("n1", 0, now_s=10.0)] == [2, 3]
+
+
+def test_state_survives_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    first = open_store(url)
+    first.upsert_node(node("n1"), 1.0)
+    first.create_correction(spec("cor-1"), CorrectionState.APPROVED, 1.0)
+    first.close()
+    second = open_store(url)
+    assert isinstance(second, SqliteStore)
+    assert second.schema_version() == 1
+    assert second.get_correction("cor-1") is not None
+    assert [r.info.node_id for r in second.list_nodes()] == ["n1"]
+    second.close()
+
+
+def test_unknown_store_url_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="expected sqlite"):
+        open_store("mysql://x")
