@@ -62,7 +62,9 @@ def _request(action: Action = Action.PAUSE, scope: Scope | None = None) -> Creat
 
 
 def _ack(c: CorrectionSpec, seq: int, state: TargetState = TargetState.APPLIED) -> CommandAck:
-    return CommandAck(c.correction_id, seq, state, "done", (WorkloadOutcome("wl", (1,), "applied"),))
+    return CommandAck(
+        c.correction_id, seq, state, "done", (WorkloadOutcome("wl", (1,), "applied"),)
+    )
 
 
 def test_dispatch_to_connected_and_mark_disconnected_unreachable(engine: CorrectionsEngine) -> None:

@@ -45,13 +45,22 @@ def run_with_server(tmp_path: Path, scenario: Scenario, **overrides: Any) -> Non
 
 def hello(node_id: str = "n1", last_seq: int = 0) -> agent_pb2.AgentMessage:
     return agent_pb2.AgentMessage(
-        hello=agent_pb2.Hello(node=convert.node_to_pb(node(node_id)), last_command_sequence=last_seq)
+        hello=agent_pb2.Hello(
+            node=convert.node_to_pb(node(node_id)), last_command_sequence=last_seq
+        )
     )
 
 
 async def open_stream(address: str) -> tuple[grpc.aio.Channel, Any]:
     channel = grpc.aio.insecure_channel(address)
     return channel, agent_pb2_grpc.AgentGatewayStub(channel).Connect()
+
+
+async def read_until_error(call: Any) -> None:
+    """Read until the server ends the stream with an error (EOF is a test failure)."""
+    while True:
+        msg = await call.read()
+        assert msg is not grpc.aio.EOF, "the stream ended without an error"
 
 
 async def list_nodes(address: str) -> list[types_pb2.Node]:
@@ -132,9 +141,7 @@ def test_invalid_report_closes_only_that_stream_and_stores_nothing(tmp_path: Pat
         report = agent_pb2.Report(sequence=1, workloads=[bad_workload])
         await call.write(agent_pb2.AgentMessage(report=report))
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            while True:
-                msg = await call.read()
-                assert msg is not grpc.aio.EOF
+            await read_until_error(call)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "workload id is missing" in (err.value.details() or "")
         assert server.store.list_workloads("bad") == []
@@ -173,8 +180,7 @@ def test_garbage_bytes_and_oversized_messages_are_refused(tmp_path: Path) -> Non
             )
             await call.write(huge.SerializeToString())
             with pytest.raises(grpc.aio.AioRpcError) as err:
-                while True:
-                    await call.read()
+                await read_until_error(call)
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         # the server is still serving
         assert {n.node_id for n in await list_nodes(address)} == {"big"}

@@ -39,6 +39,7 @@ class AgentDaemon:
             self.nvml,
             ProcessCollector(proc_root=settings.proc_root),
             WorkloadDiscovery(self.node_id, proc_root=settings.proc_root),
+            cgroup_prefixes=settings.cgroup_prefixes,
         )
         self.actuator = ProcessActuator(
             proc_root=settings.proc_root, default_grace_s=settings.default_grace_s

@@ -196,7 +196,7 @@ class Enforcer:
                 )
             )
         outcomes = [
-            _outcome(w, r.outcome, r.detail, r.pids)
+            _outcome(w, r.outcome, r.to_workload_outcome().detail, r.pids)
             for w, r in zip(workloads, results, strict=True)
         ]
         applied = [

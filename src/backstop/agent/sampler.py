@@ -40,10 +40,12 @@ class Sampler:
         nvml: NvmlBackend | None,
         processes: ProcessCollector,
         discovery: WorkloadDiscovery,
+        cgroup_prefixes: tuple[str, ...] = (),
     ) -> None:
         self._nvml = nvml
         self._processes = processes
         self._discovery = discovery
+        self._prefixes = tuple(p.rstrip("/") + "/" for p in cgroup_prefixes)
         self._last_errors: dict[str, str] = {}
 
     def _timed(self, name: str, collect: Callable[[], T], empty: T) -> tuple[T, str]:
@@ -76,6 +78,14 @@ class Sampler:
             "processes", self._processes.collect, ProcessSnapshot(processes={})
         )
         errors += [error] if error else []
+        if self._prefixes:
+            procs = ProcessSnapshot(
+                processes={
+                    pid: p
+                    for pid, p in procs.processes.items()
+                    if (p.cgroup.rstrip("/") + "/").startswith(self._prefixes)
+                }
+            )
         util = {g.uuid: g.utilization_pct for g in gpu.gpus if g.utilization_pct is not None}
         no_workloads: list[Workload] = []
         workloads, error = self._timed(

@@ -69,5 +69,6 @@ def agent_run(args: argparse.Namespace) -> int:
         metrics_listen=args.metrics_listen,
         nvml_library=args.nvml_library,
         labels=_labels(args.label),
+        cgroup_prefixes=tuple(args.cgroup_prefix),
     )
     return _run_until_signal(AgentDaemon(settings).run())

@@ -100,6 +100,12 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     run.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics, /healthz")
     run.add_argument("--nvml-library", default="", help="path of libnvidia-ml.so.1")
     run.add_argument("--label", action="append", default=[], help="node label K=V (repeatable)")
+    run.add_argument(
+        "--cgroup-prefix",
+        action="append",
+        default=[],
+        help="only processes under this cgroup v2 path can be workloads (repeatable)",
+    )
 
 
 def _add_listings(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -56,6 +56,9 @@ class AgentSettings:
     """The proc filesystem to read (a host's /proc mounted into a container, or a fixture)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Labels of this node, reported to the controller (e.g. zone, pool)."""
+    cgroup_prefixes: tuple[str, ...] = ()
+    """Only processes whose cgroup v2 path starts with one of these can be workloads (e.g.
+    ``/kubepods``); empty: any process. Keeps system services out of reach of corrections."""
     insecure_loopback: bool = True
     """Allow plaintext gRPC; only ever honoured when the controller address is loopback."""
     reconnect_max_s: float = 10.0

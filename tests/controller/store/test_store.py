@@ -45,7 +45,9 @@ def test_nodes_upsert_and_connection_state(store: Store) -> None:
 def test_report_replaces_workloads_and_stores_samples(store: Store) -> None:
     store.upsert_node(node("n1"), 1.0)
     gpu = GpuSample(0, "GPU-n1-0", "H100", utilization_pct=50)
-    assert store.record_report(Report("n1", 1, 5.0, (gpu,), (_workload("wl-a"), _workload("wl-b"))), 5.0)
+    assert store.record_report(
+        Report("n1", 1, 5.0, (gpu,), (_workload("wl-a"), _workload("wl-b"))), 5.0
+    )
     assert [w.workload_id for w in store.list_workloads("n1")] == ["wl-a", "wl-b"]
     assert store.record_report(Report("n1", 2, 6.0, (gpu,), (_workload("wl-b"),)), 6.0)
     assert [w.workload_id for w in store.list_workloads()] == ["wl-b"]
@@ -103,7 +105,10 @@ def test_correction_lifecycle_and_targets(store: Store) -> None:
     assert got.targets[0].outcomes == (outcome,)
     assert [c.spec.correction_id for c in store.list_corrections()] == ["cor-2", "cor-1"]
     assert [c.spec.correction_id for c in store.list_open_corrections()] == ["cor-2"]
-    assert store.update_target("cor-1", "n9", TargetState.APPLIED, message="", outcomes=(), now_s=1) is None
+    assert (
+        store.update_target("cor-1", "n9", TargetState.APPLIED, message="", outcomes=(), now_s=1)
+        is None
+    )
     with pytest.raises(NotFound):
         store.set_correction_state("cor-9", CorrectionState.COMPLETED, "", 1.0)
 

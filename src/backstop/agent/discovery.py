@@ -1,0 +1,483 @@
+"""Workload discovery: which process trees use a GPU or serve a model, and their fingerprints.
+
+A process is *detected* when NVML lists it on a GPU, or when it holds a TCP socket in LISTEN
+state and it or one of its descendants has a model weights file open or mapped. Detected
+processes are grouped into workloads:
+
+- processes of one container (same ``container_id``) form one workload: its root is the
+  container's oldest top-level process and its pids are every process of the container and
+  their descendants;
+- otherwise a detected process joins the workload of its topmost detected ancestor; the
+  workload's pids are that root and all its descendants.
+
+Cost (the agent samples every second on nodes with 1,000 processes): the LISTEN sockets are
+listed once per network namespace per call, through netlink where possible
+(:mod:`backstop.agent.fingerprint.listeners`). Open files (``/proc/PID/fd``) are listed only
+
+- for processes of workloads and listeners with their descendants: at first sight, then once
+  per ``rescan_interval_s`` together with ``/proc/PID/maps`` (each process on its own clock,
+  so rescans spread out);
+- when a LISTEN socket appears that no known process holds: the namespace's processes are
+  searched at once, never-scanned ones first, until its holder is found; a socket whose
+  holder cannot be found is searched again after a growing back-off.
+
+Everything is cached per process incarnation ``(pid, create_time)``. Weights seen in a
+process stay in its fingerprint for the process's life (servers unmap their weights once
+loaded onto the GPU), at most :data:`MAX_WEIGHTS_PER_PROCESS` of them. Weights are only read
+through ``/proc/PID/fd/N`` and ``/proc/PID/map_files`` links, which lead to the very file
+the process holds; the fallback through ``/proc/PID/root`` reads a file only when its
+device and inode match the mapping.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from backstop.agent.collectors.processes import ProcessSnapshot
+from backstop.agent.fingerprint import procfs
+from backstop.agent.fingerprint.behaviour import classify
+from backstop.agent.fingerprint.framework import detect_tree_framework
+from backstop.agent.fingerprint.listeners import ListenSocketReader
+from backstop.agent.fingerprint.redact import redact_cmdline
+from backstop.agent.fingerprint.weights import WeightsHasher, is_weights_candidate, model_hash
+from backstop.core.ids import workload_id
+from backstop.core.models import Fingerprint, GpuProcess, GpuUse, WeightsFile, Workload
+
+log = logging.getLogger(__name__)
+
+MAX_WEIGHTS_PER_PROCESS = 64
+MAX_SEARCH_BACKOFF_S = 600.0
+UTIL_SMOOTHING = 0.3
+"""Weight of the newest sample in the moving average of a workload's GPU utilisation."""
+
+LABEL_FRAMEWORK = "backstop.io/framework"
+LABEL_BEHAVIOUR = "backstop.io/behaviour"
+LABEL_KIND = "backstop.io/kind"
+LABEL_NAME = "backstop.io/name"
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryStats:
+    """How much ``/proc`` reading discovery has done since it started (for metrics)."""
+
+    fd_scans: int = 0
+    maps_scans: int = 0
+    listen_table_reads: int = 0
+    netns_reads: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadGroup:
+    """Processes that form one workload, before fingerprinting."""
+
+    root_pid: int
+    pids: tuple[int, ...]
+    """Root first, then the others in pid order."""
+    container_id: str = ""
+
+
+@dataclass(slots=True)
+class _ProcState:
+    """What discovery remembers about one process incarnation."""
+
+    create_time: float
+    netns: str | None
+    fd_scanned_at: float | None = None
+    listen_inodes: frozenset[int] = frozenset()
+    content_scanned_at: float | None = None
+    libraries: tuple[str, ...] = ()
+    weights: dict[str, WeightsFile] = field(default_factory=dict)
+    redacted_cmdline: tuple[str, ...] | None = None
+
+
+@dataclass(slots=True)
+class _Backoff:
+    retry_at: float
+    attempts: int
+
+
+def group_workloads(procs: ProcessSnapshot, detected: Iterable[int]) -> list[WorkloadGroup]:
+    """Group detected pids into workloads (see the module docstring), ordered by root pid."""
+    table = procs.processes
+    detected_set = {pid for pid in detected if pid in table}
+    container_of_group: set[str] = set()
+    process_roots: set[int] = set()
+    for pid in detected_set:
+        container = table[pid].container_id
+        if not container:
+            top = pid
+            for ancestor in procs.ancestors(pid):
+                if ancestor in detected_set:
+                    top = ancestor
+            container = table[top].container_id
+            if not container:
+                process_roots.add(top)
+                continue
+        container_of_group.add(container)
+
+    groups: list[WorkloadGroup] = []
+    claimed: set[int] = set()
+    members: dict[str, list[int]] = {c: [] for c in container_of_group}
+    for pid, info in table.items():
+        if info.container_id in members:
+            members[info.container_id].append(pid)
+    for container, pids in members.items():
+        member_set = set(pids)
+        tops = [p for p in pids if table[p].ppid not in member_set]
+        root = min(tops or pids, key=lambda p: (table[p].create_time, p))
+        tree = set(member_set)
+        for pid in pids:
+            tree.update(procs.descendants(pid))
+        tree.discard(root)
+        ordered = (root, *sorted(tree))
+        claimed.update(ordered)
+        groups.append(WorkloadGroup(root, ordered, container))
+    for root in process_roots:
+        if root in claimed:
+            continue  # a descendant of a container workload: part of it already
+        rest = sorted(p for p in procs.descendants(root) if p not in claimed)
+        groups.append(WorkloadGroup(root, (root, *rest)))
+    groups.sort(key=lambda g: g.root_pid)
+    return groups
+
+
+class WorkloadDiscovery:
+    """Finds workloads in a process snapshot and fingerprints them; keeps caches between calls."""
+
+    def __init__(
+        self,
+        node_id: str,
+        proc_root: Path = Path("/proc"),
+        hasher: WeightsHasher | None = None,
+        rescan_interval_s: float = 30.0,
+        *,
+        listeners: ListenSocketReader | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._node_id = node_id
+        self._root = proc_root
+        self._listeners = listeners if listeners is not None else ListenSocketReader(proc_root)
+        self._hasher = hasher if hasher is not None else WeightsHasher()
+        self._interval = rescan_interval_s
+        self._clock = clock
+        self._states: dict[int, _ProcState] = {}
+        self._backoff: dict[int, _Backoff] = {}
+        self._util: dict[str, float] = {}
+        self._fd_scans = 0
+        self._maps_scans = 0
+        self._listen_reads = 0
+        self._netns_reads = 0
+
+    def close(self) -> None:
+        """Release the netlink sockets held for network namespaces."""
+        self._listeners.close()
+
+    @property
+    def stats(self) -> DiscoveryStats:
+        """Counters of the ``/proc`` reads done so far."""
+        return DiscoveryStats(
+            self._fd_scans, self._maps_scans, self._listen_reads, self._netns_reads
+        )
+
+    def discover(
+        self,
+        procs: ProcessSnapshot,
+        gpu_processes: Sequence[GpuProcess],
+        gpu_util: Mapping[str, int] | None = None,
+    ) -> list[Workload]:
+        """The workloads in ``procs``, fingerprinted, ordered by root pid.
+
+        ``gpu_processes`` come from NVML (pids in the host's pid namespace, as ``procs``);
+        ``gpu_util`` maps GPU uuid to utilisation percent, for the behaviour class.
+        """
+        now = self._clock()
+        self._sync(procs)
+        listen = self._read_listen_tables(procs)
+        self._resolve_listeners(procs, listen, now)
+        serving = self._serving_listeners(procs, listen, now)
+        gpu_pids = {gp.pid for gp in gpu_processes if gp.pid in procs.processes}
+        groups = group_workloads(procs, gpu_pids | serving)
+        workloads = [
+            self._build(
+                group,
+                procs=procs,
+                listen=listen,
+                gpu_processes=gpu_processes,
+                gpu_util=gpu_util or {},
+                now=now,
+            )
+            for group in groups
+        ]
+        live = {w.workload_id for w in workloads}
+        for gone in self._util.keys() - live:
+            del self._util[gone]
+        return workloads
+
+    # -- process state ------------------------------------------------------------------
+
+    def _sync(self, procs: ProcessSnapshot) -> None:
+        """Drop state of processes that have gone; start state for new ones."""
+        table = procs.processes
+        for pid in list(self._states):
+            info = table.get(pid)
+            if info is None:
+                del self._states[pid]
+        for pid, info in table.items():
+            if pid not in self._states:
+                self._netns_reads += 1
+                self._states[pid] = _ProcState(info.create_time, procfs.read_netns(self._root, pid))
+
+    # -- listening sockets --------------------------------------------------------------
+
+    def _read_listen_tables(self, procs: ProcessSnapshot) -> dict[int, tuple[int, str]]:
+        """``{inode: (port, netns)}`` over every network namespace seen in ``procs``."""
+        by_netns: dict[str, list[int]] = {}
+        for pid, state in self._states.items():
+            if state.netns is not None and pid in procs.processes:
+                by_netns.setdefault(state.netns, []).append(pid)
+        listen: dict[int, tuple[int, str]] = {}
+        for netns, pids in by_netns.items():
+            for pid in pids:
+                self._listen_reads += 1
+                table = self._listeners.listening(pid, netns)
+                if table is not None:
+                    for inode, port in table.items():
+                        listen[inode] = (port, netns)
+                    break
+        self._listeners.retain(set(by_netns))
+        for inode in self._backoff.keys() - listen.keys():
+            del self._backoff[inode]
+        return listen
+
+    def _scan_fds(
+        self, pid: int, listen: Mapping[int, object], now: float
+    ) -> list[tuple[int, str]]:
+        """List ``pid``'s fds, record the LISTEN sockets among them, return all links."""
+        state = self._states[pid]
+        self._fd_scans += 1
+        links = procfs.read_fd_links(self._root, pid) or []
+        inodes = (procfs.socket_inode(target) for _fd, target in links)
+        state.listen_inodes = frozenset(i for i in inodes if i is not None and i in listen)
+        state.fd_scanned_at = now
+        return links
+
+    def _resolve_listeners(
+        self, procs: ProcessSnapshot, listen: Mapping[int, tuple[int, str]], now: float
+    ) -> None:
+        """Find the holders of LISTEN sockets that no known process holds."""
+        known: set[int] = set()
+        for state in self._states.values():
+            known.update(state.listen_inodes)
+        unknown = {
+            inode
+            for inode in listen
+            if inode not in known
+            and (inode not in self._backoff or self._backoff[inode].retry_at <= now)
+        }
+        if not unknown:
+            return
+        namespaces = {listen[inode][1] for inode in unknown}
+        candidates = [
+            pid
+            for pid, state in self._states.items()
+            if state.netns in namespaces and pid in procs.processes
+        ]
+        candidates.sort(
+            key=lambda pid: (
+                self._states[pid].fd_scanned_at is not None,
+                self._states[pid].fd_scanned_at or 0.0,
+                -self._states[pid].create_time,
+            )
+        )
+        for pid in candidates:
+            self._scan_fds(pid, listen, now)
+            unknown -= self._states[pid].listen_inodes
+            if not unknown:
+                return
+        for inode in unknown:
+            previous = self._backoff.get(inode)
+            attempts = previous.attempts + 1 if previous else 1
+            delay = min(self._interval * 2 ** (attempts - 1), MAX_SEARCH_BACKOFF_S)
+            self._backoff[inode] = _Backoff(now + delay, attempts)
+            log.debug("no process holds listening socket inode %d", inode)
+
+    def _ports(self, pids: Iterable[int], listen: Mapping[int, tuple[int, str]]) -> set[int]:
+        ports: set[int] = set()
+        for pid in pids:
+            state = self._states.get(pid)
+            if state is not None:
+                ports.update(listen[i][0] for i in state.listen_inodes if i in listen)
+        return ports
+
+    def _serving_listeners(
+        self, procs: ProcessSnapshot, listen: Mapping[int, tuple[int, str]], now: float
+    ) -> set[int]:
+        """Listening processes that (with their descendants) hold weights."""
+        serving: set[int] = set()
+        for pid, state in list(self._states.items()):
+            if pid not in procs.processes or not (state.listen_inodes & listen.keys()):
+                continue
+            tree = (pid, *procs.descendants(pid))
+            for member in tree:
+                self._scan_content(member, listen, now)
+            if any(self._states[m].weights for m in tree if m in self._states):
+                serving.add(pid)
+        return serving
+
+    # -- open and mapped files ----------------------------------------------------------
+
+    def _scan_content(self, pid: int, listen: Mapping[int, object], now: float) -> None:
+        """Refresh ``pid``'s sockets, libraries and weights when due."""
+        state = self._states.get(pid)
+        if state is None:
+            return
+        if state.content_scanned_at is not None and now - state.content_scanned_at < (
+            self._interval
+        ):
+            return
+        state.content_scanned_at = now
+        found: dict[str, WeightsFile] = {}
+        fd_dir = self._root / str(pid) / "fd"
+        for fd, target in self._scan_fds(pid, listen, now):
+            path = target.removesuffix(procfs.DELETED_SUFFIX)
+            if not path.startswith("/") or not is_weights_candidate(path):
+                continue
+            link = fd_dir / str(fd)
+            try:
+                if os.readlink(link) != target:
+                    continue  # the fd was closed and reused since the listing
+            except OSError:
+                continue
+            weights = self._hasher.hash_file(link, display_path=path)
+            if weights is not None:
+                found[path] = weights
+        self._maps_scans += 1
+        mapped = procfs.read_maps(self._root, pid) or []
+        state.libraries = tuple(m.path for m in mapped if ".so" in os.path.basename(m.path))
+        for mapping in mapped:
+            if mapping.path in found or not is_weights_candidate(mapping.path):
+                continue
+            weights = self._hash_mapping(pid, mapping)
+            if weights is not None:
+                found[mapping.path] = weights
+        for path, weights in found.items():
+            state.weights.pop(path, None)
+            state.weights[path] = weights
+        while len(state.weights) > MAX_WEIGHTS_PER_PROCESS:
+            state.weights.pop(next(iter(state.weights)))
+
+    def _hash_mapping(self, pid: int, mapping: procfs.MappedFile) -> WeightsFile | None:
+        """Hash a mapped file through ``map_files``, else through the process's root."""
+        base = self._root / str(pid)
+        link = base / "map_files" / mapping.address_range
+        weights = self._hasher.hash_file(link, display_path=mapping.path)
+        if weights is not None or mapping.deleted:
+            return weights
+        if os.path.lexists(link):
+            return None  # readable link, not weights
+        return self._hasher.hash_file(
+            base / "root" / mapping.path.lstrip("/"),
+            display_path=mapping.path,
+            expected_id=(mapping.device, mapping.inode),
+        )
+
+    # -- workloads ----------------------------------------------------------------------
+
+    def _build(
+        self,
+        group: WorkloadGroup,
+        *,
+        procs: ProcessSnapshot,
+        listen: Mapping[int, tuple[int, str]],
+        gpu_processes: Sequence[GpuProcess],
+        gpu_util: Mapping[str, int],
+        now: float,
+    ) -> Workload:
+        table = procs.processes
+        root = table[group.root_pid]
+        for pid in group.pids:
+            self._scan_content(pid, listen, now)
+        states = [self._states[pid] for pid in group.pids if pid in self._states]
+
+        weights_by_path: dict[str, WeightsFile] = {}
+        for state in states:
+            weights_by_path.update(state.weights)
+        weights = tuple(weights_by_path[p] for p in sorted(weights_by_path))
+
+        members = set(group.pids)
+        memory: dict[str, int] = {}
+        for gp in gpu_processes:
+            if gp.pid in members:
+                memory[gp.gpu_uuid] = memory.get(gp.gpu_uuid, 0) + (gp.used_memory_bytes or 0)
+        gpus = tuple(GpuUse(uuid, memory[uuid]) for uuid in sorted(memory))
+
+        framework = detect_tree_framework(
+            (
+                table[pid].exe,
+                table[pid].cmdline,
+                member.libraries if (member := self._states.get(pid)) else (),
+            )
+            for pid in group.pids
+        )
+        ports = tuple(sorted(self._ports(group.pids, listen)))
+        wid = workload_id(self._node_id, root.pid, root.create_time, group.container_id)
+        util = self._smoothed_util(
+            wid, [gpu_util[g.gpu_uuid] for g in gpus if g.gpu_uuid in gpu_util]
+        )
+        behaviour, confidence = classify(ports, util, bool(weights), framework)
+
+        root_state = self._states.get(root.pid)
+        if root_state is not None and root_state.redacted_cmdline is not None:
+            cmdline = root_state.redacted_cmdline
+        else:
+            cmdline = redact_cmdline(root.cmdline)
+            if root_state is not None:
+                root_state.redacted_cmdline = cmdline
+
+        labels = {
+            LABEL_FRAMEWORK: framework,
+            LABEL_BEHAVIOUR: behaviour.value,
+            LABEL_KIND: "container" if group.container_id else "process",
+            LABEL_NAME: root.name,
+        }
+        return Workload(
+            workload_id=wid,
+            node_id=self._node_id,
+            root_pid=root.pid,
+            pids=group.pids,
+            fingerprint=Fingerprint(
+                exe=root.exe,
+                cmdline=cmdline,
+                cgroup=root.cgroup,
+                container_id=group.container_id or root.container_id,
+                framework=framework,
+                weights=weights,
+                listening_ports=ports,
+                gpus=gpus,
+                behaviour=behaviour,
+                behaviour_confidence=confidence,
+                model_hash=model_hash(weights),
+            ),
+            labels=MappingProxyType({k: v for k, v in labels.items() if v}),
+            started_at_s=root.create_time,
+        )
+
+    def _smoothed_util(self, wid: str, samples: Sequence[int]) -> float | None:
+        """Moving average of the workload's busiest GPU; ``None`` without samples."""
+        if not samples:
+            return self._util.get(wid)
+        current = float(max(samples))
+        previous = self._util.get(wid)
+        value = (
+            current
+            if previous is None
+            else (UTIL_SMOOTHING * current + (1 - UTIL_SMOOTHING) * previous)
+        )
+        self._util[wid] = value
+        return value

@@ -1,0 +1,133 @@
+"""Two simulated GPU nodes on this host, each an agent with its own cgroup subtree and GPUs.
+
+node-a: one model server in a cgroup of its own (pause uses cgroup.freeze), on GPU 0.
+node-b: two model servers sharing one cgroup (pause falls back to SIGSTOP), one on GPU 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from backstop.agent.actuators.cgroup import find_cgroup2_mount
+from backstop.simgpu import FakeNvml, FakeProcess, default_gpus
+from tests.support.cluster import LocalCluster, ModelServer, cluster, wait_for
+
+__all__ = ["cluster", "nodes"]
+
+
+class TestCgroups:
+    """A cgroup2 subtree for one test, removed (after killing its processes) at teardown."""
+
+    def __init__(self) -> None:
+        mount = Path(find_cgroup2_mount(Path("/proc/self/mountinfo")).mount_point)
+        self.mount = mount
+        self.root = mount / f"backstop-e2e-{os.getpid()}-{os.urandom(3).hex()}"
+        self.root.mkdir()
+
+    def make(self, relative: str) -> Path:
+        path = self.root / relative
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def path_of(self, directory: Path) -> str:
+        """The cgroup path as /proc/PID/cgroup shows it."""
+        return "/" + str(directory.relative_to(self.mount))
+
+    def remove(self) -> None:
+        for directory in sorted(self.root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if directory.is_dir():
+                self._empty(directory)
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        self._empty(self.root)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
+
+    @staticmethod
+    def _empty(directory: Path) -> None:
+        with contextlib.suppress(OSError):
+            (directory / "cgroup.freeze").write_text("0")
+        with contextlib.suppress(OSError):
+            for pid in (directory / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+
+
+def start_model_in_cgroup(local: LocalCluster, name: str, cgroup: Path) -> ModelServer:
+    """A model server whose whole tree starts inside ``cgroup``."""
+    port_file = local.workdir / f"{name}.port"
+    procs_file = str(cgroup / "cgroup.procs")
+
+    def enter_cgroup() -> None:
+        with open(procs_file, "w") as fh:
+            fh.write("0")
+
+    log = open(local.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backstop.demo.model_server",
+            "--port",
+            "0",
+            "--dir",
+            str(local.workdir / name),
+            "--ready-file",
+            str(port_file),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=enter_cgroup,  # noqa: PLW1509 - single-threaded test process
+    )
+    local.procs.append(proc)
+    port = wait_for(lambda: int(port_file.read_text()) if port_file.exists() else None, 20, name)
+    server = ModelServer(proc, port)
+    wait_for(lambda: server.ask("warm up") is not None, 10, f"{name} to answer")
+    return server
+
+
+@dataclass
+class Nodes:
+    cluster: LocalCluster
+    cgroups: TestCgroups
+    a: ModelServer
+    b1: ModelServer
+    b2: ModelServer
+    gpu_a: FakeNvml
+    gpu_b: FakeNvml
+    a_cgroup: Path
+
+
+@pytest.fixture
+def nodes(cluster: LocalCluster) -> Iterator[Nodes]:
+    cgroups = TestCgroups()
+    try:
+        a_cgroup = cgroups.make("node-a/model-a")
+        b_cgroup = cgroups.make("node-b/shared")
+        cluster.start_controller()
+        a = start_model_in_cgroup(cluster, "model-a", a_cgroup)
+        b1 = start_model_in_cgroup(cluster, "model-b1", b_cgroup)
+        b2 = start_model_in_cgroup(cluster, "model-b2", b_cgroup)
+        gpu_a = FakeNvml(cluster.workdir / "gpu-a")
+        gpu_a.write(default_gpus(2), [FakeProcess(0, a.pid, 8 * 2**30)])
+        gpu_b = FakeNvml(cluster.workdir / "gpu-b")
+        gpu_b.write(default_gpus(2), [FakeProcess(1, b1.pid, 4 * 2**30)])
+        for node_id, gpu in (("node-a", gpu_a), ("node-b", gpu_b)):
+            prefix = cgroups.path_of(cgroups.root / node_id)
+            cluster.start_agent(node_id, gpu.env(), "--cgroup-prefix", prefix)
+        for server in (a, b1, b2):
+            cluster.wait_for_workload(server.pid)
+        yield Nodes(cluster, cgroups, a, b1, b2, gpu_a, gpu_b, a_cgroup)
+    finally:
+        cluster.stop()
+        cgroups.remove()

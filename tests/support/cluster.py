@@ -1,0 +1,257 @@
+"""A local Backstop installation for end-to-end tests: real processes, real CLI.
+
+``LocalCluster`` starts a controller and agents as child processes (each in its own session so
+teardown can kill whole trees), model servers as workloads, and runs ``backstop`` commands the
+way an operator would, returning exit code, stdout and stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float = 15.0, what: str = "") -> T:
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+        except Exception as exc:
+            last_error = exc
+            value = None
+        if value is not None and value is not False:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what or probe}: {last_error}")
+
+
+def proc_state(pid: int) -> str:
+    """The one-letter state in /proc/PID/stat ("" when the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return text.rsplit(")", 1)[1].split()[0]
+
+
+def tree(pid: int) -> list[int]:
+    pids = [pid]
+    for child in _children(pid):
+        pids += tree(child)
+    return pids
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+    return found
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class ModelServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def ask(self, prompt: str = "hi", timeout_s: float = 2.0) -> str | None:
+        query = urllib.parse.urlencode({"prompt": prompt})
+        url = f"http://127.0.0.1:{self.port}/generate?{query}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+                return str(json.loads(resp.read())["completion"])
+        except OSError:
+            return None
+
+
+@dataclass
+class LocalCluster:
+    workdir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    address: str = ""
+    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    controller: subprocess.Popen[bytes] | None = None
+
+    def _spawn(
+        self, name: str, args: list[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        full_env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+        )
+        self.procs.append(proc)
+        return proc
+
+    def start_controller(self, listen: str = "127.0.0.1:0", *extra: str) -> str:
+        ready = self.workdir / "controller.addr"
+        ready.unlink(missing_ok=True)
+        self.controller = self._spawn(
+            "controller",
+            [
+                sys.executable,
+                "-m",
+                "backstop",
+                "--log-format",
+                "json",
+                "controller",
+                "serve",
+                "--listen",
+                listen,
+                "--store",
+                f"sqlite:///{self.workdir / 'backstop.db'}",
+                "--report-interval",
+                "0.5",
+                "--ready-file",
+                str(ready),
+                *extra,
+            ],
+        )
+        self.address = wait_for(
+            lambda: ready.read_text().strip() if ready.exists() else None, 20, "controller"
+        )
+        return self.address
+
+    def kill_controller(self) -> None:
+        assert self.controller is not None
+        os.killpg(self.controller.pid, signal.SIGKILL)
+        self.controller.wait()
+
+    def start_agent(
+        self, node_id: str, env: Mapping[str, str] | None = None, *extra: str
+    ) -> subprocess.Popen[bytes]:
+        proc = self._spawn(
+            f"agent-{node_id}",
+            [
+                sys.executable,
+                "-m",
+                "backstop",
+                "--log-format",
+                "json",
+                "--controller",
+                self.address,
+                "agent",
+                "run",
+                "--node-id",
+                node_id,
+                "--state-dir",
+                str(self.workdir / f"state-{node_id}"),
+                "--report-interval",
+                "0.5",
+                *extra,
+            ],
+            env,
+        )
+        self.agents[node_id] = proc
+        return proc
+
+    def start_model_server(self, name: str) -> ModelServer:
+        port_file = self.workdir / f"{name}.port"
+        proc = self._spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "backstop.demo.model_server",
+                "--port",
+                "0",
+                "--dir",
+                str(self.workdir / name),
+                "--ready-file",
+                str(port_file),
+            ],
+        )
+        port = wait_for(
+            lambda: int(port_file.read_text()) if port_file.exists() else None, 20, name
+        )
+        server = ModelServer(proc, port)
+        wait_for(lambda: server.ask("warm up") is not None, 10, f"{name} to answer")
+        return server
+
+    def cli(self, *args: str, timeout_s: float = 60.0) -> CliResult:
+        env = dict(os.environ, BACKSTOP_CONTROLLER=self.address, BACKSTOP_USER="e2e")
+        result = subprocess.run(
+            [sys.executable, "-m", "backstop", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout_s,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        return CliResult(result.returncode, result.stdout, result.stderr)
+
+    def json(self, *args: str) -> Any:
+        result = self.cli(*args, "-o", "json")
+        assert result.code == 0, result.err
+        return result.json()
+
+    def workloads_by_pid(self) -> dict[int, dict[str, Any]]:
+        return {w["root_pid"]: w for w in self.json("workloads")}
+
+    def wait_for_workload(self, pid: int, timeout_s: float = 20.0) -> dict[str, Any]:
+        return wait_for(lambda: self.workloads_by_pid().get(pid), timeout_s, f"workload {pid}")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGCONT)
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.05, deadline - time.monotonic()))
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def logs(self) -> str:
+        parts = []
+        for log in sorted(self.workdir.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-25:]
+            parts.append(f"--- {log.name}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path)
+    try:
+        yield local
+    finally:
+        local.stop()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print(local.logs())
