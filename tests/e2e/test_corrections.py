@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import urllib.error
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backstop.simgpu import default_gpus
-from tests.e2e.conftest import Nodes
+from tests.e2e.conftest import Nodes, start_model_in_cgroup
 from tests.support.cluster import LocalCluster, proc_state, tree, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -213,3 +214,37 @@ def test_metrics_and_health_endpoints(tmp_path: Path) -> None:
 def _get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
         return resp.status, resp.read().decode()
+
+
+def test_pause_in_force_catches_a_workload_that_starts_later(nodes: Nodes) -> None:
+    cluster = nodes.cluster
+    paused = cluster.cli("pause", "--node", "node-a", "--reason", "hold node-a", "--wait")
+    assert paused.code == 0, paused.err
+    late_cgroup = nodes.cgroups.make("node-a/model-late")
+    late = start_model_in_cgroup(cluster, "model-late", late_cgroup)
+    wait_for(lambda: frozen(late_cgroup), 15, "the late workload to be frozen")
+    assert late.ask(timeout_s=1.0) is None
+    assert nodes.b1.ask() is not None  # other node untouched
+    resumed = cluster.cli("resume", paused.out.split()[0], "--wait")
+    assert resumed.code == 0, resumed.err
+    assert not frozen(late_cgroup)
+    assert late.ask() is not None
+
+
+def test_agent_without_nvml_reports_without_gpus(tmp_path: Path) -> None:
+    local = LocalCluster(tmp_path)
+    try:
+        local.start_controller()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BACKSTOP_FAKE_NVML")}
+        env["LD_LIBRARY_PATH"] = ""
+        local.start_agent("no-gpu", env)
+        node = wait_for(lambda: (local.json("nodes") or [None])[0], 20, "the agent")
+        assert node["nvml_available"] is False
+        assert node["gpus"] == []
+        assert node["connected"] is True
+        log = (tmp_path / "agent-no-gpu.log").read_text()
+        assert "NVML is not available" in log
+        assert "Traceback" not in log
+        assert "no NVML" in local.cli("nodes").out
+    finally:
+        local.stop()
