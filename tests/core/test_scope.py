@@ -27,8 +27,13 @@ def _workload(node: str = "n1", labels: dict[str, str] | None = None, model: str
 
 
 def test_selector_parses_equality_and_inequality() -> None:
-    assert parse_selector("app=llm, tier!=canary") == (("app", "llm", True), ("tier", "canary", False))
-    assert parse_selector("backstop.io/framework==vllm") == (("backstop.io/framework", "vllm", True),)
+    assert parse_selector("app=llm, tier!=canary") == (
+        ("app", "llm", True),
+        ("tier", "canary", False),
+    )
+    assert parse_selector("backstop.io/framework==vllm") == (
+        ("backstop.io/framework", "vllm", True),
+    )
 
 
 @pytest.mark.parametrize("bad", ["", "app", "app=llm,", "=x", "a b=c", "app=has space", ",app=x"])

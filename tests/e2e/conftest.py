@@ -6,9 +6,6 @@ node-b: two model servers sharing one cgroup (pause falls back to SIGSTOP), one 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,21 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from backstop.agent.actuators.cgroup import find_cgroup2_mount
 from backstop.simgpu import FakeNvml, FakeProcess, default_gpus
+from tests.support.cgroups import scratch_cgroup
 from tests.support.cluster import LocalCluster, ModelServer, cluster, wait_for
 
 __all__ = ["cluster", "nodes"]
 
 
 class TestCgroups:
-    """A cgroup2 subtree for one test, removed (after killing its processes) at teardown."""
+    """A cgroup2 subtree for one test, emptied and removed at teardown."""
 
-    def __init__(self) -> None:
-        mount = Path(find_cgroup2_mount(Path("/proc/self/mountinfo")).mount_point)
-        self.mount = mount
-        self.root = mount / f"backstop-e2e-{os.getpid()}-{os.urandom(3).hex()}"
-        self.root.mkdir()
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.mount = root.parent
 
     def make(self, relative: str) -> Path:
         path = self.root / relative
@@ -42,28 +37,15 @@ class TestCgroups:
         """The cgroup path as /proc/PID/cgroup shows it."""
         return "/" + str(directory.relative_to(self.mount))
 
-    def remove(self) -> None:
-        for directory in sorted(self.root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if directory.is_dir():
-                self._empty(directory)
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
-        self._empty(self.root)
-        with contextlib.suppress(OSError):
-            self.root.rmdir()
 
-    @staticmethod
-    def _empty(directory: Path) -> None:
-        with contextlib.suppress(OSError):
-            (directory / "cgroup.freeze").write_text("0")
-        with contextlib.suppress(OSError):
-            for pid in (directory / "cgroup.procs").read_text().split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
+def start_model_in_cgroup(
+    local: LocalCluster, name: str, cgroup: Path, *, warm_up: bool = True
+) -> ModelServer:
+    """A model server whose whole tree starts inside ``cgroup``.
 
-
-def start_model_in_cgroup(local: LocalCluster, name: str, cgroup: Path) -> ModelServer:
-    """A model server whose whole tree starts inside ``cgroup``."""
+    ``warm_up=False`` does not wait for a first answer: a correction in force may freeze the
+    server before it ever answers.
+    """
     port_file = local.workdir / f"{name}.port"
     procs_file = str(cgroup / "cgroup.procs")
 
@@ -92,7 +74,8 @@ def start_model_in_cgroup(local: LocalCluster, name: str, cgroup: Path) -> Model
     local.procs.append(proc)
     port = wait_for(lambda: int(port_file.read_text()) if port_file.exists() else None, 20, name)
     server = ModelServer(proc, port)
-    wait_for(lambda: server.ask("warm up") is not None, 10, f"{name} to answer")
+    if warm_up:
+        wait_for(lambda: server.ask("warm up") is not None, 10, f"{name} to answer")
     return server
 
 
@@ -110,7 +93,11 @@ class Nodes:
 
 @pytest.fixture
 def nodes(cluster: LocalCluster) -> Iterator[Nodes]:
-    cgroups = TestCgroups()
+    with scratch_cgroup("backstop-e2e") as root:
+        yield from _two_nodes(cluster, TestCgroups(root))
+
+
+def _two_nodes(cluster: LocalCluster, cgroups: TestCgroups) -> Iterator[Nodes]:
     try:
         a_cgroup = cgroups.make("node-a/model-a")
         b_cgroup = cgroups.make("node-b/shared")
@@ -130,4 +117,3 @@ def nodes(cluster: LocalCluster) -> Iterator[Nodes]:
         yield Nodes(cluster, cgroups, a, b1, b2, gpu_a, gpu_b, a_cgroup)
     finally:
         cluster.stop()
-        cgroups.remove()

@@ -221,7 +221,7 @@ def test_pause_in_force_catches_a_workload_that_starts_later(nodes: Nodes) -> No
     paused = cluster.cli("pause", "--node", "node-a", "--reason", "hold node-a", "--wait")
     assert paused.code == 0, paused.err
     late_cgroup = nodes.cgroups.make("node-a/model-late")
-    late = start_model_in_cgroup(cluster, "model-late", late_cgroup)
+    late = start_model_in_cgroup(cluster, "model-late", late_cgroup, warm_up=False)
     wait_for(lambda: frozen(late_cgroup), 15, "the late workload to be frozen")
     assert late.ask(timeout_s=1.0) is None
     assert nodes.b1.ask() is not None  # other node untouched

@@ -36,7 +36,9 @@ def _workload() -> Workload:
             cmdline=("python3", "serve.py", "--api-key", "***"),
             cgroup="/system.slice/llm.service",
             framework="vllm",
-            weights=(WeightsFile("/m/model.safetensors", "safetensors", 1 << 30, "a" * 64, "b" * 64),),
+            weights=(
+                WeightsFile("/m/model.safetensors", "safetensors", 1 << 30, "a" * 64, "b" * 64),
+            ),
             listening_ports=(8000,),
             gpus=(GpuUse("GPU-1", 1 << 33),),
             behaviour=Behaviour.SERVING,
@@ -104,7 +106,13 @@ def test_invalid_specs_are_refused(mutate: object, message: str) -> None:
 
 
 def test_ack_round_trip_and_state_check() -> None:
-    ack = CommandAck("cor-1", 3, TargetState.APPLIED, "ok", (WorkloadOutcome("wl-1", (1, 2), "applied", "sigstop"),))
+    ack = CommandAck(
+        "cor-1",
+        3,
+        TargetState.APPLIED,
+        "ok",
+        (WorkloadOutcome("wl-1", (1, 2), "applied", "sigstop"),),
+    )
     assert convert.ack_from_pb(convert.ack_to_pb(ack)) == ack
     bad = agent_pb2.CommandAck(correction_id="cor-1", state=types_pb2.TARGET_STATE_DISPATCHED)
     with pytest.raises(InvalidInput, match="cannot report state"):

@@ -1,8 +1,10 @@
 """Workload discovery: which process trees use a GPU or serve a model, and their fingerprints.
 
 A process is *detected* when NVML lists it on a GPU, or when it holds a TCP socket in LISTEN
-state and it or one of its descendants has a model weights file open or mapped. Detected
-processes are grouped into workloads:
+state and has a model weights file open or mapped. Both must hold for the same process: were
+a listener's descendants enough, ``sshd`` or a socket-activating init would become the root
+of any model a user started under it, and a correction aimed at the model would hit them.
+Detected processes are grouped into workloads:
 
 - processes of one container (same ``container_id``) form one workload: its root is the
   container's oldest top-level process and its pids are every process of the container and
@@ -14,7 +16,7 @@ Cost (the agent samples every second on nodes with 1,000 processes): the LISTEN 
 listed once per network namespace per call, through netlink where possible
 (:mod:`backstop.agent.fingerprint.listeners`). Open files (``/proc/PID/fd``) are listed only
 
-- for processes of workloads and listeners with their descendants: at first sight, then once
+- for processes of workloads and for listeners: at first sight, then once
   per ``rescan_interval_s`` together with ``/proc/PID/maps`` (each process on its own clock,
   so rescans spread out);
 - when a LISTEN socket appears that no known process holds: the namespace's processes are
@@ -39,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from backstop.agent.collectors.processes import ProcessSnapshot
+from backstop.agent.collectors.processes import ProcessSnapshot, ProcInfo
 from backstop.agent.fingerprint import procfs
 from backstop.agent.fingerprint.behaviour import classify
-from backstop.agent.fingerprint.framework import detect_tree_framework
+from backstop.agent.fingerprint.framework import FrameworkMatch, combine_matches, match_process
 from backstop.agent.fingerprint.listeners import ListenSocketReader
 from backstop.agent.fingerprint.redact import redact_cmdline
 from backstop.agent.fingerprint.weights import WeightsHasher, is_weights_candidate, model_hash
@@ -93,7 +95,10 @@ class _ProcState:
     content_scanned_at: float | None = None
     libraries: tuple[str, ...] = ()
     weights: dict[str, WeightsFile] = field(default_factory=dict)
-    redacted_cmdline: tuple[str, ...] | None = None
+    redacted: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    """(cmdline, redacted cmdline) as last computed."""
+    framework: tuple[str, tuple[str, ...], FrameworkMatch] | None = None
+    """(exe, cmdline, match) as last computed; recomputed when any of them changes."""
 
 
 @dataclass(slots=True)
@@ -167,6 +172,10 @@ class WorkloadDiscovery:
         self._interval = rescan_interval_s
         self._clock = clock
         self._states: dict[int, _ProcState] = {}
+        self._holders: set[int] = set()
+        """Pids whose last fd scan found LISTEN sockets."""
+        self._by_netns: dict[str, list[int]] | None = None
+        """Pids per network namespace; rebuilt when processes come or go."""
         self._backoff: dict[int, _Backoff] = {}
         self._util: dict[str, float] = {}
         self._fd_scans = 0
@@ -198,9 +207,9 @@ class WorkloadDiscovery:
         """
         now = self._clock()
         self._sync(procs)
-        listen = self._read_listen_tables(procs)
-        self._resolve_listeners(procs, listen, now)
-        serving = self._serving_listeners(procs, listen, now)
+        listen = self._read_listen_tables()
+        self._resolve_listeners(listen, now)
+        serving = self._serving_listeners(listen, now)
         gpu_pids = {gp.pid for gp in gpu_processes if gp.pid in procs.processes}
         groups = group_workloads(procs, gpu_pids | serving)
         workloads = [
@@ -224,23 +233,31 @@ class WorkloadDiscovery:
     def _sync(self, procs: ProcessSnapshot) -> None:
         """Drop state of processes that have gone; start state for new ones."""
         table = procs.processes
-        for pid in list(self._states):
-            info = table.get(pid)
-            if info is None:
-                del self._states[pid]
+        states = self._states
+        for pid in states.keys() - table.keys():
+            del states[pid]
+            self._holders.discard(pid)
+            self._by_netns = None
         for pid, info in table.items():
-            if pid not in self._states:
-                self._netns_reads += 1
-                self._states[pid] = _ProcState(info.create_time, procfs.read_netns(self._root, pid))
+            state = states.get(pid)
+            if state is not None and state.create_time == info.create_time:
+                continue
+            self._netns_reads += 1
+            states[pid] = _ProcState(info.create_time, procfs.read_netns(self._root, pid))
+            self._holders.discard(pid)
+            self._by_netns = None
 
     # -- listening sockets --------------------------------------------------------------
 
-    def _read_listen_tables(self, procs: ProcessSnapshot) -> dict[int, tuple[int, str]]:
-        """``{inode: (port, netns)}`` over every network namespace seen in ``procs``."""
-        by_netns: dict[str, list[int]] = {}
-        for pid, state in self._states.items():
-            if state.netns is not None and pid in procs.processes:
-                by_netns.setdefault(state.netns, []).append(pid)
+    def _read_listen_tables(self) -> dict[int, tuple[int, str]]:
+        """``{inode: (port, netns)}`` over every network namespace of the known processes."""
+        by_netns = self._by_netns
+        if by_netns is None:
+            by_netns = {}
+            for pid, state in self._states.items():
+                if state.netns is not None:
+                    by_netns.setdefault(state.netns, []).append(pid)
+            self._by_netns = by_netns
         listen: dict[int, tuple[int, str]] = {}
         for netns, pids in by_netns.items():
             for pid in pids:
@@ -265,15 +282,17 @@ class WorkloadDiscovery:
         inodes = (procfs.socket_inode(target) for _fd, target in links)
         state.listen_inodes = frozenset(i for i in inodes if i is not None and i in listen)
         state.fd_scanned_at = now
+        if state.listen_inodes:
+            self._holders.add(pid)
+        else:
+            self._holders.discard(pid)
         return links
 
-    def _resolve_listeners(
-        self, procs: ProcessSnapshot, listen: Mapping[int, tuple[int, str]], now: float
-    ) -> None:
+    def _resolve_listeners(self, listen: Mapping[int, tuple[int, str]], now: float) -> None:
         """Find the holders of LISTEN sockets that no known process holds."""
         known: set[int] = set()
-        for state in self._states.values():
-            known.update(state.listen_inodes)
+        for pid in self._holders:
+            known.update(self._states[pid].listen_inodes)
         unknown = {
             inode
             for inode in listen
@@ -283,11 +302,7 @@ class WorkloadDiscovery:
         if not unknown:
             return
         namespaces = {listen[inode][1] for inode in unknown}
-        candidates = [
-            pid
-            for pid, state in self._states.items()
-            if state.netns in namespaces and pid in procs.processes
-        ]
+        candidates = [pid for pid, state in self._states.items() if state.netns in namespaces]
         candidates.sort(
             key=lambda pid: (
                 self._states[pid].fd_scanned_at is not None,
@@ -315,19 +330,15 @@ class WorkloadDiscovery:
                 ports.update(listen[i][0] for i in state.listen_inodes if i in listen)
         return ports
 
-    def _serving_listeners(
-        self, procs: ProcessSnapshot, listen: Mapping[int, tuple[int, str]], now: float
-    ) -> set[int]:
-        """Listening processes that (with their descendants) hold weights."""
+    def _serving_listeners(self, listen: Mapping[int, tuple[int, str]], now: float) -> set[int]:
+        """Listening processes that hold weights."""
         serving: set[int] = set()
-        for pid, state in list(self._states.items()):
-            if pid not in procs.processes or not (state.listen_inodes & listen.keys()):
-                continue
-            tree = (pid, *procs.descendants(pid))
-            for member in tree:
-                self._scan_content(member, listen, now)
-            if any(self._states[m].weights for m in tree if m in self._states):
-                serving.add(pid)
+        for pid in sorted(self._holders):
+            state = self._states[pid]
+            if state.listen_inodes & listen.keys():
+                self._scan_content(pid, listen, now)
+                if state.weights and state.listen_inodes & listen.keys():
+                    serving.add(pid)
         return serving
 
     # -- open and mapped files ----------------------------------------------------------
@@ -360,6 +371,7 @@ class WorkloadDiscovery:
         self._maps_scans += 1
         mapped = procfs.read_maps(self._root, pid) or []
         state.libraries = tuple(m.path for m in mapped if ".so" in os.path.basename(m.path))
+        state.framework = None
         for mapping in mapped:
             if mapping.path in found or not is_weights_candidate(mapping.path):
                 continue
@@ -417,14 +429,7 @@ class WorkloadDiscovery:
                 memory[gp.gpu_uuid] = memory.get(gp.gpu_uuid, 0) + (gp.used_memory_bytes or 0)
         gpus = tuple(GpuUse(uuid, memory[uuid]) for uuid in sorted(memory))
 
-        framework = detect_tree_framework(
-            (
-                table[pid].exe,
-                table[pid].cmdline,
-                member.libraries if (member := self._states.get(pid)) else (),
-            )
-            for pid in group.pids
-        )
+        framework = combine_matches(self._framework_match(table[pid]) for pid in group.pids)
         ports = tuple(sorted(self._ports(group.pids, listen)))
         wid = workload_id(self._node_id, root.pid, root.create_time, group.container_id)
         util = self._smoothed_util(
@@ -432,13 +437,7 @@ class WorkloadDiscovery:
         )
         behaviour, confidence = classify(ports, util, bool(weights), framework)
 
-        root_state = self._states.get(root.pid)
-        if root_state is not None and root_state.redacted_cmdline is not None:
-            cmdline = root_state.redacted_cmdline
-        else:
-            cmdline = redact_cmdline(root.cmdline)
-            if root_state is not None:
-                root_state.redacted_cmdline = cmdline
+        cmdline = self._redacted(root)
 
         labels = {
             LABEL_FRAMEWORK: framework,
@@ -467,6 +466,24 @@ class WorkloadDiscovery:
             labels=MappingProxyType({k: v for k, v in labels.items() if v}),
             started_at_s=root.create_time,
         )
+
+    def _redacted(self, info: ProcInfo) -> tuple[str, ...]:
+        state = self._states.get(info.pid)
+        if state is None:
+            return redact_cmdline(info.cmdline)
+        if state.redacted is None or state.redacted[0] != info.cmdline:
+            state.redacted = (info.cmdline, redact_cmdline(info.cmdline))
+        return state.redacted[1]
+
+    def _framework_match(self, info: ProcInfo) -> FrameworkMatch:
+        state = self._states.get(info.pid)
+        if state is None:
+            return match_process(info.exe, info.cmdline, ())
+        cached = state.framework
+        if cached is None or cached[0] != info.exe or cached[1] != info.cmdline:
+            match = match_process(info.exe, info.cmdline, state.libraries)
+            state.framework = cached = (info.exe, info.cmdline, match)
+        return cached[2]
 
     def _smoothed_util(self, wid: str, samples: Sequence[int]) -> float | None:
         """Moving average of the workload's busiest GPU; ``None`` without samples."""

@@ -11,6 +11,7 @@ raises :class:`~backstop.core.errors.NotSupported`; a failed write raises
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import time
@@ -18,7 +19,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from backstop.core.errors import ActuationError, NotFound, NotSupported
+from backstop.core.errors import ActuationError, BackstopError, NotFound, NotSupported
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,22 @@ class CgroupV2:
         """Find the cgroup2 mount from ``mountinfo`` (default: ``proc_root/self/mountinfo``)."""
         entry = find_cgroup2_mount(mountinfo or proc_root / "self" / "mountinfo")
         return cls(entry.mount_point, mount_root=entry.root, proc_root=proc_root)
+
+    def interfaces(self) -> frozenset[str]:
+        """Which of ``cgroup.freeze``, ``cgroup.kill`` and ``cpu.max`` this host offers.
+
+        The freezer and kill files exist only in non-root cgroups, so the first child
+        cgroup of the mount is probed; ``cpu.max`` needs the cpu controller in this
+        hierarchy (on a hybrid host it is usually bound to cgroup v1 instead).
+        """
+        found: set[str] = set()
+        probe = next(iter(_children(self.mount)), None)
+        if probe is not None:
+            found |= {"cgroup.freeze", "cgroup.kill"} & {p.name for p in probe.iterdir()}
+        with contextlib.suppress(BackstopError):
+            if "cpu" in self._read(self.mount / "cgroup.controllers").split():
+                found.add("cpu.max")
+        return frozenset(found)
 
     # -- placement -------------------------------------------------------------------------
 

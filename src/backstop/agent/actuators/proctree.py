@@ -99,8 +99,12 @@ def read_stat(pid: int, proc_root: Path = Path("/proc")) -> ProcStat | None:
 def snapshot(proc_root: Path = Path("/proc")) -> dict[int, ProcStat]:
     """Every process visible under ``proc_root``, by pid (processes may vanish meanwhile)."""
     processes: dict[int, ProcStat] = {}
-    for entry in os.scandir(proc_root):
-        if entry.name.isdigit() and (stat := read_stat(int(entry.name), proc_root)):
+    try:
+        entries = [entry.name for entry in os.scandir(proc_root)]
+    except OSError as exc:
+        raise ActuationError(f"cannot list {proc_root}: {exc.strerror}") from exc
+    for name in entries:
+        if name.isdigit() and (stat := read_stat(int(name), proc_root)):
             processes[stat.pid] = stat
     return processes
 

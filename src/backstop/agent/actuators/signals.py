@@ -330,6 +330,8 @@ class _Termination:
             handle = psutil.Process(ref.pid)
         except psutil.NoSuchProcess:
             handle = None
+        except psutil.Error as exc:
+            raise ActuationError(f"cannot watch pid {ref.pid}: {exc}") from exc
         if handle is None or self.s._living(ref) is None:
             self.gone.add(ref.pid)
             return False

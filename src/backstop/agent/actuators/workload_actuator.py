@@ -121,8 +121,12 @@ class ProcessActuator:
     def mechanisms(self) -> tuple[str, ...]:
         """The mechanisms this host offers, for the node's capabilities."""
         found = [Mechanism.SIGSTOP, Mechanism.SIGCONT, Mechanism.SIGTERM_SIGKILL]
-        if self.cgroups is not None:
-            found += [Mechanism.CGROUP_FREEZE, Mechanism.CGROUP_KILL, Mechanism.CPU_MAX]
+        offered = self.cgroups.interfaces() if self.cgroups is not None else frozenset()
+        found += [
+            m
+            for m in (Mechanism.CGROUP_FREEZE, Mechanism.CGROUP_KILL, Mechanism.CPU_MAX)
+            if m.value in offered
+        ]
         return tuple(m.value for m in found)
 
     # -- public actions --------------------------------------------------------------------

@@ -181,31 +181,52 @@ def _strength(
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class FrameworkMatch:
+    """The evidence one process shows: table rows (indexes into :data:`FRAMEWORKS`)."""
+
+    program: int | None = None
+    """The first row with program evidence."""
+    library: int | None = None
+    """The first row with library evidence."""
+
+
+def match_process(exe: str, cmdline: Sequence[str], mapped_paths: Iterable[str]) -> FrameworkMatch:
+    """The rows one process matches; cache it while the process's evidence is unchanged."""
+    names, module = _programs_and_module(exe, cmdline)
+    paths = tuple(mapped_paths)
+    library: int | None = None
+    for index, rule in enumerate(FRAMEWORKS):
+        strength = _strength(rule, names, module, cmdline, paths if library is None else ())
+        if strength == PROGRAM:
+            return FrameworkMatch(program=index, library=library)
+        if strength == LIBRARY and library is None:
+            library = index
+    return FrameworkMatch(library=library)
+
+
+def combine_matches(matches: Iterable[FrameworkMatch]) -> str:
+    """The framework of a process tree, from its processes' matches, root first.
+
+    Program evidence wins (the first process that shows any); otherwise the earliest table
+    row with library evidence in any process; otherwise ``""``.
+    """
+    library: int | None = None
+    for match in matches:
+        if match.program is not None:
+            return FRAMEWORKS[match.program].name
+        if match.library is not None and (library is None or match.library < library):
+            library = match.library
+    return "" if library is None else FRAMEWORKS[library].name
+
+
 def detect_tree_framework(
     processes: Iterable[tuple[str, Sequence[str], Iterable[str]]],
 ) -> str:
-    """The framework of a process tree, from ``(exe, cmdline, mapped_paths)`` per process.
-
-    Program evidence wins (the first process, root first, that shows any); otherwise the
-    earliest table row with library evidence in any process; otherwise ``""``.
-    """
-    library_best: int | None = None
-    for exe, cmdline, mapped in processes:
-        names, module = _programs_and_module(exe, cmdline)
-        paths = tuple(mapped)
-        program_best: int | None = None
-        for index, rule in enumerate(FRAMEWORKS):
-            strength = _strength(rule, names, module, cmdline, paths)
-            if strength == PROGRAM:
-                program_best = index
-                break
-            if strength == LIBRARY and (library_best is None or index < library_best):
-                library_best = index
-        if program_best is not None:
-            return FRAMEWORKS[program_best].name
-    return "" if library_best is None else FRAMEWORKS[library_best].name
+    """The framework of a process tree, from ``(exe, cmdline, mapped_paths)`` per process."""
+    return combine_matches(match_process(*process) for process in processes)
 
 
 def detect_framework(exe: str, cmdline: Sequence[str], mapped_paths: Iterable[str]) -> str:
     """The framework one process runs, or ``""``."""
-    return detect_tree_framework([(exe, cmdline, mapped_paths)])
+    return combine_matches([match_process(exe, cmdline, mapped_paths)])

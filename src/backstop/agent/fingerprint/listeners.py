@@ -56,6 +56,10 @@ class _ProcFallback:
 _FALLBACK = _ProcFallback()
 
 
+class _DumpRefused(OSError):
+    """The kernel answered the dump request with an error."""
+
+
 class ListenSocketReader:
     """Lists LISTEN sockets per network namespace; keeps one netlink socket per namespace."""
 
@@ -122,7 +126,13 @@ class ListenSocketReader:
                 0,
             )
             sock.send(header + request)
-            _receive_dump(sock, self._sequence, found)
+            try:
+                _receive_dump(sock, self._sequence, found)
+            except _DumpRefused as exc:
+                if family == socket.AF_INET:
+                    raise
+                # No IPv6 in this kernel or namespace: no IPv6 listeners either.
+                log.debug("sock_diag refused the IPv6 dump: %s", exc)
         return found
 
 
@@ -143,7 +153,7 @@ def _receive_dump(sock: socket.socket, sequence: int, found: dict[int, int]) -> 
                     return
                 if kind == NLMSG_ERROR:
                     (errno,) = struct.unpack_from("=i", data, body)
-                    raise OSError(-errno, os.strerror(-errno))
+                    raise _DumpRefused(-errno, os.strerror(-errno))
                 if length >= _NLMSGHDR.size + _INODE_OFFSET + 4:
                     (port,) = struct.unpack_from(">H", data, body + _SPORT_OFFSET)
                     (inode,) = struct.unpack_from("=I", data, body + _INODE_OFFSET)
