@@ -7,7 +7,8 @@ if ! command -v uv >/dev/null 2>&1; then
   export PATH="$HOME/.local/bin:$PATH"
   if ! command -v uv >/dev/null 2>&1; then
     echo "==> installing uv (once) from PyPI" >&2
-    python3 -m pip install --quiet --user uv >&2 || python3 -m pip install --quiet uv >&2
+    pip_flags="--quiet --disable-pip-version-check --root-user-action=ignore"
+    python3 -m pip install $pip_flags --user uv >&2 || python3 -m pip install $pip_flags uv >&2
   fi
 fi
 UV="$(command -v uv || echo "python3 -m uv")"
