@@ -7,13 +7,13 @@ node-b: two model servers sharing one cgroup (pause falls back to SIGSTOP), one 
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from backstop.demo import model_server
 from backstop.simgpu import FakeNvml, FakeProcess, default_gpus
 from tests.support.cgroups import scratch_cgroup
 from tests.support.cluster import LocalCluster, ModelServer, cluster, wait_for
@@ -55,17 +55,7 @@ def start_model_in_cgroup(
 
     log = open(local.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "backstop.demo.model_server",
-            "--port",
-            "0",
-            "--dir",
-            str(local.workdir / name),
-            "--ready-file",
-            str(port_file),
-        ],
+        model_server.command(local.workdir / name, port_file),
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

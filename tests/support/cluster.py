@@ -23,6 +23,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from backstop.demo import model_server
+from backstop.demo.processes import stop_process_groups
+
 T = TypeVar("T")
 
 
@@ -177,20 +180,7 @@ class LocalCluster:
 
     def start_model_server(self, name: str) -> ModelServer:
         port_file = self.workdir / f"{name}.port"
-        proc = self._spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "backstop.demo.model_server",
-                "--port",
-                "0",
-                "--dir",
-                str(self.workdir / name),
-                "--ready-file",
-                str(port_file),
-            ],
-        )
+        proc = self._spawn(name, model_server.command(self.workdir / name, port_file))
         port = wait_for(
             lambda: int(port_file.read_text()) if port_file.exists() else None, 20, name
         )
@@ -223,19 +213,7 @@ class LocalCluster:
         return wait_for(lambda: self.workloads_by_pid().get(pid), timeout_s, f"workload {pid}")
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGCONT)
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.05, deadline - time.monotonic()))
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups(self.procs)
 
     def logs(self) -> str:
         parts = []

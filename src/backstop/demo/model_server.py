@@ -25,6 +25,21 @@ from urllib.parse import parse_qs, urlparse
 VOCAB = ("the", "model", "is", "paused", "serving", "tokens", "safely", "now", "compute", "gpu")
 
 
+def command(weights_dir: Path, ready_file: Path, port: int = 0) -> list[str]:
+    """The command line that starts a model server (used by the demo and the tests)."""
+    return [
+        sys.executable,
+        "-m",
+        "backstop.demo.model_server",
+        "--port",
+        str(port),
+        "--dir",
+        str(weights_dir),
+        "--ready-file",
+        str(ready_file),
+    ]
+
+
 def write_weights(path: Path, rows: int = 256, cols: int = 64, seed: int = 7) -> None:
     """Write a float32 ``embed`` tensor in safetensors format (8-byte header length + JSON)."""
     data = bytearray()

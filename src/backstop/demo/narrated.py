@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import BackstopError, Unavailable
-from backstop.demo import simgpu
+from backstop.demo import model_server, simgpu
+from backstop.demo.processes import stop_process_groups
 
 STEPS = 9
 
@@ -127,18 +127,7 @@ class Demo:
         self.step("Start a small model server (a real process that maps safetensors weights)")
         model_ready = self.workdir / "model.port"
         model = self.spawn(
-            "model-server",
-            [
-                sys.executable,
-                "-m",
-                "backstop.demo.model_server",
-                "--port",
-                "0",
-                "--dir",
-                str(self.workdir / "model"),
-                "--ready-file",
-                str(model_ready),
-            ],
+            "model-server", model_server.command(self.workdir / "model", model_ready)
         )
         self.model_port = int(_wait_for(lambda: _read(model_ready), 20, "the model server"))
         self.model_pid = model.pid
@@ -240,18 +229,7 @@ class Demo:
         return found or None
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in self.procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups(self.procs)
 
 
 def _read(path: Path) -> str | None:
