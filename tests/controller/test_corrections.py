@@ -15,9 +15,11 @@ from backstop.core.models import (
     CorrectionSpec,
     CorrectionState,
     Scope,
+    SignatureRecord,
     TargetState,
     WorkloadOutcome,
 )
+from backstop.wire import convert
 from backstop.core.settings import ControllerSettings
 from tests.controller.conftest import node
 
@@ -30,8 +32,10 @@ class RecordingLink:
         self.sent: list[tuple[int, CorrectionSpec]] = []
         self.closed = ""
 
-    def send_command(self, sequence: int, spec: CorrectionSpec) -> None:
-        self.sent.append((sequence, spec))
+    def send_command(
+        self, sequence: int, spec_bytes: bytes, signatures: tuple[SignatureRecord, ...]
+    ) -> None:
+        self.sent.append((sequence, convert.spec_from_bytes(spec_bytes)))
 
     def close(self, reason: str) -> None:
         self.closed = reason

@@ -26,6 +26,7 @@ Scenario = Callable[[ControllerServer, str], Coroutine[Any, Any, None]]
 def run_with_server(tmp_path: Path, scenario: Scenario, **overrides: Any) -> None:
     settings = ControllerSettings(
         listen="127.0.0.1:0",
+        insecure=True,
         store_url=f"sqlite:///{tmp_path / 'c.db'}",
         hello_timeout_s=overrides.pop("hello_timeout_s", 2.0),
         max_message_bytes=overrides.pop("max_message_bytes", 64 * 1024),

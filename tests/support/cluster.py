@@ -102,6 +102,10 @@ class LocalCluster:
     workdir: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     address: str = ""
+    enrol_address: str = ""
+    insecure: bool = True
+    """Open mode (plaintext loopback); secure tests set False and pass TLS flags."""
+    tls_env: dict[str, str] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     controller: subprocess.Popen[bytes] | None = None
 
@@ -127,6 +131,7 @@ class LocalCluster:
                 "backstop",
                 "--log-format",
                 "json",
+                *(["--insecure"] if self.insecure else []),
                 "controller",
                 "serve",
                 "--listen",
@@ -140,9 +145,11 @@ class LocalCluster:
                 *extra,
             ],
         )
-        self.address = wait_for(
-            lambda: ready.read_text().strip() if ready.exists() else None, 20, "controller"
+        lines = wait_for(
+            lambda: ready.read_text().split() if ready.exists() else None, 20, "controller"
         )
+        self.address = lines[0]
+        self.enrol_address = lines[1] if len(lines) > 1 else ""
         return self.address
 
     def kill_controller(self) -> None:
@@ -163,6 +170,7 @@ class LocalCluster:
                 "json",
                 "--controller",
                 self.address,
+                *(["--insecure"] if self.insecure else []),
                 "agent",
                 "run",
                 "--node-id",
@@ -188,8 +196,17 @@ class LocalCluster:
         wait_for(lambda: server.ask("warm up") is not None, 10, f"{name} to answer")
         return server
 
-    def cli(self, *args: str, timeout_s: float = 60.0) -> CliResult:
-        env = dict(os.environ, BACKSTOP_CONTROLLER=self.address, BACKSTOP_USER="e2e")
+    def cli(
+        self, *args: str, timeout_s: float = 60.0, env: Mapping[str, str] | None = None
+    ) -> CliResult:
+        env = dict(
+            os.environ,
+            BACKSTOP_CONTROLLER=self.address,
+            BACKSTOP_USER="e2e",
+            BACKSTOP_INSECURE="1" if self.insecure else "0",
+            **self.tls_env,
+            **(env or {}),
+        )
         result = subprocess.run(
             [sys.executable, "-m", "backstop", *args],
             capture_output=True,

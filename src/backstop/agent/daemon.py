@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 
 from backstop import __version__
 from backstop.agent.actuators.workload_actuator import ProcessActuator
@@ -22,11 +23,42 @@ from backstop.agent.enforcer import Enforcer
 from backstop.agent.sampler import NodeSample, Sampler
 from backstop.agent.session import ControllerSession
 from backstop.agent.state import AgentState
+from backstop.agent.verifier import CommandVerifier
+from backstop.core.errors import InvalidInput
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, Workload
+from backstop.core.netaddr import require_loopback_for_plaintext
 from backstop.core.settings import AgentSettings
+from backstop.security.audit import FileAuditLog
+from backstop.security.identities import TrustPolicyFile
+from backstop.security.tls import channel_credentials
 from backstop.telemetry.endpoint import TelemetryServer
 
 log = logging.getLogger(__name__)
+
+
+JOURNAL_FILE = "audit.jsonl"
+
+
+def tls_dir(settings: AgentSettings) -> Path:
+    return settings.tls_dir or settings.state_dir / "tls"
+
+
+def _check_security_settings(settings: AgentSettings) -> None:
+    if settings.insecure:
+        require_loopback_for_plaintext(settings.controller)
+        return
+    tls = tls_dir(settings)
+    for name in ("ca.crt", "node.crt", "node.key"):
+        if not (tls / name).is_file():
+            raise InvalidInput(
+                f"{tls / name} is missing: enrol the node first (backstop agent enroll), "
+                "or pass --insecure for a plaintext loopback controller"
+            )
+    if settings.trust_policy is None or not settings.trust_policy.is_file():
+        raise InvalidInput(
+            "the agent needs --trust-policy: the operators' keys that every command is "
+            "verified against"
+        )
 
 
 class AgentDaemon:
@@ -44,13 +76,24 @@ class AgentDaemon:
         self.actuator = ProcessActuator(
             proc_root=settings.proc_root, default_grace_s=settings.default_grace_s
         )
+        _check_security_settings(settings)
+        policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
+        self.journal = FileAuditLog(settings.state_dir / JOURNAL_FILE)
         self.enforcer = Enforcer(
             self.node_id,
             self.state,
             self._fresh_workloads,
             self.actuator,
             self.nvml,
+            verifier=CommandVerifier(policy),
+            journal=self.journal,
             default_grace_s=settings.default_grace_s,
+        )
+        tls = tls_dir(settings)
+        credentials = (
+            None
+            if settings.insecure
+            else channel_credentials(tls / "ca.crt", tls / "node.crt", tls / "node.key")
         )
         self.session = ControllerSession(
             settings.controller,
@@ -58,6 +101,8 @@ class AgentDaemon:
             lambda: self.state.last_command_sequence,
             self._on_command,
             reconnect_max_s=settings.reconnect_max_s,
+            credentials=credentials,
+            on_connected=self.enforcer.recent_acks,
         )
         self.latest: NodeSample | None = None
         self._capabilities: tuple[str, ...] = ()
@@ -138,8 +183,13 @@ class AgentDaemon:
                 "workloads": len(self.latest.workloads),
             },
         )
-        tasks = [
-            asyncio.create_task(self.enforcer.run(), name="enforcer"),
+        tasks = [asyncio.create_task(self.enforcer.run(), name="enforcer")]
+        recovered = await self.enforcer.recover()
+        if recovered:
+            log.warning(
+                "finished commands interrupted by a restart", extra={"count": len(recovered)}
+            )
+        tasks += [
             asyncio.create_task(self.session.run(), name="session"),
             asyncio.create_task(self._sample_loop(), name="sampler"),
         ]
@@ -155,3 +205,4 @@ class AgentDaemon:
             if telemetry is not None:
                 telemetry.stop()
             self.nvml.close()
+            self.journal.close()

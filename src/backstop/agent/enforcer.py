@@ -13,6 +13,7 @@ active pause or shutdown is paused or terminated on the next sample, until resum
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +25,7 @@ from backstop.agent.actuators.gpu_power import restore_gpus, throttle_gpus
 from backstop.agent.actuators.workload_actuator import ActuationResult, ProcessActuator
 from backstop.agent.collectors.nvml import NvmlBackend
 from backstop.agent.state import AgentState, AppliedCorrection, AppliedWorkload
+from backstop.agent.verifier import CommandVerifier
 from backstop.core.errors import BackstopError
 from backstop.core.models import (
     Action,
@@ -37,6 +39,7 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.core.scope import workload_in_scope
+from backstop.security.audit import FileAuditLog
 from backstop.wire import convert
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class Enforcer:
         actuator: ProcessActuator,
         gpu: NvmlBackend | None,
         *,
+        verifier: CommandVerifier | None = None,
+        journal: FileAuditLog | None = None,
         default_grace_s: float = ActionParams.DEFAULT_GRACE_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -69,6 +74,8 @@ class Enforcer:
         self._gpu = gpu
         self._default_grace_s = default_grace_s
         self._clock = clock
+        self._verifier = verifier if verifier is not None else CommandVerifier(None, clock)
+        self._journal_log = journal
         self._queue: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = (
             asyncio.Queue()
         )
@@ -131,33 +138,46 @@ class Enforcer:
 
     async def _apply(self, command: Command) -> CommandAck:
         spec = command.spec
-        prior = self._state.corrections.get(spec.correction_id)
-        if prior is not None and prior.ack_state != "applying":
-            return _stored_ack(prior, command.sequence)
-        now = self._clock()
-        if spec.expires_at_s <= now:
-            ack = CommandAck(
-                spec.correction_id,
-                command.sequence,
-                TargetState.REFUSED,
-                f"expired {now - spec.expires_at_s:.0f} s ago",
+        self._audit(
+            "command.received",
+            spec,
+            sequence=command.sequence,
+            issuer=spec.issuer,
+            signers=[f"{s.signer}:{s.role}:{s.key_id}" for s in command.signatures],
+        )
+        problem = self._verifier.problem(command, self._state)
+        if problem:
+            log.warning(
+                "refused command",
+                extra={"correction_id": spec.correction_id, "reason": problem},
             )
-            self._journal(command, ack, [])
-            return ack
+            self._audit("command.refused", spec, sequence=command.sequence, reason=problem)
+            return CommandAck(spec.correction_id, command.sequence, TargetState.REFUSED, problem)
         self._journal(
             command, CommandAck(spec.correction_id, command.sequence, TargetState.PENDING), []
         )
+        return await self._execute(command)
+
+    async def _execute(self, command: Command) -> CommandAck:
+        """Act on a verified, journaled command; journal and audit the result."""
+        spec = command.spec
         log.info(
             "applying correction",
             extra={"correction_id": spec.correction_id, "action": spec.action.value},
         )
         if spec.action is Action.RESUME:
+            self._audit("action.apply", spec, reverts=spec.reverts)
             outcomes, message = await self._resume(spec)
             applied: list[AppliedWorkload] = []
             previous_power: dict[str, int] = {}
         else:
             workloads = await asyncio.to_thread(self._refresh)
             in_scope = [w for w in workloads if workload_in_scope(spec.scope, w)]
+            self._audit(
+                "action.apply",
+                spec,
+                workloads={w.workload_id: list(w.pids) for w in in_scope},
+            )
             outcomes, applied, previous_power, message = await self._act(spec, in_scope)
         failed = [o for o in outcomes if o.outcome == "failed"]
         ack = CommandAck(
@@ -167,8 +187,37 @@ class Enforcer:
             message,
             tuple(outcomes),
         )
+        self._audit("action.result", spec, state=ack.state.value, message=message)
         self._journal(command, ack, applied, previous_power)
         return ack
+
+    async def recover(self) -> list[CommandAck]:
+        """Finish commands a crash interrupted (journaled as applying); their acks to send."""
+        acks = []
+        for applied in sorted(self._state.corrections.values(), key=lambda c: c.sequence):
+            if applied.ack_state != "applying":
+                continue
+            data = bytes.fromhex(applied.spec)
+            command = Command(applied.sequence, convert.spec_from_bytes(data), data)
+            self._audit("command.recovered", command.spec, sequence=applied.sequence)
+            acks.append(await self._enqueue(functools.partial(self._execute, command)))
+        return acks
+
+    def recent_acks(self, limit: int = 20) -> list[CommandAck]:
+        """The stored acks of the latest handled commands, re-sent after each reconnect."""
+        done = [c for c in self._state.corrections.values() if c.ack_state != "applying"]
+        done.sort(key=lambda c: c.sequence)
+        return [_stored_ack(c, c.sequence) for c in done[-limit:]]
+
+    def _audit(self, event: str, spec: CorrectionSpec, **details: object) -> None:
+        """Append to the agent's journal (fsynced) before the step takes effect."""
+        if self._journal_log is not None:
+            self._journal_log.append(
+                actor=self._node_id,
+                action=event,
+                subject=spec.correction_id,
+                details={"action": spec.action.value, **details},
+            )
 
     async def _act(
         self, spec: CorrectionSpec, workloads: list[Workload]
@@ -355,6 +404,9 @@ class Enforcer:
             ]
             if not new:
                 continue
+            self._audit(
+                "enforcement.reapply", spec, workloads={w.workload_id: list(w.pids) for w in new}
+            )
             _, applied, _, message = await self._act(spec, new)
             log.warning(
                 "re-applied correction in force to new workloads",

@@ -42,8 +42,14 @@ class ControllerSession:
         last_command_sequence: Callable[[], int],
         on_command: CommandHandler,
         reconnect_max_s: float = 10.0,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        on_connected: Callable[[], list[CommandAck]] | None = None,
     ) -> None:
-        require_loopback_for_plaintext(address)
+        if credentials is None:
+            require_loopback_for_plaintext(address)
+        self._credentials = credentials
+        self._on_connected = on_connected
         self._address = address
         self._inventory = inventory
         self._last_sequence = last_command_sequence
@@ -121,7 +127,12 @@ class ControllerSession:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
-        async with grpc.aio.insecure_channel(self._address, options=options) as channel:
+        channel = (
+            grpc.aio.secure_channel(self._address, self._credentials, options=options)
+            if self._credentials is not None
+            else grpc.aio.insecure_channel(self._address, options=options)
+        )
+        async with channel:
             stub = agent_pb2_grpc.AgentGatewayStub(channel)
             call = stub.Connect()
             hello = agent_pb2.Hello(
@@ -141,6 +152,8 @@ class ControllerSession:
                 "connected to controller",
                 extra={"controller": self._address, "controller_id": welcome.welcome.controller_id},
             )
+            for ack in self._on_connected() if self._on_connected else []:
+                self._send_ack(convert.ack_to_pb(ack))
             writer = asyncio.create_task(self._write_loop(call))
             try:
                 await self._read_loop(call)
@@ -169,6 +182,7 @@ class ControllerSession:
     async def _handle_command(self, msg: agent_pb2.Command) -> None:
         try:
             spec = convert.spec_from_bytes(msg.correction.spec)
+            signatures = convert.signatures_from_pb(msg.correction.signatures)
         except Exception as exc:  # noqa: BLE001 - any malformed command is refused, not fatal
             log.warning("refused malformed command", extra={"sequence": msg.sequence})
             self._send_ack(
@@ -180,5 +194,11 @@ class ControllerSession:
                 )
             )
             return
-        result = await self._on_command(Command(sequence=msg.sequence, spec=spec))
+        command = Command(
+            sequence=msg.sequence,
+            spec=spec,
+            spec_bytes=bytes(msg.correction.spec),
+            signatures=signatures,
+        )
+        result = await self._on_command(command)
         self._send_ack(convert.ack_to_pb(result))

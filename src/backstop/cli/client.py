@@ -6,27 +6,60 @@ gRPC failures become :mod:`backstop.core.errors` exceptions whose message says w
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
-from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, Unavailable
+from backstop.core.errors import (
+    BackstopError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from backstop.core.netaddr import require_loopback_for_plaintext
+from backstop.security.tls import channel_credentials
 
 _CODES: dict[grpc.StatusCode, type[BackstopError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.FAILED_PRECONDITION: Conflict,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 
 class ControllerClient:
-    def __init__(self, address: str, timeout_s: float = 10.0) -> None:
-        require_loopback_for_plaintext(address)
+    """``tls_dir`` holds ca.crt, client.crt and client.key; without it only plaintext to a
+    loopback controller is possible, and only when ``insecure`` says so."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        tls_dir: Path | None = None,
+        insecure: bool = False,
+        timeout_s: float = 10.0,
+    ) -> None:
         self.address = address
         self.timeout_s = timeout_s
-        self._channel = grpc.insecure_channel(address)
+        if tls_dir is not None:
+            files = [tls_dir / n for n in ("ca.crt", "client.crt", "client.key")]
+            missing = [str(f) for f in files if not f.is_file()]
+            if missing:
+                raise InvalidInput(f"TLS files missing: {', '.join(missing)}")
+            creds = channel_credentials(*files)
+            self._channel = grpc.secure_channel(address, creds)
+        elif insecure:
+            require_loopback_for_plaintext(address)
+            self._channel = grpc.insecure_channel(address)
+        else:
+            raise InvalidInput(
+                "no TLS identity: pass --tls-dir (ca.crt, client.crt, client.key) or set "
+                "BACKSTOP_TLS_DIR; for a plaintext loopback controller in open mode, --insecure"
+            )
         self._stub = control_pb2_grpc.ControlServiceStub(self._channel)
 
     def close(self) -> None:
@@ -87,6 +120,51 @@ class ControllerClient:
         request = control_pb2.GetCorrectionRequest(correction_id=correction_id)
         correction: types_pb2.Correction = self._call("GetCorrection", request)
         return correction
+
+    def create_signed(self, signed: types_pb2.SignedCorrection) -> types_pb2.Correction:
+        request = control_pb2.CreateCorrectionRequest(signed=signed)
+        correction: types_pb2.Correction = self._call("CreateCorrection", request)
+        return correction
+
+    def resume_signed(
+        self, correction_id: str, signed: types_pb2.SignedCorrection
+    ) -> types_pb2.Correction:
+        request = control_pb2.ResumeCorrectionRequest(correction_id=correction_id, signed=signed)
+        correction: types_pb2.Correction = self._call("ResumeCorrection", request)
+        return correction
+
+    def approve_signed(
+        self, correction_id: str, approver: str, signature: types_pb2.Signature
+    ) -> types_pb2.Correction:
+        request = control_pb2.ApproveCorrectionRequest(
+            correction_id=correction_id, approver=approver, signature=signature
+        )
+        correction: types_pb2.Correction = self._call("ApproveCorrection", request)
+        return correction
+
+    def enrolment_token(
+        self, node_id: str, ttl_s: float
+    ) -> control_pb2.CreateEnrolmentTokenResponse:
+        request = control_pb2.CreateEnrolmentTokenRequest(node_id=node_id, ttl_s=ttl_s)
+        response: control_pb2.CreateEnrolmentTokenResponse = self._call(
+            "CreateEnrolmentToken", request
+        )
+        return response
+
+    def revoke(self, node_id: str, reason: str) -> int:
+        request = control_pb2.RevokeNodeRequest(node_id=node_id, reason=reason)
+        return int(self._call("RevokeNode", request).certificates_revoked)
+
+    def whoami(self) -> control_pb2.WhoAmIResponse:
+        response: control_pb2.WhoAmIResponse = self._call("WhoAmI", control_pb2.WhoAmIRequest())
+        return response
+
+    def audit(self, after_seq: int = 0) -> Iterator[control_pb2.AuditEntry]:
+        request = control_pb2.ExportAuditRequest(after_seq=after_seq)
+        try:
+            yield from self._stub.ExportAudit(request, timeout=max(self.timeout_s, 60.0))
+        except grpc.RpcError as exc:
+            raise self._error(exc) from exc
 
     def watch(self, correction_id: str, timeout_s: float) -> Iterator[types_pb2.Correction]:
         request = control_pb2.GetCorrectionRequest(correction_id=correction_id)

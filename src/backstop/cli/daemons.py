@@ -40,6 +40,10 @@ def controller_serve(args: argparse.Namespace) -> int:
         metrics_listen=args.metrics_listen,
         report_interval_s=args.report_interval,
         ack_timeout_s=args.ack_timeout,
+        insecure=args.insecure,
+        tls_dir=Path(args.server_tls_dir) if args.server_tls_dir else None,
+        trust_policy=Path(args.trust_policy) if args.trust_policy else None,
+        enrol_listen=args.enrol_listen,
     )
     ready = Path(args.ready_file) if args.ready_file else None
     return _run_until_signal(serve(settings, ready))
@@ -70,5 +74,8 @@ def agent_run(args: argparse.Namespace) -> int:
         nvml_library=args.nvml_library,
         labels=_labels(args.label),
         cgroup_prefixes=tuple(args.cgroup_prefix),
+        insecure=args.insecure,
+        tls_dir=Path(args.agent_tls_dir) if args.agent_tls_dir else None,
+        trust_policy=Path(args.trust_policy) if args.trust_policy else None,
     )
     return _run_until_signal(AgentDaemon(settings).run())

@@ -1,7 +1,8 @@
 """Entry point of ``backstop``: the parser, and the mapping of errors to exit codes.
 
 Exit codes: 0 success; 1 the operation ran but did not fully succeed (a correction failed or a
-target was unreachable); 2 bad input; 3 controller unreachable; 4 not found; 5 conflict.
+target was unreachable, or an audit chain is broken); 2 bad input; 3 controller unreachable;
+4 not found; 5 conflict; 6 permission denied.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import sys
 from collections.abc import Sequence
 
 from backstop import __version__
-from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, Unavailable
+from backstop.core.errors import (
+    BackstopError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from backstop.core.settings import DEFAULT_CONTROLLER
 
 EXIT_INCOMPLETE = 1
@@ -20,6 +28,7 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_NOT_FOUND = 4
 EXIT_CONFLICT = 5
+EXIT_DENIED = 6
 
 CORRECTION_VERBS = {
     "observe": "raise the sampling rate of workloads in scope (no effect on them)",
@@ -60,6 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("BACKSTOP_USER", ""),
         help="who is acting (env BACKSTOP_USER; default: the login name)",
     )
+    parser.add_argument(
+        "--tls-dir",
+        default=os.environ.get("BACKSTOP_TLS_DIR", ""),
+        help="ca.crt, client.crt, client.key for mutual TLS (env BACKSTOP_TLS_DIR)",
+    )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("BACKSTOP_KEY", ""),
+        help="your Ed25519 key: corrections and approvals are signed with it (env BACKSTOP_KEY)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=os.environ.get("BACKSTOP_INSECURE", "") == "1",
+        help="plaintext to a loopback controller in open mode (env BACKSTOP_INSECURE=1)",
+    )
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
     parser.add_argument(
         "--log-format", choices=("auto", "text", "json"), default="auto", help="daemon log format"
@@ -69,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_daemons(sub)
     _add_listings(sub)
     _add_corrections(sub)
+    _add_trust(sub)
     demo = sub.add_parser("demo", help="run everything locally and narrate a correction")
     demo.add_argument("--pace", type=float, default=1.0, help="seconds between steps")
     return parser
@@ -89,6 +115,11 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--ack-timeout", type=float, default=10.0, help="seconds before a target is unreachable"
     )
     serve.add_argument("--ready-file", default="", help="write the bound address here when ready")
+    serve.add_argument(
+        "--tls-dir", dest="server_tls_dir", default="", help="ca.crt, controller.crt/.key, ca.key"
+    )
+    serve.add_argument("--trust-policy", default="", help="people, roles, keys and quorum (JSON)")
+    serve.add_argument("--enrol-listen", default="", help="HOST:PORT for node enrolment")
 
     agent = sub.add_parser("agent", help="run the node agent")
     agent_sub = agent.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -100,6 +131,14 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     run.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics, /healthz")
     run.add_argument("--nvml-library", default="", help="path of libnvidia-ml.so.1")
     run.add_argument("--label", action="append", default=[], help="node label K=V (repeatable)")
+    run.add_argument("--tls-dir", dest="agent_tls_dir", default="", help="default: STATE_DIR/tls")
+    run.add_argument("--trust-policy", default="", help="operators' keys and quorum (JSON)")
+    enroll = agent_sub.add_parser("enroll", help="join with a one-time token; get a certificate")
+    enroll.add_argument("--enrol-address", required=True, help="controller enrolment HOST:PORT")
+    enroll.add_argument("--token", required=True, help="from `backstop pki token`")
+    enroll.add_argument("--ca", required=True, help="the CA certificate to trust (ca.crt)")
+    enroll.add_argument("--node-id", required=True)
+    enroll.add_argument("--state-dir", default="/var/lib/backstop")
     run.add_argument(
         "--cgroup-prefix",
         action="append",
@@ -144,8 +183,9 @@ def _add_corrections(sub: argparse._SubParsersAction[_Parser]) -> None:
             p.add_argument("--interval", type=float, default=None, help="sampling seconds")
         _output_flag(p)
 
-    approve = sub.add_parser("approve", help="approve a proposed correction")
+    approve = sub.add_parser("approve", help="approve a proposed correction (signed)")
     approve.add_argument("id")
+    approve.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _output_flag(approve)
     resume = sub.add_parser("resume", help="undo an observe, throttle, pause or shutdown")
     resume.add_argument("id")
@@ -180,6 +220,8 @@ def _exit_code(exc: BackstopError) -> int:
         return EXIT_NOT_FOUND
     if isinstance(exc, Conflict):
         return EXIT_CONFLICT
+    if isinstance(exc, PermissionDenied):
+        return EXIT_DENIED
     return EXIT_INCOMPLETE
 
 
@@ -188,10 +230,16 @@ def _run(args: argparse.Namespace) -> int:
         from backstop.cli import daemons
 
         return daemons.controller_serve(args)
-    if args.command == "agent":
+    if args.command == "agent" and args.subcommand == "run":
         from backstop.cli import daemons
 
         return daemons.agent_run(args)
+    if args.command in ("pki", "keys", "audit", "whoami") or (
+        args.command == "agent" and args.subcommand == "enroll"
+    ):
+        from backstop.cli import trust
+
+        return trust.run(args)
     if args.command == "demo":
         from backstop.demo.narrated import run_demo
 
@@ -199,6 +247,48 @@ def _run(args: argparse.Namespace) -> int:
     from backstop.cli import operate
 
     return operate.run(args)
+
+
+def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
+    pki = sub.add_parser("pki", help="certificate authority, certificates, enrolment tokens")
+    pki_sub = pki.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    pki_sub.required = True
+    init = pki_sub.add_parser("init", help="create a CA (ca.crt, ca.key) in --dir")
+    init.add_argument("--dir", required=True)
+    issue = pki_sub.add_parser("issue", help="issue a certificate from the CA in --dir")
+    issue.add_argument("--dir", required=True, help="the CA directory")
+    issue.add_argument("--name", required=True, help="CN: controller name, node id or person")
+    issue.add_argument("--role", required=True, choices=("controller", "agent", "client"))
+    issue.add_argument("--dns", action="append", default=[], help="SAN DNS name (controller)")
+    issue.add_argument("--ip", action="append", default=[], help="SAN IP address (controller)")
+    issue.add_argument("--out", required=True, help="directory for the certificate and key")
+    issue.add_argument("--days", type=int, default=365)
+    token = pki_sub.add_parser("token", help="a one-time enrolment token for a node (admin)")
+    token.add_argument("--node", required=True)
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds")
+    revoke = pki_sub.add_parser("revoke", help="refuse a node's certificates from now on")
+    revoke.add_argument("--node", required=True)
+    revoke.add_argument("--reason", required=True)
+
+    keys = sub.add_parser("keys", help="operator signing keys")
+    keys_sub = keys.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    keys_sub.required = True
+    new = keys_sub.add_parser("new", help="make an Ed25519 key pair")
+    new.add_argument("--out", required=True, help="private key path (PATH.pub gets the public)")
+    new.add_argument("--name", default="", help="your name, for the trust-policy snippet")
+    new.add_argument("--role", default="operator", help="for the trust-policy snippet")
+
+    audit = sub.add_parser("audit", help="the tamper-evident record")
+    audit_sub = audit.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    audit_sub.required = True
+    verify = audit_sub.add_parser("verify", help="check a chain; point at the first bad entry")
+    verify.add_argument("--file", default="", help="an agent journal (default: the controller's)")
+    verify.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    export = audit_sub.add_parser("export", help="JSON lines for a SIEM")
+    export.add_argument("--file", default="", help="an agent journal (default: the controller's)")
+    export.add_argument("--after", type=int, default=0, help="only entries after this seq")
+
+    sub.add_parser("whoami", help="who the controller thinks you are")
 
 
 if __name__ == "__main__":

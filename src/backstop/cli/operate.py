@@ -5,21 +5,28 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from backstop.api.v1 import control_pb2, types_pb2
 from backstop.cli import render
 from backstop.cli.client import ControllerClient
+from backstop.cli.connect import client_from_args
 from backstop.core.errors import InvalidInput, Unavailable
-from backstop.core.models import Action, ActionParams, Scope
+from backstop.core.ids import new_correction_id
+from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope
 from backstop.core.scope import parse_model_hash, parse_selector, validate_scope
+from backstop.security.keys import load_private
+from backstop.security.quorum import sign_correction
 from backstop.wire import convert
 
 EXIT_INCOMPLETE = 1
+DEFAULT_TTL_S = 3600.0
 
 
 def run(args: argparse.Namespace) -> int:
-    with ControllerClient(args.controller) as client:
+    with client_from_args(args) as client:
         handler = _HANDLERS.get(args.command, _correct)
         return handler(client, args)
 
@@ -175,6 +182,19 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
     if args.ttl < 0 or args.timeout <= 0:
         raise InvalidInput("--ttl must not be negative and --timeout must be positive")
     _confirm(action, scope, args)
+    if args.key:
+        now = time.time()
+        spec = CorrectionSpec(
+            correction_id=new_correction_id(),
+            action=action,
+            scope=scope,
+            reason=args.reason.strip(),
+            issuer=_user(args),
+            created_at_s=now,
+            expires_at_s=now + (args.ttl or DEFAULT_TTL_S),
+            params=params,
+        )
+        return _report(client, client.create_signed(_signed(args, spec)), args)
     correction = client.create(
         control_pb2.CreateCorrectionRequest(
             action=convert.action_to_pb(action),
@@ -236,12 +256,53 @@ def _exit_for(c: types_pb2.Correction) -> int:
 
 
 def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
+    if args.key:
+        original = convert.spec_from_pb(client.get(args.id).spec)
+        now = time.time()
+        spec = CorrectionSpec(
+            correction_id=new_correction_id(),
+            action=Action.RESUME,
+            scope=original.scope,
+            reason=args.reason.strip() or f"resume {args.id}",
+            issuer=_user(args),
+            created_at_s=now,
+            expires_at_s=now + DEFAULT_TTL_S,
+            reverts=args.id,
+        )
+        return _report(client, client.resume_signed(args.id, _signed(args, spec)), args)
     correction = client.resume(args.id, args.reason, _user(args))
     return _report(client, correction, args)
 
 
+def _signed(args: argparse.Namespace, spec: CorrectionSpec) -> types_pb2.SignedCorrection:
+    key = load_private(Path(args.key))
+    data = convert.spec_bytes(spec)
+    record = sign_correction(key, data, signer=spec.issuer, role="issuer", signed_at_s=time.time())
+    return convert.signed_correction(data, (record,))
+
+
 def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
-    correction = client.approve(args.id, _user(args))
+    if not args.key:
+        raise InvalidInput("an approval is signed: pass --key (or set BACKSTOP_KEY)")
+    current = client.get(args.id)
+    data = bytes(current.signed_spec)
+    spec = convert.spec_from_bytes(data)
+    if spec.correction_id != args.id:
+        raise InvalidInput("the controller returned a different correction; refusing to sign")
+    if not args.yes:
+        render.write_correction(sys.stdout, current)
+        if not sys.stdin.isatty():
+            raise InvalidInput(f"approving {args.id} needs --yes (or a terminal to confirm)")
+        if input(f"approve this {spec.action.value}? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise InvalidInput("cancelled; nothing was approved")
+    record = sign_correction(
+        load_private(Path(args.key)),
+        data,
+        signer=_user(args),
+        role="approver",
+        signed_at_s=time.time(),
+    )
+    correction = client.approve_signed(args.id, _user(args), convert.signature_to_pb(record))
     if args.output == "json":
         print(render.to_json(correction))
     else:

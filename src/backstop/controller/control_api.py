@@ -8,23 +8,35 @@ conflicts and UNAVAILABLE for temporary failures, each with a message that says 
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
+from backstop.controller.authz import Caller
 from backstop.controller.corrections import CorrectionsEngine, CreateRequest
 from backstop.controller.store.base import Store
-from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound
-from backstop.core.models import Action
+from backstop.core.errors import (
+    BackstopError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from backstop.security.identities import Role
+from backstop.security.pki import new_enrolment_token
 from backstop.wire import convert
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIST_LIMIT = 100
 MAX_LIST_LIMIT = 10_000
+DEFAULT_TOKEN_TTL_S = 3600.0
+MAX_TOKEN_TTL_S = 7 * 24 * 3600.0
 
 T = TypeVar("T")
 
@@ -36,6 +48,8 @@ def status_for(exc: BackstopError) -> grpc.StatusCode:
         return grpc.StatusCode.NOT_FOUND
     if isinstance(exc, Conflict):
         return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED
     if exc.temporary:
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
@@ -59,9 +73,22 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     def __init__(self, store: Store, engine: CorrectionsEngine) -> None:
         self._store = store
         self._engine = engine
+        self._authz = engine.authz
+
+    def _caller(self, context: Any, role: Role, what: str, claimed: str = "") -> Caller:
+        try:
+            caller = self._authz.caller(context, claimed)
+            self._authz.require(caller, role, what)
+        except PermissionDenied as exc:
+            self._engine.audit(
+                claimed or context.peer(), "request.refused", what, reason=exc.message
+            )
+            raise
+        return caller
 
     @_rpc
     async def ListNodes(self, request: Any, context: Any) -> control_pb2.ListNodesResponse:
+        self._caller(context, Role.VIEWER, "listing nodes")
         nodes = [
             convert.node_to_pb(
                 r.info,
@@ -77,6 +104,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     async def ListWorkloads(
         self, request: control_pb2.ListWorkloadsRequest, context: Any
     ) -> control_pb2.ListWorkloadsResponse:
+        self._caller(context, Role.VIEWER, "listing workloads")
         if request.node_id and self._store.get_node(request.node_id) is None:
             raise NotFound(f"unknown node {request.node_id!r}; see `backstop nodes`")
         workloads = self._store.list_workloads(request.node_id)
@@ -88,6 +116,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     async def ListCorrections(
         self, request: control_pb2.ListCorrectionsRequest, context: Any
     ) -> control_pb2.ListCorrectionsResponse:
+        self._caller(context, Role.VIEWER, "listing corrections")
         limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         return control_pb2.ListCorrectionsResponse(
             corrections=[convert.correction_to_pb(c) for c in self._store.list_corrections(limit)]
@@ -97,6 +126,15 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     async def CreateCorrection(
         self, request: control_pb2.CreateCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
+        if request.HasField("signed"):
+            caller = self._caller(context, Role.VIEWER, "creating a correction")
+            correction = self._engine.create_signed(
+                request.signed.spec,
+                convert.signatures_from_pb(request.signed.signatures),
+                caller,
+            )
+            return convert.correction_to_pb(correction)
+        caller = self._caller(context, Role.VIEWER, "creating a correction", request.issuer)
         action = convert.action_from_pb(request.action)
         if request.ttl_s < 0:
             raise InvalidInput("ttl must not be negative")
@@ -108,7 +146,8 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
                 issuer=request.issuer,
                 ttl_s=request.ttl_s,
                 params=convert.params_from_pb(request.params),
-            )
+            ),
+            caller,
         )
         return convert.correction_to_pb(correction)
 
@@ -116,36 +155,108 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     async def ApproveCorrection(
         self, request: control_pb2.ApproveCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
-        correction = self._engine.get(request.correction_id)
-        if correction.spec.action is Action.RESUME or not correction.spec.action.severe:
-            raise Conflict(
-                f"{request.correction_id} needs no approval; it was approved at creation"
-            )
-        raise Conflict(
-            f"{request.correction_id} was approved at creation: quorum approval of severe "
-            "actions is not enabled on this controller"
+        caller = self._caller(context, Role.VIEWER, "approving", request.approver)
+        signature = (
+            convert.signature_from_pb(request.signature) if request.HasField("signature") else None
         )
+        correction = self._engine.approve(request.correction_id, signature, caller)
+        return convert.correction_to_pb(correction)
 
     @_rpc
     async def ResumeCorrection(
         self, request: control_pb2.ResumeCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
+        if request.HasField("signed"):
+            caller = self._caller(context, Role.VIEWER, "resuming")
+            correction = self._engine.create_signed(
+                request.signed.spec,
+                convert.signatures_from_pb(request.signed.signatures),
+                caller,
+            )
+            return convert.correction_to_pb(correction)
         if not request.issuer:
             raise InvalidInput("the issuer is missing")
-        correction = self._engine.resume(request.correction_id, request.reason, request.issuer)
+        caller = self._caller(context, Role.VIEWER, "resuming", request.issuer)
+        correction = self._engine.resume(
+            request.correction_id, request.reason, request.issuer, caller
+        )
         return convert.correction_to_pb(correction)
 
     @_rpc
     async def GetCorrection(
         self, request: control_pb2.GetCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
-        return convert.correction_to_pb(self._engine.get(request.correction_id))
+        self._caller(context, Role.VIEWER, "reading a correction")
+        msg = convert.correction_to_pb(self._engine.get(request.correction_id))
+        msg.signed_spec = self._store.spec_bytes(request.correction_id)
+        return msg
 
     async def WatchCorrection(
         self, request: control_pb2.GetCorrectionRequest, context: Any
     ) -> AsyncIterator[types_pb2.Correction]:
         try:
+            self._caller(context, Role.VIEWER, "watching a correction")
             async for correction in self._engine.watch(request.correction_id):
                 yield convert.correction_to_pb(correction)
         except BackstopError as exc:
             await context.abort(status_for(exc), exc.message)
+
+    async def ExportAudit(
+        self, request: control_pb2.ExportAuditRequest, context: Any
+    ) -> AsyncIterator[control_pb2.AuditEntry]:
+        try:
+            self._caller(context, Role.VIEWER, "reading the audit log")
+        except BackstopError as exc:
+            await context.abort(status_for(exc), exc.message)
+        after, left = request.after_seq, request.limit or None
+        while left is None or left > 0:
+            batch = self._store.list_audit(after, min(left or 1000, 1000))
+            if not batch:
+                return
+            for entry in batch:
+                yield control_pb2.AuditEntry(
+                    seq=entry.seq,
+                    ts=entry.ts,
+                    actor=entry.actor,
+                    action=entry.action,
+                    subject=entry.subject,
+                    details_json=json.dumps(entry.details, sort_keys=True),
+                    prev_hash=entry.prev_hash,
+                    hash=entry.hash,
+                )
+            after = batch[-1].seq
+            if left is not None:
+                left -= len(batch)
+
+    @_rpc
+    async def CreateEnrolmentToken(
+        self, request: control_pb2.CreateEnrolmentTokenRequest, context: Any
+    ) -> control_pb2.CreateEnrolmentTokenResponse:
+        caller = self._caller(context, Role.ADMIN, "creating an enrolment token")
+        node_id = convert.node_id_text(request.node_id)
+        ttl = request.ttl_s or DEFAULT_TOKEN_TTL_S
+        if not 0 < ttl <= MAX_TOKEN_TTL_S:
+            raise InvalidInput(f"token ttl must be within (0, {MAX_TOKEN_TTL_S:g}] seconds")
+        token, digest = new_enrolment_token()
+        now = time.time()
+        self._engine.audit(caller.name, "token.create", node_id, expires_at_s=now + ttl)
+        self._store.add_enrolment_token(digest, node_id, now, now + ttl)
+        return control_pb2.CreateEnrolmentTokenResponse(token=token, expires_at_s=now + ttl)
+
+    @_rpc
+    async def RevokeNode(
+        self, request: control_pb2.RevokeNodeRequest, context: Any
+    ) -> control_pb2.RevokeNodeResponse:
+        caller = self._caller(context, Role.ADMIN, "revoking a node")
+        node_id = convert.node_id_text(request.node_id)
+        self._engine.audit(caller.name, "node.revoke", node_id, reason=request.reason)
+        count = self._store.revoke_node(node_id, time.time(), request.reason)
+        self._engine.disconnect(node_id, "the node's certificate was revoked")
+        return control_pb2.RevokeNodeResponse(certificates_revoked=count)
+
+    @_rpc
+    async def WhoAmI(self, request: Any, context: Any) -> control_pb2.WhoAmIResponse:
+        caller = self._authz.caller(context)
+        return control_pb2.WhoAmIResponse(
+            name=caller.name, role=caller.role.value, authenticated=caller.authenticated
+        )

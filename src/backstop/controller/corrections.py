@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -20,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from backstop.controller import metrics
+from backstop.controller.authz import Authorizer, Caller
 from backstop.controller.store.base import Store
-from backstop.core.errors import Conflict, InvalidInput, NotFound
+from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, PermissionDenied
 from backstop.core.ids import new_correction_id
 from backstop.core.models import (
     Action,
@@ -31,15 +33,22 @@ from backstop.core.models import (
     CorrectionSpec,
     CorrectionState,
     Scope,
+    SignatureRecord,
     TargetState,
 )
 from backstop.core.scope import node_in_scope, validate_scope
 from backstop.core.settings import ControllerSettings
+from backstop.security import quorum
+from backstop.security.identities import Role
+from backstop.wire import convert
 from backstop.wire.convert import validate_params
 
 log = logging.getLogger(__name__)
 
 MAX_REASON_LEN = 1024
+MAX_CLOCK_SKEW_S = 300.0
+MAX_TTL_S = 7 * 24 * 3600.0
+_ID = re.compile(r"^cor-[0-9a-f]{8,40}$")
 _UNSUCCESSFUL = (TargetState.FAILED, TargetState.REFUSED)
 
 
@@ -48,7 +57,9 @@ class AgentLink(Protocol):
 
     node_id: str
 
-    def send_command(self, sequence: int, spec: CorrectionSpec) -> None:
+    def send_command(
+        self, sequence: int, spec_bytes: bytes, signatures: tuple[SignatureRecord, ...]
+    ) -> None:
         """Queue a command for the agent; never blocks."""
         ...
 
@@ -75,10 +86,12 @@ class CorrectionsEngine:
         store: Store,
         settings: ControllerSettings,
         clock: Callable[[], float] = time.time,
+        authz: Authorizer | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._clock = clock
+        self.authz = authz if authz is not None else Authorizer(None)
         self._links: dict[str, AgentLink] = {}
         self._dispatched_at: dict[tuple[str, str], float] = {}
         self._watchers: dict[str, set[asyncio.Queue[Correction]]] = {}
@@ -101,6 +114,12 @@ class CorrectionsEngine:
             return True
         return False
 
+    def disconnect(self, node_id: str, reason: str) -> None:
+        """Close a node's stream, if it has one (e.g. its certificate was revoked)."""
+        link = self._links.get(node_id)
+        if link is not None:
+            link.close(reason)
+
     def connected(self, node_id: str) -> bool:
         return node_id in self._links
 
@@ -121,7 +140,7 @@ class CorrectionsEngine:
                 now_s=now,
             )
             self._dispatched_at[(cmd.spec.correction_id, node_id)] = now
-            link.send_command(cmd.sequence, cmd.spec)
+            link.send_command(cmd.sequence, cmd.spec_bytes, cmd.signatures)
             self._publish(cmd.spec.correction_id)
         if pending:
             log.info("redelivered commands", extra={"node": node_id, "count": len(pending)})
@@ -129,53 +148,250 @@ class CorrectionsEngine:
 
     # --- requests ------------------------------------------------------------------------
 
-    def create(self, request: CreateRequest) -> Correction:
+    def audit(self, actor: str, event: str, subject: str, **details: object) -> None:
+        """Append to the audit chain; called before the decision takes effect."""
+        self._store.append_audit(
+            ts=self._clock(), actor=actor, action=event, subject=subject, details=details
+        )
+
+    def create(self, request: CreateRequest, caller: Caller | None = None) -> Correction:
+        """An unsigned correction: only in open mode (no trust policy)."""
+        caller = caller or Caller(request.issuer or "anonymous", Role.ADMIN, authenticated=False)
+        if self.authz.secure:
+            self._refuse(caller, "correction.refused", "-", "corrections must be signed (--key)")
         if request.action is Action.RESUME:
             raise InvalidInput("use resume ID to undo a correction")
-        validate_scope(request.scope)
-        validate_params(request.params)
-        reason = request.reason.strip()
-        if not reason:
-            raise InvalidInput("a reason is required: say why (it goes into the audit record)")
-        if len(reason) > MAX_REASON_LEN:
-            raise InvalidInput(f"reason is longer than {MAX_REASON_LEN} characters")
-        if not request.issuer:
-            raise InvalidInput("the issuer is missing")
-        known = {n.info.node_id for n in self._store.list_nodes()}
-        unknown = [n for n in request.scope.node_ids if n not in known]
-        if unknown:
-            raise NotFound(f"unknown node(s): {', '.join(unknown)}; see `backstop nodes`")
         now = self._clock()
         ttl = request.ttl_s if request.ttl_s > 0 else self._settings.default_ttl_s
         spec = CorrectionSpec(
             correction_id=new_correction_id(),
             action=request.action,
             scope=request.scope,
-            reason=reason,
+            reason=request.reason.strip(),
             issuer=request.issuer,
             created_at_s=now,
             expires_at_s=now + ttl,
             params=request.params,
         )
-        self._store.create_correction(spec, CorrectionState.APPROVED, now)
+        return self._admit(spec, convert.spec_bytes(spec), (), caller)
+
+    def create_signed(
+        self, data: bytes, signatures: tuple[SignatureRecord, ...], caller: Caller
+    ) -> Correction:
+        """A correction built and signed by its issuer; these exact bytes are what agents get."""
+        spec = convert.spec_from_bytes(data)
+        if spec.action is Action.RESUME:
+            original = self.get(spec.reverts) if spec.reverts else None
+            if original is None:
+                raise InvalidInput("a resume must name the correction it reverts")
+            self._check_resumable(original)
+            if spec.scope != original.spec.scope:
+                raise InvalidInput("a resume must keep the scope of the correction it reverts")
+            return self._admit(spec, data, signatures, caller, nodes=_targets_of(original))
+        return self._admit(spec, data, signatures, caller)
+
+    def _check_spec(self, spec: CorrectionSpec, caller: Caller) -> None:
+        now = self._clock()
+        if not _ID.match(spec.correction_id):
+            raise InvalidInput(f"malformed correction id {spec.correction_id!r}")
+        if abs(spec.created_at_s - now) > MAX_CLOCK_SKEW_S:
+            raise InvalidInput(
+                f"created_at is {spec.created_at_s - now:+.0f} s from the controller's clock; "
+                f"check the clock (at most {MAX_CLOCK_SKEW_S:g} s skew)"
+            )
+        if spec.expires_at_s <= now:
+            raise InvalidInput("the correction has already expired")
+        if spec.expires_at_s - spec.created_at_s > MAX_TTL_S:
+            raise InvalidInput(f"expiry is more than {MAX_TTL_S / 86400:g} days away")
+        validate_scope(spec.scope)
+        validate_params(spec.params)
+        if not spec.reason:
+            raise InvalidInput("a reason is required: say why (it goes into the audit record)")
+        if len(spec.reason) > MAX_REASON_LEN:
+            raise InvalidInput(f"reason is longer than {MAX_REASON_LEN} characters")
+        if not spec.issuer:
+            raise InvalidInput("the issuer is missing")
+        if caller.authenticated and spec.issuer != caller.name:
+            raise PermissionDenied(f"{caller.name} cannot issue a correction as {spec.issuer}")
+
+    def _admit(
+        self,
+        spec: CorrectionSpec,
+        data: bytes,
+        signatures: tuple[SignatureRecord, ...],
+        caller: Caller,
+        nodes: list[str] | None = None,
+    ) -> Correction:
+        """Validate, decide (approved or waiting for a quorum), audit, store, dispatch."""
+        try:
+            self._check_spec(spec, caller)
+            self.authz.require(caller, Role.OPERATOR, f"a {spec.action.value}")
+            known = {n.info.node_id for n in self._store.list_nodes()}
+            unknown = [n for n in spec.scope.node_ids if n not in known]
+            if unknown:
+                raise NotFound(f"unknown node(s): {', '.join(unknown)}; see `backstop nodes`")
+            required, approvers = self._verify(spec, data, signatures)
+        except BackstopError as exc:
+            self.audit(
+                caller.name,
+                "correction.refused",
+                spec.correction_id,
+                action=spec.action.value,
+                reason=exc.message,
+            )
+            raise
+        waiting = len(approvers) < required
+        state = CorrectionState.PROPOSED if waiting else CorrectionState.APPROVED
+        self.audit(
+            caller.name,
+            "correction.propose" if waiting else "correction.create",
+            spec.correction_id,
+            action=spec.action.value,
+            scope=convert.scope_to_pb(spec.scope).SerializeToString(deterministic=True).hex(),
+            reason=spec.reason,
+            issuer=spec.issuer,
+            reverts=spec.reverts,
+            signers=[f"{s.signer}:{s.role}:{s.key_id}" for s in signatures],
+            approvals=f"{len(approvers)} of {required}",
+        )
+        self._store.create_correction(
+            spec,
+            state,
+            self._clock(),
+            spec_bytes=data,
+            signatures=signatures,
+            approvals_required=required,
+        )
         metrics.CORRECTIONS.labels(action=spec.action.value).inc()
         log.info(
             "correction created",
-            extra={"correction_id": spec.correction_id, "action": spec.action.value},
+            extra={
+                "correction_id": spec.correction_id,
+                "action": spec.action.value,
+                "state": state.value,
+            },
         )
-        nodes = [n for n in sorted(known) if node_in_scope(spec.scope, n)]
+        if waiting:
+            self._store.set_correction_state(
+                spec.correction_id,
+                state,
+                f"waiting for approvals: {len(approvers)} of {required}",
+                self._clock(),
+            )
+            return self.get(spec.correction_id)
+        if nodes is None:
+            nodes = sorted(n for n in known if node_in_scope(spec.scope, n))
         return self._dispatch(spec, nodes)
 
-    def resume(self, correction_id: str, reason: str, issuer: str) -> Correction:
-        original = self.get(correction_id)
+    def _verify(
+        self, spec: CorrectionSpec, data: bytes, signatures: tuple[SignatureRecord, ...]
+    ) -> tuple[int, tuple[str, ...]]:
+        """Approvals required and counted; PermissionDenied when the signatures do not hold."""
+        policy = self.authz.policy()
+        if policy is None:
+            return 0, ()
+        verdict = quorum.check(
+            data,
+            issuer=spec.issuer,
+            action=spec.action.value,
+            signatures=signatures,
+            policy=policy,
+        )
+        if not verdict.issuer_ok or (not verdict.ok and "signature" in verdict.reason):
+            raise PermissionDenied(verdict.reason)
+        return verdict.required, verdict.approvers
+
+    def approve(
+        self, correction_id: str, signature: SignatureRecord | None, caller: Caller
+    ) -> Correction:
+        correction = self.get(correction_id)
+        policy = self.authz.policy()
+        try:
+            if policy is None:
+                raise Conflict(
+                    f"{correction_id} needs no approval: this controller has no trust policy"
+                )
+            self.authz.require(caller, Role.APPROVER, "approving")
+            if correction.state is not CorrectionState.PROPOSED:
+                raise Conflict(
+                    f"{correction_id} is {correction.state.value}, not waiting for approval"
+                )
+            if signature is None:
+                raise PermissionDenied("an approval must be signed (--key)")
+            if signature.signer != caller.name or signature.role != "approver":
+                raise PermissionDenied(f"{caller.name} can only add their own approver signature")
+            if caller.name == correction.spec.issuer:
+                raise PermissionDenied(
+                    f"{caller.name} issued {correction_id} and cannot approve it"
+                )
+            if caller.name in correction.approvers:
+                raise Conflict(f"{caller.name} already approved {correction_id}")
+            data = self._store.spec_bytes(correction_id)
+            problem = quorum.signature_problem(data, signature, policy)
+            if problem:
+                raise PermissionDenied(problem)
+        except BackstopError as exc:
+            self.audit(caller.name, "approval.refused", correction_id, reason=exc.message)
+            raise
+        signatures = (*correction.signatures, signature)
+        verdict = quorum.check(
+            data,
+            issuer=correction.spec.issuer,
+            action=correction.spec.action.value,
+            signatures=signatures,
+            policy=policy,
+        )
+        self.audit(
+            caller.name,
+            "correction.approve",
+            correction_id,
+            key_id=signature.key_id,
+            approvals=f"{len(verdict.approvers)} of {verdict.required}",
+        )
+        self._store.add_signature(correction_id, signature)
+        if not verdict.ok:
+            self._store.set_correction_state(
+                correction_id,
+                CorrectionState.PROPOSED,
+                f"waiting for approvals: {verdict.progress}",
+                self._clock(),
+            )
+            self._publish(correction_id)
+            return self.get(correction_id)
+        self._store.set_correction_state(
+            correction_id, CorrectionState.APPROVED, f"approved: {verdict.progress}", self._clock()
+        )
+        known = {n.info.node_id for n in self._store.list_nodes()}
+        return self._dispatch(
+            correction.spec, sorted(n for n in known if node_in_scope(correction.spec.scope, n))
+        )
+
+    def _refuse(self, caller: Caller, action: str, subject: str, reason: str) -> None:
+        self.audit(caller.name, action, subject, reason=reason)
+        raise PermissionDenied(reason)
+
+    def _check_resumable(self, original: Correction) -> None:
+        cid = original.spec.correction_id
         if not original.spec.action.revertible:
             raise Conflict(
-                f"{correction_id} is a {original.spec.action.value}; it cannot be undone by resume"
+                f"{cid} is a {original.spec.action.value}; it cannot be undone by resume"
             )
         if original.state is CorrectionState.REVERTED:
-            raise Conflict(f"{correction_id} was already reverted")
+            raise Conflict(f"{cid} was already reverted")
         if original.spec.reverts:
-            raise Conflict(f"{correction_id} is itself a resume")
+            raise Conflict(f"{cid} is itself a resume")
+
+    def resume(
+        self, correction_id: str, reason: str, issuer: str, caller: Caller | None = None
+    ) -> Correction:
+        """An unsigned resume: only in open mode."""
+        caller = caller or Caller(issuer or "anonymous", Role.ADMIN, authenticated=False)
+        if self.authz.secure:
+            self._refuse(
+                caller, "correction.refused", correction_id, "a resume must be signed (--key)"
+            )
+        original = self.get(correction_id)
+        self._check_resumable(original)
         now = self._clock()
         spec = CorrectionSpec(
             correction_id=new_correction_id(),
@@ -187,9 +403,7 @@ class CorrectionsEngine:
             expires_at_s=now + self._settings.default_ttl_s,
             reverts=correction_id,
         )
-        self._store.create_correction(spec, CorrectionState.APPROVED, now)
-        metrics.CORRECTIONS.labels(action=spec.action.value).inc()
-        return self._dispatch(spec, [t.node_id for t in original.targets])
+        return self._admit(spec, convert.spec_bytes(spec), (), caller, nodes=_targets_of(original))
 
     def get(self, correction_id: str) -> Correction:
         found = self._store.get_correction(correction_id)
@@ -201,6 +415,9 @@ class CorrectionsEngine:
 
     def _dispatch(self, spec: CorrectionSpec, nodes: list[str]) -> Correction:
         now = self._clock()
+        data = self._store.spec_bytes(spec.correction_id)
+        signatures = self.get(spec.correction_id).signatures
+        self.audit("controller", "correction.dispatch", spec.correction_id, nodes=nodes)
         for node_id in nodes:
             link = self._links.get(node_id)
             if link is None:
@@ -218,7 +435,7 @@ class CorrectionsEngine:
                 continue
             seq = self._store.add_target(spec.correction_id, node_id, TargetState.DISPATCHED, now)
             self._dispatched_at[(spec.correction_id, node_id)] = now
-            link.send_command(seq, spec)
+            link.send_command(seq, data, signatures)
         self._store.set_correction_state(
             spec.correction_id, CorrectionState.DISPATCHED, f"sent to {len(nodes)} node(s)", now
         )
@@ -226,6 +443,19 @@ class CorrectionsEngine:
         return self.get(spec.correction_id)
 
     def on_ack(self, node_id: str, ack: CommandAck) -> None:
+        known = self._store.get_correction(ack.correction_id)
+        target = next((t for t in known.targets if t.node_id == node_id), None) if known else None
+        if target is not None and target.state is ack.state and target.message == ack.message:
+            return  # an ack re-sent after a reconnect: already recorded
+        self.audit(
+            node_id,
+            "command.ack",
+            ack.correction_id,
+            sequence=ack.sequence,
+            state=ack.state.value,
+            message=ack.message,
+            workloads=[o.workload_id for o in ack.outcomes if o.outcome == "applied"],
+        )
         now = self._clock()
         target = self._store.update_target(
             ack.correction_id,
@@ -338,3 +568,7 @@ class CorrectionsEngine:
                 watchers.discard(queue)
                 if not watchers:
                     del self._watchers[correction_id]
+
+
+def _targets_of(correction: Correction) -> list[str]:
+    return [t.node_id for t in correction.targets]

@@ -23,8 +23,9 @@ from backstop.controller import metrics
 from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput
-from backstop.core.models import CorrectionSpec
+from backstop.core.models import SignatureRecord
 from backstop.core.settings import ControllerSettings
+from backstop.security.tls import peer_identity_from_context
 from backstop.wire import convert
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,12 @@ class StreamLink:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.close_reason = ""
 
-    def send_command(self, sequence: int, spec: CorrectionSpec) -> None:
+    def send_command(
+        self, sequence: int, spec_bytes: bytes, signatures: tuple[SignatureRecord, ...]
+    ) -> None:
         command = agent_pb2.Command(
             sequence=sequence,
-            correction=convert.signed_correction(spec),
+            correction=convert.signed_correction(spec_bytes, signatures),
         )
         self.queue.put_nowait(agent_pb2.ControllerMessage(command=command))
 
@@ -69,17 +72,28 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         engine: CorrectionsEngine,
         settings: ControllerSettings,
         controller_id: str,
+        *,
+        mutual_tls: bool = False,
     ) -> None:
         self._store = store
         self._engine = engine
         self._settings = settings
         self._controller_id = controller_id
+        self._mutual_tls = mutual_tls
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
         hello = await self._read_hello(context)
         if hello is None:
             return
         node = convert.node_from_pb(hello.node)
+        refusal = self._identity_problem(context, node.node_id)
+        if refusal:
+            metrics.STREAM_ERRORS.labels(reason="identity").inc()
+            self._engine.audit(
+                node.node_id, "agent.refused", node.node_id, peer=context.peer(), reason=refusal
+            )
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+            return
         link = StreamLink(node.node_id)
         self._store.upsert_node(node, time.time())
         self._engine.attach(link)
@@ -112,6 +126,22 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             if self._engine.detach(link):
                 self._store.set_connected(node.node_id, False, time.time())
                 log.info("agent disconnected", extra={"node": node.node_id})
+
+    def _identity_problem(self, context: Any, node_id: str) -> str:
+        """With mutual TLS, a stream may only speak for the node its certificate names."""
+        if not self._mutual_tls:
+            return ""
+        peer = peer_identity_from_context(context)
+        if peer is None or peer.role != "agent":
+            return "an agent certificate is required (backstop agent enroll)"
+        if peer.name != node_id:
+            return f"certificate is for node {peer.name!r}, not {node_id!r}"
+        revoked_at = self._store.revoked_before(node_id)
+        if revoked_at is not None:
+            issued = self._store.certificate_issued_at(peer.serial)
+            if issued is None or issued <= revoked_at:
+                return f"certificate {peer.serial[:16]} of node {node_id} is revoked"
+        return ""
 
     async def _read_hello(self, context: Any) -> agent_pb2.Hello | None:
         try:

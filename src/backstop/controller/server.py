@@ -13,14 +13,19 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from backstop.api.v1 import agent_pb2_grpc, control_pb2_grpc
+from backstop.api.v1 import agent_pb2_grpc, control_pb2_grpc, enrolment_pb2_grpc
+from backstop.controller.authz import Authorizer
 from backstop.controller.control_api import ControlService
 from backstop.controller.corrections import CorrectionsEngine
+from backstop.controller.enrolment import EnrolmentService
 from backstop.controller.gateway import AgentGateway
 from backstop.controller.store import Store, open_store
 from backstop.core.errors import InvalidInput
 from backstop.core.netaddr import require_loopback_for_plaintext
 from backstop.core.settings import ControllerSettings
+from backstop.security.identities import TrustPolicyFile
+from backstop.security.pki import CertificateAuthority
+from backstop.security.tls import server_credentials
 from backstop.telemetry.endpoint import TelemetryServer
 
 log = logging.getLogger(__name__)
@@ -45,15 +50,14 @@ class ControllerServer:
     """One controller replica. ``await start()``, then ``await wait()`` or ``await stop()``."""
 
     def __init__(self, settings: ControllerSettings, store: Store | None = None) -> None:
-        if not settings.insecure_loopback:
-            raise InvalidInput(
-                "TLS settings are not configured; only plaintext on loopback is available"
-            )
-        require_loopback_for_plaintext(settings.listen)
+        _check_security_settings(settings)
         self.settings = settings
         self.controller_id = settings.controller_id or f"{socket.gethostname()}:{os.getpid()}"
         self.store = store if store is not None else open_store(settings.store_url)
-        self.engine = CorrectionsEngine(self.store, settings)
+        policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
+        self.engine = CorrectionsEngine(self.store, settings, authz=Authorizer(policy))
+        self._enrol_server: grpc.aio.Server | None = None
+        self.enrol_port = 0
         self._server = grpc.aio.server(options=grpc_options(settings.max_message_bytes))
         self._health = health.aio.HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
@@ -63,17 +67,40 @@ class ControllerServer:
     async def start(self) -> int:
         self.store.mark_all_disconnected()
         self.engine.recover()
+        tls = self.settings.tls_dir
         agent_pb2_grpc.add_AgentGatewayServicer_to_server(
-            AgentGateway(self.store, self.engine, self.settings, self.controller_id), self._server
+            AgentGateway(
+                self.store,
+                self.engine,
+                self.settings,
+                self.controller_id,
+                mutual_tls=tls is not None,
+            ),
+            self._server,
         )
         control_pb2_grpc.add_ControlServiceServicer_to_server(
             ControlService(self.store, self.engine), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        self.port = self._server.add_insecure_port(self.settings.listen)
+        if tls is None:
+            log.warning(
+                "OPEN MODE: plaintext on loopback, no trust policy; every caller is an admin "
+                "and corrections are unsigned. Never use this beyond a development machine."
+            )
+            self.port = self._server.add_insecure_port(self.settings.listen)
+        else:
+            creds = server_credentials(
+                tls / "controller.crt",
+                tls / "controller.key",
+                tls / "ca.crt",
+                require_client_auth=True,
+            )
+            self.port = self._server.add_secure_port(self.settings.listen, creds)
         if self.port == 0:
             raise InvalidInput(f"cannot listen on {self.settings.listen}: address in use?")
         await self._server.start()
+        if self.settings.enrol_listen:
+            await self._start_enrolment()
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self.settings.metrics_listen:
@@ -84,6 +111,24 @@ class ControllerServer:
             extra={"address": self.settings.listen, "port": self.port, "id": self.controller_id},
         )
         return self.port
+
+    async def _start_enrolment(self) -> None:
+        tls = self.settings.tls_dir
+        if tls is None:
+            raise InvalidInput("enrolment needs --tls-dir (with ca.key to sign node certificates)")
+        server = grpc.aio.server(options=grpc_options(64 * 1024))
+        enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
+            EnrolmentService(self.store, self.engine, CertificateAuthority.load(tls)), server
+        )
+        creds = server_credentials(
+            tls / "controller.crt", tls / "controller.key", None, require_client_auth=False
+        )
+        self.enrol_port = server.add_secure_port(self.settings.enrol_listen, creds)
+        if self.enrol_port == 0:
+            raise InvalidInput(f"cannot listen on {self.settings.enrol_listen}: address in use?")
+        await server.start()
+        self._enrol_server = server
+        log.info("enrolment listening", extra={"port": self.enrol_port})
 
     def _healthy(self) -> tuple[bool, str]:
         return True, "ok"
@@ -112,9 +157,29 @@ class ControllerServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._server.stop(grace_s)
+        if self._enrol_server is not None:
+            await self._enrol_server.stop(0)
         if self._telemetry is not None:
             self._telemetry.stop()
         self.store.close()
+
+
+def _check_security_settings(settings: ControllerSettings) -> None:
+    if settings.insecure:
+        require_loopback_for_plaintext(settings.listen)
+        if settings.tls_dir or settings.trust_policy:
+            raise InvalidInput("--insecure cannot be combined with --tls-dir or --trust-policy")
+        return
+    if settings.tls_dir is None or settings.trust_policy is None:
+        raise InvalidInput(
+            "the controller needs --tls-dir and --trust-policy (see `backstop pki init`), "
+            "or --insecure for plaintext open mode on loopback"
+        )
+    for name in ("ca.crt", "controller.crt", "controller.key"):
+        if not (settings.tls_dir / name).is_file():
+            raise InvalidInput(f"{settings.tls_dir / name} is missing (backstop pki issue)")
+    if not settings.trust_policy.is_file():
+        raise InvalidInput(f"trust policy {settings.trust_policy} does not exist")
 
 
 async def serve(settings: ControllerSettings, ready_file: Path | None = None) -> None:
@@ -124,7 +189,10 @@ async def serve(settings: ControllerSettings, ready_file: Path | None = None) ->
     if ready_file is not None:
         host = settings.listen.rsplit(":", 1)[0]
         tmp = ready_file.with_suffix(".tmp")
-        tmp.write_text(f"{host}:{port}\n")
+        lines = f"{host}:{port}\n"
+        if server.enrol_port:
+            lines += f"{settings.enrol_listen.rsplit(':', 1)[0]}:{server.enrol_port}\n"
+        tmp.write_text(lines)
         tmp.replace(ready_file)
     try:
         await server.wait()

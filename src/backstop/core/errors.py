@@ -9,6 +9,7 @@ the others are permanent and retrying them changes nothing::
     ├── InvalidInput          bad flag, selector, scope, parameter or message (permanent)
     ├── NotFound              unknown node, workload or correction id (permanent)
     ├── Conflict              the request contradicts the current state (permanent)
+    ├── PermissionDenied      the caller's identity or role does not allow it (permanent)
     ├── StoreError            the database failed (temporary)
     ├── Unavailable           a peer (controller, agent, NVML) cannot be reached (temporary)
     ├── CollectorError        one collector failed one sample (temporary)
@@ -41,6 +42,10 @@ class NotFound(BackstopError):
 
 class Conflict(BackstopError):
     """The request contradicts the current state (e.g. resuming a correction twice)."""
+
+
+class PermissionDenied(BackstopError):
+    """The caller is not allowed to do this (unknown identity, too low a role, bad signature)."""
 
 
 class StoreError(BackstopError):

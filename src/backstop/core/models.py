@@ -283,6 +283,18 @@ class TargetResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureRecord:
+    """An operator's Ed25519 signature over a correction's canonical spec bytes."""
+
+    key_id: str
+    signer: str
+    role: str
+    """issuer | approver"""
+    signature: bytes
+    signed_at_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Correction:
     """A correction as the controller tracks it."""
 
@@ -292,14 +304,22 @@ class Correction:
     message: str = ""
     updated_at_s: float = 0.0
     completed_at_s: float | None = None
+    signatures: tuple[SignatureRecord, ...] = ()
+    approvals_required: int = 0
+    approvers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A correction as delivered to one agent, with the agent's sequence number."""
+    """A correction as delivered to one agent, with the agent's sequence number.
+
+    ``spec_bytes`` are the exact bytes the signatures cover; ``spec`` is their decoding.
+    """
 
     sequence: int
     spec: CorrectionSpec
+    spec_bytes: bytes = b""
+    signatures: tuple[SignatureRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,14 @@ class ControllerSettings:
     """Where state lives: ``sqlite:///PATH`` (embedded) or ``postgresql://...``."""
     metrics_listen: str = ""
     """HOST:PORT for Prometheus ``/metrics`` and ``/healthz``; empty disables it."""
-    insecure_loopback: bool = True
-    """Allow plaintext gRPC; only ever honoured when ``listen`` is a loopback address."""
+    insecure: bool = False
+    """Plaintext gRPC and no trust policy (open mode): only allowed on a loopback address."""
+    tls_dir: Path | None = None
+    """``ca.crt``, ``controller.crt``, ``controller.key`` (and ``ca.key`` to sign enrolments)."""
+    trust_policy: Path | None = None
+    """People, their roles and Ed25519 keys, and the approvals each action needs (JSON)."""
+    enrol_listen: str = ""
+    """HOST:PORT for node enrolment (server-authenticated TLS only); empty disables it."""
     report_interval_s: float = 5.0
     """How often agents are asked to report (sent in the Welcome message)."""
     ack_timeout_s: float = 10.0
@@ -59,8 +65,12 @@ class AgentSettings:
     cgroup_prefixes: tuple[str, ...] = ()
     """Only processes whose cgroup v2 path starts with one of these can be workloads (e.g.
     ``/kubepods``); empty: any process. Keeps system services out of reach of corrections."""
-    insecure_loopback: bool = True
-    """Allow plaintext gRPC; only ever honoured when the controller address is loopback."""
+    insecure: bool = False
+    """Plaintext gRPC to a loopback controller and unsigned commands (development only)."""
+    tls_dir: Path | None = None
+    """``ca.crt``, ``node.crt``, ``node.key``; default: ``STATE_DIR/tls`` (written by enrol)."""
+    trust_policy: Path | None = None
+    """The operators' keys and quorum rules that every command is verified against."""
     reconnect_max_s: float = 10.0
     """Upper bound of the reconnect backoff."""
     default_grace_s: float = 10.0

@@ -30,7 +30,9 @@ class Demo:
         self.workdir = workdir
         self.pace_s = pace_s
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.env = dict(os.environ)
+        # Open mode: plaintext on loopback, unsigned corrections; the demo's whole world is
+        # this machine. A real deployment uses mutual TLS and signed corrections.
+        self.env = dict(os.environ, BACKSTOP_INSECURE="1")
         self.step_no = 0
         self.model_port = 0
         self.model_pid = 0
@@ -101,7 +103,10 @@ class Demo:
         self.step("Start the controller on embedded SQLite")
         ready = self.workdir / "controller.addr"
         db = self.workdir / "backstop.db"
-        self.say(f"$ backstop controller serve --listen 127.0.0.1:0 --store sqlite:///{db}")
+        self.say(
+            f"$ backstop --insecure controller serve --listen 127.0.0.1:0 --store sqlite:///{db}"
+        )
+        self.say("(open mode: plaintext on loopback; see docs/security.md for mutual TLS)")
         self.spawn(
             "controller",
             [
@@ -120,7 +125,7 @@ class Demo:
                 str(ready),
             ],
         )
-        address = _wait_for(lambda: _read(ready), 20, "the controller to start").strip()
+        address = _wait_for(lambda: _read(ready), 20, "the controller to start").split()[0]
         self.env["BACKSTOP_CONTROLLER"] = address
         self.say(f"controller listening on {address}")
 
@@ -142,7 +147,7 @@ class Demo:
             else "no NVML here: the agent reports without a GPU section"
         )
         self.env.update(gpu_env)
-        self.say(f"$ backstop agent run --node-id demo-node   ({agent_env_note})")
+        self.say(f"$ backstop --insecure agent run --node-id demo-node   ({agent_env_note})")
         self.spawn(
             "agent",
             [

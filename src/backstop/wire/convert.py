@@ -21,6 +21,7 @@ from backstop.core.models import (
     NodeInfo,
     Report,
     Scope,
+    SignatureRecord,
     TargetResult,
     TargetState,
     WeightsFile,
@@ -97,6 +98,11 @@ def target_state_from_pb(value: int) -> TargetState:
         return _TSTATE_FROM_PB[value]
     except KeyError:
         raise InvalidInput(f"unknown target state {value}") from None
+
+
+def node_id_text(value: str) -> str:
+    """A node id from a request: present, printable, no whitespace, at most 128 characters."""
+    return _ident(value, "node id")
 
 
 # --- GPUs, workloads, nodes ---------------------------------------------------------------
@@ -426,6 +432,9 @@ def correction_to_pb(c: Correction) -> types_pb2.Correction:
         targets=[target_to_pb(t) for t in c.targets],
         message=c.message,
         updated_at_s=c.updated_at_s,
+        signatures=[signature_to_pb(s) for s in c.signatures],
+        approvals_required=c.approvals_required,
+        approvers=list(c.approvers),
     )
     if c.completed_at_s is not None:
         msg.completed_at_s = c.completed_at_s
@@ -440,6 +449,9 @@ def correction_from_pb(msg: types_pb2.Correction) -> Correction:
         message=msg.message,
         updated_at_s=msg.updated_at_s,
         completed_at_s=msg.completed_at_s if msg.HasField("completed_at_s") else None,
+        signatures=tuple(signature_from_pb(s) for s in msg.signatures),
+        approvals_required=msg.approvals_required,
+        approvers=tuple(msg.approvers),
     )
 
 
@@ -466,6 +478,44 @@ def ack_from_pb(msg: agent_pb2.CommandAck) -> CommandAck:
     )
 
 
-def signed_correction(spec: CorrectionSpec) -> types_pb2.SignedCorrection:
-    """Wrap a spec for delivery. Signatures are added by the signing layer when configured."""
-    return types_pb2.SignedCorrection(spec=spec_bytes(spec))
+MAX_SIGNATURES = 16
+
+
+def signature_to_pb(sig: SignatureRecord) -> types_pb2.Signature:
+    return types_pb2.Signature(
+        key_id=sig.key_id,
+        signer=sig.signer,
+        role=sig.role,
+        signature=sig.signature,
+        signed_at_s=sig.signed_at_s,
+    )
+
+
+def signature_from_pb(msg: types_pb2.Signature) -> SignatureRecord:
+    if msg.role not in ("issuer", "approver"):
+        raise InvalidInput(f"signature role must be issuer or approver, not {msg.role[:20]!r}")
+    if len(msg.signature) > 128:
+        raise InvalidInput("signature is longer than an Ed25519 signature")
+    return SignatureRecord(
+        key_id=_text(msg.key_id, "key id", 64),
+        signer=_text(msg.signer, "signer", 256),
+        role=msg.role,
+        signature=bytes(msg.signature),
+        signed_at_s=msg.signed_at_s,
+    )
+
+
+def signed_correction(
+    data: bytes, signatures: Iterable[SignatureRecord] = ()
+) -> types_pb2.SignedCorrection:
+    """A spec's exact bytes with the signatures that cover them."""
+    return types_pb2.SignedCorrection(
+        spec=data, signatures=[signature_to_pb(s) for s in signatures]
+    )
+
+
+def signatures_from_pb(msgs: Iterable[types_pb2.Signature]) -> tuple[SignatureRecord, ...]:
+    found = tuple(signature_from_pb(m) for m in msgs)
+    if len(found) > MAX_SIGNATURES:
+        raise InvalidInput(f"more than {MAX_SIGNATURES} signatures")
+    return found

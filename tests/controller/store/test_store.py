@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from backstop.controller.store import Store, open_store
+from backstop.controller.store.migrations import MIGRATIONS
 from backstop.controller.store.sqlite import SqliteStore
 from backstop.core.errors import InvalidInput, NotFound
 from backstop.core.models import (
@@ -135,7 +136,7 @@ def test_state_survives_reopen(tmp_path: Path) -> None:
     first.close()
     second = open_store(url)
     assert isinstance(second, SqliteStore)
-    assert second.schema_version() == 1
+    assert second.schema_version() == len(MIGRATIONS)
     assert second.get_correction("cor-1") is not None
     assert [r.info.node_id for r in second.list_nodes()] == ["n1"]
     second.close()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from backstop.api.v1 import types_pb2 as backstop_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61\x63kstop/v1/control.proto\x12\x0b\x62\x61\x63kstop.v1\x1a\x17\x62\x61\x63kstop/v1/types.proto\"\x12\n\x10ListNodesRequest\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.backstop.v1.Node\"\'\n\x14ListWorkloadsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"A\n\x15ListWorkloadsResponse\x12(\n\tworkloads\x18\x01 \x03(\x0b\x32\x15.backstop.v1.Workload\"\'\n\x16ListCorrectionsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"G\n\x17ListCorrectionsResponse\x12,\n\x0b\x63orrections\x18\x01 \x03(\x0b\x32\x17.backstop.v1.Correction\"\xed\x01\n\x17\x43reateCorrectionRequest\x12#\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x13.backstop.v1.Action\x12!\n\x05scope\x18\x02 \x01(\x0b\x32\x12.backstop.v1.Scope\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06issuer\x18\x04 \x01(\t\x12\r\n\x05ttl_s\x18\x05 \x01(\x01\x12)\n\x06params\x18\x06 \x01(\x0b\x32\x19.backstop.v1.ActionParams\x12\x30\n\x10issuer_signature\x18\x07 \x01(\x0b\x32\x16.backstop.v1.Signature\"n\n\x18\x41pproveCorrectionRequest\x12\x15\n\rcorrection_id\x18\x01 \x01(\t\x12\x10\n\x08\x61pprover\x18\x02 \x01(\t\x12)\n\tsignature\x18\x03 \x01(\x0b\x32\x16.backstop.v1.Signature\"P\n\x17ResumeCorrectionRequest\x12\x15\n\rcorrection_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\"-\n\x14GetCorrectionRequest\x12\x15\n\rcorrection_id\x18\x01 \x01(\t2\xab\x05\n\x0e\x43ontrolService\x12J\n\tListNodes\x12\x1d.backstop.v1.ListNodesRequest\x1a\x1e.backstop.v1.ListNodesResponse\x12V\n\rListWorkloads\x12!.backstop.v1.ListWorkloadsRequest\x1a\".backstop.v1.ListWorkloadsResponse\x12\\\n\x0fListCorrections\x12#.backstop.v1.ListCorrectionsRequest\x1a$.backstop.v1.ListCorrectionsResponse\x12Q\n\x10\x43reateCorrection\x12$.backstop.v1.CreateCorrectionRequest\x1a\x17.backstop.v1.Correction\x12S\n\x11\x41pproveCorrection\x12%.backstop.v1.ApproveCorrectionRequest\x1a\x17.backstop.v1.Correction\x12Q\n\x10ResumeCorrection\x12$.backstop.v1.ResumeCorrectionRequest\x1a\x17.backstop.v1.Correction\x12K\n\rGetCorrection\x12!.backstop.v1.GetCorrectionRequest\x1a\x17.backstop.v1.Correction\x12O\n\x0fWatchCorrection\x12!.backstop.v1.GetCorrectionRequest\x1a\x17.backstop.v1.Correction0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x62\x61\x63kstop/v1/control.proto\x12\x0b\x62\x61\x63kstop.v1\x1a\x17\x62\x61\x63kstop/v1/types.proto\"\x12\n\x10ListNodesRequest\"5\n\x11ListNodesResponse\x12 \n\x05nodes\x18\x01 \x03(\x0b\x32\x11.backstop.v1.Node\"\'\n\x14ListWorkloadsRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"A\n\x15ListWorkloadsResponse\x12(\n\tworkloads\x18\x01 \x03(\x0b\x32\x15.backstop.v1.Workload\"\'\n\x16ListCorrectionsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"G\n\x17ListCorrectionsResponse\x12,\n\x0b\x63orrections\x18\x01 \x03(\x0b\x32\x17.backstop.v1.Correction\"\x9c\x02\n\x17\x43reateCorrectionRequest\x12#\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x13.backstop.v1.Action\x12!\n\x05scope\x18\x02 \x01(\x0b\x32\x12.backstop.v1.Scope\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06issuer\x18\x04 \x01(\t\x12\r\n\x05ttl_s\x18\x05 \x01(\x01\x12)\n\x06params\x18\x06 \x01(\x0b\x32\x19.backstop.v1.ActionParams\x12\x30\n\x10issuer_signature\x18\x07 \x01(\x0b\x32\x16.backstop.v1.Signature\x12-\n\x06signed\x18\x08 \x01(\x0b\x32\x1d.backstop.v1.SignedCorrection\"n\n\x18\x41pproveCorrectionRequest\x12\x15\n\rcorrection_id\x18\x01 \x01(\t\x12\x10\n\x08\x61pprover\x18\x02 \x01(\t\x12)\n\tsignature\x18\x03 \x01(\x0b\x32\x16.backstop.v1.Signature\"\x7f\n\x17ResumeCorrectionRequest\x12\x15\n\rcorrection_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06issuer\x18\x03 \x01(\t\x12-\n\x06signed\x18\x04 \x01(\x0b\x32\x1d.backstop.v1.SignedCorrection\"-\n\x14GetCorrectionRequest\x12\x15\n\rcorrection_id\x18\x01 \x01(\t\"6\n\x12\x45xportAuditRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"\x8c\x01\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\n\n\x02ts\x18\x02 \x01(\x01\x12\r\n\x05\x61\x63tor\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x06 \x01(\t\x12\x11\n\tprev_hash\x18\x07 \x01(\t\x12\x0c\n\x04hash\x18\x08 \x01(\t\"=\n\x1b\x43reateEnrolmentTokenRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05ttl_s\x18\x02 \x01(\x01\"C\n\x1c\x43reateEnrolmentTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0c\x65xpires_at_s\x18\x02 \x01(\x01\"4\n\x11RevokeNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x12RevokeNodeResponse\x12\x1c\n\x14\x63\x65rtificates_revoked\x18\x01 \x01(\r\"\x0f\n\rWhoAmIRequest\"C\n\x0eWhoAmIResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x15\n\rauthenticated\x18\x03 \x01(\x08\x32\xf5\x07\n\x0e\x43ontrolService\x12J\n\tListNodes\x12\x1d.backstop.v1.ListNodesRequest\x1a\x1e.backstop.v1.ListNodesResponse\x12V\n\rListWorkloads\x12!.backstop.v1.ListWorkloadsRequest\x1a\".backstop.v1.ListWorkloadsResponse\x12\\\n\x0fListCorrections\x12#.backstop.v1.ListCorrectionsRequest\x1a$.backstop.v1.ListCorrectionsResponse\x12Q\n\x10\x43reateCorrection\x12$.backstop.v1.CreateCorrectionRequest\x1a\x17.backstop.v1.Correction\x12S\n\x11\x41pproveCorrection\x12%.backstop.v1.ApproveCorrectionRequest\x1a\x17.backstop.v1.Correction\x12Q\n\x10ResumeCorrection\x12$.backstop.v1.ResumeCorrectionRequest\x1a\x17.backstop.v1.Correction\x12K\n\rGetCorrection\x12!.backstop.v1.GetCorrectionRequest\x1a\x17.backstop.v1.Correction\x12O\n\x0fWatchCorrection\x12!.backstop.v1.GetCorrectionRequest\x1a\x17.backstop.v1.Correction0\x01\x12I\n\x0b\x45xportAudit\x12\x1f.backstop.v1.ExportAuditRequest\x1a\x17.backstop.v1.AuditEntry0\x01\x12k\n\x14\x43reateEnrolmentToken\x12(.backstop.v1.CreateEnrolmentTokenRequest\x1a).backstop.v1.CreateEnrolmentTokenResponse\x12M\n\nRevokeNode\x12\x1e.backstop.v1.RevokeNodeRequest\x1a\x1f.backstop.v1.RevokeNodeResponse\x12\x41\n\x06WhoAmI\x12\x1a.backstop.v1.WhoAmIRequest\x1a\x1b.backstop.v1.WhoAmIResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,13 +45,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCORRECTIONSRESPONSE']._serialized_start=291
   _globals['_LISTCORRECTIONSRESPONSE']._serialized_end=362
   _globals['_CREATECORRECTIONREQUEST']._serialized_start=365
-  _globals['_CREATECORRECTIONREQUEST']._serialized_end=602
-  _globals['_APPROVECORRECTIONREQUEST']._serialized_start=604
-  _globals['_APPROVECORRECTIONREQUEST']._serialized_end=714
-  _globals['_RESUMECORRECTIONREQUEST']._serialized_start=716
-  _globals['_RESUMECORRECTIONREQUEST']._serialized_end=796
-  _globals['_GETCORRECTIONREQUEST']._serialized_start=798
-  _globals['_GETCORRECTIONREQUEST']._serialized_end=843
-  _globals['_CONTROLSERVICE']._serialized_start=846
-  _globals['_CONTROLSERVICE']._serialized_end=1529
+  _globals['_CREATECORRECTIONREQUEST']._serialized_end=649
+  _globals['_APPROVECORRECTIONREQUEST']._serialized_start=651
+  _globals['_APPROVECORRECTIONREQUEST']._serialized_end=761
+  _globals['_RESUMECORRECTIONREQUEST']._serialized_start=763
+  _globals['_RESUMECORRECTIONREQUEST']._serialized_end=890
+  _globals['_GETCORRECTIONREQUEST']._serialized_start=892
+  _globals['_GETCORRECTIONREQUEST']._serialized_end=937
+  _globals['_EXPORTAUDITREQUEST']._serialized_start=939
+  _globals['_EXPORTAUDITREQUEST']._serialized_end=993
+  _globals['_AUDITENTRY']._serialized_start=996
+  _globals['_AUDITENTRY']._serialized_end=1136
+  _globals['_CREATEENROLMENTTOKENREQUEST']._serialized_start=1138
+  _globals['_CREATEENROLMENTTOKENREQUEST']._serialized_end=1199
+  _globals['_CREATEENROLMENTTOKENRESPONSE']._serialized_start=1201
+  _globals['_CREATEENROLMENTTOKENRESPONSE']._serialized_end=1268
+  _globals['_REVOKENODEREQUEST']._serialized_start=1270
+  _globals['_REVOKENODEREQUEST']._serialized_end=1322
+  _globals['_REVOKENODERESPONSE']._serialized_start=1324
+  _globals['_REVOKENODERESPONSE']._serialized_end=1374
+  _globals['_WHOAMIREQUEST']._serialized_start=1376
+  _globals['_WHOAMIREQUEST']._serialized_end=1391
+  _globals['_WHOAMIRESPONSE']._serialized_start=1393
+  _globals['_WHOAMIRESPONSE']._serialized_end=1460
+  _globals['_CONTROLSERVICE']._serialized_start=1463
+  _globals['_CONTROLSERVICE']._serialized_end=2476
 # @@protoc_insertion_point(module_scope)

@@ -42,7 +42,7 @@ class ListCorrectionsResponse(_message.Message):
     def __init__(self, corrections: _Optional[_Iterable[_Union[_types_pb2.Correction, _Mapping]]] = ...) -> None: ...
 
 class CreateCorrectionRequest(_message.Message):
-    __slots__ = ("action", "scope", "reason", "issuer", "ttl_s", "params", "issuer_signature")
+    __slots__ = ("action", "scope", "reason", "issuer", "ttl_s", "params", "issuer_signature", "signed")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class CreateCorrectionRequest(_message.Message):
     TTL_S_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     ISSUER_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
     action: _types_pb2.Action
     scope: _types_pb2.Scope
     reason: str
@@ -57,7 +58,8 @@ class CreateCorrectionRequest(_message.Message):
     ttl_s: float
     params: _types_pb2.ActionParams
     issuer_signature: _types_pb2.Signature
-    def __init__(self, action: _Optional[_Union[_types_pb2.Action, str]] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., ttl_s: _Optional[float] = ..., params: _Optional[_Union[_types_pb2.ActionParams, _Mapping]] = ..., issuer_signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ...) -> None: ...
+    signed: _types_pb2.SignedCorrection
+    def __init__(self, action: _Optional[_Union[_types_pb2.Action, str]] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., ttl_s: _Optional[float] = ..., params: _Optional[_Union[_types_pb2.ActionParams, _Mapping]] = ..., issuer_signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ..., signed: _Optional[_Union[_types_pb2.SignedCorrection, _Mapping]] = ...) -> None: ...
 
 class ApproveCorrectionRequest(_message.Message):
     __slots__ = ("correction_id", "approver", "signature")
@@ -70,17 +72,91 @@ class ApproveCorrectionRequest(_message.Message):
     def __init__(self, correction_id: _Optional[str] = ..., approver: _Optional[str] = ..., signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ...) -> None: ...
 
 class ResumeCorrectionRequest(_message.Message):
-    __slots__ = ("correction_id", "reason", "issuer")
+    __slots__ = ("correction_id", "reason", "issuer", "signed")
     CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ISSUER_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_FIELD_NUMBER: _ClassVar[int]
     correction_id: str
     reason: str
     issuer: str
-    def __init__(self, correction_id: _Optional[str] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
+    signed: _types_pb2.SignedCorrection
+    def __init__(self, correction_id: _Optional[str] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., signed: _Optional[_Union[_types_pb2.SignedCorrection, _Mapping]] = ...) -> None: ...
 
 class GetCorrectionRequest(_message.Message):
     __slots__ = ("correction_id",)
     CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
     correction_id: str
     def __init__(self, correction_id: _Optional[str] = ...) -> None: ...
+
+class ExportAuditRequest(_message.Message):
+    __slots__ = ("after_seq", "limit")
+    AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after_seq: int
+    limit: int
+    def __init__(self, after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class AuditEntry(_message.Message):
+    __slots__ = ("seq", "ts", "actor", "action", "subject", "details_json", "prev_hash", "hash")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    PREV_HASH_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    ts: float
+    actor: str
+    action: str
+    subject: str
+    details_json: str
+    prev_hash: str
+    hash: str
+    def __init__(self, seq: _Optional[int] = ..., ts: _Optional[float] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., subject: _Optional[str] = ..., details_json: _Optional[str] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class CreateEnrolmentTokenRequest(_message.Message):
+    __slots__ = ("node_id", "ttl_s")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    ttl_s: float
+    def __init__(self, node_id: _Optional[str] = ..., ttl_s: _Optional[float] = ...) -> None: ...
+
+class CreateEnrolmentTokenResponse(_message.Message):
+    __slots__ = ("token", "expires_at_s")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    expires_at_s: float
+    def __init__(self, token: _Optional[str] = ..., expires_at_s: _Optional[float] = ...) -> None: ...
+
+class RevokeNodeRequest(_message.Message):
+    __slots__ = ("node_id", "reason")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    reason: str
+    def __init__(self, node_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RevokeNodeResponse(_message.Message):
+    __slots__ = ("certificates_revoked",)
+    CERTIFICATES_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    certificates_revoked: int
+    def __init__(self, certificates_revoked: _Optional[int] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("name", "role", "authenticated")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    AUTHENTICATED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: str
+    authenticated: bool
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., authenticated: _Optional[bool] = ...) -> None: ...

@@ -75,6 +75,26 @@ class ControlServiceStub:
                 request_serializer=backstop_dot_v1_dot_control__pb2.GetCorrectionRequest.SerializeToString,
                 response_deserializer=backstop_dot_v1_dot_types__pb2.Correction.FromString,
                 _registered_method=True)
+        self.ExportAudit = channel.unary_stream(
+                '/backstop.v1.ControlService/ExportAudit',
+                request_serializer=backstop_dot_v1_dot_control__pb2.ExportAuditRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.AuditEntry.FromString,
+                _registered_method=True)
+        self.CreateEnrolmentToken = channel.unary_unary(
+                '/backstop.v1.ControlService/CreateEnrolmentToken',
+                request_serializer=backstop_dot_v1_dot_control__pb2.CreateEnrolmentTokenRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.CreateEnrolmentTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeNode = channel.unary_unary(
+                '/backstop.v1.ControlService/RevokeNode',
+                request_serializer=backstop_dot_v1_dot_control__pb2.RevokeNodeRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.RevokeNodeResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/backstop.v1.ControlService/WhoAmI',
+                request_serializer=backstop_dot_v1_dot_control__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -130,6 +150,34 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportAudit(self, request, context):
+        """The controller's hash-chained audit log, oldest first (role: viewer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEnrolmentToken(self, request, context):
+        """A one-time, expiring token with which a node enrols (role: admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeNode(self, request, context):
+        """Refuse a node's certificate from now on and close its stream (role: admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Who the caller is, as the controller sees them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +220,26 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.WatchCorrection,
                     request_deserializer=backstop_dot_v1_dot_control__pb2.GetCorrectionRequest.FromString,
                     response_serializer=backstop_dot_v1_dot_types__pb2.Correction.SerializeToString,
+            ),
+            'ExportAudit': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportAudit,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.ExportAuditRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.AuditEntry.SerializeToString,
+            ),
+            'CreateEnrolmentToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEnrolmentToken,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.CreateEnrolmentTokenRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.CreateEnrolmentTokenResponse.SerializeToString,
+            ),
+            'RevokeNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeNode,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.RevokeNodeRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.RevokeNodeResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.WhoAmIRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -390,6 +458,114 @@ class ControlService:
             '/backstop.v1.ControlService/WatchCorrection',
             backstop_dot_v1_dot_control__pb2.GetCorrectionRequest.SerializeToString,
             backstop_dot_v1_dot_types__pb2.Correction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/backstop.v1.ControlService/ExportAudit',
+            backstop_dot_v1_dot_control__pb2.ExportAuditRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.AuditEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEnrolmentToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/CreateEnrolmentToken',
+            backstop_dot_v1_dot_control__pb2.CreateEnrolmentTokenRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.CreateEnrolmentTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/RevokeNode',
+            backstop_dot_v1_dot_control__pb2.RevokeNodeRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.RevokeNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/WhoAmI',
+            backstop_dot_v1_dot_control__pb2.WhoAmIRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -274,7 +274,7 @@ class TargetResult(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[TargetState, str]] = ..., sequence: _Optional[int] = ..., message: _Optional[str] = ..., outcomes: _Optional[_Iterable[_Union[WorkloadOutcome, _Mapping]]] = ..., updated_at_s: _Optional[float] = ...) -> None: ...
 
 class Correction(_message.Message):
-    __slots__ = ("spec", "state", "targets", "message", "updated_at_s", "completed_at_s", "signatures")
+    __slots__ = ("spec", "state", "targets", "message", "updated_at_s", "completed_at_s", "signatures", "approvals_required", "approvers", "signed_spec")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
@@ -282,6 +282,9 @@ class Correction(_message.Message):
     UPDATED_AT_S_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_S_FIELD_NUMBER: _ClassVar[int]
     SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    APPROVERS_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_SPEC_FIELD_NUMBER: _ClassVar[int]
     spec: CorrectionSpec
     state: CorrectionState
     targets: _containers.RepeatedCompositeFieldContainer[TargetResult]
@@ -289,7 +292,10 @@ class Correction(_message.Message):
     updated_at_s: float
     completed_at_s: float
     signatures: _containers.RepeatedCompositeFieldContainer[Signature]
-    def __init__(self, spec: _Optional[_Union[CorrectionSpec, _Mapping]] = ..., state: _Optional[_Union[CorrectionState, str]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., message: _Optional[str] = ..., updated_at_s: _Optional[float] = ..., completed_at_s: _Optional[float] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ...) -> None: ...
+    approvals_required: int
+    approvers: _containers.RepeatedScalarFieldContainer[str]
+    signed_spec: bytes
+    def __init__(self, spec: _Optional[_Union[CorrectionSpec, _Mapping]] = ..., state: _Optional[_Union[CorrectionState, str]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., message: _Optional[str] = ..., updated_at_s: _Optional[float] = ..., completed_at_s: _Optional[float] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., approvers: _Optional[_Iterable[str]] = ..., signed_spec: _Optional[bytes] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("node_id", "hostname", "agent_version", "labels", "gpus", "nvml_available", "capabilities", "connected", "last_seen_s", "workload_count")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from backstop.core.models import (
     Correction,
@@ -12,11 +12,13 @@ from backstop.core.models import (
     CorrectionState,
     NodeInfo,
     Report,
+    SignatureRecord,
     TargetResult,
     TargetState,
     Workload,
     WorkloadOutcome,
 )
+from backstop.security.audit import AuditEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class PendingCommand:
     node_id: str
     sequence: int
     spec: CorrectionSpec
+    spec_bytes: bytes
+    signatures: tuple[SignatureRecord, ...]
 
 
 class Store(Protocol):
@@ -57,8 +61,20 @@ class Store(Protocol):
 
     # corrections
     def create_correction(
-        self, spec: CorrectionSpec, state: CorrectionState, now_s: float
-    ) -> None: ...
+        self,
+        spec: CorrectionSpec,
+        state: CorrectionState,
+        now_s: float,
+        *,
+        spec_bytes: bytes | None = None,
+        signatures: Sequence[SignatureRecord] = (),
+        approvals_required: int = 0,
+    ) -> None:
+        """Record a correction with the exact spec bytes its signatures cover."""
+        ...
+
+    def add_signature(self, correction_id: str, signature: SignatureRecord) -> None: ...
+    def spec_bytes(self, correction_id: str) -> bytes: ...
     def get_correction(self, correction_id: str) -> Correction | None: ...
     def list_corrections(self, limit: int = 100) -> list[Correction]: ...
     def list_open_corrections(self) -> list[Correction]: ...
@@ -89,3 +105,21 @@ class Store(Protocol):
     ) -> list[PendingCommand]:
         """Unacknowledged, unexpired commands for a node with a sequence above the given one."""
         ...
+
+    # audit chain (hash-chained; append before acting)
+    def append_audit(
+        self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
+    ) -> AuditEntry: ...
+    def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]: ...
+
+    # enrolment and certificates
+    def add_enrolment_token(
+        self, token_hash: str, node_id: str, now_s: float, expires_at_s: float
+    ) -> None: ...
+    def use_enrolment_token(self, token_hash: str, node_id: str, now_s: float) -> bool: ...
+    def record_certificate(
+        self, serial: str, node_id: str, issued_at_s: float, not_after_s: float
+    ) -> None: ...
+    def revoke_node(self, node_id: str, now_s: float, reason: str) -> int: ...
+    def revoked_before(self, node_id: str) -> float | None: ...
+    def certificate_issued_at(self, serial: str) -> float | None: ...

@@ -62,3 +62,41 @@ MIGRATIONS: tuple[str, ...] = (
     )
     """,
 )
+
+MIGRATIONS += (
+    # 2: trust — signatures and approvals, the audit chain, enrolment, issued certificates
+    """
+    ALTER TABLE corrections ADD COLUMN signatures TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE corrections ADD COLUMN approvals_required INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE enrolment_tokens (
+        token_hash TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        created_at_s REAL NOT NULL,
+        expires_at_s REAL NOT NULL,
+        used_at_s REAL
+    );
+    CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        issued_at_s REAL NOT NULL,
+        not_after_s REAL NOT NULL,
+        revoked_at_s REAL
+    );
+    CREATE INDEX certificates_node ON certificates(node_id);
+    CREATE TABLE revocations (
+        node_id TEXT PRIMARY KEY,
+        revoked_at_s REAL NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    )
+    """,
+)

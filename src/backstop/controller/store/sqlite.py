@@ -7,6 +7,7 @@ Columns that queries filter on are kept beside them.
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import threading
@@ -17,18 +18,20 @@ from typing import Any
 from backstop.api.v1 import types_pb2
 from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.controller.store.migrations import MIGRATIONS
-from backstop.core.errors import NotFound, StoreError
+from backstop.core.errors import Conflict, NotFound, StoreError
 from backstop.core.models import (
     Correction,
     CorrectionSpec,
     CorrectionState,
     NodeInfo,
     Report,
+    SignatureRecord,
     TargetResult,
     TargetState,
     Workload,
     WorkloadOutcome,
 )
+from backstop.security.audit import AuditEntry, next_entry
 from backstop.wire import convert
 
 _OPEN_STATES = tuple(
@@ -212,27 +215,63 @@ class SqliteStore:
 
     # --- corrections ---------------------------------------------------------------------
 
-    def create_correction(self, spec: CorrectionSpec, state: CorrectionState, now_s: float) -> None:
+    def create_correction(
+        self,
+        spec: CorrectionSpec,
+        state: CorrectionState,
+        now_s: float,
+        *,
+        spec_bytes: bytes | None = None,
+        signatures: Sequence[SignatureRecord] = (),
+        approvals_required: int = 0,
+    ) -> None:
         with self._tx() as db:
+            if db.execute(
+                "SELECT 1 FROM corrections WHERE correction_id=?", (spec.correction_id,)
+            ).fetchone():
+                raise Conflict(f"a correction {spec.correction_id} exists already")
             db.execute(
                 """INSERT INTO corrections (correction_id, action, spec, state, message,
-                       created_at_s, updated_at_s, expires_at_s, reverts)
-                   VALUES (?, ?, ?, ?, '', ?, ?, ?, ?)""",
+                       created_at_s, updated_at_s, expires_at_s, reverts, signatures,
+                       approvals_required)
+                   VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)""",
                 (
                     spec.correction_id,
                     spec.action.value,
-                    convert.spec_bytes(spec),
+                    spec_bytes if spec_bytes is not None else convert.spec_bytes(spec),
                     state.value,
                     spec.created_at_s,
                     now_s,
                     spec.expires_at_s,
                     spec.reverts,
+                    _signatures_to_json(signatures),
+                    approvals_required,
                 ),
             )
 
+    def add_signature(self, correction_id: str, signature: SignatureRecord) -> None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT signatures FROM corrections WHERE correction_id=?", (correction_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no correction {correction_id!r}")
+            found = (*_signatures_from_json(row[0]), signature)
+            db.execute(
+                "UPDATE corrections SET signatures=? WHERE correction_id=?",
+                (_signatures_to_json(found), correction_id),
+            )
+
+    def spec_bytes(self, correction_id: str) -> bytes:
+        rows = self._query("SELECT spec FROM corrections WHERE correction_id=?", (correction_id,))
+        if not rows:
+            raise NotFound(f"no correction {correction_id!r}")
+        return bytes(rows[0][0])
+
     def _load_corrections(self, where: str, args: Sequence[object]) -> list[Correction]:
         rows = self._query(
-            f"""SELECT correction_id, spec, state, message, updated_at_s, completed_at_s
+            f"""SELECT correction_id, spec, state, message, updated_at_s, completed_at_s,
+                       signatures, approvals_required
                 FROM corrections {where}""",  # noqa: S608 - fixed fragments only
             args,
         )
@@ -264,8 +303,15 @@ class SqliteStore:
                 message=str(message),
                 updated_at_s=float(updated),
                 completed_at_s=None if completed is None else float(completed),
+                signatures=_signatures_from_json(sigs),
+                approvals_required=int(required),
+                approvers=tuple(
+                    dict.fromkeys(
+                        s.signer for s in _signatures_from_json(sigs) if s.role == "approver"
+                    )
+                ),
             )
-            for cid, spec, state, message, updated, completed in rows
+            for cid, spec, state, message, updated, completed, sigs, required in rows
         ]
 
     def get_correction(self, correction_id: str) -> Correction | None:
@@ -352,15 +398,153 @@ class SqliteStore:
     ) -> list[PendingCommand]:
         marks = ",".join("?" * len(_UNACKED))
         rows = self._query(
-            f"""SELECT t.sequence, c.spec FROM targets t
+            f"""SELECT t.sequence, c.spec, c.signatures FROM targets t
                 JOIN corrections c ON c.correction_id = t.correction_id
                 WHERE t.node_id=? AND t.sequence > ? AND t.state IN ({marks})
                   AND c.expires_at_s > ? ORDER BY t.sequence""",  # noqa: S608
             (node_id, after_sequence, *_UNACKED, now_s),
         )
         return [
-            PendingCommand(node_id, int(seq), convert.spec_from_bytes(spec)) for seq, spec in rows
+            PendingCommand(
+                node_id,
+                int(seq),
+                convert.spec_from_bytes(spec),
+                bytes(spec),
+                _signatures_from_json(sigs),
+            )
+            for seq, spec, sigs in rows
         ]
+
+    # --- audit chain ---------------------------------------------------------------------
+
+    def append_audit(
+        self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
+    ) -> AuditEntry:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
+                "FROM audit ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            prev = _audit_from_row(row) if row else None
+            entry = next_entry(
+                prev, ts=ts, actor=actor, action=action, subject=subject, details=details
+            )
+            db.execute(
+                "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.seq,
+                    entry.ts,
+                    entry.actor,
+                    entry.action,
+                    entry.subject,
+                    json.dumps(entry.details, sort_keys=True),
+                    entry.prev_hash,
+                    entry.hash,
+                ),
+            )
+            return entry
+
+    def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]:
+        rows = self._query(
+            "SELECT seq, ts, actor, action, subject, details, prev_hash, hash FROM audit "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit if limit > 0 else -1),
+        )
+        return [_audit_from_row(r) for r in rows]
+
+    # --- enrolment and certificates ------------------------------------------------------
+
+    def add_enrolment_token(
+        self, token_hash: str, node_id: str, now_s: float, expires_at_s: float
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO enrolment_tokens (token_hash, node_id, created_at_s, expires_at_s) "
+                "VALUES (?, ?, ?, ?)",
+                (token_hash, node_id, now_s, expires_at_s),
+            )
+
+    def use_enrolment_token(self, token_hash: str, node_id: str, now_s: float) -> bool:
+        """Spend a token: True once for an unexpired token issued for this node."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE enrolment_tokens SET used_at_s=? WHERE token_hash=? AND node_id=? "
+                "AND used_at_s IS NULL AND expires_at_s > ?",
+                (now_s, token_hash, node_id, now_s),
+            )
+            return cur.rowcount == 1
+
+    def record_certificate(
+        self, serial: str, node_id: str, issued_at_s: float, not_after_s: float
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO certificates (serial, node_id, issued_at_s, not_after_s) "
+                "VALUES (?, ?, ?, ?)",
+                (serial, node_id, issued_at_s, not_after_s),
+            )
+
+    def certificate_issued_at(self, serial: str) -> float | None:
+        rows = self._query("SELECT issued_at_s FROM certificates WHERE serial=?", (serial,))
+        return float(rows[0][0]) if rows else None
+
+    def revoke_node(self, node_id: str, now_s: float, reason: str) -> int:
+        """Refuse the node's certificates issued until now; returns how many known ones."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO revocations (node_id, revoked_at_s, reason) VALUES (?, ?, ?) "
+                "ON CONFLICT(node_id) DO UPDATE SET revoked_at_s=excluded.revoked_at_s, "
+                "reason=excluded.reason",
+                (node_id, now_s, reason),
+            )
+            return db.execute(
+                "UPDATE certificates SET revoked_at_s=? WHERE node_id=? AND revoked_at_s IS NULL",
+                (now_s, node_id),
+            ).rowcount
+
+    def revoked_before(self, node_id: str) -> float | None:
+        """Certificates of this node issued at or before the returned time are revoked."""
+        rows = self._query("SELECT revoked_at_s FROM revocations WHERE node_id=?", (node_id,))
+        return float(rows[0][0]) if rows else None
+
+
+def _signatures_to_json(signatures: Sequence[SignatureRecord]) -> str:
+    return json.dumps(
+        [
+            {
+                "key_id": s.key_id,
+                "signer": s.signer,
+                "role": s.role,
+                "signature": base64.b64encode(s.signature).decode(),
+                "signed_at_s": s.signed_at_s,
+            }
+            for s in signatures
+        ]
+    )
+
+
+def _signatures_from_json(text: str) -> tuple[SignatureRecord, ...]:
+    return tuple(
+        SignatureRecord(
+            d["key_id"], d["signer"], d["role"], base64.b64decode(d["signature"]), d["signed_at_s"]
+        )
+        for d in json.loads(text)
+    )
+
+
+def _audit_from_row(row: Sequence[Any]) -> AuditEntry:
+    seq, ts, actor, action, subject, details, prev_hash, digest = row
+    return AuditEntry(
+        seq=int(seq),
+        ts=float(ts),
+        actor=str(actor),
+        action=str(action),
+        subject=str(subject),
+        details=json.loads(details),
+        prev_hash=str(prev_hash),
+        hash=str(digest),
+    )
 
 
 def _outcomes_to_json(outcomes: Sequence[WorkloadOutcome]) -> str:

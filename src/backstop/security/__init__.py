@@ -1,0 +1,1 @@
+"""Trust: PKI, mutual TLS, operator keys, signatures, quorum, audit chain."""
