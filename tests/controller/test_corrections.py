@@ -19,8 +19,8 @@ from backstop.core.models import (
     TargetState,
     WorkloadOutcome,
 )
-from backstop.wire import convert
 from backstop.core.settings import ControllerSettings
+from backstop.wire import convert
 from tests.controller.conftest import node
 
 

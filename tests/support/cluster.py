@@ -199,14 +199,14 @@ class LocalCluster:
     def cli(
         self, *args: str, timeout_s: float = 60.0, env: Mapping[str, str] | None = None
     ) -> CliResult:
-        env = dict(
-            os.environ,
-            BACKSTOP_CONTROLLER=self.address,
-            BACKSTOP_USER="e2e",
-            BACKSTOP_INSECURE="1" if self.insecure else "0",
+        env = {
+            **os.environ,
+            "BACKSTOP_CONTROLLER": self.address,
+            "BACKSTOP_USER": "e2e",
+            "BACKSTOP_INSECURE": "1" if self.insecure else "0",
             **self.tls_env,
             **(env or {}),
-        )
+        }
         result = subprocess.run(
             [sys.executable, "-m", "backstop", *args],
             capture_output=True,

@@ -490,6 +490,8 @@ class ControlPlane:
             [
                 str(bin_dir / "kube-apiserver"),
                 "--advertise-address=127.0.0.1",
+                # A loopback address cannot back the kubernetes Service's endpoints (as envtest).
+                "--endpoint-reconciler-type=none",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={self.apiserver_port}",
                 f"--etcd-servers={etcd_url}",

@@ -36,9 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _pki_init(args: argparse.Namespace) -> int:
     ca = CertificateAuthority.init(Path(args.dir))
-    print(
-        f"CA {ca.name!r} created in {args.dir} (ca.crt, ca.key); valid until {ca.not_after:%Y-%m-%d}"
-    )
+    until = f"{ca.not_after:%Y-%m-%d}"
+    print(f"CA {ca.name!r} created in {args.dir} (ca.crt, ca.key); valid until {until}")
     print("keep ca.key offline or on the controller only: it signs every certificate")
     return 0
 

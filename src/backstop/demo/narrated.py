@@ -100,6 +100,14 @@ class Demo:
     # --- run -----------------------------------------------------------------------------
 
     def run(self) -> int:
+        model, model_hash, gpu_env = self._start()
+        self._correct(model, model_hash, gpu_env)
+        self.step("The record")
+        self.backstop("corrections")
+        self.say(f"logs and the database are in {self.workdir} until the demo exits")
+        return 0
+
+    def _start(self) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
         self.step("Start the controller on embedded SQLite")
         ready = self.workdir / "controller.addr"
         db = self.workdir / "backstop.db"
@@ -171,7 +179,11 @@ class Demo:
         self.step("See what runs: the model server is found and fingerprinted")
         self.backstop("workloads")
         self.say(f"model hash {model_hash[:16]}... identifies these weights on any node")
+        return model, model_hash, gpu_env
 
+    def _correct(
+        self, model: subprocess.Popen[bytes], model_hash: str, gpu_env: dict[str, str]
+    ) -> None:
         self.step("Pause it by model hash")
         out = self.backstop(
             "pause", "--model", model_hash[:16], "--reason", "demo: suspected misuse", "--wait"
@@ -219,11 +231,6 @@ class Demo:
         code = _wait_for(model.poll, 10, "the model server to exit")
         self.say(f"model server exited with {code}; {self.proc_states()}")
         self.say(f"request: {self.ask('anyone there?')}")
-
-        self.step("The record")
-        self.backstop("corrections")
-        self.say(f"logs and the database are in {self.workdir} until the demo exits")
-        return 0
 
     def _workloads(self) -> list[dict[str, Any]] | None:
         out = self.backstop("workloads", "-o", "json", show=False, check=False)
