@@ -28,6 +28,7 @@
 # Go's module and build caches keep their defaults, so a rebuild after a version bump reuses
 # every unchanged package.
 set -euo pipefail
+shopt -s inherit_errexit
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -142,9 +143,7 @@ kubernetes_module() {
   mkdir -p "$dir"
   if [[ ! -f "$dir/go.mod" ]]; then
     log "kubernetes $KUBERNETES_VERSION: reading the tag's go.mod"
-    gomod="$(gobuild "$dir" mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
-      sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
-    [[ -f "$gomod" ]] || die "could not download k8s.io/kubernetes@$KUBERNETES_VERSION from $(go env GOPROXY)"
+    gomod="$(module_file GoMod "k8s.io/kubernetes@$KUBERNETES_VERSION")"
     staging_version="v0.${KUBERNETES_VERSION#v1.}"
     # Modules both required at v0.0.0 and replaced by a ./staging path.
     modules="$(awk '
@@ -197,14 +196,21 @@ etcd_module() {
   echo "$dir"
 }
 
-module_dir() { # MODULE@VERSION: its extracted source in the module cache
-  gobuild "$CACHE_ROOT" mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+module_file() { # FIELD MODULE@VERSION: a path from `go mod download -json` (GoMod, Dir)
+  local json path error
+  json="$(gobuild "$CACHE_ROOT" mod download -json "$2" 2>&1)" || true
+  path="$(sed -n "s/^[[:space:]]*\"$1\": \"\(.*\)\",\{0,1\}\$/\1/p" <<<"$json")"
+  if [[ -z "$path" || ! -e "$path" ]]; then
+    error="$(sed -n 's/^[[:space:]]*"Error": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")"
+    die "could not download $2 (GOPROXY=$(go env GOPROXY)): ${error:-$json}"
+  fi
+  echo "$path"
 }
 
 kwok_stages() {
   [[ -f "$KWOK_STAGES_FILE" ]] && return
   local src stage
-  src="$(module_dir "sigs.k8s.io/kwok@$KWOK_VERSION")"
+  src="$(module_file Dir "sigs.k8s.io/kwok@$KWOK_VERSION")"
   [[ -d "$src/kustomize/stage" ]] || die "no kustomize/stage in sigs.k8s.io/kwok@$KWOK_VERSION"
   mkdir -p "$(dirname "$KWOK_STAGES_FILE")"
   for stage in "${KWOK_STAGES[@]}"; do
@@ -281,8 +287,7 @@ main() {
   # (used for .Capabilities.KubeVersion by `helm template` and `helm lint`).
   local helm_gomod helm_k8s_minor helm_ldflags=(-s -w "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION")
   if [[ ! -x "$HELM_BIN/helm" ]]; then
-    helm_gomod="$(module_dir "helm.sh/helm/v3@$HELM_VERSION")/go.mod"
-    [[ -f "$helm_gomod" ]] || die "could not download helm.sh/helm/v3@$HELM_VERSION"
+    helm_gomod="$(module_file GoMod "helm.sh/helm/v3@$HELM_VERSION")"
     helm_k8s_minor="$(awk '$1 == "k8s.io/client-go" { split($2, v, "."); print v[2] }' "$helm_gomod")"
     [[ -n "$helm_k8s_minor" ]] || die "no k8s.io/client-go requirement in $helm_gomod"
     for key in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
