@@ -66,6 +66,10 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or stopped cleanly."""
 
 
+class _Exited(ControlPlaneError):
+    """A component process exited while we waited for it."""
+
+
 def pinned_versions() -> dict[str, str]:
     """The KEY=value pins of scripts/k8s/versions.env."""
     pins: dict[str, str] = {}
@@ -100,7 +104,7 @@ def wait_until(probe: Callable[[], T | None], what: str, timeout_s: float = 60.0
     while True:
         try:
             value = probe()
-        except (ApiException, OSError, ValueError, KeyError, ControlPlaneError) as exc:
+        except (ApiException, OSError, ValueError, KeyError) as exc:
             last_error, value = exc, None
         if value:
             return value
@@ -274,8 +278,9 @@ class ControlPlane:
         for phase in _STOP_ORDER:
             procs = [self.processes[name] for name in phase if name in self.processes]
             for proc in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGTERM)
             deadline = time.monotonic() + grace_s
             for proc in procs:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -357,7 +362,11 @@ class ControlPlane:
         """The node, once its Ready condition is True."""
         core = k8s.CoreV1Api(self.api_client())
 
+        kwok = self.processes.get("kwok")
+
         def ready() -> k8s.V1Node | None:
+            if kwok is not None and kwok.poll() is not None:
+                raise _Exited(f"kwok exited with {kwok.returncode}:\n{self.log_tail('kwok')}")
             node = core.read_node(name)
             return node if node_is_ready(node) else None
 
@@ -590,7 +599,7 @@ class ControlPlane:
 
         try:
             wait_until(healthy, f"{component.name} at {component.health_url}", timeout_s)
-        except (_Exited, ControlPlaneError) as exc:
+        except ControlPlaneError as exc:
             raise ControlPlaneError(
                 f"{component.name} did not become healthy ({exc}); "
                 f"exit code {proc.poll()}; log {self.log_path(component.name)}:\n"
@@ -605,10 +614,6 @@ class ControlPlane:
                 return int(response.status), response.read().decode(errors="replace")
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")
-
-
-class _Exited(Exception):
-    """A component process exited while we waited for it."""
 
 
 def prebuild_kube_binaries(session: pytest.Session) -> None:

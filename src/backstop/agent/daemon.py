@@ -22,6 +22,7 @@ from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.enforcer import Enforcer
 from backstop.agent.sampler import NodeSample, Sampler
 from backstop.agent.session import ControllerSession
+from backstop.agent.spool import ReportSpool
 from backstop.agent.state import AgentState
 from backstop.agent.verifier import CommandVerifier
 from backstop.core.errors import InvalidInput
@@ -103,6 +104,7 @@ class AgentDaemon:
             reconnect_max_s=settings.reconnect_max_s,
             credentials=credentials,
             on_connected=self.enforcer.recent_acks,
+            spool=ReportSpool(settings.state_dir / "spool", max_bytes=settings.spool_max_bytes),
         )
         self.latest: NodeSample | None = None
         self._capabilities: tuple[str, ...] = ()
@@ -147,8 +149,24 @@ class AgentDaemon:
                 dropped_reports=self.session.dropped_reports,
             )
             self.session.send_report(report)
+            if report.sequence % 5 == 0:
+                await asyncio.to_thread(self.session.flush_spool)
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.05, self._interval() - elapsed))
+
+    async def _lease_loop(self) -> None:
+        """Fail closed when the controller has been silent for longer than the lease."""
+        lease = self.settings.lease_s
+        started = time.time()
+        while True:
+            await asyncio.sleep(min(1.0, lease / 4))
+            heard = self.session.last_contact_s or started
+            silent = time.time() - heard
+            engaged = self.enforcer.lease_engaged()
+            if silent > lease and not engaged:
+                await self.enforcer.engage_lease(self.settings.lease_selector, silent)
+            elif silent <= lease and engaged and self.session.connected.is_set():
+                await self.enforcer.lift_lease()
 
     def _healthy(self) -> tuple[bool, str]:
         if not self.session.connected.is_set():
@@ -189,6 +207,8 @@ class AgentDaemon:
             log.warning(
                 "finished commands interrupted by a restart", extra={"count": len(recovered)}
             )
+        if self.settings.lease_s > 0:
+            tasks.append(asyncio.create_task(self._lease_loop(), name="lease"))
         tasks += [
             asyncio.create_task(self.session.run(), name="session"),
             asyncio.create_task(self._sample_loop(), name="sampler"),

@@ -34,17 +34,20 @@ from backstop.core.models import (
     CommandAck,
     CorrectionSpec,
     Fingerprint,
+    Scope,
     TargetState,
     Workload,
     WorkloadOutcome,
 )
-from backstop.core.scope import workload_in_scope
+from backstop.core.scope import parse_selector, workload_in_scope
 from backstop.security.audit import FileAuditLog
 from backstop.wire import convert
 
 log = logging.getLogger(__name__)
 
 STICKY_ACTIONS = (Action.PAUSE, Action.SHUTDOWN)
+LEASE_HOLD_S = 365 * 24 * 3600.0
+"""A lease pause holds until the controller is heard again (it is lifted then, not expired)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +206,67 @@ class Enforcer:
             acks.append(await self._enqueue(functools.partial(self._execute, command)))
         return acks
 
+    async def engage_lease(self, selector: str, silent_s: float) -> None:
+        """Fail closed: pause workloads in scope after the controller went silent too long."""
+        await self._enqueue(lambda: self._engage_lease(selector, silent_s))
+
+    async def _engage_lease(self, selector: str, silent_s: float) -> None:
+        now = self._clock()
+        scope = Scope(selector=parse_selector(selector)) if selector else Scope(all=True)
+        spec = CorrectionSpec(
+            correction_id=f"lease-{int(now * 1000):x}",
+            action=Action.PAUSE,
+            scope=scope,
+            reason=f"lease expired: no word from the controller for {silent_s:.0f} s",
+            issuer=self._node_id,
+            created_at_s=now,
+            expires_at_s=now + LEASE_HOLD_S,
+        )
+        data = convert.spec_bytes(spec)
+        self._audit("lease.engage", spec, silent_s=round(silent_s, 1))
+        command = Command(0, spec, data)
+        self._journal(command, CommandAck(spec.correction_id, 0, TargetState.PENDING), [])
+        ack = await self._execute(command)
+        log.warning(
+            "lease expired: workloads paused (fail-closed)",
+            extra={"correction_id": spec.correction_id, "detail": ack.message},
+        )
+
+    def lease_engaged(self) -> bool:
+        return any(c.correction_id.startswith("lease-") for c in self._state.active(self._clock()))
+
+    async def lift_lease(self) -> None:
+        """The controller is heard again: undo every lease pause."""
+        await self._enqueue(self._lift_lease)
+
+    async def _lift_lease(self) -> None:
+        for lease in self._state.active(self._clock()):
+            if not lease.correction_id.startswith("lease-"):
+                continue
+            now = self._clock()
+            spec = CorrectionSpec(
+                correction_id=f"lease-lift-{int(now * 1000):x}",
+                action=Action.RESUME,
+                scope=Scope(all=True),
+                reason="controller heard again",
+                issuer=self._node_id,
+                created_at_s=now,
+                expires_at_s=now + 60,
+                reverts=lease.correction_id,
+            )
+            self._audit("lease.lift", spec, reverts=lease.correction_id)
+            _, message = await self._resume(spec)
+            log.warning(
+                "lease lifted", extra={"correction_id": lease.correction_id, "detail": message}
+            )
+
     def recent_acks(self, limit: int = 20) -> list[CommandAck]:
         """The stored acks of the latest handled commands, re-sent after each reconnect."""
-        done = [c for c in self._state.corrections.values() if c.ack_state != "applying"]
+        done = [
+            c
+            for c in self._state.corrections.values()
+            if c.ack_state != "applying" and not c.correction_id.startswith("lease-")
+        ]
         done.sort(key=lambda c: c.sequence)
         return [_stored_ack(c, c.sequence) for c in done[-limit:]]
 

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from backstop.agent import metrics
+from backstop.agent.spool import ReportSpool
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, TargetState
 from backstop.core.netaddr import require_loopback_for_plaintext
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-OUTBOX_LIMIT = 1000
 
 CommandHandler = Callable[[Command], Awaitable[CommandAck]]
 
@@ -45,6 +45,7 @@ class ControllerSession:
         *,
         credentials: grpc.ChannelCredentials | None = None,
         on_connected: Callable[[], list[CommandAck]] | None = None,
+        spool: ReportSpool,
     ) -> None:
         if credentials is None:
             require_loopback_for_plaintext(address)
@@ -55,27 +56,30 @@ class ControllerSession:
         self._last_sequence = last_command_sequence
         self._on_command = on_command
         self._reconnect_max_s = reconnect_max_s
-        self._reports: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue(OUTBOX_LIMIT)
+        self._spool = spool
+        self._sent_report = 0
+        """Highest spooled report written to the current stream."""
         self._acks: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
         self._pending = asyncio.Event()
         self.connected = asyncio.Event()
         self.report_interval_s: float | None = None
         self.last_contact_s = 0.0
-        self.dropped_reports = 0
         self._command_tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def dropped_reports(self) -> int:
+        return self._spool.dropped
+
     def send_report(self, report: Report) -> bool:
-        """Queue a report; when the outbox is full the oldest report is dropped and counted."""
-        message = agent_pb2.AgentMessage(report=convert.report_to_pb(report))
-        dropped = False
-        if self._reports.full():
-            self._reports.get_nowait()
-            self.dropped_reports += 1
-            metrics.REPORTS_DROPPED.inc()
-            dropped = True
-        self._reports.put_nowait(message)
+        """Spool a report; it is sent (again, after a reconnect) until the controller stores it."""
+        stored = self._spool.append(
+            report.sequence, convert.report_to_pb(report).SerializeToString()
+        )
         self._pending.set()
-        return not dropped
+        return stored
+
+    def flush_spool(self) -> None:
+        self._spool.flush()
 
     def _send_ack(self, ack: agent_pb2.CommandAck) -> None:
         """Acks are never dropped and go out before any queued report."""
@@ -86,8 +90,12 @@ class ControllerSession:
         while True:
             if not self._acks.empty():
                 return self._acks.get_nowait()
-            if not self._reports.empty():
-                return self._reports.get_nowait()
+            record = self._spool.next_after(self._sent_report)
+            if record is not None:
+                self._sent_report = record[0]
+                report = agent_pb2.Report()
+                report.ParseFromString(record[1])
+                return agent_pb2.AgentMessage(report=report)
             self._pending.clear()
             await self._pending.wait()
 
@@ -145,6 +153,9 @@ class ControllerSession:
             if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):
                 raise ConnectionError("controller did not answer the Hello with a Welcome")
             self.report_interval_s = welcome.welcome.report_interval_s or None
+            stored = welcome.welcome.last_report_sequence
+            self._spool.confirm(stored)
+            self._sent_report = stored  # resend everything the controller has not stored
             self.last_contact_s = time.time()
             self.connected.set()
             metrics.CONNECTED.set(1)
@@ -174,7 +185,9 @@ class ControllerSession:
                 return
             self.last_contact_s = time.time()
             kind = message.WhichOneof("body")
-            if kind == "command":
+            if kind == "report_ack":
+                self._spool.confirm(message.report_ack.sequence)
+            elif kind == "command":
                 task = asyncio.create_task(self._handle_command(message.command))
                 self._command_tasks.add(task)
                 task.add_done_callback(self._command_tasks.discard)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import InvalidInput
+from backstop.core.scope import parse_selector
 from backstop.core.settings import AgentSettings, ControllerSettings
 from backstop.telemetry import logs
 
@@ -65,6 +66,10 @@ def agent_run(args: argparse.Namespace) -> int:
     logs.configure(args.log_level, args.log_format)
     if args.report_interval <= 0:
         raise InvalidInput("--report-interval must be positive")
+    if args.lease and args.lease < 2 * args.report_interval:
+        raise InvalidInput("--lease must be at least twice --report-interval (or 0 for off)")
+    if args.lease_selector:
+        parse_selector(args.lease_selector)
     settings = AgentSettings(
         controller=args.controller,
         node_id=args.node_id,
@@ -77,5 +82,7 @@ def agent_run(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         tls_dir=Path(args.agent_tls_dir) if args.agent_tls_dir else None,
         trust_policy=Path(args.trust_policy) if args.trust_policy else None,
+        lease_s=args.lease,
+        lease_selector=args.lease_selector,
     )
     return _run_until_signal(AgentDaemon(settings).run())

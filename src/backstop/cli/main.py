@@ -132,6 +132,13 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     run.add_argument("--nvml-library", default="", help="path of libnvidia-ml.so.1")
     run.add_argument("--label", action="append", default=[], help="node label K=V (repeatable)")
     run.add_argument("--tls-dir", dest="agent_tls_dir", default="", help="default: STATE_DIR/tls")
+    run.add_argument(
+        "--lease",
+        type=float,
+        default=0.0,
+        help="fail closed: pause workloads after this many seconds without the controller",
+    )
+    run.add_argument("--lease-selector", default="", help="which workloads the lease pauses")
     run.add_argument("--trust-policy", default="", help="operators' keys and quorum (JSON)")
     enroll = agent_sub.add_parser("enroll", help="join with a one-time token; get a certificate")
     enroll.add_argument("--enrol-address", required=True, help="controller enrolment HOST:PORT")

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 PING_INTERVAL_S = 5.0
+REPORT_ACK_INTERVAL_S = 0.5
 _CLOSE = object()
 
 
@@ -50,6 +51,9 @@ class StreamLink:
         self.node_id = node_id
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.close_reason = ""
+        self.stored_report = 0
+        """Highest report sequence stored from this stream's node."""
+        self.acked_report = 0
 
     def send_command(
         self, sequence: int, spec_bytes: bytes, signatures: tuple[SignatureRecord, ...]
@@ -109,11 +113,13 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                         controller_id=self._controller_id,
                         report_interval_s=self._settings.report_interval_s,
                         protocol_version=PROTOCOL_VERSION,
+                        last_report_sequence=self._store.last_report_sequence(node.node_id),
                     )
                 )
             )
             self._engine.redeliver(node.node_id, hello.last_command_sequence)
-            reader = asyncio.create_task(self._read_loop(context, node.node_id))
+            link.stored_report = link.acked_report = self._store.last_report_sequence(node.node_id)
+            reader = asyncio.create_task(self._read_loop(context, node.node_id, link))
             error = await self._write_loop(context, link, reader)
             if error:
                 metrics.STREAM_ERRORS.labels(reason="invalid_message").inc()
@@ -195,7 +201,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 await context.abort(grpc.StatusCode.ABORTED, link.close_reason)
             await context.write(message)
 
-    async def _read_loop(self, context: Any, node_id: str) -> str:
+    async def _read_loop(self, context: Any, node_id: str, link: StreamLink) -> str:
         """Handle reports and acks; return an error text for a malformed message, else ''."""
         while True:
             try:
@@ -205,7 +211,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             if message is grpc.aio.EOF:
                 return ""
             try:
-                self._handle(node_id, message)
+                self._handle(node_id, message, link)
             except InvalidInput as exc:
                 log.warning(
                     "invalid message from agent", extra={"node": node_id, "error": exc.message}
@@ -214,7 +220,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             except BackstopError:
                 log.exception("could not handle agent message", extra={"node": node_id})
 
-    def _handle(self, node_id: str, message: agent_pb2.AgentMessage) -> None:
+    def _handle(self, node_id: str, message: agent_pb2.AgentMessage, link: StreamLink) -> None:
         kind = message.WhichOneof("body")
         if kind == "report":
             report = convert.report_from_pb(message.report, node_id)
@@ -222,6 +228,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 metrics.REPORTS.inc()
             else:
                 metrics.REPORTS_DUPLICATE.inc()
+            link.stored_report = max(link.stored_report, report.sequence)
         elif kind == "ack":
             self._engine.on_ack(node_id, convert.ack_from_pb(message.ack))
         elif kind == "hello":

@@ -75,3 +75,10 @@ class AgentSettings:
     """Upper bound of the reconnect backoff."""
     default_grace_s: float = 10.0
     """SIGTERM-to-SIGKILL grace when a terminate command names none."""
+    spool_max_bytes: int = 64 * 1024 * 1024
+    """Disk the report spool may use while the controller is away; then oldest are dropped."""
+    lease_s: float = 0.0
+    """Fail-closed lease: pause workloads in ``lease_scope`` after this long without a valid
+    word from the controller (0: off). Lifted when the controller is heard again."""
+    lease_selector: str = ""
+    """Which workloads the lease pauses (a label selector); empty: every workload."""

@@ -56,14 +56,22 @@ class AgentMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., report: _Optional[_Union[Report, _Mapping]] = ..., ack: _Optional[_Union[CommandAck, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("controller_id", "report_interval_s", "protocol_version")
+    __slots__ = ("controller_id", "report_interval_s", "protocol_version", "last_report_sequence")
     CONTROLLER_ID_FIELD_NUMBER: _ClassVar[int]
     REPORT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LAST_REPORT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     controller_id: str
     report_interval_s: float
     protocol_version: int
-    def __init__(self, controller_id: _Optional[str] = ..., report_interval_s: _Optional[float] = ..., protocol_version: _Optional[int] = ...) -> None: ...
+    last_report_sequence: int
+    def __init__(self, controller_id: _Optional[str] = ..., report_interval_s: _Optional[float] = ..., protocol_version: _Optional[int] = ..., last_report_sequence: _Optional[int] = ...) -> None: ...
+
+class ReportAck(_message.Message):
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
 class Command(_message.Message):
     __slots__ = ("sequence", "correction")
@@ -80,11 +88,13 @@ class Ping(_message.Message):
     def __init__(self, sent_at_s: _Optional[float] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
-    __slots__ = ("welcome", "command", "ping")
+    __slots__ = ("welcome", "command", "ping", "report_ack")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
+    REPORT_ACK_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     command: Command
     ping: Ping
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ...) -> None: ...
+    report_ack: ReportAck
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., report_ack: _Optional[_Union[ReportAck, _Mapping]] = ...) -> None: ...

@@ -190,6 +190,10 @@ class SqliteStore:
             )
         return True
 
+    def last_report_sequence(self, node_id: str) -> int:
+        rows = self._query("SELECT last_report_seq FROM nodes WHERE node_id=?", (node_id,))
+        return int(rows[0][0]) if rows else 0
+
     def list_workloads(self, node_id: str = "") -> list[Workload]:
         if node_id:
             rows = self._query(

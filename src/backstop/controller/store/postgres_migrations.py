@@ -1,0 +1,105 @@
+"""PostgreSQL schema migrations, applied in order and recorded in ``schema_migrations``.
+
+Migration N here holds the same tables and columns as migration N of the SQLite store
+(``migrations.py``), in PostgreSQL types: BYTEA for protobuf bytes, DOUBLE PRECISION for times,
+BOOLEAN for flags, BIGINT for sequence numbers. JSON columns stay TEXT holding the JSON the
+SQLite store writes, so an audit entry's ``details`` hash the same on both backends.
+
+Append new migrations; never edit one that has shipped. Each runs in one transaction, so a
+migration that fails leaves nothing behind.
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: nodes, workloads, samples, corrections and per-target results
+    """
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        info BYTEA NOT NULL,
+        connected BOOLEAN NOT NULL DEFAULT FALSE,
+        first_seen_s DOUBLE PRECISION NOT NULL,
+        last_seen_s DOUBLE PRECISION NOT NULL,
+        last_report_seq BIGINT NOT NULL DEFAULT 0,
+        dropped_reports BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE workloads (
+        workload_id TEXT NOT NULL,
+        node_id TEXT NOT NULL REFERENCES nodes(node_id),
+        model_hash TEXT NOT NULL DEFAULT '',
+        data BYTEA NOT NULL,
+        updated_s DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (node_id, workload_id)
+    );
+    CREATE INDEX workloads_model_hash ON workloads(model_hash);
+    CREATE TABLE gpu_samples (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        gpu_uuid TEXT NOT NULL,
+        sampled_at_s DOUBLE PRECISION NOT NULL,
+        data BYTEA NOT NULL
+    );
+    CREATE INDEX gpu_samples_time ON gpu_samples(sampled_at_s);
+    CREATE TABLE corrections (
+        correction_id TEXT PRIMARY KEY,
+        action TEXT NOT NULL,
+        spec BYTEA NOT NULL,
+        state TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        created_at_s DOUBLE PRECISION NOT NULL,
+        updated_at_s DOUBLE PRECISION NOT NULL,
+        expires_at_s DOUBLE PRECISION NOT NULL,
+        completed_at_s DOUBLE PRECISION,
+        reverts TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX corrections_state ON corrections(state);
+    CREATE TABLE targets (
+        correction_id TEXT NOT NULL REFERENCES corrections(correction_id),
+        node_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        outcomes TEXT NOT NULL DEFAULT '[]',
+        updated_at_s DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (correction_id, node_id)
+    );
+    CREATE INDEX targets_node_seq ON targets(node_id, sequence);
+    CREATE TABLE agent_sequences (
+        node_id TEXT PRIMARY KEY,
+        last_sequence BIGINT NOT NULL
+    );
+    """,
+    # 2: trust — signatures and approvals, the audit chain, enrolment, issued certificates
+    """
+    ALTER TABLE corrections ADD COLUMN signatures TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE corrections ADD COLUMN approvals_required INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE audit (
+        seq BIGINT PRIMARY KEY,
+        ts DOUBLE PRECISION NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE TABLE enrolment_tokens (
+        token_hash TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        created_at_s DOUBLE PRECISION NOT NULL,
+        expires_at_s DOUBLE PRECISION NOT NULL,
+        used_at_s DOUBLE PRECISION
+    );
+    CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        issued_at_s DOUBLE PRECISION NOT NULL,
+        not_after_s DOUBLE PRECISION NOT NULL,
+        revoked_at_s DOUBLE PRECISION
+    );
+    CREATE INDEX certificates_node ON certificates(node_id);
+    CREATE TABLE revocations (
+        node_id TEXT PRIMARY KEY,
+        revoked_at_s DOUBLE PRECISION NOT NULL,
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    """,
+)
