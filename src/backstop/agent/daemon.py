@@ -21,14 +21,14 @@ from backstop.agent.collectors.processes import ProcessCollector
 from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.enforcer import Enforcer
 from backstop.agent.sampler import NodeSample, Sampler
-from backstop.agent.session import ControllerSession
-from backstop.agent.spool import ReportSpool
 from backstop.agent.state import AgentState
 from backstop.agent.verifier import CommandVerifier
 from backstop.core.errors import InvalidInput
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, Workload
 from backstop.core.netaddr import require_loopback_for_plaintext
 from backstop.core.settings import AgentSettings
+from backstop.link.session import ControllerSession
+from backstop.link.spool import ReportSpool
 from backstop.security.audit import FileAuditLog
 from backstop.security.identities import TrustPolicyFile
 from backstop.security.tls import channel_credentials

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-CONNECTED = Gauge("backstop_agent_connected", "1 while the controller stream is up")
-REPORTS_SENT = Counter("backstop_agent_reports_sent_total", "Reports written to the stream")
-REPORTS_DROPPED = Counter(
-    "backstop_agent_reports_dropped_total", "Reports dropped because the outbox was full"
-)
 WORKLOADS = Gauge("backstop_agent_workloads", "Workloads discovered on this node")
 COLLECTOR_SECONDS = Gauge(
     "backstop_agent_collector_duration_seconds", "Duration of the last collection", ["collector"]

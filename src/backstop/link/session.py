@@ -17,11 +17,11 @@ from typing import Any
 
 import grpc
 
-from backstop.agent import metrics
-from backstop.agent.spool import ReportSpool
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, TargetState
 from backstop.core.netaddr import require_loopback_for_plaintext
+from backstop.link import metrics
+from backstop.link.spool import ReportSpool
 from backstop.wire import convert
 
 log = logging.getLogger(__name__)
