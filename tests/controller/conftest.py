@@ -15,11 +15,28 @@ from backstop.core.models import (
     NodeInfo,
     Scope,
 )
+from tests.support.postgres import (
+    postgres_database,
+    postgres_dsn,
+    postgres_server,
+)
+from tests.support.postgres import preinstall_postgres as pytest_collection_finish
+
+__all__ = ["postgres_database", "postgres_dsn", "postgres_server", "pytest_collection_finish"]
 
 
-@pytest.fixture(params=["sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(f"sqlite:///{tmp_path / 'backstop.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty store of each backend (PostgreSQL: a new database per test)."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_database"))
+    return f"sqlite:///{tmp_path / 'backstop.db'}"
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """An open, empty store of each backend."""
+    opened = open_store(store_url)
     yield opened
     opened.close()
 

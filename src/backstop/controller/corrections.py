@@ -46,6 +46,8 @@ from backstop.wire.convert import validate_params
 log = logging.getLogger(__name__)
 
 MAX_REASON_LEN = 1024
+SUMMARY_INTERVAL_S = 0.25
+PUBLISH_INTERVAL_S = 0.05
 MAX_CLOCK_SKEW_S = 300.0
 MAX_TTL_S = 7 * 24 * 3600.0
 _ID = re.compile(r"^cor-[0-9a-f]{8,40}$")
@@ -94,6 +96,11 @@ class CorrectionsEngine:
         self.authz = authz if authz is not None else Authorizer(None)
         self._links: dict[str, AgentLink] = {}
         self._dispatched_at: dict[tuple[str, str], float] = {}
+        self._states: dict[str, dict[str, TargetState]] = {}
+        self._summarised: dict[str, float] = {}
+        self._publish_pending: set[str] = set()
+        self._ack_queue: list[tuple[str, CommandAck]] = []
+        self._ack_flush_scheduled = False
         self._watchers: dict[str, set[asyncio.Queue[Correction]]] = {}
 
     # --- agents --------------------------------------------------------------------------
@@ -415,67 +422,78 @@ class CorrectionsEngine:
 
     def _dispatch(self, spec: CorrectionSpec, nodes: list[str]) -> Correction:
         now = self._clock()
-        data = self._store.spec_bytes(spec.correction_id)
-        signatures = self.get(spec.correction_id).signatures
-        self.audit("controller", "correction.dispatch", spec.correction_id, nodes=nodes)
-        for node_id in nodes:
-            link = self._links.get(node_id)
-            if link is None:
-                seq = self._store.add_target(
-                    spec.correction_id, node_id, TargetState.UNREACHABLE, now
-                )
-                self._store.update_target(
-                    spec.correction_id,
-                    node_id,
-                    TargetState.UNREACHABLE,
-                    message="agent not connected; delivered if it reconnects before expiry",
-                    outcomes=(),
-                    now_s=now,
-                )
-                continue
-            seq = self._store.add_target(spec.correction_id, node_id, TargetState.DISPATCHED, now)
-            self._dispatched_at[(spec.correction_id, node_id)] = now
-            link.send_command(seq, data, signatures)
+        cid = spec.correction_id
+        data = self._store.spec_bytes(cid)
+        signatures = self.get(cid).signatures
+        self.audit("controller", "correction.dispatch", cid, nodes=nodes)
+        away = "agent not connected; delivered if it reconnects before expiry"
+        plan = [
+            (n, TargetState.DISPATCHED, "")
+            if n in self._links
+            else (n, TargetState.UNREACHABLE, away)
+            for n in nodes
+        ]
+        sequences = self._store.add_targets(cid, plan, now)
+        self._states[cid] = {n: state for n, state, _ in plan}
+        for node_id, state, _ in plan:
+            if state is TargetState.DISPATCHED:
+                self._dispatched_at[(cid, node_id)] = now
+                self._links[node_id].send_command(sequences[node_id], data, signatures)
         self._store.set_correction_state(
-            spec.correction_id, CorrectionState.DISPATCHED, f"sent to {len(nodes)} node(s)", now
+            cid, CorrectionState.DISPATCHED, f"sent to {len(nodes)} node(s)", now
         )
-        self._settle(spec.correction_id)
-        return self.get(spec.correction_id)
+        self._settle(cid, force=True)
+        return self.get(cid)
 
     def on_ack(self, node_id: str, ack: CommandAck) -> None:
-        known = self._store.get_correction(ack.correction_id)
-        target = next((t for t in known.targets if t.node_id == node_id), None) if known else None
-        if target is not None and target.state is ack.state and target.message == ack.message:
-            return  # an ack re-sent after a reconnect: already recorded
-        self.audit(
-            node_id,
-            "command.ack",
-            ack.correction_id,
-            sequence=ack.sequence,
-            state=ack.state.value,
-            message=ack.message,
-            workloads=[o.workload_id for o in ack.outcomes if o.outcome == "applied"],
-        )
+        """Record one acknowledgement now (see :meth:`queue_ack` for the batched path)."""
+        self.on_acks([(node_id, ack)])
+
+    def on_acks(self, acks: list[tuple[str, CommandAck]]) -> None:
+        """Record acknowledgements (and their audit entries) in one transaction, then settle."""
         now = self._clock()
-        target = self._store.update_target(
-            ack.correction_id,
-            node_id,
-            ack.state,
-            message=ack.message,
-            outcomes=ack.outcomes,
-            now_s=now,
-        )
-        if target is None:
-            log.warning(
-                "ack for a correction this node was not sent",
-                extra={"node": node_id, "correction_id": ack.correction_id},
-            )
-            return
-        sent = self._dispatched_at.pop((ack.correction_id, node_id), None)
-        if sent is not None:
-            metrics.ACK_SECONDS.observe(max(0.0, now - sent))
-        metrics.ACKS.labels(state=ack.state.value).inc()
-        self._settle(ack.correction_id)
+        applied = self._store.record_acks(acks, now)
+        known = {(n, a.correction_id) for n, a in applied}
+        for node_id, ack in acks:
+            if (node_id, ack.correction_id) not in known and self._store.get_target(
+                ack.correction_id, node_id
+            ) is None:
+                log.warning(
+                    "ack for a correction this node was not sent",
+                    extra={"node": node_id, "correction_id": ack.correction_id},
+                )
+        touched: set[str] = set()
+        for node_id, ack in applied:
+            self._target_state(ack.correction_id)[node_id] = ack.state
+            sent = self._dispatched_at.pop((ack.correction_id, node_id), None)
+            if sent is not None:
+                metrics.ACK_SECONDS.observe(max(0.0, now - sent))
+            metrics.ACKS.labels(state=ack.state.value).inc()
+            touched.add(ack.correction_id)
+        for correction_id in touched:
+            self._settle(correction_id)
+
+    def queue_ack(self, node_id: str, ack: CommandAck) -> None:
+        """Batch acknowledgements arriving together into one transaction (the gateway's path)."""
+        self._ack_queue.append((node_id, ack))
+        if not self._ack_flush_scheduled:
+            self._ack_flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_flush_scheduled = False
+        batch, self._ack_queue = self._ack_queue, []
+        try:
+            self.on_acks(batch)
+        except BackstopError:
+            log.exception("could not record acknowledgements", extra={"count": len(batch)})
+
+    def _target_state(self, correction_id: str) -> dict[str, TargetState]:
+        """Per-node target states of a correction, cached (loaded once after a restart)."""
+        states = self._states.get(correction_id)
+        if states is None:
+            states = self._states[correction_id] = self._store.target_states(correction_id)
+        return states
 
     def check_deadlines(self) -> None:
         """Mark dispatched targets without an ack after the timeout as unreachable."""
@@ -495,6 +513,7 @@ class CorrectionsEngine:
                 outcomes=(),
                 now_s=now,
             )
+            self._target_state(correction_id)[node_id] = TargetState.UNREACHABLE
             self._settle(correction_id)
 
     def recover(self) -> None:
@@ -505,29 +524,33 @@ class CorrectionsEngine:
                 if target.state is TargetState.DISPATCHED:
                     self._dispatched_at[(correction.spec.correction_id, target.node_id)] = now
 
-    def _settle(self, correction_id: str) -> None:
-        """Recompute a correction's state from its targets; publish the change."""
-        correction = self.get(correction_id)
-        states = Counter(t.state for t in correction.targets)
-        summary = ", ".join(f"{n} {s.value}" for s, n in sorted(states.items())) or "no targets"
-        if not correction.targets:
+    def _settle(self, correction_id: str, *, force: bool = False) -> None:
+        """Move a correction to its final state once every target has answered.
+
+        Progress is kept in memory (one entry per target) so an ack costs O(1), not a reload
+        of every target; the stored summary is refreshed at most every SUMMARY_INTERVAL_S.
+        """
+        states = self._target_state(correction_id)
+        counts = Counter(states.values())
+        summary = ", ".join(f"{n} {s.value}" for s, n in sorted(counts.items()))
+        if not states:
             summary = "no nodes in scope; nothing to do"
-        all_final = all(t.state.terminal for t in correction.targets)
         now = self._clock()
-        if correction.state is CorrectionState.REVERTED:
-            self._store.set_correction_state(
-                correction_id, correction.state, correction.message, now
-            )
-        elif all_final:
-            final = (
-                CorrectionState.FAILED
-                if any(states[s] for s in _UNSUCCESSFUL)
-                else CorrectionState.COMPLETED
-            )
-            self._store.set_correction_state(correction_id, final, summary, now, completed=True)
-            if correction.spec.reverts and final is CorrectionState.COMPLETED:
-                self._mark_reverted(correction.spec.reverts, correction_id)
-        else:
+        if all(s.terminal for s in states.values()):
+            current = self.get(correction_id)
+            if current.state is not CorrectionState.REVERTED:
+                final = (
+                    CorrectionState.FAILED
+                    if any(counts[s] for s in _UNSUCCESSFUL)
+                    else CorrectionState.COMPLETED
+                )
+                self._store.set_correction_state(correction_id, final, summary, now, completed=True)
+                if current.spec.reverts and final is CorrectionState.COMPLETED:
+                    self._mark_reverted(current.spec.reverts, correction_id)
+            self._publish(correction_id, now=True)
+            return
+        if force or now - self._summarised.get(correction_id, 0.0) >= SUMMARY_INTERVAL_S:
+            self._summarised[correction_id] = now
             self._store.set_correction_state(
                 correction_id, CorrectionState.DISPATCHED, summary, now
             )
@@ -544,7 +567,25 @@ class CorrectionsEngine:
 
     # --- watching ------------------------------------------------------------------------
 
-    def _publish(self, correction_id: str) -> None:
+    def _publish(self, correction_id: str, *, now: bool = False) -> None:
+        """Send watchers the correction's state; coalesced to one snapshot per interval."""
+        if not self._watchers.get(correction_id):
+            return
+        if now:
+            self._publish_now(correction_id)
+            return
+        if correction_id in self._publish_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._publish_now(correction_id)
+            return
+        self._publish_pending.add(correction_id)
+        loop.call_later(PUBLISH_INTERVAL_S, self._publish_now, correction_id)
+
+    def _publish_now(self, correction_id: str) -> None:
+        self._publish_pending.discard(correction_id)
         queues = self._watchers.get(correction_id)
         if not queues:
             return

@@ -230,7 +230,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 metrics.REPORTS_DUPLICATE.inc()
             link.stored_report = max(link.stored_report, report.sequence)
         elif kind == "ack":
-            self._engine.on_ack(node_id, convert.ack_from_pb(message.ack))
+            self._engine.queue_ack(node_id, convert.ack_from_pb(message.ack))
         elif kind == "hello":
             raise InvalidInput("Hello may only be the first message of a stream")
         else:

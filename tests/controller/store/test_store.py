@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from backstop.controller.store import Store, open_store
 from backstop.controller.store.migrations import MIGRATIONS
+from backstop.controller.store.postgres import PostgresStore
+from backstop.controller.store.postgres_migrations import MIGRATIONS as POSTGRES_MIGRATIONS
 from backstop.controller.store.sqlite import SqliteStore
 from backstop.core.errors import InvalidInput, NotFound
 from backstop.core.models import (
@@ -128,15 +128,15 @@ def test_pending_commands_for_redelivery(store: Store) -> None:
     assert [p.sequence for p in store.pending_commands("n1", 0, now_s=10.0)] == [2, 3]
 
 
-def test_state_survives_reopen(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    first = open_store(url)
+def test_state_survives_reopen(store_url: str) -> None:
+    first = open_store(store_url)
     first.upsert_node(node("n1"), 1.0)
     first.create_correction(spec("cor-1"), CorrectionState.APPROVED, 1.0)
     first.close()
-    second = open_store(url)
-    assert isinstance(second, SqliteStore)
-    assert second.schema_version() == len(MIGRATIONS)
+    second = open_store(store_url)
+    assert isinstance(second, SqliteStore | PostgresStore)
+    migrations = MIGRATIONS if isinstance(second, SqliteStore) else POSTGRES_MIGRATIONS
+    assert second.schema_version() == len(migrations)
     assert second.get_correction("cor-1") is not None
     assert [r.info.node_id for r in second.list_nodes()] == ["n1"]
     second.close()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from backstop.core.models import (
+    CommandAck,
     Correction,
     CorrectionSpec,
     CorrectionState,
@@ -94,6 +95,24 @@ class Store(Protocol):
         """Record a target and assign the node's next command sequence number (returned)."""
         ...
 
+    def add_targets(
+        self,
+        correction_id: str,
+        targets: Sequence[tuple[str, TargetState, str]],
+        now_s: float,
+    ) -> dict[str, int]:
+        """Record (node, state, message) targets in one transaction; each node's sequence."""
+        ...
+
+    def get_target(self, correction_id: str, node_id: str) -> TargetResult | None: ...
+    def record_acks(
+        self, acks: Sequence[tuple[str, CommandAck]], now_s: float
+    ) -> list[tuple[str, CommandAck]]:
+        """Apply (node, ack) pairs with their audit entries in one transaction; the ones that
+        changed something (unknown targets and repeats are left out)."""
+        ...
+
+    def target_states(self, correction_id: str) -> dict[str, TargetState]: ...
     def update_target(
         self,
         correction_id: str,

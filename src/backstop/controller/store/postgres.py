@@ -612,15 +612,11 @@ class PostgresStore:
         with self._tx() as cur:
             # The upsert locks the counter row until commit: other replicas wait here, then
             # see this bump. If the target insert fails, the bump rolls back with it (no gap).
-            cur.execute(
-                """INSERT INTO agent_sequences AS a (node_id, last_sequence) VALUES (%s, 1)
-                   ON CONFLICT (node_id) DO UPDATE SET last_sequence = a.last_sequence + 1
-                   RETURNING last_sequence""",
-                (node_id,),
-            )
+            cur.execute("INSERT INTO agent_sequences VALUES (%s, 0) ON CONFLICT DO NOTHING", (node_id,))
+            cur.execute("SELECT last_sequence + 1 FROM agent_sequences WHERE node_id=%s", (node_id,))
             row = cur.fetchone()
-            if row is None:  # pragma: no cover - an upsert with RETURNING always returns a row
-                raise StoreError(f"no command sequence assigned for node {node_id!r}")
+            assert row
+            cur.execute("UPDATE agent_sequences SET last_sequence=%s WHERE node_id=%s", (row[0], node_id))
             sequence = int(row[0])
             cur.execute(
                 """INSERT INTO targets (correction_id, node_id, state, sequence, message,

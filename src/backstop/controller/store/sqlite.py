@@ -20,6 +20,7 @@ from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.controller.store.migrations import MIGRATIONS
 from backstop.core.errors import Conflict, NotFound, StoreError
 from backstop.core.models import (
+    CommandAck,
     Correction,
     CorrectionSpec,
     CorrectionState,
@@ -373,6 +374,52 @@ class SqliteStore:
             )
             return int(sequence)
 
+    def add_targets(
+        self,
+        correction_id: str,
+        targets: Sequence[tuple[str, TargetState, str]],
+        now_s: float,
+    ) -> dict[str, int]:
+        """Record many targets in one transaction; returns each node's command sequence."""
+        sequences: dict[str, int] = {}
+        with self._tx() as db:
+            for node_id, _, _ in targets:
+                db.execute(
+                    "INSERT INTO agent_sequences (node_id, last_sequence) VALUES (?, 1) "
+                    "ON CONFLICT(node_id) DO UPDATE SET last_sequence = last_sequence + 1",
+                    (node_id,),
+                )
+                (seq,) = db.execute(
+                    "SELECT last_sequence FROM agent_sequences WHERE node_id=?", (node_id,)
+                ).fetchone()
+                sequences[node_id] = int(seq)
+            db.executemany(
+                """INSERT INTO targets (correction_id, node_id, state, sequence, message,
+                       outcomes, updated_at_s) VALUES (?, ?, ?, ?, ?, '[]', ?)""",
+                [(correction_id, n, s.value, sequences[n], m, now_s) for n, s, m in targets],
+            )
+        return sequences
+
+    def get_target(self, correction_id: str, node_id: str) -> TargetResult | None:
+        rows = self._query(
+            "SELECT state, sequence, message, outcomes, updated_at_s FROM targets "
+            "WHERE correction_id=? AND node_id=?",
+            (correction_id, node_id),
+        )
+        if not rows:
+            return None
+        state, seq, message, outcomes, updated = rows[0]
+        return TargetResult(
+            node_id, TargetState(state), int(seq), str(message),
+            _outcomes_from_json(str(outcomes)), float(updated),
+        )  # fmt: skip
+
+    def target_states(self, correction_id: str) -> dict[str, TargetState]:
+        rows = self._query(
+            "SELECT node_id, state FROM targets WHERE correction_id=?", (correction_id,)
+        )
+        return {str(n): TargetState(s) for n, s in rows}
+
     def update_target(
         self,
         correction_id: str,
@@ -418,6 +465,83 @@ class SqliteStore:
             )
             for seq, spec, sigs in rows
         ]
+
+    def record_acks(
+        self, acks: Sequence[tuple[str, CommandAck]], now_s: float
+    ) -> list[tuple[str, CommandAck]]:
+        """Apply (node, ack) pairs and their audit entries in one transaction.
+
+        Acks for targets that do not exist, or that repeat what is already recorded (re-sent
+        after a reconnect), change nothing and are left out of the returned list.
+        """
+        applied: list[tuple[str, CommandAck]] = []
+        with self._tx() as db:
+            prev = self._audit_head(db)
+            for node_id, ack in acks:
+                row = db.execute(
+                    "SELECT state, message FROM targets WHERE correction_id=? AND node_id=?",
+                    (ack.correction_id, node_id),
+                ).fetchone()
+                if row is None or (row[0] == ack.state.value and row[1] == ack.message):
+                    continue
+                prev = self._insert_audit(
+                    db,
+                    next_entry(
+                        prev,
+                        ts=now_s,
+                        actor=node_id,
+                        action="command.ack",
+                        subject=ack.correction_id,
+                        details={
+                            "sequence": ack.sequence,
+                            "state": ack.state.value,
+                            "message": ack.message,
+                            "workloads": [
+                                o.workload_id for o in ack.outcomes if o.outcome == "applied"
+                            ],
+                        },
+                    ),
+                )
+                db.execute(
+                    """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
+                       WHERE correction_id=? AND node_id=?""",
+                    (
+                        ack.state.value,
+                        ack.message,
+                        _outcomes_to_json(ack.outcomes),
+                        now_s,
+                        ack.correction_id,
+                        node_id,
+                    ),
+                )
+                applied.append((node_id, ack))
+        return applied
+
+    @staticmethod
+    def _audit_head(db: sqlite3.Connection) -> AuditEntry | None:
+        row = db.execute(
+            "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
+            "FROM audit ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return _audit_from_row(row) if row else None
+
+    @staticmethod
+    def _insert_audit(db: sqlite3.Connection, entry: AuditEntry) -> AuditEntry:
+        db.execute(
+            "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.seq,
+                entry.ts,
+                entry.actor,
+                entry.action,
+                entry.subject,
+                json.dumps(entry.details, sort_keys=True),
+                entry.prev_hash,
+                entry.hash,
+            ),
+        )
+        return entry
 
     # --- audit chain ---------------------------------------------------------------------
 
