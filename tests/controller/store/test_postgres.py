@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -19,7 +20,13 @@ from backstop.controller.store.postgres import Notification, PostgresStore
 from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.sqlite import SqliteStore
 from backstop.core.errors import InvalidInput, StoreError
-from backstop.core.models import CorrectionState, Report, TargetState
+from backstop.core.models import (
+    CommandAck,
+    CorrectionState,
+    Report,
+    TargetState,
+    WorkloadOutcome,
+)
 from backstop.security.audit import verify
 from tests.controller.conftest import node, spec
 from tests.support.postgres import PostgresServer
@@ -151,6 +158,113 @@ def test_a_failed_add_target_leaves_no_gap(
     assert replicas[1].add_target("cor-2", "n1", TargetState.PENDING, 2.0) == 2
 
 
+def test_batched_targets_to_overlapping_nodes_from_two_replicas(
+    replicas: tuple[PostgresStore, PostgresStore],
+) -> None:
+    nodes = [f"n{i:02d}" for i in range(12)]
+    for i in range(8):
+        replicas[0].create_correction(spec(f"cor-{i}"), CorrectionState.APPROVED, 1.0)
+
+    def dispatch(i: int) -> Callable[[], dict[str, int]]:
+        # Overlapping node sets, in different orders: locks are still taken in one order.
+        chosen = nodes[i % 3 :] if i % 2 else list(reversed(nodes[: 12 - i % 4]))
+        plan = [(n, TargetState.DISPATCHED, "") for n in chosen]
+        return lambda: replicas[i % 2].add_targets(f"cor-{i}", plan, 2.0)
+
+    results = run_together([dispatch(i) for i in range(8)])
+    for n in nodes:
+        got = sorted(r[n] for r in results if n in r)
+        assert got == list(range(1, len(got) + 1)), n
+    cor = replicas[1].get_correction("cor-3")
+    assert cor is not None
+    assert {t.node_id: t.sequence for t in cor.targets} == results[3]
+    assert replicas[0].add_targets("cor-0", [], 3.0) == {}
+
+
+def test_acks_and_audit_appends_from_two_replicas_keep_one_chain(
+    replicas: tuple[PostgresStore, PostgresStore],
+) -> None:
+    nodes = [f"n{i}" for i in range(10)]
+    replicas[0].create_correction(spec("cor-1"), CorrectionState.APPROVED, 1.0)
+    sequences = replicas[0].add_targets(
+        "cor-1", [(n, TargetState.DISPATCHED, "") for n in nodes], 1.0
+    )
+    outcome = (WorkloadOutcome("wl", (1,), "applied"),)
+
+    def acks_for(half: list[str], store: PostgresStore) -> Callable[[], int]:
+        batch = [
+            (n, CommandAck("cor-1", sequences[n], TargetState.APPLIED, "ok", outcome)) for n in half
+        ]
+        # each batch twice, and once more later: only the first changes anything
+        return lambda: (
+            len(store.record_acks(batch + batch, 2.0)) + len(store.record_acks(batch, 3.0))
+        )
+
+    def audits(store: PostgresStore) -> Callable[[], int]:
+        return lambda: len(
+            [
+                store.append_audit(ts=2.5, actor="op", action="x", subject=str(i), details={})
+                for i in range(10)
+            ]
+        )
+
+    counts = run_together(
+        [
+            acks_for(nodes[:5], replicas[0]),
+            acks_for(nodes[5:], replicas[1]),
+            audits(replicas[0]),
+            audits(replicas[1]),
+        ]
+    )
+    assert counts == [5, 5, 10, 10]
+    entries = replicas[0].list_audit()
+    result = verify(entries)
+    assert result.ok, result.reason
+    assert result.count == 30
+    assert sorted(e.actor for e in entries if e.action == "command.ack") == nodes
+    assert replicas[1].target_states("cor-1") == dict.fromkeys(nodes, TargetState.APPLIED)
+    target = replicas[1].get_target("cor-1", "n3")
+    assert target is not None
+    assert (target.state, target.message, target.outcomes) == (TargetState.APPLIED, "ok", outcome)
+
+
+def test_acks_match_the_sqlite_store(postgres_database: str, tmp_path: Path) -> None:
+    pg = PostgresStore(postgres_database)
+    lite = SqliteStore(str(tmp_path / "acks.db"))
+    try:
+        results = []
+        for store in (pg, lite):
+            store.create_correction(spec("cor-1"), CorrectionState.APPROVED, 1.0)
+            seqs = store.add_targets(
+                "cor-1",
+                [("b", TargetState.DISPATCHED, ""), ("a", TargetState.UNREACHABLE, "away")],
+                1.0,
+            )
+            acks = [
+                ("a", CommandAck("cor-1", seqs["a"], TargetState.FAILED, "no cgroup")),
+                ("ghost", CommandAck("cor-1", 9, TargetState.APPLIED)),
+                ("b", CommandAck("cor-1", seqs["b"], TargetState.APPLIED, "ok")),
+                ("a", CommandAck("cor-1", seqs["a"], TargetState.FAILED, "no cgroup")),
+                ("a", CommandAck("cor-1", seqs["a"], TargetState.APPLIED, "retried")),
+                ("b", CommandAck("cor-9", seqs["b"], TargetState.APPLIED)),
+            ]
+            results.append(
+                (
+                    seqs,
+                    store.record_acks(acks, 2.0),
+                    store.target_states("cor-1"),
+                    store.get_target("cor-1", "a"),
+                    store.get_target("cor-1", "ghost"),
+                    store.list_audit(),
+                )
+            )
+        assert results[0] == results[1]
+        assert [n for n, _ in results[0][1]] == ["a", "b", "a"]
+    finally:
+        pg.close()
+        lite.close()
+
+
 def test_replicas_starting_together_apply_each_migration_once(postgres_database: str) -> None:
     stores = run_together([lambda: PostgresStore(postgres_database, pool_size=1)] * 6)
     try:
@@ -170,7 +284,7 @@ def test_an_enrolment_token_is_spent_once_across_replicas(
 ) -> None:
     replicas[0].add_enrolment_token("tok", "n1", 1.0, 100.0)
     spent = run_together(
-        [lambda i=i: replicas[i % 2].use_enrolment_token("tok", "n1", 2.0) for i in range(8)]
+        [partial(replicas[i % 2].use_enrolment_token, "tok", "n1", 2.0) for i in range(8)]
     )
     assert sorted(spent) == [False] * 7 + [True]
 
@@ -180,9 +294,7 @@ def test_a_report_delivered_to_two_replicas_is_stored_once(
 ) -> None:
     replicas[0].upsert_node(node("n1"), 1.0)
     report = Report("n1", 7, 5.0, node("n1").gpus)
-    stored = run_together(
-        [lambda i=i: replicas[i % 2].record_report(report, 5.0) for i in range(6)]
-    )
+    stored = run_together([partial(replicas[i % 2].record_report, report, 5.0) for i in range(6)])
     assert sorted(stored) == [False] * 5 + [True]
     assert replicas[1].count_samples() == 1
     assert replicas[1].last_report_sequence("n1") == 7

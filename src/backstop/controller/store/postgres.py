@@ -4,13 +4,16 @@ Rows hold what the SQLite store holds (protobuf bytes beside the columns queries
 same JSON text), so both backends behave alike and pass the same store suite. What differs is
 how writes from several replicas are kept apart, all within one transaction per method:
 
-- report sequences: the node's row is locked (``SELECT ... FOR UPDATE``) before the sequence is
-  compared, so a report delivered twice to two replicas is stored once;
+- report sequences: the node's row is locked (``SELECT ... FOR NO KEY UPDATE``) before the
+  sequence is compared, so a report delivered twice to two replicas is stored once;
 - per-node command sequences: ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` bumps the
   counter and keeps its row locked until the target row is written, so numbers are distinct and
-  gapless (a failed insert rolls the bump back);
-- the audit chain: appends take a transaction-scoped advisory lock, so the head read and the
-  next entry's insert never interleave with another replica's (the chain never forks);
+  gapless (a failed insert rolls the bump back); ``add_targets`` bumps its nodes' counters in
+  node order, so replicas dispatching to overlapping nodes queue instead of deadlocking;
+- the audit chain: appends (``append_audit``, and ``record_acks`` with its entries) take a
+  transaction-scoped advisory lock, so the head read and the next entries' inserts never
+  interleave with another replica's (the chain never forks); ``record_acks`` also locks the
+  target rows it compares, so an ack is applied once;
 - enrolment tokens: one conditional ``UPDATE``; of two replicas spending the same token, the
   second sees the first one's ``used_at_s`` and gets ``False``;
 - migrations: applied under an advisory lock, so replicas starting together apply each once.
@@ -54,6 +57,7 @@ from backstop.controller.store.sqlite import (
 )
 from backstop.core.errors import Conflict, InvalidInput, NotFound, StoreError
 from backstop.core.models import (
+    CommandAck,
     Correction,
     CorrectionSpec,
     CorrectionState,
@@ -403,7 +407,7 @@ class PostgresStore:
     def record_report(self, report: Report, now_s: float) -> bool:
         with self._tx() as cur:
             cur.execute(
-                "SELECT last_report_seq FROM nodes WHERE node_id=%s FOR UPDATE",
+                "SELECT last_report_seq FROM nodes WHERE node_id=%s FOR NO KEY UPDATE",
                 (report.node_id,),
             )
             row = cur.fetchone()
@@ -512,7 +516,7 @@ class PostgresStore:
     def add_signature(self, correction_id: str, signature: SignatureRecord) -> None:
         with self._tx() as cur:
             cur.execute(
-                "SELECT signatures FROM corrections WHERE correction_id=%s FOR UPDATE",
+                "SELECT signatures FROM corrections WHERE correction_id=%s FOR NO KEY UPDATE",
                 (correction_id,),
             )
             row = cur.fetchone()
@@ -612,11 +616,15 @@ class PostgresStore:
         with self._tx() as cur:
             # The upsert locks the counter row until commit: other replicas wait here, then
             # see this bump. If the target insert fails, the bump rolls back with it (no gap).
-            cur.execute("INSERT INTO agent_sequences VALUES (%s, 0) ON CONFLICT DO NOTHING", (node_id,))
-            cur.execute("SELECT last_sequence + 1 FROM agent_sequences WHERE node_id=%s", (node_id,))
+            cur.execute(
+                """INSERT INTO agent_sequences AS a (node_id, last_sequence) VALUES (%s, 1)
+                   ON CONFLICT (node_id) DO UPDATE SET last_sequence = a.last_sequence + 1
+                   RETURNING last_sequence""",
+                (node_id,),
+            )
             row = cur.fetchone()
-            assert row
-            cur.execute("UPDATE agent_sequences SET last_sequence=%s WHERE node_id=%s", (row[0], node_id))
+            if row is None:  # pragma: no cover - an upsert with RETURNING always returns a row
+                raise StoreError(f"no command sequence assigned for node {node_id!r}")
             sequence = int(row[0])
             cur.execute(
                 """INSERT INTO targets (correction_id, node_id, state, sequence, message,
@@ -624,6 +632,133 @@ class PostgresStore:
                 (correction_id, node_id, state.value, sequence, now_s),
             )
             return sequence
+
+    def add_targets(
+        self,
+        correction_id: str,
+        targets: Sequence[tuple[str, TargetState, str]],
+        now_s: float,
+    ) -> dict[str, int]:
+        """Record many targets in one transaction; returns each node's command sequence."""
+        if not targets:
+            return {}
+        with self._tx() as cur:
+            # Counter rows are locked in node order, so two replicas dispatching to
+            # overlapping sets of nodes queue behind each other instead of deadlocking.
+            cur.execute(
+                """INSERT INTO agent_sequences AS a (node_id, last_sequence)
+                   SELECT n, 1 FROM unnest(%s::text[]) AS n ORDER BY n
+                   ON CONFLICT (node_id) DO UPDATE SET last_sequence = a.last_sequence + 1
+                   RETURNING node_id, last_sequence""",
+                (sorted(node_id for node_id, _, _ in targets),),
+            )
+            sequences = {str(n): int(q) for n, q in cur.fetchall()}
+            cur.execute(
+                """INSERT INTO targets (correction_id, node_id, state, sequence, message,
+                       outcomes, updated_at_s)
+                   SELECT %s, n, s, q, m, '[]', %s
+                   FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[])
+                       AS t(n, s, q, m)""",
+                (
+                    correction_id,
+                    now_s,
+                    [n for n, _, _ in targets],
+                    [s.value for _, s, _ in targets],
+                    [sequences[n] for n, _, _ in targets],
+                    [m for _, _, m in targets],
+                ),
+            )
+        return sequences
+
+    def get_target(self, correction_id: str, node_id: str) -> TargetResult | None:
+        rows = self._query(
+            "SELECT state, sequence, message, outcomes, updated_at_s FROM targets "
+            "WHERE correction_id=%s AND node_id=%s",
+            (correction_id, node_id),
+        )
+        if not rows:
+            return None
+        state, seq, message, outcomes, updated = rows[0]
+        return TargetResult(
+            node_id,
+            TargetState(state),
+            int(seq),
+            str(message),
+            _outcomes_from_json(str(outcomes)),
+            float(updated),
+        )
+
+    def target_states(self, correction_id: str) -> dict[str, TargetState]:
+        rows = self._query(
+            "SELECT node_id, state FROM targets WHERE correction_id=%s", (correction_id,)
+        )
+        return {str(n): TargetState(s) for n, s in rows}
+
+    def record_acks(
+        self, acks: Sequence[tuple[str, CommandAck]], now_s: float
+    ) -> list[tuple[str, CommandAck]]:
+        """Apply (node, ack) pairs and their audit entries in one transaction.
+
+        Acks for targets that do not exist, or that repeat what is already recorded (re-sent
+        after a reconnect), change nothing and are left out of the returned list.
+        """
+        if not acks:
+            return []
+        applied: list[tuple[str, CommandAck]] = []
+        with self._tx() as cur:
+            prev = self._lock_audit_head(cur)
+            cur.execute(
+                """SELECT t.correction_id, t.node_id, t.state, t.message FROM targets t
+                   JOIN unnest(%s::text[], %s::text[]) AS k(c, n)
+                     ON t.correction_id = k.c AND t.node_id = k.n
+                   ORDER BY t.correction_id, t.node_id
+                   FOR NO KEY UPDATE OF t""",
+                ([a.correction_id for _, a in acks], [n for n, _ in acks]),
+            )
+            current = {(str(c), str(n)): (str(s), str(m)) for c, n, s, m in cur.fetchall()}
+            entries: list[AuditEntry] = []
+            updates: list[tuple[object, ...]] = []
+            for node_id, ack in acks:
+                key = (ack.correction_id, node_id)
+                known = current.get(key)
+                if known is None or known == (ack.state.value, ack.message):
+                    continue  # unknown target, or nothing new
+                prev = next_entry(
+                    prev,
+                    ts=now_s,
+                    actor=node_id,
+                    action="command.ack",
+                    subject=ack.correction_id,
+                    details={
+                        "sequence": ack.sequence,
+                        "state": ack.state.value,
+                        "message": ack.message,
+                        "workloads": [
+                            o.workload_id for o in ack.outcomes if o.outcome == "applied"
+                        ],
+                    },
+                )
+                entries.append(prev)
+                updates.append(
+                    (
+                        ack.state.value,
+                        ack.message,
+                        _outcomes_to_json(ack.outcomes),
+                        now_s,
+                        ack.correction_id,
+                        node_id,
+                    )
+                )
+                current[key] = (ack.state.value, ack.message)
+                applied.append((node_id, ack))
+            if entries:
+                self._insert_audit(cur, entries)
+                cur.executemany(
+                    """UPDATE targets SET state=%s, message=%s, outcomes=%s, updated_at_s=%s
+                       WHERE correction_id=%s AND node_id=%s""",
+                    updates,
+                )
+        return applied
 
     def update_target(
         self,
@@ -673,35 +808,54 @@ class PostgresStore:
         self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
     ) -> AuditEntry:
         with self._tx() as cur:
-            # Held until commit, and the commit is visible before it is released: the next
-            # holder's head read (a new snapshot) sees this entry.
-            cur.execute(
-                "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (LOCK_CLASS, AUDIT_LOCK)
-            )
-            cur.execute(
-                "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
-                "FROM audit ORDER BY seq DESC LIMIT 1"
-            )
-            row = cur.fetchone()
-            prev = _audit_from_row(row) if row else None
             entry = next_entry(
-                prev, ts=ts, actor=actor, action=action, subject=subject, details=details
+                self._lock_audit_head(cur),
+                ts=ts,
+                actor=actor,
+                action=action,
+                subject=subject,
+                details=details,
             )
-            cur.execute(
-                "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    entry.seq,
-                    entry.ts,
-                    entry.actor,
-                    entry.action,
-                    entry.subject,
-                    json.dumps(entry.details, sort_keys=True),
-                    entry.prev_hash,
-                    entry.hash,
-                ),
-            )
+            self._insert_audit(cur, [entry])
             return entry
+
+    @staticmethod
+    def _lock_audit_head(cur: Cursor) -> AuditEntry | None:
+        """Take the chain for this transaction and return its newest entry.
+
+        The advisory lock is held until commit, and a commit is visible before its locks are
+        released, so the next holder's head read (a new snapshot) sees this transaction's
+        entries: appends from any number of replicas form one chain.
+        """
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (LOCK_CLASS, AUDIT_LOCK)
+        )
+        cur.execute(
+            "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
+            "FROM audit ORDER BY seq DESC LIMIT 1"
+        )
+        row = cur.fetchone()
+        return _audit_from_row(row) if row else None
+
+    @staticmethod
+    def _insert_audit(cur: Cursor, entries: Sequence[AuditEntry]) -> None:
+        cur.executemany(
+            "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    e.seq,
+                    e.ts,
+                    e.actor,
+                    e.action,
+                    e.subject,
+                    json.dumps(e.details, sort_keys=True),
+                    e.prev_hash,
+                    e.hash,
+                )
+                for e in entries
+            ],
+        )
 
     def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]:
         rows = self._query(
