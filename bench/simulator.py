@@ -41,7 +41,9 @@ def _hello(node_id: str, last_seq: int = 0) -> agent_pb2.AgentMessage:
         node_id=node_id,
         hostname=node_id,
         agent_version="sim",
-        gpus=[types_pb2.GpuSample(index=i, uuid=f"GPU-{node_id}-{i}", name="H100") for i in range(8)],
+        gpus=[
+            types_pb2.GpuSample(index=i, uuid=f"GPU-{node_id}-{i}", name="H100") for i in range(8)
+        ],
         nvml_available=True,
     )
     return agent_pb2.AgentMessage(hello=agent_pb2.Hello(node=node, last_command_sequence=last_seq))
@@ -65,7 +67,9 @@ class SimAgent:
         self.last_command = 0
         self.report_seq = 0
 
-    async def _outgoing(self, queue: asyncio.Queue[agent_pb2.AgentMessage | None]) -> AsyncIterator[agent_pb2.AgentMessage]:
+    async def _outgoing(
+        self, queue: asyncio.Queue[agent_pb2.AgentMessage | None]
+    ) -> AsyncIterator[agent_pb2.AgentMessage]:
         yield _hello(self.node_id, self.last_command)
         while True:
             item = await queue.get()
@@ -81,7 +85,7 @@ class SimAgent:
         self.stats.connects += 1
 
         async def reporter() -> None:
-            await asyncio.sleep(random.uniform(0, report_interval_s))  # noqa: S311
+            await asyncio.sleep(random.uniform(0, report_interval_s))
             while True:
                 self.report_seq += 1
                 await queue.put(_report(self.report_seq, self.node_id))
@@ -128,7 +132,7 @@ class SimAgent:
             await asyncio.sleep(0.2)
 
     async def run_poll(self, poll_interval_s: float) -> None:
-        await asyncio.sleep(random.uniform(0, poll_interval_s))  # noqa: S311
+        await asyncio.sleep(random.uniform(0, poll_interval_s))
         while True:
             started = time.monotonic()
             # check in: stay just long enough to receive redelivered commands and ack them
@@ -155,6 +159,10 @@ async def run_fleet(
     tasks = []
     for i in range(count):
         agent = SimAgent(f"{prefix}-{i:05d}", channels[i // STREAMS_PER_CHANNEL], stats)
-        coro = agent.run_stream(report_interval_s) if mode == "stream" else agent.run_poll(poll_interval_s)
+        coro = (
+            agent.run_stream(report_interval_s)
+            if mode == "stream"
+            else agent.run_poll(poll_interval_s)
+        )
         tasks.append(asyncio.create_task(coro))
     return tasks, channels, stats

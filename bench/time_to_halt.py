@@ -26,9 +26,9 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from simulator import run_fleet  # noqa: E402
+from simulator import run_fleet
 
-from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2  # noqa: E402
+from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
 
 
 def start_controller(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -135,7 +135,9 @@ def main() -> None:
     print("| fleet | agents | per-agent ack p50 | p99 | last ack p50 | p99 | client wall p50 |")
     print("|---|---|---|---|---|---|---|")
     for count in args.agents:
-        modes = [("stream", args.rounds)] + ([] if args.no_baseline else [("poll", args.poll_rounds)])
+        modes = [("stream", args.rounds)] + (
+            [] if args.no_baseline else [("poll", args.poll_rounds)]
+        )
         for mode, rounds in modes:
             r = run(count, mode, rounds)
             print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,7 +128,7 @@ def agent(tmp_path: Path, workloads: WorkloadFactory) -> Iterator[Agent]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="enforcer-loop", daemon=True)
     thread.start()
-    runner = asyncio.run_coroutine_threadsafe(_run_forever(enforcer), loop)
+    runner = asyncio.run_coroutine_threadsafe(enforcer.run(), loop)
     try:
         yield Agent(enforcer, state, journal.path, keys, victim, loop)
     finally:
@@ -137,10 +139,6 @@ def agent(tmp_path: Path, workloads: WorkloadFactory) -> Iterator[Agent]:
         thread.join(timeout=10)
         loop.close()
         journal.close()
-
-
-async def _run_forever(enforcer: Enforcer) -> None:
-    await enforcer.run()
 
 
 # --- building commands -----------------------------------------------------------------------
@@ -216,6 +214,7 @@ def assert_refused(agent: Agent, cmd: Command, *reason_parts: str) -> CommandAck
     """Deliver ``cmd``; it must be refused, journaled as refused, and change nothing."""
     journaled = len(agent.journal())
     last_sequence = agent.state.last_command_sequence
+    recorded = _recorded(agent, cmd.spec.correction_id)
     ack = agent.submit(cmd)
 
     assert ack.state is TargetState.REFUSED, ack
@@ -235,8 +234,15 @@ def assert_refused(agent: Agent, cmd: Command, *reason_parts: str) -> CommandAck
     verdict = verify_file(agent.journal_path)
     assert verdict.ok, verdict.reason
     assert agent.state.last_command_sequence == last_sequence
+    assert _recorded(agent, cmd.spec.correction_id) == recorded
     assert_running(agent.victim)
     return ack
+
+
+def _recorded(agent: Agent, correction_id: str) -> dict[str, Any] | None:
+    """What the agent's state file holds for ``correction_id``, as plain data."""
+    applied = agent.state.corrections.get(correction_id)
+    return dataclasses.asdict(applied) if applied is not None else None
 
 
 def actions_for(agent: Agent, correction_id: str) -> list[str]:
@@ -273,6 +279,20 @@ def test_a_forged_approval_rejects_the_whole_command(agent: Agent) -> None:
         (agent.sign("alice", data, "issuer"), forged_bob, agent.sign("carol", data, "approver")),
     )
     assert_refused(agent, cmd, "forged", "bob")
+
+
+def test_a_signature_naming_another_signer_than_its_key_owner_is_refused(agent: Agent) -> None:
+    """Bob's valid signature relabelled as Alice's: the key decides who signed."""
+    spec = make_spec("cor-relabelled-signer", Action.PAUSE)
+    data = spec_bytes(spec)
+    bobs = sign_correction(agent.keys["bob"], data, signer="alice", role="issuer", signed_at_s=1.0)
+    assert_refused(agent, Command(1, spec, data, (bobs,)), "names signer 'alice'", "belongs to bob")
+
+
+def test_a_viewer_cannot_issue(agent: Agent) -> None:
+    spec = make_spec("cor-viewer", Action.PAUSE, issuer="vic")
+    cmd = command(agent, 1, spec, (("vic", "issuer"),))
+    assert_refused(agent, cmd, "issuer vic is a viewer", "operator or above")
 
 
 def test_an_issuer_signature_by_someone_else_is_refused(agent: Agent) -> None:

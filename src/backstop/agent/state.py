@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,13 @@ class AgentState:
             ) from exc
 
     def _save_locked(self) -> None:
-        kept = sorted(self.corrections.values(), key=lambda c: c.sequence)[-KEEP_CORRECTIONS:]
+        # replay protection needs every correction id until it expires, and the newest ones
+        ordered = sorted(self.corrections.values(), key=lambda c: c.sequence)
+        now = time.time()
+        kept = [
+            c for i, c in enumerate(ordered)
+            if c.expires_at_s > now or i >= len(ordered) - KEEP_CORRECTIONS
+        ]  # fmt: skip
         data = {
             "last_command_sequence": self.last_command_sequence,
             "reserved_report_sequence": self._reserved_until,

@@ -1,4 +1,5 @@
-"""``backstop controller serve`` and ``backstop agent run``: settings from flags, then run."""
+"""``backstop controller serve``, ``backstop agent run`` and ``backstop operator run``: settings
+from flags, then run."""
 
 from __future__ import annotations
 
@@ -86,3 +87,22 @@ def agent_run(args: argparse.Namespace) -> int:
         lease_selector=args.lease_selector,
     )
     return _run_until_signal(AgentDaemon(settings).run())
+
+
+def operator_run(args: argparse.Namespace) -> int:
+    from backstop.operator.run import Operator
+    from backstop.operator.settings import OperatorSettings
+
+    logs.configure(args.log_level, args.log_format)
+    settings = OperatorSettings(
+        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        cluster_name=args.cluster_name,
+        controller="" if args.no_controller else args.controller,
+        insecure=args.insecure,
+        tls_dir=Path(args.operator_tls_dir) if args.operator_tls_dir else None,
+        trust_policy=Path(args.trust_policy) if args.trust_policy else None,
+        state_dir=Path(args.state_dir),
+        resync_s=args.resync,
+        report_interval_s=args.report_interval,
+    )
+    return _run_until_signal(Operator(settings).run())

@@ -121,6 +121,45 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     serve.add_argument("--trust-policy", default="", help="people, roles, keys and quorum (JSON)")
     serve.add_argument("--enrol-listen", default="", help="HOST:PORT for node enrolment")
 
+    operator = sub.add_parser("operator", help="run the Kubernetes operator")
+    op_sub = operator.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    op_sub.required = True
+    op_run = op_sub.add_parser(
+        "run", help="apply Correction resources; with a controller, be this cluster's agent"
+    )
+    op_run.add_argument(
+        "--kubeconfig", default="", metavar="PATH", help="default: in-cluster, else ~/.kube/config"
+    )
+    op_run.add_argument(
+        "--cluster-name",
+        default="default",
+        metavar="NAME",
+        help="the controller knows it as node k8s-NAME",
+    )
+    op_run.add_argument(
+        "--no-controller", action="store_true", help="Correction resources only; no controller"
+    )
+    op_run.add_argument(
+        "--state-dir",
+        default="/var/lib/backstop-operator",
+        metavar="DIR",
+        help="report spool directory",
+    )
+    op_run.add_argument(
+        "--tls-dir",
+        dest="operator_tls_dir",
+        default="",
+        metavar="DIR",
+        help="ca.crt, node.crt, node.key of node k8s-NAME (default: STATE_DIR/tls)",
+    )
+    op_run.add_argument(
+        "--trust-policy", default="", metavar="FILE", help="operators' keys and quorum (JSON)"
+    )
+    op_run.add_argument(
+        "--resync", type=float, default=30.0, metavar="SECONDS", help="between full reconciles"
+    )
+    op_run.add_argument("--report-interval", type=float, default=10.0, help="seconds")
+
     agent = sub.add_parser("agent", help="run the node agent")
     agent_sub = agent.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
     agent_sub.required = True
@@ -241,6 +280,10 @@ def _run(args: argparse.Namespace) -> int:
         from backstop.cli import daemons
 
         return daemons.agent_run(args)
+    if args.command == "operator":
+        from backstop.cli import daemons
+
+        return daemons.operator_run(args)
     if args.command in ("pki", "keys", "audit", "whoami") or (
         args.command == "agent" and args.subcommand == "enroll"
     ):

@@ -23,7 +23,7 @@ from backstop.controller import metrics
 from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput
-from backstop.core.models import SignatureRecord
+from backstop.core.models import Report, SignatureRecord
 from backstop.core.settings import ControllerSettings
 from backstop.security.tls import peer_identity_from_context
 from backstop.wire import convert
@@ -42,6 +42,22 @@ async def _read(context: Any) -> Any:
         return await context.read()
     except DecodeError as exc:
         raise InvalidInput("bytes on the stream are not a valid AgentMessage") from exc
+
+
+class _ReaderDone:
+    """Posted into a stream's queue when its reader ends."""
+
+    def __init__(self, task: asyncio.Task[str]) -> None:
+        self._task = task
+
+    def error(self) -> str:
+        if self._task.cancelled():
+            return ""
+        exc = self._task.exception()
+        if exc is not None:
+            log.error("agent stream reader failed", exc_info=exc)
+            return "internal error reading the stream"
+        return self._task.result()
 
 
 class StreamLink:
@@ -84,6 +100,8 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         self._settings = settings
         self._controller_id = controller_id
         self._mutual_tls = mutual_tls
+        self._reports: list[tuple[StreamLink, Report]] = []
+        self._report_flush_scheduled = False
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
         hello = await self._read_hello(context)
@@ -173,6 +191,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             return None
         try:
             convert.node_from_pb(first.hello.node)
+            convert.counter(first.hello.last_command_sequence, "last_command_sequence")
         except InvalidInput as exc:
             metrics.STREAM_ERRORS.labels(reason="invalid_hello").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid Hello: {exc.message}")
@@ -181,22 +200,35 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         return hello
 
     async def _write_loop(self, context: Any, link: StreamLink, reader: asyncio.Task[str]) -> str:
-        """Write queued messages until the reader ends; return the reader's error, if any."""
+        """Write queued messages until the reader ends; return the reader's error, if any.
+
+        Between messages: a ReportAck when more reports were stored (at most every
+        ``REPORT_ACK_INTERVAL_S``), and a Ping when the stream was quiet for ``PING_INTERVAL_S``.
+        The reader posts a ``_ReaderDone`` into the same queue, so only the queue is awaited.
+        """
+        reader.add_done_callback(lambda task: link.queue.put_nowait(_ReaderDone(task)))
+        last_ping = time.monotonic()
         while True:
-            getter = asyncio.ensure_future(link.queue.get())
-            done, _ = await asyncio.wait(
-                {getter, reader}, timeout=PING_INTERVAL_S, return_when=asyncio.FIRST_COMPLETED
-            )
-            if getter not in done:
-                getter.cancel()
-            if reader in done:
-                return reader.result()
-            if not done:
+            try:
+                message = await asyncio.wait_for(link.queue.get(), REPORT_ACK_INTERVAL_S)
+            except TimeoutError:
+                message = None
+            if isinstance(message, _ReaderDone):
+                return message.error()
+            if link.stored_report > link.acked_report:
+                link.acked_report = link.stored_report
                 await context.write(
-                    agent_pb2.ControllerMessage(ping=agent_pb2.Ping(sent_at_s=time.time()))
+                    agent_pb2.ControllerMessage(
+                        report_ack=agent_pb2.ReportAck(sequence=link.acked_report)
+                    )
                 )
+            if message is None:
+                if time.monotonic() - last_ping >= PING_INTERVAL_S:
+                    last_ping = time.monotonic()
+                    await context.write(
+                        agent_pb2.ControllerMessage(ping=agent_pb2.Ping(sent_at_s=time.time()))
+                    )
                 continue
-            message = getter.result()
             if message is _CLOSE:
                 await context.abort(grpc.StatusCode.ABORTED, link.close_reason)
             await context.write(message)
@@ -220,15 +252,43 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             except BackstopError:
                 log.exception("could not handle agent message", extra={"node": node_id})
 
-    def _handle(self, node_id: str, message: agent_pb2.AgentMessage, link: StreamLink) -> None:
-        kind = message.WhichOneof("body")
-        if kind == "report":
-            report = convert.report_from_pb(message.report, node_id)
-            if self._store.record_report(report, time.time()):
+    def _queue_report(self, link: StreamLink, report: Report) -> None:
+        """Reports arriving together (from any stream) are stored in one transaction."""
+        self._reports.append((link, report))
+        if not self._report_flush_scheduled:
+            self._report_flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_reports)
+
+    def _flush_reports(self) -> None:
+        self._report_flush_scheduled = False
+        batch, self._reports = self._reports, []
+        try:
+            results = self._store.record_reports([r for _, r in batch], time.time())
+        except BackstopError:
+            # one report must not keep the others out: store them one by one
+            results = []
+            for _, report in batch:
+                try:
+                    results.extend(self._store.record_reports([report], time.time()))
+                except BackstopError as exc:
+                    log.warning(
+                        "report not stored; the agent will resend it",
+                        extra={"node": report.node_id, "error": exc.message},
+                    )
+                    results.append(None)
+        for (link, report), stored in zip(batch, results, strict=True):
+            if stored is None:
+                continue  # not stored: never confirm it, so the agent keeps and resends it
+            if stored:
                 metrics.REPORTS.inc()
             else:
                 metrics.REPORTS_DUPLICATE.inc()
             link.stored_report = max(link.stored_report, report.sequence)
+
+    def _handle(self, node_id: str, message: agent_pb2.AgentMessage, link: StreamLink) -> None:
+        kind = message.WhichOneof("body")
+        if kind == "report":
+            self._queue_report(link, convert.report_from_pb(message.report, node_id))
         elif kind == "ack":
             self._engine.queue_ack(node_id, convert.ack_from_pb(message.ack))
         elif kind == "hello":

@@ -31,6 +31,8 @@ from backstop.core.models import (
 
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 4096
+MAX_COUNTER = 2**63 - 1
+"""Sequence numbers and counters are unsigned on the wire but stored as signed 64-bit."""
 
 _ACTION_TO_PB: dict[Action, types_pb2.Action] = {
     a: getattr(types_pb2, f"ACTION_{a.name}") for a in Action
@@ -57,6 +59,19 @@ def _optf(msg: object, name: str) -> float | None:
 def _text(value: str, what: str, limit: int = MAX_TEXT_LEN) -> str:
     if len(value) > limit:
         raise InvalidInput(f"{what} is longer than {limit} characters")
+    return value
+
+
+def counter(value: int, what: str) -> int:
+    """A sequence number or counter that fits the stores' signed 64-bit integers."""
+    if value > MAX_COUNTER:
+        raise InvalidInput(f"{what} {value} is larger than {MAX_COUNTER}")
+    return value
+
+
+def finite(value: float, what: str) -> float:
+    if not math.isfinite(value):
+        raise InvalidInput(f"{what} must be a finite number, not {value}")
     return value
 
 
@@ -225,7 +240,7 @@ def workload_from_pb(msg: types_pb2.Workload, node_id: str | None = None) -> Wor
             _text(k, "label key", 317): _text(v, "label value", 256) for k, v in msg.labels.items()
         },
         state=_text(msg.state, "workload state", 32) or "running",
-        started_at_s=msg.started_at_s,
+        started_at_s=finite(msg.started_at_s, "started_at_s"),
     )
 
 
@@ -271,13 +286,24 @@ def report_to_pb(report: Report) -> agent_pb2.Report:
 
 
 def report_from_pb(msg: agent_pb2.Report, node_id: str) -> Report:
+    if msg.sequence < 1:
+        raise InvalidInput("report sequence must start at 1")
+    workloads = tuple(workload_from_pb(w, node_id) for w in msg.workloads)
+    seen: set[str] = set()
+    for w in workloads:
+        if w.workload_id in seen:
+            raise InvalidInput(f"workload id {w.workload_id} appears twice in one report")
+        seen.add(w.workload_id)
+    gpus = tuple(gpu_from_pb(g) for g in msg.gpus)
+    if len({g.uuid for g in gpus}) != len(gpus):
+        raise InvalidInput("a GPU uuid appears twice in one report")
     return Report(
         node_id=node_id,
-        sequence=msg.sequence,
-        sampled_at_s=msg.sampled_at_s,
-        gpus=tuple(gpu_from_pb(g) for g in msg.gpus),
-        workloads=tuple(workload_from_pb(w, node_id) for w in msg.workloads),
-        dropped_reports=msg.dropped_reports,
+        sequence=counter(msg.sequence, "report sequence"),
+        sampled_at_s=finite(msg.sampled_at_s, "sampled_at_s"),
+        gpus=gpus,
+        workloads=workloads,
+        dropped_reports=counter(msg.dropped_reports, "dropped_reports"),
     )
 
 
@@ -361,8 +387,8 @@ def spec_from_pb(msg: types_pb2.CorrectionSpec) -> CorrectionSpec:
         scope=scope_from_pb(msg.scope),
         reason=_text(msg.reason, "reason"),
         issuer=_text(msg.issuer, "issuer", 256),
-        created_at_s=msg.created_at_s,
-        expires_at_s=msg.expires_at_s,
+        created_at_s=finite(msg.created_at_s, "created_at_s"),
+        expires_at_s=finite(msg.expires_at_s, "expires_at_s"),
         params=params_from_pb(msg.params),
         reverts=msg.reverts,
     )
@@ -471,7 +497,7 @@ def ack_from_pb(msg: agent_pb2.CommandAck) -> CommandAck:
         raise InvalidInput(f"an acknowledgement cannot report state {state.value}")
     return CommandAck(
         correction_id=_ident(msg.correction_id, "correction id"),
-        sequence=msg.sequence,
+        sequence=counter(msg.sequence, "ack sequence"),
         state=state,
         message=_text(msg.message, "ack message"),
         outcomes=outcomes_from_pb(msg.outcomes),

@@ -56,6 +56,10 @@ class Store(Protocol):
         """Store a report; False (and nothing changed) if its sequence was already seen."""
         ...
 
+    def record_reports(self, reports: Sequence[Report], now_s: float) -> list[bool | None]:
+        """Store reports in one transaction: True stored, False a repeat, None unknown node."""
+        ...
+
     def last_report_sequence(self, node_id: str) -> int:
         """The highest report sequence stored for the node (0 for none)."""
         ...

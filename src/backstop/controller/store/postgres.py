@@ -405,51 +405,65 @@ class PostgresStore:
         return records[0] if records else None
 
     def record_report(self, report: Report, now_s: float) -> bool:
+        stored = self.record_reports([report], now_s)[0]
+        if stored is None:
+            raise NotFound(f"report from unknown node {report.node_id!r}")
+        return stored
+
+    def record_reports(self, reports: Sequence[Report], now_s: float) -> list[bool | None]:
+        """Store reports in one transaction: True stored, False a repeat, None unknown node."""
+        results: list[bool | None] = []
         with self._tx() as cur:
-            cur.execute(
-                "SELECT last_report_seq FROM nodes WHERE node_id=%s FOR NO KEY UPDATE",
-                (report.node_id,),
+            for report in reports:
+                results.append(self._store_report(cur, report, now_s))
+        return results
+
+    @staticmethod
+    def _store_report(cur: Cursor, report: Report, now_s: float) -> bool | None:
+        cur.execute(
+            "SELECT last_report_seq FROM nodes WHERE node_id=%s FOR NO KEY UPDATE",
+            (report.node_id,),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        if report.sequence and report.sequence <= row[0]:
+            return False
+        cur.execute(
+            """UPDATE nodes SET last_report_seq=%s, last_seen_s=%s, dropped_reports=%s
+               WHERE node_id=%s""",
+            (report.sequence, now_s, report.dropped_reports, report.node_id),
+        )
+        cur.execute("DELETE FROM workloads WHERE node_id=%s", (report.node_id,))
+        if report.workloads:
+            cur.executemany(
+                """INSERT INTO workloads (workload_id, node_id, model_hash, data, updated_s)
+                   VALUES (%s, %s, %s, %s, %s)""",
+                [
+                    (
+                        w.workload_id,
+                        report.node_id,
+                        w.fingerprint.model_hash,
+                        convert.workload_to_pb(w).SerializeToString(deterministic=True),
+                        now_s,
+                    )
+                    for w in report.workloads
+                ],
             )
-            row = cur.fetchone()
-            if row is None:
-                raise NotFound(f"report from unknown node {report.node_id!r}")
-            if report.sequence and report.sequence <= row[0]:
-                return False
-            cur.execute(
-                """UPDATE nodes SET last_report_seq=%s, last_seen_s=%s, dropped_reports=%s
-                   WHERE node_id=%s""",
-                (report.sequence, now_s, report.dropped_reports, report.node_id),
+        if report.gpus:
+            cur.executemany(
+                """INSERT INTO gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
+                   VALUES (%s, %s, %s, %s)""",
+                [
+                    (
+                        report.node_id,
+                        g.uuid,
+                        report.sampled_at_s,
+                        convert.gpu_to_pb(g).SerializeToString(deterministic=True),
+                    )
+                    for g in report.gpus
+                ],
             )
-            cur.execute("DELETE FROM workloads WHERE node_id=%s", (report.node_id,))
-            if report.workloads:
-                cur.executemany(
-                    """INSERT INTO workloads (workload_id, node_id, model_hash, data, updated_s)
-                       VALUES (%s, %s, %s, %s, %s)""",
-                    [
-                        (
-                            w.workload_id,
-                            report.node_id,
-                            w.fingerprint.model_hash,
-                            convert.workload_to_pb(w).SerializeToString(deterministic=True),
-                            now_s,
-                        )
-                        for w in report.workloads
-                    ],
-                )
-            if report.gpus:
-                cur.executemany(
-                    """INSERT INTO gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
-                       VALUES (%s, %s, %s, %s)""",
-                    [
-                        (
-                            report.node_id,
-                            g.uuid,
-                            report.sampled_at_s,
-                            convert.gpu_to_pb(g).SerializeToString(deterministic=True),
-                        )
-                        for g in report.gpus
-                    ],
-                )
         return True
 
     def last_report_sequence(self, node_id: str) -> int:

@@ -148,47 +148,61 @@ class SqliteStore:
         return records[0] if records else None
 
     def record_report(self, report: Report, now_s: float) -> bool:
+        stored = self.record_reports([report], now_s)[0]
+        if stored is None:
+            raise NotFound(f"report from unknown node {report.node_id!r}")
+        return stored
+
+    def record_reports(self, reports: Sequence[Report], now_s: float) -> list[bool | None]:
+        """Store reports in one transaction: True stored, False a repeat, None unknown node."""
+        results: list[bool | None] = []
         with self._tx() as db:
-            row = db.execute(
-                "SELECT last_report_seq FROM nodes WHERE node_id=?", (report.node_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"report from unknown node {report.node_id!r}")
-            if report.sequence and report.sequence <= row[0]:
-                return False
-            db.execute(
-                """UPDATE nodes SET last_report_seq=?, last_seen_s=?, dropped_reports=?
-                   WHERE node_id=?""",
-                (report.sequence, now_s, report.dropped_reports, report.node_id),
-            )
-            db.execute("DELETE FROM workloads WHERE node_id=?", (report.node_id,))
-            db.executemany(
-                """INSERT INTO workloads (workload_id, node_id, model_hash, data, updated_s)
-                   VALUES (?, ?, ?, ?, ?)""",
-                [
-                    (
-                        w.workload_id,
-                        report.node_id,
-                        w.fingerprint.model_hash,
-                        convert.workload_to_pb(w).SerializeToString(deterministic=True),
-                        now_s,
-                    )
-                    for w in report.workloads
-                ],
-            )
-            db.executemany(
-                """INSERT INTO gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
-                   VALUES (?, ?, ?, ?)""",
-                [
-                    (
-                        report.node_id,
-                        g.uuid,
-                        report.sampled_at_s,
-                        convert.gpu_to_pb(g).SerializeToString(deterministic=True),
-                    )
-                    for g in report.gpus
-                ],
-            )
+            for report in reports:
+                results.append(self._store_report(db, report, now_s))
+        return results
+
+    @staticmethod
+    def _store_report(db: sqlite3.Connection, report: Report, now_s: float) -> bool | None:
+        row = db.execute(
+            "SELECT last_report_seq FROM nodes WHERE node_id=?", (report.node_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        if report.sequence and report.sequence <= row[0]:
+            return False
+        db.execute(
+            """UPDATE nodes SET last_report_seq=?, last_seen_s=?, dropped_reports=?
+               WHERE node_id=?""",
+            (report.sequence, now_s, report.dropped_reports, report.node_id),
+        )
+        db.execute("DELETE FROM workloads WHERE node_id=?", (report.node_id,))
+        db.executemany(
+            """INSERT INTO workloads (workload_id, node_id, model_hash, data, updated_s)
+               VALUES (?, ?, ?, ?, ?)""",
+            [
+                (
+                    w.workload_id,
+                    report.node_id,
+                    w.fingerprint.model_hash,
+                    convert.workload_to_pb(w).SerializeToString(deterministic=True),
+                    now_s,
+                )
+                for w in report.workloads
+            ],
+        )
+        db.executemany(
+            """INSERT INTO gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
+               VALUES (?, ?, ?, ?)""",
+            [
+                (
+                    report.node_id,
+                    g.uuid,
+                    report.sampled_at_s,
+                    convert.gpu_to_pb(g).SerializeToString(deterministic=True),
+                )
+                for g in report.gpus
+            ],
+        )
         return True
 
     def last_report_sequence(self, node_id: str) -> int:

@@ -1,0 +1,179 @@
+"""Agent cost at 1 s sampling with 8 GPUs and 1,000 processes, against node_exporter.
+
+Starts a controller, 1,000 real processes (``sleep``), 8 simulated GPUs (the NVML test
+library) with 8 of the processes holding GPU contexts, and one agent reporting every second.
+After a warm-up, CPU time and RSS of the agent are sampled from /proc for the measuring
+window. In the same run, Prometheus node_exporter (built with ``go install``, default
+collectors) is scraped every second for the same window, as a baseline from a well-known node
+daemon.
+
+    .venv/bin/python bench/agent_cost.py --processes 1000 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from backstop.simgpu import FakeNvml, FakeProcess, default_gpus
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NODE_EXPORTER = "github.com/prometheus/node_exporter@v1.9.1"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(pid: int, seconds: float, tick: callable | None = None) -> tuple[float, float, float]:  # type: ignore[valid-type]
+    """(CPU % of one core, median RSS MiB, max RSS MiB) over the window."""
+    start_cpu, start = cpu_seconds(pid), time.monotonic()
+    rss: list[float] = []
+    while time.monotonic() - start < seconds:
+        if tick is not None:
+            tick()
+        rss.append(rss_mib(pid))
+        time.sleep(1.0)
+    cpu = (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start) * 100
+    rss.sort()
+    return cpu, rss[len(rss) // 2], rss[-1]
+
+
+def node_exporter_binary(cache: Path) -> Path:
+    binary = cache / "node_exporter"
+    if not binary.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        print(f"building {NODE_EXPORTER} (once) ...", file=sys.stderr)
+        subprocess.run(
+            ["go", "install", NODE_EXPORTER], check=True, env=dict(os.environ, GOBIN=str(cache))
+        )
+    return binary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--processes", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=15.0)
+    args = parser.parse_args()
+    procs: list[subprocess.Popen[bytes]] = []
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backstop" / "bench"
+    with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
+        work = Path(tmp)
+        try:
+            sleeper = shutil.which("sleep") or "/bin/sleep"
+            workers = [
+                subprocess.Popen([sleeper, "3600"], start_new_session=True)
+                for _ in range(args.processes)
+            ]
+            procs += workers
+            gpus = FakeNvml(work / "gpu")
+            gpus.write(
+                default_gpus(8),
+                [FakeProcess(i, workers[i].pid, 2**30) for i in range(8)],
+            )
+            ready = work / "addr"
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "backstop",
+                        "--insecure",
+                        "--log-level",
+                        "warning",
+                        "controller",
+                        "serve",
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--store",
+                        f"sqlite:///{work / 'db'}",
+                        "--report-interval",
+                        "1",
+                        "--ready-file",
+                        str(ready),
+                    ],
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            )
+            while not ready.exists():
+                time.sleep(0.1)
+            agent = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "backstop",
+                    "--insecure",
+                    "--log-level",
+                    "warning",
+                    "--controller",
+                    ready.read_text().split()[0],
+                    "agent",
+                    "run",
+                    "--node-id",
+                    "bench",
+                    "--state-dir",
+                    str(work / "state"),
+                    "--report-interval",
+                    "1",
+                ],
+                env=gpus.env(),
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            procs.append(agent)
+            time.sleep(args.warmup)
+            agent_cpu, agent_rss, agent_max = measure(agent.pid, args.seconds)
+
+            exporter = subprocess.Popen(
+                [str(node_exporter_binary(cache)), "--web.listen-address=127.0.0.1:19100"],
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            procs.append(exporter)
+            time.sleep(2.0)
+
+            def scrape() -> None:
+                with urllib.request.urlopen("http://127.0.0.1:19100/metrics", timeout=5) as r:
+                    r.read()
+
+            for _ in range(int(args.warmup)):
+                scrape()
+                time.sleep(1.0)
+            ne_cpu, ne_rss, ne_max = measure(exporter.pid, args.seconds, scrape)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+    print("| daemon | sampling | CPU (% of one core) | RSS median | RSS max |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| backstop agent ({args.processes} processes, 8 GPUs) | 1 s, report every 1 s "
+        f"| {agent_cpu:.2f} % | {agent_rss:.1f} MiB | {agent_max:.1f} MiB |"
+    )
+    print(
+        f"| node_exporter (default collectors) | scraped every 1 s "
+        f"| {ne_cpu:.2f} % | {ne_rss:.1f} MiB | {ne_max:.1f} MiB |"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""End to end with a real controller: the operator joins as the cluster's agent, reports the GPU
+workloads, and ``backstop shutdown --all`` reaches them; ``backstop resume`` brings them back.
+
+Processes: the controller (``backstop --insecure controller serve`` on loopback), the operator
+(``backstop --insecure --controller ADDR operator run``), and the CLI, all as real processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.operator.rig import OperatorProcess, Rig
+from tests.support.cluster import LocalCluster, wait_for
+from tests.support.kube import ControlPlane
+
+SESSION_NODES = ("gpu-node-0", "gpu-node-1")
+TAINT = "backstop.io/shutdown"
+
+
+@pytest.fixture
+def linked(
+    crd: ControlPlane, namespace: str, cluster: LocalCluster, tmp_path: Path
+) -> Iterator[tuple[LocalCluster, OperatorProcess, Rig]]:
+    cluster.start_controller("127.0.0.1:0", "--report-interval", "1", "--ack-timeout", "30")
+    operator = OperatorProcess(
+        crd,
+        tmp_path,
+        "--cluster-name",
+        "e2e",
+        "--resync",
+        "1",
+        global_args=("--insecure", "--controller", cluster.address),
+    )
+    operator.start()
+    rig = Rig(crd, namespace)
+    try:
+        yield cluster, operator, rig
+    finally:
+        try:
+            rig.cleanup()  # reverts whatever is left, while the operator still runs
+        finally:
+            code = operator.stop()
+            print(operator.tail(30)[-8000:])
+        assert code == 0
+
+
+def ours(cluster: LocalCluster, namespace: str) -> dict[str, dict[str, Any]]:
+    return {
+        w["workload_id"]: w
+        for w in cluster.json("workloads")
+        if w["workload_id"].startswith(f"{namespace}/")
+    }
+
+
+def test_shutdown_all_through_the_controller_reaches_kubernetes_workloads(
+    linked: tuple[LocalCluster, OperatorProcess, Rig],
+) -> None:
+    cluster, _, rig = linked
+    ns = rig.namespace
+    rig.deployment("llm", 2)
+    rig.deployment("embed", 1, image="ghcr.io/huggingface/text-generation-inference:2.4")
+    rig.wait_running("llm", 2)
+    rig.wait_running("embed", 1)
+
+    # The operator is the cluster's agent: one node, k8s-e2e, carrying the GPU workloads.
+    node = wait_for(
+        lambda: next(
+            (n for n in cluster.json("nodes") if n["node_id"] == "k8s-e2e" and n["connected"]),
+            None,
+        ),
+        30,
+        "the operator to join the controller",
+    )
+    assert node["labels"]["backstop.io/kind"] == "kubernetes"
+    assert node["labels"]["backstop.io/cluster"] == "e2e"
+    assert "k8s.cordon" in node["capabilities"]
+    workloads = wait_for(
+        lambda: (found := ours(cluster, ns)) and len(found) == 2 and found,
+        30,
+        "the GPU workloads in a report",
+    )
+    llm = workloads[f"{ns}/Deployment/llm"]
+    assert llm["node_id"] == "k8s-e2e"
+    assert llm["state"] == "running"
+    assert llm["fingerprint"]["framework"] == "vllm"
+    assert len(llm["fingerprint"]["gpus"]) == 2  # 2 replicas x 1 GPU requested
+    assert llm["labels"]["app"] == "llm"
+    assert llm["labels"]["backstop.io/namespace"] == ns
+    assert workloads[f"{ns}/Deployment/embed"]["fingerprint"]["framework"] == "tgi"
+
+    done = cluster.cli(
+        "shutdown", "--all", "--reason", "unsafe model", "--yes", "--wait", "-o", "json"
+    )
+
+    assert done.code == 0, done.err
+    final = done.json()
+    cid = final["spec"]["correction_id"]
+    rig.applied.append(f"ctl-{cid}")
+    assert final["state"] == "CORRECTION_STATE_COMPLETED"
+    (target,) = final["targets"]
+    assert (target["node_id"], target["state"]) == ("k8s-e2e", "TARGET_STATE_APPLIED")
+    outcomes = {o["workload_id"]: o for o in target["outcomes"]}
+    assert outcomes[f"{ns}/Deployment/llm"]["outcome"] == "applied"
+    assert outcomes["node/gpu-node-0"]["detail"] == "Cordoned"
+
+    mirrored = rig.correction(f"ctl-{cid}")
+    assert mirrored["spec"]["action"] == "shutdown"
+    assert mirrored["spec"]["controllerCorrectionId"] == cid
+    assert mirrored["spec"]["scope"] == {"all": True, "gpuWorkloadsOnly": True}
+    assert mirrored["status"]["phase"] == "Applied"
+    assert target["message"] == mirrored["status"]["message"]
+    assert rig.replicas("Deployment", "llm") == 0
+    assert rig.replicas("Deployment", "embed") == 0
+    for name in SESSION_NODES:
+        fenced = rig.node(name)
+        assert fenced.spec.unschedulable is True
+        assert [(t.value, t.effect) for t in fenced.spec.taints if t.key == TAINT] == [
+            (f"ctl-{cid}", "NoSchedule")
+        ]
+    rig.wait_running("llm", 0)
+    wait_for(
+        lambda: ours(cluster, ns)[f"{ns}/Deployment/llm"]["state"] == "terminated",
+        30,
+        "the report to show the workload terminated",
+    )
+
+    resumed = cluster.cli("resume", cid, "--wait", "-o", "json")
+
+    assert resumed.code == 0, resumed.err
+    resume_id = resumed.json()["spec"]["correction_id"]
+    rig.applied.append(f"ctl-{resume_id}")
+    assert rig.correction(f"ctl-{cid}")["status"]["phase"] == "Reverted"
+    assert rig.replicas("Deployment", "llm") == 2
+    assert rig.replicas("Deployment", "embed") == 1
+    for name in SESSION_NODES:
+        node_now = rig.node(name)
+        assert not node_now.spec.unschedulable
+        assert not [t for t in node_now.spec.taints or [] if t.key == TAINT]
+    rig.wait_running("llm", 2)
+    rig.wait_running("embed", 1)
+    status = cluster.cli("status", cid, "-o", "json").json()
+    assert status["state"] == "CORRECTION_STATE_REVERTED"
