@@ -136,7 +136,7 @@ class SimAgent:
         while True:
             started = time.monotonic()
             # check in: stay just long enough to receive redelivered commands and ack them
-            await self._session(0.0, 0.3)
+            await self._session(0.0, 1.0)
             await asyncio.sleep(max(0.0, poll_interval_s - (time.monotonic() - started)))
 
 

@@ -91,8 +91,15 @@ async def measure(address: str, count: int, mode: str, rounds: int) -> dict[str,
                 final = c
                 if all(t.state == types_pb2.TARGET_STATE_APPLIED for t in c.targets):
                     break
-            done = time.time()
             assert final is not None
+            # unreachable targets are terminal, so the watch can end before a poll agent has
+            # checked in: keep reading until every target has applied
+            while not all(t.state == types_pb2.TARGET_STATE_APPLIED for t in final.targets):
+                await asyncio.sleep(0.05)
+                final = await stub.GetCorrection(
+                    control_pb2.GetCorrectionRequest(correction_id=cid)
+                )
+            done = time.time()
             t0 = final.spec.created_at_s
             times = [t.updated_at_s - t0 for t in final.targets]
             per_target += times
