@@ -61,6 +61,21 @@ spec:
 """
 
 
+def shutdown(name: str, nodes: list[str]) -> str:
+    """A shutdown Correction fencing these nodes (and whatever runs on them)."""
+    return f"""
+apiVersion: backstop.io/v1
+kind: Correction
+metadata:
+  name: {name}
+spec:
+  action: shutdown
+  reason: exfiltration in progress
+  scope:
+    nodes: [{", ".join(nodes)}]
+"""
+
+
 def gpu_pod_spec(
     gpus: int, image: str = MODEL_IMAGE, node_selector: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -86,9 +101,15 @@ class OperatorProcess:
     """``backstop operator run`` as a child process; ``stop`` or ``kill`` it."""
 
     def __init__(
-        self, plane: ControlPlane, workdir: Path, *extra: str, global_args: tuple[str, ...] = ()
+        self,
+        plane: ControlPlane,
+        workdir: Path,
+        *extra: str,
+        global_args: tuple[str, ...] = (),
+        kubeconfig: Path | None = None,
     ) -> None:
         self.plane = plane
+        self.kubeconfig = kubeconfig or plane.kubeconfig
         self.workdir = workdir
         self.extra = extra
         self.global_args = global_args
@@ -115,7 +136,7 @@ class OperatorProcess:
                 "operator",
                 "run",
                 "--kubeconfig",
-                str(self.plane.kubeconfig),
+                str(self.kubeconfig),
                 "--state-dir",
                 str(self.workdir / "operator-state"),
                 *self.extra,

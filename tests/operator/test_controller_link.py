@@ -16,6 +16,7 @@ import pytest
 from tests.operator.rig import OperatorProcess, Rig
 from tests.support.cluster import LocalCluster, wait_for
 from tests.support.kube import ControlPlane
+from tests.support.secure import SecureSetup, backstop
 
 SESSION_NODES = ("gpu-node-0", "gpu-node-1")
 TAINT = "backstop.io/shutdown"
@@ -144,3 +145,82 @@ def test_shutdown_all_through_the_controller_reaches_kubernetes_workloads(
     rig.wait_running("embed", 1)
     status = cluster.cli("status", cid, "-o", "json").json()
     assert status["state"] == "CORRECTION_STATE_REVERTED"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> SecureSetup:
+    """A CA, the controller's certificate, two people with client certificates and keys."""
+    return SecureSetup(tmp_path_factory.mktemp("pki"), quorum={"shutdown": 1}).create(
+        {"admin": "admin", "alice": "operator"}
+    )
+
+
+def test_a_signed_pause_reaches_an_enrolled_operator_over_mutual_tls(
+    crd: ControlPlane, namespace: str, pki: SecureSetup, tmp_path: Path
+) -> None:
+    cluster = LocalCluster(tmp_path, insecure=False)
+    admin, alice = pki.people["admin"].env(), pki.people["alice"].env()
+    rig = Rig(crd, namespace)
+    operator: OperatorProcess | None = None
+    try:
+        cluster.start_controller("127.0.0.1:0", *pki.controller_args(), "--report-interval", "1")
+        # The cluster joins like a node: a one-time token, then its own certificate.
+        token = cluster.cli("pki", "token", "--node", "k8s-secure", env=admin)
+        assert token.code == 0, token.err
+        backstop(
+            "agent", "enroll", "--enrol-address", cluster.enrol_address,
+            "--token", token.out.split()[0], "--ca", str(pki.ca_dir / "ca.crt"),
+            "--node-id", "k8s-secure", "--state-dir", str(tmp_path / "operator-state"),
+        )  # fmt: skip
+        operator = OperatorProcess(
+            crd,
+            tmp_path,  # its state dir is tmp_path/operator-state, where enrol put tls/
+            "--cluster-name",
+            "secure",
+            "--resync",
+            "1",
+            "--trust-policy",
+            str(pki.policy),
+            global_args=("--controller", cluster.address),
+        )
+        operator.start()
+        rig.deployment("llm", 1)
+        rig.deployment("other", 1, labels={"team": "b"})
+        rig.wait_running("llm", 1)
+        wait_for(
+            lambda: any(
+                n["node_id"] == "k8s-secure" and n["connected"]
+                for n in cluster.cli("nodes", "-o", "json", env=alice).json()
+            ),
+            30,
+            "the enrolled operator to connect",
+        )
+
+        paused = cluster.cli(
+            "pause", "--selector", f"backstop.io/namespace={namespace},app=llm",
+            "--reason", "signed", "--yes", "--wait", env=alice,
+        )  # fmt: skip
+
+        assert paused.code == 0, paused.err + paused.out
+        cid = paused.out.split()[0]
+        rig.applied.append(f"ctl-{cid}")
+        assert rig.replicas("Deployment", "llm") == 0
+        assert rig.replicas("Deployment", "other") == 1
+        assert rig.correction(f"ctl-{cid}")["spec"]["scope"]["selector"] == {
+            "matchExpressions": [
+                {"key": "backstop.io/namespace", "operator": "In", "values": [namespace]},
+                {"key": "app", "operator": "In", "values": ["llm"]},
+            ]
+        }
+        resumed = cluster.cli("resume", cid, "--reason", "reviewed", "--wait", env=alice)
+        assert resumed.code == 0, resumed.err + resumed.out
+        rig.applied.append(f"ctl-{resumed.out.split()[0]}")
+        assert rig.replicas("Deployment", "llm") == 1
+        rig.wait_running("llm", 1)
+    finally:
+        try:
+            rig.cleanup()
+        finally:
+            if operator is not None:
+                operator.stop()
+            cluster.stop()

@@ -5,17 +5,20 @@ write computed from a stale read is refused (resourceVersion) and computed again
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 
+from backstop.core.errors import Conflict
 from backstop.core.models import Action
 from backstop.operator.actions import Actions
 from backstop.operator.crd import ClusterScope, CorrectionResource, TargetState
 from backstop.operator.events import EventRecorder
 from backstop.operator.inventory import scalable_view
-from backstop.operator.kube import Kind, KubeApi
+from backstop.operator.kube import AlreadyExists, Kind, KubeApi
 from backstop.operator.scope import WorkloadKind
 from tests.operator.rig import GROUP, PLURAL, VERSION, OperatorProcess, Rig, pause, resume, settle
+from tests.support.kube import ControlPlane
 
 
 def test_a_restarted_operator_writes_nothing_that_is_already_done(
@@ -137,3 +140,37 @@ def test_a_write_from_a_stale_read_is_refused_and_computed_again(
     after = rig.read("Deployment", "llm")
     assert after.metadata.generation == generation
     assert after.metadata.annotations["backstop.io/previous-replicas"] == "4"
+
+
+def test_a_status_or_finalizer_write_from_a_stale_read_is_refused(crd: ControlPlane) -> None:
+    """The reconciler starts over on these conflicts; the API server must raise them."""
+    kube = KubeApi(crd.api_client())
+    name = f"stale-{uuid.uuid4().hex[:8]}"
+    created = kube.create_correction(
+        {
+            "apiVersion": "backstop.io/v1",
+            "kind": "Correction",
+            "metadata": {"name": name},
+            "spec": {"action": "pause", "reason": "x", "scope": {"namespaces": ["nowhere"]}},
+        }
+    )
+    stale = created["metadata"]["resourceVersion"]
+    try:
+        kube.patch(Kind.CORRECTION, name, {"metadata": {"labels": {"touched": "yes"}}})
+        with pytest.raises(Conflict):
+            kube.patch_correction_status(
+                name, {"metadata": {"resourceVersion": stale}, "status": {"phase": "Applied"}}
+            )
+        with pytest.raises(Conflict):
+            kube.patch(
+                Kind.CORRECTION,
+                name,
+                {"metadata": {"resourceVersion": stale, "finalizers": ["backstop.io/revert"]}},
+            )
+        with pytest.raises(AlreadyExists):
+            kube.create_correction(
+                {"apiVersion": "backstop.io/v1", "kind": "Correction", "metadata": {"name": name},
+                 "spec": {"action": "resume", "resumes": "x", "reason": "x"}}
+            )  # fmt: skip
+    finally:
+        Rig(crd, "default").delete_correction(name)

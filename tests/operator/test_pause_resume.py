@@ -96,6 +96,37 @@ def test_a_paused_deployment_scaled_back_up_is_held_at_zero(rig: Rig) -> None:
     rig.wait_running("llm", 2)
 
 
+def test_gpu_workloads_that_appear_in_scope_while_paused_are_held_too(rig: Rig) -> None:
+    rig.deployment("llm", 1)
+    rig.wait_running("llm", 1)
+    name = f"pause-{rig.namespace}"
+    rig.apply(pause(name, rig.namespace))
+    rig.wait_phase(name, "Applied")
+
+    rig.deployment("newcomer", 2)
+    rig.bare_pod("stray")
+
+    poll(
+        lambda: (
+            {t["name"] for t in rig.correction(name)["status"]["targets"]}
+            >= {"llm", "newcomer", "stray"}
+        ),
+        "the new workloads to be held",
+    )
+    assert rig.replicas("Deployment", "newcomer") == 0
+    assert annotations(rig, "Deployment", "newcomer")["backstop.io/previous-replicas"] == "2"
+    rig.wait_running("newcomer", 0)
+    rig.wait_running("stray", 0)
+    status = rig.correction(name)["status"]
+    assert status["phase"] == "Applied"
+    assert status["message"] == "2 Deployments scaled to 0, 1 pod deleted"
+
+    rig.delete_correction(name)
+    rig.wait_gone(name)
+    assert rig.replicas("Deployment", "newcomer") == 2
+    rig.wait_running("newcomer", 2)
+
+
 def test_resume_restores_the_exact_replicas_and_running_pods(rig: Rig) -> None:
     rig.deployment("llm", 3)
     rig.deployment("embed", 1)
@@ -218,3 +249,29 @@ def test_a_correction_selecting_nothing_is_applied_with_zero_targets(rig: Rig) -
     assert listing[0].split() == ["NAME", "ACTION", "PHASE", "TARGETS", "AGE"]
     assert listing[1].split()[:4] == [name, "pause", "Applied", "0"]
     assert rig.replicas("Deployment", "web") == 1
+
+
+def test_a_terminate_is_final_resume_refuses_it_and_deleting_it_leaves_zero(rig: Rig) -> None:
+    rig.deployment("llm", 2)
+    rig.wait_running("llm", 2)
+    name = f"end-{rig.namespace}"
+    rig.apply(pause(name, rig.namespace).replace("action: pause", "action: terminate"))
+    assert rig.wait_phase(name, "Applied")["status"]["message"] == "1 Deployment scaled to 0"
+    assert rig.events("llm", "BackstopTerminated")
+
+    undo = f"undo-{rig.namespace}"
+    rig.apply(resume(undo, name))
+    status = rig.wait_phase(undo, "Failed")["status"]
+    assert status["message"] == (
+        f"{name} is a terminate, which resume does not undo; delete it to release its "
+        "workloads (they stay at 0 replicas)"
+    )
+    assert rig.replicas("Deployment", "llm") == 0
+
+    rig.delete_correction(name)
+    rig.wait_gone(name)
+    assert rig.replicas("Deployment", "llm") == 0
+    assert "backstop.io/correction" not in annotations(rig, "Deployment", "llm")
+    released = rig.events("llm", "BackstopReleased")
+    assert len(released) == 1
+    assert f"released at 0 replicas (2 before Correction {name})" in released[0].message

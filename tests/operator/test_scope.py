@@ -217,5 +217,6 @@ def test_gpu_nodes_and_the_nodes_a_shutdown_fences() -> None:
 def test_a_workload_id_too_long_for_the_wire_is_hashed() -> None:
     long_name = "x" * 200
     ident = workload_id("serving", "Deployment", long_name)
-    assert ident.startswith("k8s-") and len(ident) == 36
+    assert ident.startswith("k8s-")
+    assert len(ident) == 36
     assert ident == workload_id("serving", "Deployment", long_name)

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 from kubernetes import client as k8s
 
-from tests.operator.rig import Rig, poll
+from tests.operator.rig import Rig, poll, shutdown
 
 TAINT = "backstop.io/shutdown"
-
-
-def shutdown(name: str, nodes: list[str]) -> str:
-    return f"""
-apiVersion: backstop.io/v1
-kind: Correction
-metadata:
-  name: {name}
-spec:
-  action: shutdown
-  reason: exfiltration in progress
-  scope:
-    nodes: [{", ".join(nodes)}]
-"""
 
 
 def our_taints(node: k8s.V1Node) -> list[k8s.V1Taint]:

@@ -90,8 +90,14 @@ def agent_run(args: argparse.Namespace) -> int:
 
 
 def operator_run(args: argparse.Namespace) -> int:
-    from backstop.operator.run import Operator
-    from backstop.operator.settings import OperatorSettings
+    try:
+        from backstop.operator.run import Operator
+        from backstop.operator.settings import OperatorSettings
+    except ImportError as exc:
+        raise InvalidInput(
+            f"the operator needs the Kubernetes client ({exc.name} is missing): "
+            "pip install 'backstop[k8s]'"
+        ) from exc
 
     logs.configure(args.log_level, args.log_format)
     settings = OperatorSettings(

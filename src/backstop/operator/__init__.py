@@ -25,5 +25,5 @@ Modules, from pure to I/O:
 - ``watchers`` and ``workqueue``: what makes a reconcile happen, and one at a time;
 - ``verify``: the operator's own check of controller commands (expiry, signatures);
 - ``cluster_agent``: the controller link (reports up, commands down, acknowledgements);
-- ``settings`` and ``run``: the daemon.
+- ``settings`` and ``run``: the daemon; ``rbac``: the permissions it needs.
 """

@@ -93,7 +93,7 @@ class Operator:
                 )
             except NotFound:
                 return None
-            except (InvalidInput, BackstopError):
+            except BackstopError:  # unreadable or the API server away: look again
                 found = None
             left = deadline - loop.time()
             if found is not None and (found.settled or left <= 0):
