@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from backstop.core.models import Action, Command, CorrectionSpec, Scope, SignatureRecord
-from backstop.operator.verify import CommandCheck
+from backstop.security.command_check import CommandCheck
 from backstop.security.identities import TrustPolicyFile
 from backstop.security.keys import generate_key
 from backstop.security.quorum import sign_correction

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from backstop.agent.state import AgentState
 from backstop.core.models import Command
-from backstop.security import quorum
+from backstop.security.command_check import CommandCheck
 from backstop.security.identities import TrustPolicyFile
 
 
@@ -26,8 +26,8 @@ class CommandVerifier:
     def __init__(
         self, policy: TrustPolicyFile | None, clock: Callable[[], float] = time.time
     ) -> None:
+        self._check = CommandCheck(policy, clock)
         self._policy = policy
-        self._clock = clock
 
     @property
     def enforcing_signatures(self) -> bool:
@@ -35,10 +35,10 @@ class CommandVerifier:
 
     def problem(self, command: Command, state: AgentState) -> str:
         """Why the command must be refused; empty when it may act."""
+        expired_or_unsigned = self._check.problem(command)
+        if expired_or_unsigned.startswith("expired"):
+            return expired_or_unsigned
         spec = command.spec
-        now = self._clock()
-        if spec.expires_at_s <= now:
-            return f"expired {now - spec.expires_at_s:.0f} s ago"
         if command.sequence <= state.last_command_sequence:
             return (
                 f"replayed or out-of-order command: sequence {command.sequence} is not above "
@@ -46,13 +46,4 @@ class CommandVerifier:
             )
         if spec.correction_id in state.corrections:
             return f"replay of correction {spec.correction_id}, which was already handled"
-        if self._policy is None:
-            return ""
-        verdict = quorum.check(
-            command.spec_bytes,
-            issuer=spec.issuer,
-            action=spec.action.value,
-            signatures=command.signatures,
-            policy=self._policy.current(),
-        )
-        return "" if verdict.ok else verdict.reason
+        return expired_or_unsigned

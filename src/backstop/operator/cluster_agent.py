@@ -7,7 +7,7 @@ uses, as node ``k8s-<cluster>`` labelled ``backstop.io/kind=kubernetes``:
   StatefulSet or pod, id ``namespace/Kind/name``, labels from the object and its pod template,
   the framework when the image name says it, one ``GpuUse`` per requested GPU: the GPUs are
   requested, not yet seen, so their "uuid" is ``nvidia.com/gpu#i``);
-- down: commands, each checked (``verify``), mapped to a Correction (``commands``), created
+- down: commands, each checked (``security.command_check``), mapped to a Correction (``commands``), created
   (or found, when redelivered), and acknowledged APPLIED or FAILED once its phase settles, with
   one outcome per touched object.
 
@@ -51,7 +51,7 @@ from backstop.operator.inventory import ClusterReader
 from backstop.operator.kube import AlreadyExists, Kind, KubeApi
 from backstop.operator.scope import GPU_RESOURCE, WorkloadView, workload_id, workload_labels
 from backstop.operator.settings import OperatorSettings
-from backstop.operator.verify import CommandCheck
+from backstop.security.command_check import CommandCheck
 from backstop.security.identities import TrustPolicyFile
 from backstop.security.tls import channel_credentials
 

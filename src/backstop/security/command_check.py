@@ -1,12 +1,13 @@
-"""The operator's own check of every controller command, independent of the controller.
+"""The check every receiver of a command makes itself, whatever the controller says.
 
-As on a node agent, a compromised or impersonated controller must not make the operator act.
-A command is refused when it has expired, or, with a trust policy, when the signatures over
-its exact spec bytes do not verify against the operators' keys, the issuer may not issue, or
-the distinct approvers fall short of the quorum for its action.
+A compromised or impersonated controller must not make a node agent or the Kubernetes
+operator act. A command is refused when it has expired, or, with a trust policy, when the
+signatures over its exact spec bytes do not verify against the operators' keys, the issuer
+may not issue, or the distinct approvers fall short of the quorum for its action.
 
-Replays need no sequence bookkeeping here: a command becomes the Correction named after its
-correction id, so delivering it again finds that Correction and only reports its phase.
+Replay protection depends on the receiver's own state: the node agent adds sequence and
+correction-id checks (``backstop.agent.verifier``); the operator needs none, because a command
+becomes the Correction named after its id, so a redelivery finds that Correction.
 """
 
 from __future__ import annotations
