@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import time
-from pathlib import Path
 
 from backstop import __version__
 from backstop.agent.actuators.workload_actuator import ProcessActuator
@@ -23,15 +22,13 @@ from backstop.agent.enforcer import Enforcer
 from backstop.agent.sampler import NodeSample, Sampler
 from backstop.agent.state import AgentState
 from backstop.agent.verifier import CommandVerifier
-from backstop.core.errors import InvalidInput
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, Workload
-from backstop.core.netaddr import require_loopback_for_plaintext
 from backstop.core.settings import AgentSettings
+from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
 from backstop.security.audit import FileAuditLog
 from backstop.security.identities import TrustPolicyFile
-from backstop.security.tls import channel_credentials
 from backstop.telemetry.endpoint import TelemetryServer
 
 log = logging.getLogger(__name__)
@@ -40,26 +37,15 @@ log = logging.getLogger(__name__)
 JOURNAL_FILE = "audit.jsonl"
 
 
-def tls_dir(settings: AgentSettings) -> Path:
-    return settings.tls_dir or settings.state_dir / "tls"
-
-
 def _check_security_settings(settings: AgentSettings) -> None:
-    if settings.insecure:
-        require_loopback_for_plaintext(settings.controller)
-        return
-    tls = tls_dir(settings)
-    for name in ("ca.crt", "node.crt", "node.key"):
-        if not (tls / name).is_file():
-            raise InvalidInput(
-                f"{tls / name} is missing: enrol the node first (backstop agent enroll), "
-                "or pass --insecure for a plaintext loopback controller"
-            )
-    if settings.trust_policy is None or not settings.trust_policy.is_file():
-        raise InvalidInput(
-            "the agent needs --trust-policy: the operators' keys that every command is "
-            "verified against"
-        )
+    check_link_security(
+        controller=settings.controller,
+        insecure=settings.insecure,
+        tls=link_tls_dir(settings.tls_dir, settings.state_dir),
+        trust_policy=settings.trust_policy,
+        who="node",
+        enrol_hint="backstop agent enroll",
+    )
 
 
 class AgentDaemon:
@@ -90,11 +76,8 @@ class AgentDaemon:
             journal=self.journal,
             default_grace_s=settings.default_grace_s,
         )
-        tls = tls_dir(settings)
-        credentials = (
-            None
-            if settings.insecure
-            else channel_credentials(tls / "ca.crt", tls / "node.crt", tls / "node.key")
+        credentials = link_credentials(
+            settings.insecure, link_tls_dir(settings.tls_dir, settings.state_dir)
         )
         self.session = ControllerSession(
             settings.controller,

@@ -7,9 +7,9 @@ uses, as node ``k8s-<cluster>`` labelled ``backstop.io/kind=kubernetes``:
   StatefulSet or pod, id ``namespace/Kind/name``, labels from the object and its pod template,
   the framework when the image name says it, one ``GpuUse`` per requested GPU: the GPUs are
   requested, not yet seen, so their "uuid" is ``nvidia.com/gpu#i``);
-- down: commands, each checked (``security.command_check``), mapped to a Correction (``commands``), created
-  (or found, when redelivered), and acknowledged APPLIED or FAILED once its phase settles, with
-  one outcome per touched object.
+- down: commands, each checked (``security.command_check``), mapped to a Correction
+  (``commands``), created (or found, when redelivered), and acknowledged APPLIED or FAILED
+  once its phase settles, with one outcome per touched object.
 
 Report sequence numbers are milliseconds since the epoch (strictly increasing), so a restarted
 operator never reuses one and keeps no state for it.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backstop import __version__
-from backstop.core.errors import BackstopError, InvalidInput, NotFound
+from backstop.core.errors import BackstopError, NotFound
 from backstop.core.models import (
     Action,
     Command,
@@ -41,7 +41,7 @@ from backstop.core.models import (
     Workload,
     WorkloadOutcome,
 )
-from backstop.core.netaddr import require_loopback_for_plaintext
+from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
 from backstop.operator import commands
@@ -53,7 +53,6 @@ from backstop.operator.scope import GPU_RESOURCE, WorkloadView, workload_id, wor
 from backstop.operator.settings import OperatorSettings
 from backstop.security.command_check import CommandCheck
 from backstop.security.identities import TrustPolicyFile
-from backstop.security.tls import channel_credentials
 
 log = logging.getLogger(__name__)
 
@@ -73,26 +72,18 @@ WaitSettled = Callable[[str, float], Awaitable[CorrectionResource | None]]
 
 def check_security(settings: OperatorSettings) -> None:
     """Refuse to start without what the chosen mode needs (as a node agent does)."""
-    if settings.insecure:
-        require_loopback_for_plaintext(settings.controller)
-        return
-    tls = tls_dir(settings)
-    for name in ("ca.crt", "node.crt", "node.key"):
-        if not (tls / name).is_file():
-            raise InvalidInput(
-                f"{tls / name} is missing: enrol the cluster first (backstop agent enroll "
-                f"--node-id {settings.node_id}), or pass --insecure for a plaintext loopback "
-                "controller, or --no-controller"
-            )
-    if settings.trust_policy is None or not settings.trust_policy.is_file():
-        raise InvalidInput(
-            "the operator needs --trust-policy: the operators' keys that every controller "
-            "command is verified against"
-        )
+    check_link_security(
+        controller=settings.controller,
+        insecure=settings.insecure,
+        tls=tls_dir(settings),
+        trust_policy=settings.trust_policy,
+        who="cluster",
+        enrol_hint=f"backstop agent enroll --node-id {settings.node_id}; or --no-controller",
+    )
 
 
 def tls_dir(settings: OperatorSettings) -> Path:
-    return settings.tls_dir or settings.state_dir / "tls"
+    return link_tls_dir(settings.tls_dir, settings.state_dir)
 
 
 def _created_at(obj: Mapping[str, object]) -> float:
@@ -173,11 +164,7 @@ class ClusterAgent:
         policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
         self._check = CommandCheck(policy)
         tls = tls_dir(settings)
-        credentials = (
-            None
-            if settings.insecure
-            else channel_credentials(tls / "ca.crt", tls / "node.crt", tls / "node.key")
-        )
+        credentials = link_credentials(settings.insecure, tls)
         self.session = ControllerSession(
             settings.controller,
             self.inventory,
