@@ -1,10 +1,26 @@
-"""Suite-wide hooks: make each test's outcome visible to fixtures (for log dumps on failure)."""
+"""Suite-wide hooks and fixtures.
+
+- Each test's outcome is visible to fixtures (for log dumps on failure).
+- One PostgreSQL server per session serves every directory's tests (``postgres_database`` gives
+  each test its own empty database); it is installed before the first test that needs it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+
+from tests.support.postgres import postgres_database, postgres_dsn, postgres_server
+from tests.support.postgres import preinstall_postgres as pytest_collection_finish
+
+__all__ = [
+    "postgres_database",
+    "postgres_dsn",
+    "postgres_server",
+    "pytest_collection_finish",
+    "pytest_runtest_makereport",
+]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

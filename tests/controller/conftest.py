@@ -15,14 +15,6 @@ from backstop.core.models import (
     NodeInfo,
     Scope,
 )
-from tests.support.postgres import (
-    postgres_database,
-    postgres_dsn,
-    postgres_server,
-)
-from tests.support.postgres import preinstall_postgres as pytest_collection_finish
-
-__all__ = ["postgres_database", "postgres_dsn", "postgres_server", "pytest_collection_finish"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -7,7 +7,7 @@ node-b: two model servers sharing one cgroup (pause falls back to SIGSTOP), one 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +18,13 @@ from backstop.simgpu import FakeNvml, FakeProcess, default_gpus
 from tests.support.cgroups import scratch_cgroup
 from tests.support.cluster import LocalCluster, ModelServer, cluster, wait_for
 
-__all__ = ["cluster", "nodes"]
+__all__ = ["cluster", "nodes", "replicas"]
 
 
 class TestCgroups:
     """A cgroup2 subtree for one test, emptied and removed at teardown."""
+
+    __test__ = False  # a helper, not a test class
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -87,11 +89,48 @@ def nodes(cluster: LocalCluster) -> Iterator[Nodes]:
         yield from _two_nodes(cluster, TestCgroups(root))
 
 
-def _two_nodes(cluster: LocalCluster, cgroups: TestCgroups) -> Iterator[Nodes]:
+@dataclass
+class Replicas:
+    """Two controller replicas on one PostgreSQL database, and the two nodes: node-a's agent
+    knows only replica r1; node-b's agent prefers r2 and fails over to r1."""
+
+    nodes: Nodes
+    r1: str
+    r2: str
+
+
+@pytest.fixture
+def replicas(cluster: LocalCluster, postgres_database: str) -> Iterator[Replicas]:
+    cluster.store_url = postgres_database
+    addresses: dict[str, str] = {}
+
+    def start_replicas() -> None:
+        addresses["r1"] = cluster.start_controller(name="controller")
+        addresses["r2"] = cluster.start_controller(name="r2")
+
+    with scratch_cgroup("backstop-e2e") as root:
+        for nodes in _two_nodes(
+            cluster,
+            TestCgroups(root),
+            start_controllers=start_replicas,
+            controller_of=lambda node_id: (
+                addresses["r1"] if node_id == "node-a" else f"{addresses['r2']},{addresses['r1']}"
+            ),
+        ):
+            yield Replicas(nodes, addresses["r1"], addresses["r2"])
+
+
+def _two_nodes(
+    cluster: LocalCluster,
+    cgroups: TestCgroups,
+    *,
+    start_controllers: Callable[[], object] | None = None,
+    controller_of: Callable[[str], str] = lambda node_id: "",
+) -> Iterator[Nodes]:
     try:
         a_cgroup = cgroups.make("node-a/model-a")
         b_cgroup = cgroups.make("node-b/shared")
-        cluster.start_controller()
+        (start_controllers or cluster.start_controller)()
         a = start_model_in_cgroup(cluster, "model-a", a_cgroup)
         b1 = start_model_in_cgroup(cluster, "model-b1", b_cgroup)
         b2 = start_model_in_cgroup(cluster, "model-b2", b_cgroup)
@@ -101,7 +140,9 @@ def _two_nodes(cluster: LocalCluster, cgroups: TestCgroups) -> Iterator[Nodes]:
         gpu_b.write(default_gpus(2), [FakeProcess(1, b1.pid, 4 * 2**30)])
         for node_id, gpu in (("node-a", gpu_a), ("node-b", gpu_b)):
             prefix = cgroups.path_of(cgroups.root / node_id)
-            cluster.start_agent(node_id, gpu.env(), "--cgroup-prefix", prefix)
+            cluster.start_agent(
+                node_id, gpu.env(), "--cgroup-prefix", prefix, controller=controller_of(node_id)
+            )
         for server in (a, b1, b2):
             cluster.wait_for_workload(server.pid)
         yield Nodes(cluster, cgroups, a, b1, b2, gpu_a, gpu_b, a_cgroup)

@@ -108,6 +108,9 @@ class LocalCluster:
     tls_env: dict[str, str] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     controller: subprocess.Popen[bytes] | None = None
+    controllers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    store_url: str = ""
+    """Where controllers keep their state (default: one SQLite file in the workdir)."""
 
     def _spawn(
         self, name: str, args: list[str], env: Mapping[str, str] | None = None
@@ -120,11 +123,15 @@ class LocalCluster:
         self.procs.append(proc)
         return proc
 
-    def start_controller(self, listen: str = "127.0.0.1:0", *extra: str) -> str:
-        ready = self.workdir / "controller.addr"
+    def start_controller(
+        self, listen: str = "127.0.0.1:0", *extra: str, name: str = "controller"
+    ) -> str:
+        """Start a controller (replica) called ``name``; the CLI and agents use the one called
+        "controller" unless told otherwise."""
+        ready = self.workdir / f"{name}.addr"
         ready.unlink(missing_ok=True)
-        self.controller = self._spawn(
-            "controller",
+        proc = self._spawn(
+            name,
             [
                 sys.executable,
                 "-m",
@@ -137,7 +144,7 @@ class LocalCluster:
                 "--listen",
                 listen,
                 "--store",
-                f"sqlite:///{self.workdir / 'backstop.db'}",
+                self.store_url or f"sqlite:///{self.workdir / 'backstop.db'}",
                 "--report-interval",
                 "0.5",
                 "--ready-file",
@@ -145,20 +152,28 @@ class LocalCluster:
                 *extra,
             ],
         )
-        lines = wait_for(
-            lambda: ready.read_text().split() if ready.exists() else None, 20, "controller"
-        )
-        self.address = lines[0]
-        self.enrol_address = lines[1] if len(lines) > 1 else ""
-        return self.address
+        self.controllers[name] = proc
+        lines = wait_for(lambda: ready.read_text().split() if ready.exists() else None, 20, name)
+        if name == "controller":
+            self.controller = proc
+            self.address = lines[0]
+            self.enrol_address = lines[1] if len(lines) > 1 else ""
+        return str(lines[0])
 
-    def kill_controller(self) -> None:
-        assert self.controller is not None
-        os.killpg(self.controller.pid, signal.SIGKILL)
-        self.controller.wait()
+    def kill_controller(self, name: str = "controller") -> None:
+        proc = self.controllers[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def signal_controller(self, name: str, signum: int) -> None:
+        os.killpg(self.controllers[name].pid, signum)
 
     def start_agent(
-        self, node_id: str, env: Mapping[str, str] | None = None, *extra: str
+        self,
+        node_id: str,
+        env: Mapping[str, str] | None = None,
+        *extra: str,
+        controller: str = "",
     ) -> subprocess.Popen[bytes]:
         proc = self._spawn(
             f"agent-{node_id}",
@@ -169,7 +184,7 @@ class LocalCluster:
                 "--log-format",
                 "json",
                 "--controller",
-                self.address,
+                controller or self.address,
                 *(["--insecure"] if self.insecure else []),
                 "agent",
                 "run",

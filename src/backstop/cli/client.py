@@ -20,7 +20,7 @@ from backstop.core.errors import (
     PermissionDenied,
     Unavailable,
 )
-from backstop.core.netaddr import require_loopback_for_plaintext
+from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.security.tls import channel_credentials
 
 _CODES: dict[grpc.StatusCode, type[BackstopError]] = {
@@ -43,24 +43,42 @@ class ControllerClient:
         insecure: bool = False,
         timeout_s: float = 10.0,
     ) -> None:
-        self.address = address
+        self._addresses = split_addresses(address)
+        self.address = self._addresses[0]
         self.timeout_s = timeout_s
+        self._creds: grpc.ChannelCredentials | None = None
         if tls_dir is not None:
             files = [tls_dir / n for n in ("ca.crt", "client.crt", "client.key")]
             missing = [str(f) for f in files if not f.is_file()]
             if missing:
                 raise InvalidInput(f"TLS files missing: {', '.join(missing)}")
-            creds = channel_credentials(*files)
-            self._channel = grpc.secure_channel(address, creds)
+            self._creds = channel_credentials(*files)
         elif insecure:
             require_loopback_for_plaintext(address)
-            self._channel = grpc.insecure_channel(address)
         else:
             raise InvalidInput(
                 "no TLS identity: pass --tls-dir (ca.crt, client.crt, client.key) or set "
                 "BACKSTOP_TLS_DIR; for a plaintext loopback controller in open mode, --insecure"
             )
+        self._open(self.address)
+
+    def _open(self, address: str) -> None:
+        self.address = address
+        self._channel = (
+            grpc.secure_channel(address, self._creds)
+            if self._creds is not None
+            else grpc.insecure_channel(address)
+        )
         self._stub = control_pb2_grpc.ControlServiceStub(self._channel)
+
+    def _fail_over(self) -> bool:
+        """Move to the next controller replica given; False when every one was tried."""
+        index = self._addresses.index(self.address) + 1
+        if index >= len(self._addresses):
+            return False
+        self._channel.close()
+        self._open(self._addresses[index])
+        return True
 
     def close(self) -> None:
         self._channel.close()
@@ -82,10 +100,14 @@ class ControllerClient:
         return _CODES.get(code, BackstopError)(details)
 
     def _call(self, method: str, request: Any) -> Any:
-        try:
-            return getattr(self._stub, method)(request, timeout=self.timeout_s)
-        except grpc.RpcError as exc:
-            raise self._error(exc) from exc
+        """One call; a replica that cannot be reached hands over to the next one given."""
+        while True:
+            try:
+                return getattr(self._stub, method)(request, timeout=self.timeout_s)
+            except grpc.RpcError as exc:
+                if exc.code() is grpc.StatusCode.UNAVAILABLE and self._fail_over():
+                    continue
+                raise self._error(exc) from exc
 
     def list_nodes(self) -> list[types_pb2.Node]:
         return list(self._call("ListNodes", control_pb2.ListNodesRequest()).nodes)

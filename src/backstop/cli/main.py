@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--controller",
         default=os.environ.get("BACKSTOP_CONTROLLER", DEFAULT_CONTROLLER),
-        help="controller address HOST:PORT (env BACKSTOP_CONTROLLER; default %(default)s)",
+        help="controller address HOST:PORT, or several replicas HOST:PORT,HOST:PORT tried in "
+        "order (env BACKSTOP_CONTROLLER; default %(default)s)",
     )
     parser.add_argument(
         "--as",

@@ -89,15 +89,20 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     @_rpc
     async def ListNodes(self, request: Any, context: Any) -> control_pb2.ListNodesResponse:
         self._caller(context, Role.VIEWER, "listing nodes")
-        nodes = [
-            convert.node_to_pb(
-                r.info,
-                connected=self._engine.connected(r.info.node_id),
-                last_seen_s=r.last_seen_s,
-                workload_count=r.workload_count,
+        nodes = []
+        for r in self._store.list_nodes():
+            here = self._engine.connected(r.info.node_id)
+            # a node is also connected when another live replica holds its stream
+            elsewhere = r.connected and r.replica not in ("", self._engine.replica_id)
+            nodes.append(
+                convert.node_to_pb(
+                    r.info,
+                    connected=here or elsewhere,
+                    last_seen_s=r.last_seen_s,
+                    workload_count=r.workload_count,
+                    replica=self._engine.replica_id if here else r.replica if elsewhere else "",
+                )
             )
-            for r in self._store.list_nodes()
-        ]
         return control_pb2.ListNodesResponse(nodes=nodes)
 
     @_rpc

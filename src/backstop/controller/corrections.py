@@ -22,7 +22,8 @@ from typing import Protocol
 
 from backstop.controller import metrics
 from backstop.controller.authz import Authorizer, Caller
-from backstop.controller.store.base import Store
+from backstop.controller.fanout import Fanout, LocalFanout
+from backstop.controller.store.base import PendingCommand, Store
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, PermissionDenied
 from backstop.core.ids import new_correction_id
 from backstop.core.models import (
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_REASON_LEN = 1024
 SUMMARY_INTERVAL_S = 0.25
 PUBLISH_INTERVAL_S = 0.05
+REFRESH_INTERVAL_S = 0.05
 MAX_CLOCK_SKEW_S = 300.0
 MAX_TTL_S = 7 * 24 * 3600.0
 _ID = re.compile(r"^cor-[0-9a-f]{8,40}$")
@@ -89,12 +91,20 @@ class CorrectionsEngine:
         settings: ControllerSettings,
         clock: Callable[[], float] = time.time,
         authz: Authorizer | None = None,
+        *,
+        replica_id: str = "",
+        fanout: Fanout | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
         self._clock = clock
         self.authz = authz if authz is not None else Authorizer(None)
+        self.replica_id = replica_id
+        self._fanout: Fanout = fanout if fanout is not None else LocalFanout()
         self._links: dict[str, AgentLink] = {}
+        self._sent: dict[str, int] = {}
+        """Per connected node: the highest command sequence sent on its current stream."""
+        self._refresh_pending: set[str] = set()
         self._dispatched_at: dict[tuple[str, str], float] = {}
         self._states: dict[str, dict[str, TargetState]] = {}
         self._summarised: dict[str, float] = {}
@@ -117,6 +127,7 @@ class CorrectionsEngine:
         """Forget a stream; True if it was the node's current one."""
         if self._links.get(link.node_id) is link:
             del self._links[link.node_id]
+            self._sent.pop(link.node_id, None)
             metrics.AGENTS_CONNECTED.set(len(self._links))
             return True
         return False
@@ -136,6 +147,7 @@ class CorrectionsEngine:
         if link is None:
             return 0
         now = self._clock()
+        self._sent[node_id] = after_sequence
         pending = self._store.pending_commands(node_id, after_sequence, now)
         for cmd in pending:
             self._store.update_target(
@@ -146,12 +158,72 @@ class CorrectionsEngine:
                 outcomes=(),
                 now_s=now,
             )
-            self._dispatched_at[(cmd.spec.correction_id, node_id)] = now
-            link.send_command(cmd.sequence, cmd.spec_bytes, cmd.signatures)
+            self._send(link, cmd, now)
             self._publish(cmd.spec.correction_id)
         if pending:
             log.info("redelivered commands", extra={"node": node_id, "count": len(pending)})
         return len(pending)
+
+    def _send(self, link: AgentLink, cmd: PendingCommand, now: float) -> None:
+        self._dispatched_at[(cmd.spec.correction_id, cmd.node_id)] = now
+        self._sent[cmd.node_id] = max(self._sent.get(cmd.node_id, 0), cmd.sequence)
+        link.send_command(cmd.sequence, cmd.spec_bytes, cmd.signatures)
+
+    # --- replicas ------------------------------------------------------------------------
+
+    def on_replica_event(self, event: str, correction_id: str) -> None:
+        """Another replica stored commands (``dispatch``) or acknowledgements (``settle``)."""
+        try:
+            if event == "dispatch":
+                self._deliver_stored(correction_id)
+            elif event == "settle" and correction_id not in self._refresh_pending:
+                self._refresh_pending.add(correction_id)
+                asyncio.get_running_loop().call_later(
+                    REFRESH_INTERVAL_S, self._refresh, correction_id
+                )
+        except BackstopError:
+            log.exception("could not follow another replica", extra={"event": event})
+
+    def _deliver_stored(self, correction_id: str) -> None:
+        """Send the correction's stored, unacknowledged commands to the agents held here."""
+        now = self._clock()
+        sent = 0
+        for cmd in self._store.pending_for_correction(correction_id, now):
+            link = self._links.get(cmd.node_id)
+            if link is not None and cmd.sequence > self._sent.get(cmd.node_id, 0):
+                self._send(link, cmd, now)
+                sent += 1
+        if sent:
+            log.info(
+                "sent commands stored by another replica",
+                extra={"correction_id": correction_id, "count": sent},
+            )
+
+    def _refresh(self, correction_id: str) -> None:
+        """Forget the cached progress of a correction and settle it from the store."""
+        self._refresh_pending.discard(correction_id)
+        self._states.pop(correction_id, None)
+        try:
+            self._settle(correction_id)
+        except BackstopError:
+            log.exception("could not refresh a correction", extra={"correction_id": correction_id})
+
+    def resync(self) -> None:
+        """Send every agent held here its stored, unsent commands (events may have been missed)."""
+        now = self._clock()
+        for node_id, link in list(self._links.items()):
+            for cmd in self._store.pending_commands(node_id, self._sent.get(node_id, 0), now):
+                self._send(link, cmd, now)
+
+    def _remote_nodes(self) -> set[str]:
+        """Nodes whose stream another live replica holds."""
+        if not self._fanout.shared:
+            return set()
+        return {
+            r.info.node_id
+            for r in self._store.list_nodes()
+            if r.connected and r.replica and r.replica != self.replica_id
+        }
 
     # --- requests ------------------------------------------------------------------------
 
@@ -427,18 +499,30 @@ class CorrectionsEngine:
         signatures = self.get(cid).signatures
         self.audit("controller", "correction.dispatch", cid, nodes=nodes)
         away = "agent not connected; delivered if it reconnects before expiry"
+        remote = self._remote_nodes()
         plan = [
             (n, TargetState.DISPATCHED, "")
             if n in self._links
+            else (n, TargetState.DISPATCHED, "sent through another replica")
+            if n in remote
             else (n, TargetState.UNREACHABLE, away)
             for n in nodes
         ]
         sequences = self._store.add_targets(cid, plan, now)
         self._states[cid] = {n: state for n, state, _ in plan}
         for node_id, state, _ in plan:
-            if state is TargetState.DISPATCHED:
+            if state is not TargetState.DISPATCHED:
+                continue
+            link = self._links.get(node_id)
+            if link is None:  # another replica sends it; this one still keeps the deadline
                 self._dispatched_at[(cid, node_id)] = now
-                self._links[node_id].send_command(sequences[node_id], data, signatures)
+                continue
+            self._send(
+                link, PendingCommand(node_id, sequences[node_id], spec, data, signatures), now
+            )
+        if self._fanout.shared:
+            # always: a node may have moved to another replica before this one noticed
+            self._fanout.publish("dispatch", cid)
         self._store.set_correction_state(
             cid, CorrectionState.DISPATCHED, f"sent to {len(nodes)} node(s)", now
         )
@@ -472,6 +556,8 @@ class CorrectionsEngine:
             touched.add(ack.correction_id)
         for correction_id in touched:
             self._settle(correction_id)
+            if self._fanout.shared:
+                self._fanout.publish("settle", correction_id)
 
     def queue_ack(self, node_id: str, ack: CommandAck) -> None:
         """Batch acknowledgements arriving together into one transaction (the gateway's path)."""
@@ -505,16 +591,22 @@ class CorrectionsEngine:
         ]
         for correction_id, node_id in overdue:
             del self._dispatched_at[(correction_id, node_id)]
-            self._store.update_target(
+            changed = self._store.update_target(
                 correction_id,
                 node_id,
                 TargetState.UNREACHABLE,
                 message=f"no acknowledgement within {self._settings.ack_timeout_s:g} s",
                 outcomes=(),
                 now_s=now,
+                only_if=TargetState.DISPATCHED,
             )
-            self._target_state(correction_id)[node_id] = TargetState.UNREACHABLE
+            if changed is None:  # acknowledged meanwhile, through another replica
+                self._states.pop(correction_id, None)
+            else:
+                self._target_state(correction_id)[node_id] = TargetState.UNREACHABLE
             self._settle(correction_id)
+            if changed is not None and self._fanout.shared:
+                self._fanout.publish("settle", correction_id)
 
     def recover(self) -> None:
         """After a restart: restart the ack clock of every dispatched target of open corrections."""
@@ -538,12 +630,13 @@ class CorrectionsEngine:
         now = self._clock()
         if all(s.terminal for s in states.values()):
             current = self.get(correction_id)
-            if current.state is not CorrectionState.REVERTED:
-                final = (
-                    CorrectionState.FAILED
-                    if any(counts[s] for s in _UNSUCCESSFUL)
-                    else CorrectionState.COMPLETED
-                )
+            final = (
+                CorrectionState.FAILED
+                if any(counts[s] for s in _UNSUCCESSFUL)
+                else CorrectionState.COMPLETED
+            )
+            settled = (current.state, current.message) == (final, summary)
+            if current.state is not CorrectionState.REVERTED and not settled:
                 self._store.set_correction_state(correction_id, final, summary, now, completed=True)
                 if current.spec.reverts and final is CorrectionState.COMPLETED:
                     self._mark_reverted(current.spec.reverts, correction_id)

@@ -117,7 +117,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
             return
         link = StreamLink(node.node_id)
-        self._store.upsert_node(node, time.time())
+        self._store.upsert_node(node, time.time(), self._controller_id)
         self._engine.attach(link)
         log.info(
             "agent connected",
@@ -148,7 +148,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
             if self._engine.detach(link):
-                self._store.set_connected(node.node_id, False, time.time())
+                self._store.set_connected(node.node_id, False, time.time(), self._controller_id)
                 log.info("agent disconnected", extra={"node": node.node_id})
 
     def _identity_problem(self, context: Any, node_id: str) -> str:

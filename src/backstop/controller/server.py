@@ -18,6 +18,7 @@ from backstop.controller.authz import Authorizer
 from backstop.controller.control_api import ControlService
 from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.enrolment import EnrolmentService
+from backstop.controller.fanout import fanout_for
 from backstop.controller.gateway import AgentGateway
 from backstop.controller.store import Store, open_store
 from backstop.core.errors import InvalidInput
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 300.0
+HEARTBEAT_INTERVAL_S = 2.0
+REPLICA_STALE_S = 10.0
+"""A replica silent this long is taken for dead: the nodes it held count as disconnected."""
 SERVICE_NAMES = ("backstop.v1.AgentGateway", "backstop.v1.ControlService")
 
 
@@ -55,7 +59,14 @@ class ControllerServer:
         self.controller_id = settings.controller_id or f"{socket.gethostname()}:{os.getpid()}"
         self.store = store if store is not None else open_store(settings.store_url)
         policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
-        self.engine = CorrectionsEngine(self.store, settings, authz=Authorizer(policy))
+        self.fanout = fanout_for(self.store, self.controller_id)
+        self.engine = CorrectionsEngine(
+            self.store,
+            settings,
+            authz=Authorizer(policy),
+            replica_id=self.controller_id,
+            fanout=self.fanout,
+        )
         self._enrol_server: grpc.aio.Server | None = None
         self.enrol_port = 0
         self._server = grpc.aio.server(options=grpc_options(settings.max_message_bytes))
@@ -65,7 +76,10 @@ class ControllerServer:
         self.port = 0
 
     async def start(self) -> int:
-        self.store.mark_all_disconnected()
+        if self.fanout.shared:  # other replicas keep their nodes; dead ones' are released
+            self.store.heartbeat(self.controller_id, time.time(), REPLICA_STALE_S)
+        else:
+            self.store.mark_all_disconnected()
         self.engine.recover()
         tls = self.settings.tls_dir
         agent_pb2_grpc.add_AgentGatewayServicer_to_server(
@@ -106,6 +120,9 @@ class ControllerServer:
         if self.settings.metrics_listen:
             self._telemetry = TelemetryServer(self.settings.metrics_listen, self._healthy).start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        self._tasks.append(
+            asyncio.create_task(self.fanout.run(self.engine.on_replica_event, self.engine.resync))
+        )
         log.info(
             "controller listening",
             extra={"address": self.settings.listen, "port": self.port, "id": self.controller_id},
@@ -134,12 +151,20 @@ class ControllerServer:
         return True, "ok"
 
     async def _housekeeping(self) -> None:
-        last_prune = 0.0
+        last_prune = last_heartbeat = 0.0
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             try:
                 self.engine.check_deadlines()
                 now = time.time()
+                if self.fanout.shared and now - last_heartbeat > HEARTBEAT_INTERVAL_S:
+                    released = self.store.heartbeat(self.controller_id, now, REPLICA_STALE_S)
+                    last_heartbeat = now
+                    if released:
+                        log.warning(
+                            "released the nodes of a replica that stopped",
+                            extra={"nodes": released},
+                        )
                 if now - last_prune > PRUNE_INTERVAL_S:
                     self.store.prune_samples(now - self.settings.sample_retention_s)
                     last_prune = now

@@ -4,6 +4,10 @@ The agent dials out (so it works behind NAT), sends a Hello with its inventory a
 command sequence it processed, then sends reports and acks while receiving commands. When the
 stream breaks it reconnects with capped exponential backoff and jitter; commands it missed are
 redelivered by the controller on the new stream.
+
+Several controller replicas may be given (``HOST:PORT,HOST:PORT``). The session stays on the
+one that works; when its stream breaks, it tries the next one at once, and backs off only once
+every replica has failed in a row. Any replica serves any agent: they share one store.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import grpc
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, TargetState
-from backstop.core.netaddr import require_loopback_for_plaintext
+from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.link import metrics
 from backstop.link.spool import ReportSpool
 from backstop.wire import convert
@@ -51,7 +55,8 @@ class ControllerSession:
             require_loopback_for_plaintext(address)
         self._credentials = credentials
         self._on_connected = on_connected
-        self._address = address
+        self._addresses = split_addresses(address)
+        self._address = self._addresses[0]
         self._inventory = inventory
         self._last_sequence = last_command_sequence
         self._on_command = on_command
@@ -99,9 +104,15 @@ class ControllerSession:
             self._pending.clear()
             await self._pending.wait()
 
+    @property
+    def address(self) -> str:
+        """The controller replica this session uses (or tries) now."""
+        return self._address
+
     async def run(self) -> None:
-        """Connect, serve, reconnect; until cancelled."""
+        """Connect, serve, reconnect (to the next replica given); until cancelled."""
         delay = 0.2
+        failures = 0
         while True:
             started = time.monotonic()
             try:
@@ -122,7 +133,12 @@ class ControllerSession:
             self.connected.clear()
             metrics.CONNECTED.set(0)
             if time.monotonic() - started > 30:
-                delay = 0.2
+                delay, failures = 0.2, 0
+            failures += 1
+            following = (self._addresses.index(self._address) + 1) % len(self._addresses)
+            self._address = self._addresses[following]
+            if failures % len(self._addresses):
+                continue  # another replica to try before backing off
             sleep = min(delay, self._reconnect_max_s) * random.uniform(0.5, 1.0)  # noqa: S311
             await asyncio.sleep(sleep)
             delay = min(delay * 2, self._reconnect_max_s)

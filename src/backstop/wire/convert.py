@@ -245,7 +245,12 @@ def workload_from_pb(msg: types_pb2.Workload, node_id: str | None = None) -> Wor
 
 
 def node_to_pb(
-    node: NodeInfo, *, connected: bool = False, last_seen_s: float = 0.0, workload_count: int = 0
+    node: NodeInfo,
+    *,
+    connected: bool = False,
+    last_seen_s: float = 0.0,
+    workload_count: int = 0,
+    replica: str = "",
 ) -> types_pb2.Node:
     return types_pb2.Node(
         node_id=node.node_id,
@@ -258,6 +263,7 @@ def node_to_pb(
         connected=connected,
         last_seen_s=last_seen_s,
         workload_count=workload_count,
+        replica=replica,
     )
 
 

@@ -128,6 +128,91 @@ def test_pending_commands_for_redelivery(store: Store) -> None:
     assert [p.sequence for p in store.pending_commands("n1", 0, now_s=10.0)] == [2, 3]
 
 
+def test_pending_commands_of_one_correction(store: Store) -> None:
+    store.create_correction(spec("cor-1"), CorrectionState.APPROVED, 1.0)
+    store.create_correction(spec("cor-2", expires_at_s=50.0), CorrectionState.APPROVED, 1.0)
+    sequences = store.add_targets(
+        "cor-1",
+        [
+            ("n1", TargetState.DISPATCHED, ""),
+            ("n2", TargetState.UNREACHABLE, "away"),
+            ("n3", TargetState.DISPATCHED, ""),
+        ],
+        1.0,
+    )
+    store.add_target("cor-2", "n1", TargetState.DISPATCHED, 1.0)
+    store.update_target("cor-1", "n3", TargetState.APPLIED, message="", outcomes=(), now_s=2.0)
+    pending = store.pending_for_correction("cor-1", now_s=100.0)
+    assert [(p.node_id, p.sequence) for p in pending] == [
+        ("n1", sequences["n1"]),
+        ("n2", sequences["n2"]),
+    ]
+    assert all(p.spec == spec("cor-1") and p.spec_bytes for p in pending)
+    assert store.pending_for_correction("cor-2", now_s=100.0) == []  # expired
+    assert store.pending_for_correction("cor-9", now_s=1.0) == []
+
+
+def test_update_target_only_if_it_is_still_in_a_state(store: Store) -> None:
+    store.create_correction(spec("cor-1"), CorrectionState.APPROVED, 1.0)
+    store.add_target("cor-1", "n1", TargetState.DISPATCHED, 1.0)
+    store.update_target("cor-1", "n1", TargetState.APPLIED, message="ok", outcomes=(), now_s=2.0)
+    late = store.update_target(
+        "cor-1",
+        "n1",
+        TargetState.UNREACHABLE,
+        message="no ack",
+        outcomes=(),
+        now_s=3.0,
+        only_if=TargetState.DISPATCHED,
+    )
+    assert late is None
+    assert store.target_states("cor-1") == {"n1": TargetState.APPLIED}
+    store.add_target("cor-1", "n2", TargetState.DISPATCHED, 1.0)
+    changed = store.update_target(
+        "cor-1",
+        "n2",
+        TargetState.UNREACHABLE,
+        message="no ack",
+        outcomes=(),
+        now_s=3.0,
+        only_if=TargetState.DISPATCHED,
+    )
+    assert changed is not None
+    assert changed.state is TargetState.UNREACHABLE
+
+
+def test_a_node_moves_between_replicas(store: Store) -> None:
+    store.upsert_node(node("n1"), 1.0, "replica-a")
+    record = store.get_node("n1")
+    assert record is not None
+    assert (record.connected, record.replica) == (True, "replica-a")
+    store.upsert_node(node("n1"), 2.0, "replica-b")  # reconnected to b before a noticed
+    store.set_connected("n1", False, 3.0, "replica-a")  # a's stale stream ends: no effect
+    record = store.get_node("n1")
+    assert record is not None
+    assert (record.connected, record.replica) == (True, "replica-b")
+    store.set_connected("n1", False, 4.0, "replica-b")
+    record = store.get_node("n1")
+    assert record is not None
+    assert (record.connected, record.replica) == (False, "")
+
+
+def test_heartbeat_releases_the_nodes_of_a_silent_replica(store: Store) -> None:
+    store.heartbeat("replica-a", 100.0, stale_after_s=10.0)
+    store.heartbeat("replica-b", 100.0, stale_after_s=10.0)
+    store.upsert_node(node("n1"), 100.0, "replica-a")
+    store.upsert_node(node("n2"), 100.0, "replica-b")
+    store.upsert_node(node("n3"), 100.0)  # no replica named: never released by heartbeats
+    assert store.heartbeat("replica-a", 105.0, stale_after_s=10.0) == 0
+    assert store.heartbeat("replica-a", 115.0, stale_after_s=10.0) == 1  # b silent since 100
+    connected = {r.info.node_id: (r.connected, r.replica) for r in store.list_nodes()}
+    assert connected == {
+        "n1": (True, "replica-a"),
+        "n2": (False, ""),
+        "n3": (True, ""),
+    }
+
+
 def test_state_survives_reopen(store_url: str) -> None:
     first = open_store(store_url)
     first.upsert_node(node("n1"), 1.0)

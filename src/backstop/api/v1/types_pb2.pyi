@@ -298,7 +298,7 @@ class Correction(_message.Message):
     def __init__(self, spec: _Optional[_Union[CorrectionSpec, _Mapping]] = ..., state: _Optional[_Union[CorrectionState, str]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., message: _Optional[str] = ..., updated_at_s: _Optional[float] = ..., completed_at_s: _Optional[float] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., approvers: _Optional[_Iterable[str]] = ..., signed_spec: _Optional[bytes] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("node_id", "hostname", "agent_version", "labels", "gpus", "nvml_available", "capabilities", "connected", "last_seen_s", "workload_count")
+    __slots__ = ("node_id", "hostname", "agent_version", "labels", "gpus", "nvml_available", "capabilities", "connected", "last_seen_s", "workload_count", "replica")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -316,6 +316,7 @@ class Node(_message.Message):
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_S_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     hostname: str
     agent_version: str
@@ -326,4 +327,5 @@ class Node(_message.Message):
     connected: bool
     last_seen_s: float
     workload_count: int
-    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., gpus: _Optional[_Iterable[_Union[GpuSample, _Mapping]]] = ..., nvml_available: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ..., connected: _Optional[bool] = ..., last_seen_s: _Optional[float] = ..., workload_count: _Optional[int] = ...) -> None: ...
+    replica: str
+    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., gpus: _Optional[_Iterable[_Union[GpuSample, _Mapping]]] = ..., nvml_available: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ..., connected: _Optional[bool] = ..., last_seen_s: _Optional[float] = ..., workload_count: _Optional[int] = ..., replica: _Optional[str] = ...) -> None: ...

@@ -28,6 +28,8 @@ class NodeRecord:
     connected: bool
     last_seen_s: float
     workload_count: int
+    replica: str = ""
+    """The controller replica holding the node's stream ('' when not connected)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +49,21 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     # nodes and reports
-    def upsert_node(self, node: NodeInfo, now_s: float) -> None: ...
-    def set_connected(self, node_id: str, connected: bool, now_s: float) -> None: ...
+    def upsert_node(self, node: NodeInfo, now_s: float, replica: str = "") -> None:
+        """Record a node's inventory; it is connected, its stream held by ``replica``."""
+        ...
+
+    def set_connected(self, node_id: str, connected: bool, now_s: float, replica: str = "") -> None:
+        """Mark a node (dis)connected. A disconnect naming ``replica`` only counts while that
+        replica still holds the node (it may have moved to another replica meanwhile)."""
+        ...
+
     def mark_all_disconnected(self) -> None: ...
+    def heartbeat(self, replica: str, now_s: float, stale_after_s: float) -> int:
+        """Record that ``replica`` is alive; release (mark disconnected) the nodes held by
+        replicas silent for longer than ``stale_after_s``, returning how many."""
+        ...
+
     def list_nodes(self) -> list[NodeRecord]: ...
     def get_node(self, node_id: str) -> NodeRecord | None: ...
     def record_report(self, report: Report, now_s: float) -> bool:
@@ -126,11 +140,20 @@ class Store(Protocol):
         message: str,
         outcomes: Sequence[WorkloadOutcome],
         now_s: float,
-    ) -> TargetResult | None: ...
+        only_if: TargetState | None = None,
+    ) -> TargetResult | None:
+        """Set a target's state (with ``only_if``: only while it is in that state); None if
+        there is no such target or it was not in ``only_if``."""
+        ...
+
     def pending_commands(
         self, node_id: str, after_sequence: int, now_s: float
     ) -> list[PendingCommand]:
         """Unacknowledged, unexpired commands for a node with a sequence above the given one."""
+        ...
+
+    def pending_for_correction(self, correction_id: str, now_s: float) -> list[PendingCommand]:
+        """The correction's unacknowledged commands (one per target), if it has not expired."""
         ...
 
     # audit chain (hash-chained; append before acting)

@@ -100,3 +100,14 @@ MIGRATIONS += (
     )
     """,
 )
+
+MIGRATIONS += (
+    # 3: replicas — which replica holds each node's stream, and each replica's heartbeat
+    """
+    ALTER TABLE nodes ADD COLUMN replica TEXT NOT NULL DEFAULT '';
+    CREATE TABLE replicas (
+        replica_id TEXT PRIMARY KEY,
+        heartbeat_s REAL NOT NULL
+    )
+    """,
+)

@@ -47,6 +47,7 @@ from backstop.api.v1 import types_pb2
 from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.sqlite import (
+    _FORGET_S,
     _OPEN_STATES,
     _UNACKED,
     _audit_from_row,
@@ -54,6 +55,7 @@ from backstop.controller.store.sqlite import (
     _outcomes_to_json,
     _signatures_from_json,
     _signatures_to_json,
+    pending_from_rows,
 )
 from backstop.core.errors import Conflict, InvalidInput, NotFound, StoreError
 from backstop.core.models import (
@@ -359,41 +361,71 @@ class PostgresStore:
 
     # --- nodes and reports --------------------------------------------------------------
 
-    def upsert_node(self, node: NodeInfo, now_s: float) -> None:
+    def upsert_node(self, node: NodeInfo, now_s: float, replica: str = "") -> None:
         info = convert.node_to_pb(node).SerializeToString(deterministic=True)
         with self._tx() as cur:
             cur.execute(
-                """INSERT INTO nodes (node_id, info, connected, first_seen_s, last_seen_s)
-                   VALUES (%s, %s, TRUE, %s, %s)
+                """INSERT INTO nodes (node_id, info, connected, first_seen_s, last_seen_s, replica)
+                   VALUES (%s, %s, TRUE, %s, %s, %s)
                    ON CONFLICT (node_id) DO UPDATE SET info=excluded.info, connected=TRUE,
-                       last_seen_s=excluded.last_seen_s""",
-                (node.node_id, info, now_s, now_s),
+                       last_seen_s=excluded.last_seen_s, replica=excluded.replica""",
+                (node.node_id, info, now_s, now_s, replica),
             )
 
-    def set_connected(self, node_id: str, connected: bool, now_s: float) -> None:
+    def set_connected(self, node_id: str, connected: bool, now_s: float, replica: str = "") -> None:
         with self._tx() as cur:
-            cur.execute(
-                "UPDATE nodes SET connected=%s, last_seen_s=%s WHERE node_id=%s",
-                (connected, now_s, node_id),
-            )
+            if connected:
+                cur.execute(
+                    "UPDATE nodes SET connected=TRUE, replica=%s, last_seen_s=%s WHERE node_id=%s",
+                    (replica, now_s, node_id),
+                )
+            else:
+                cur.execute(
+                    """UPDATE nodes SET connected=FALSE, replica='', last_seen_s=%s
+                       WHERE node_id=%s AND (%s='' OR replica=%s)""",
+                    (now_s, node_id, replica, replica),
+                )
 
     def mark_all_disconnected(self) -> None:
         with self._tx() as cur:
-            cur.execute("UPDATE nodes SET connected=FALSE WHERE connected")
+            cur.execute("UPDATE nodes SET connected=FALSE, replica='' WHERE connected")
+
+    def heartbeat(self, replica: str, now_s: float, stale_after_s: float) -> int:
+        with self._tx() as cur:
+            cur.execute(
+                """INSERT INTO replicas (replica_id, heartbeat_s) VALUES (%s, %s)
+                   ON CONFLICT (replica_id) DO UPDATE SET heartbeat_s=excluded.heartbeat_s""",
+                (replica, now_s),
+            )
+            cur.execute(
+                """UPDATE nodes SET connected=FALSE, replica=''
+                   WHERE connected AND replica <> '' AND replica NOT IN
+                       (SELECT replica_id FROM replicas WHERE heartbeat_s >= %s)""",
+                (now_s - stale_after_s,),
+            )
+            released = cur.rowcount
+            cur.execute("DELETE FROM replicas WHERE heartbeat_s < %s", (now_s - _FORGET_S,))
+        return int(released)
 
     def _node_records(self, where: str = "", args: Sequence[object] = ()) -> list[NodeRecord]:
         rows = self._query(
             f"""SELECT n.info, n.connected, n.last_seen_s,
-                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id)
+                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id), n.replica
                 FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
             args,
         )
         records = []
-        for info, connected, last_seen, count in rows:
+        for info, connected, last_seen, count, replica in rows:
             msg = types_pb2.Node()
             msg.ParseFromString(info)
             records.append(
-                NodeRecord(convert.node_from_pb(msg), bool(connected), float(last_seen), int(count))
+                NodeRecord(
+                    convert.node_from_pb(msg),
+                    bool(connected),
+                    float(last_seen),
+                    int(count),
+                    str(replica),
+                )
             )
         return records
 
@@ -783,12 +815,23 @@ class PostgresStore:
         message: str,
         outcomes: Sequence[WorkloadOutcome],
         now_s: float,
+        only_if: TargetState | None = None,
     ) -> TargetResult | None:
         with self._tx() as cur:
             cur.execute(
                 """UPDATE targets SET state=%s, message=%s, outcomes=%s, updated_at_s=%s
-                   WHERE correction_id=%s AND node_id=%s RETURNING sequence""",
-                (state.value, message, _outcomes_to_json(outcomes), now_s, correction_id, node_id),
+                   WHERE correction_id=%s AND node_id=%s AND (%s::text IS NULL OR state=%s)
+                   RETURNING sequence""",
+                (
+                    state.value,
+                    message,
+                    _outcomes_to_json(outcomes),
+                    now_s,
+                    correction_id,
+                    node_id,
+                    only_if.value if only_if else None,
+                    only_if.value if only_if else None,
+                ),
             )
             row = cur.fetchone()
         if row is None:
@@ -799,22 +842,23 @@ class PostgresStore:
         self, node_id: str, after_sequence: int, now_s: float
     ) -> list[PendingCommand]:
         rows = self._query(
-            """SELECT t.sequence, c.spec, c.signatures FROM targets t
+            """SELECT t.node_id, t.sequence, c.spec, c.signatures FROM targets t
                JOIN corrections c ON c.correction_id = t.correction_id
                WHERE t.node_id=%s AND t.sequence > %s AND t.state = ANY(%s)
                  AND c.expires_at_s > %s ORDER BY t.sequence""",
             (node_id, after_sequence, list(_UNACKED), now_s),
         )
-        return [
-            PendingCommand(
-                node_id,
-                int(seq),
-                convert.spec_from_bytes(bytes(spec)),
-                bytes(spec),
-                _signatures_from_json(sigs),
-            )
-            for seq, spec, sigs in rows
-        ]
+        return pending_from_rows(rows)
+
+    def pending_for_correction(self, correction_id: str, now_s: float) -> list[PendingCommand]:
+        rows = self._query(
+            """SELECT t.node_id, t.sequence, c.spec, c.signatures FROM targets t
+               JOIN corrections c ON c.correction_id = t.correction_id
+               WHERE t.correction_id=%s AND t.state = ANY(%s) AND c.expires_at_s > %s
+               ORDER BY t.node_id""",
+            (correction_id, list(_UNACKED), now_s),
+        )
+        return pending_from_rows(rows)
 
     # --- audit chain ---------------------------------------------------------------------
 

@@ -102,4 +102,12 @@ MIGRATIONS: tuple[str, ...] = (
         reason TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 3: replicas — which replica holds each node's stream, and each replica's heartbeat
+    """
+    ALTER TABLE nodes ADD COLUMN replica TEXT NOT NULL DEFAULT '';
+    CREATE TABLE replicas (
+        replica_id TEXT PRIMARY KEY,
+        heartbeat_s DOUBLE PRECISION NOT NULL
+    );
+    """,
 )

@@ -38,6 +38,8 @@ from backstop.wire import convert
 _OPEN_STATES = tuple(
     s.value for s in CorrectionState if not s.terminal and s != CorrectionState.PROPOSED
 )
+_FORGET_S = 7 * 24 * 3600.0
+"""A replica silent for this long is forgotten (its row deleted)."""
 _UNACKED = (TargetState.PENDING.value, TargetState.DISPATCHED.value, TargetState.UNREACHABLE.value)
 
 
@@ -102,41 +104,70 @@ class SqliteStore:
 
     # --- nodes and reports --------------------------------------------------------------
 
-    def upsert_node(self, node: NodeInfo, now_s: float) -> None:
+    def upsert_node(self, node: NodeInfo, now_s: float, replica: str = "") -> None:
         info = convert.node_to_pb(node).SerializeToString(deterministic=True)
         with self._tx() as db:
             db.execute(
-                """INSERT INTO nodes (node_id, info, connected, first_seen_s, last_seen_s)
-                   VALUES (?, ?, 1, ?, ?)
+                """INSERT INTO nodes (node_id, info, connected, first_seen_s, last_seen_s, replica)
+                   VALUES (?, ?, 1, ?, ?, ?)
                    ON CONFLICT(node_id) DO UPDATE SET info=excluded.info, connected=1,
-                       last_seen_s=excluded.last_seen_s""",
-                (node.node_id, info, now_s, now_s),
+                       last_seen_s=excluded.last_seen_s, replica=excluded.replica""",
+                (node.node_id, info, now_s, now_s, replica),
             )
 
-    def set_connected(self, node_id: str, connected: bool, now_s: float) -> None:
+    def set_connected(self, node_id: str, connected: bool, now_s: float, replica: str = "") -> None:
         with self._tx() as db:
-            db.execute(
-                "UPDATE nodes SET connected=?, last_seen_s=? WHERE node_id=?",
-                (int(connected), now_s, node_id),
-            )
+            if connected:
+                db.execute(
+                    "UPDATE nodes SET connected=1, replica=?, last_seen_s=? WHERE node_id=?",
+                    (replica, now_s, node_id),
+                )
+            else:
+                db.execute(
+                    """UPDATE nodes SET connected=0, replica='', last_seen_s=?
+                       WHERE node_id=? AND (?='' OR replica=?)""",
+                    (now_s, node_id, replica, replica),
+                )
 
     def mark_all_disconnected(self) -> None:
         with self._tx() as db:
-            db.execute("UPDATE nodes SET connected=0")
+            db.execute("UPDATE nodes SET connected=0, replica=''")
+
+    def heartbeat(self, replica: str, now_s: float, stale_after_s: float) -> int:
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO replicas (replica_id, heartbeat_s) VALUES (?, ?)
+                   ON CONFLICT(replica_id) DO UPDATE SET heartbeat_s=excluded.heartbeat_s""",
+                (replica, now_s),
+            )
+            released = db.execute(
+                """UPDATE nodes SET connected=0, replica=''
+                   WHERE connected=1 AND replica <> '' AND replica NOT IN
+                       (SELECT replica_id FROM replicas WHERE heartbeat_s >= ?)""",
+                (now_s - stale_after_s,),
+            ).rowcount
+            db.execute("DELETE FROM replicas WHERE heartbeat_s < ?", (now_s - _FORGET_S,))
+        return int(released)
 
     def _node_records(self, where: str = "", args: Sequence[object] = ()) -> list[NodeRecord]:
         rows = self._query(
             f"""SELECT n.info, n.connected, n.last_seen_s,
-                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id)
+                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id), n.replica
                 FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
             args,
         )
         records = []
-        for info, connected, last_seen, count in rows:
+        for info, connected, last_seen, count, replica in rows:
             msg = types_pb2.Node()
             msg.ParseFromString(info)
             records.append(
-                NodeRecord(convert.node_from_pb(msg), bool(connected), float(last_seen), int(count))
+                NodeRecord(
+                    convert.node_from_pb(msg),
+                    bool(connected),
+                    float(last_seen),
+                    int(count),
+                    str(replica),
+                )
             )
         return records
 
@@ -443,13 +474,14 @@ class SqliteStore:
         message: str,
         outcomes: Sequence[WorkloadOutcome],
         now_s: float,
+        only_if: TargetState | None = None,
     ) -> TargetResult | None:
         with self._tx() as db:
             row = db.execute(
-                "SELECT sequence FROM targets WHERE correction_id=? AND node_id=?",
+                "SELECT sequence, state FROM targets WHERE correction_id=? AND node_id=?",
                 (correction_id, node_id),
             ).fetchone()
-            if row is None:
+            if row is None or (only_if is not None and row[1] != only_if.value):
                 return None
             db.execute(
                 """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
@@ -463,22 +495,24 @@ class SqliteStore:
     ) -> list[PendingCommand]:
         marks = ",".join("?" * len(_UNACKED))
         rows = self._query(
-            f"""SELECT t.sequence, c.spec, c.signatures FROM targets t
+            f"""SELECT t.node_id, t.sequence, c.spec, c.signatures FROM targets t
                 JOIN corrections c ON c.correction_id = t.correction_id
                 WHERE t.node_id=? AND t.sequence > ? AND t.state IN ({marks})
                   AND c.expires_at_s > ? ORDER BY t.sequence""",  # noqa: S608
             (node_id, after_sequence, *_UNACKED, now_s),
         )
-        return [
-            PendingCommand(
-                node_id,
-                int(seq),
-                convert.spec_from_bytes(spec),
-                bytes(spec),
-                _signatures_from_json(sigs),
-            )
-            for seq, spec, sigs in rows
-        ]
+        return pending_from_rows(rows)
+
+    def pending_for_correction(self, correction_id: str, now_s: float) -> list[PendingCommand]:
+        marks = ",".join("?" * len(_UNACKED))
+        rows = self._query(
+            f"""SELECT t.node_id, t.sequence, c.spec, c.signatures FROM targets t
+                JOIN corrections c ON c.correction_id = t.correction_id
+                WHERE t.correction_id=? AND t.state IN ({marks}) AND c.expires_at_s > ?
+                ORDER BY t.node_id""",  # noqa: S608
+            (correction_id, *_UNACKED, now_s),
+        )
+        return pending_from_rows(rows)
 
     def record_acks(
         self, acks: Sequence[tuple[str, CommandAck]], now_s: float
@@ -649,6 +683,19 @@ class SqliteStore:
         """Certificates of this node issued at or before the returned time are revoked."""
         rows = self._query("SELECT revoked_at_s FROM revocations WHERE node_id=?", (node_id,))
         return float(rows[0][0]) if rows else None
+
+
+def pending_from_rows(rows: Sequence[Sequence[Any]]) -> list[PendingCommand]:
+    """PendingCommands from (node, sequence, spec, signatures) rows; each spec parsed once."""
+    parsed: dict[bytes, tuple[CorrectionSpec, tuple[SignatureRecord, ...]]] = {}
+    pending = []
+    for node_id, seq, spec, sigs in rows:
+        data = bytes(spec)
+        known = parsed.get(data)
+        if known is None:
+            known = parsed[data] = (convert.spec_from_bytes(data), _signatures_from_json(sigs))
+        pending.append(PendingCommand(str(node_id), int(seq), known[0], data, known[1]))
+    return pending
 
 
 def _signatures_to_json(signatures: Sequence[SignatureRecord]) -> str:
