@@ -5,13 +5,18 @@ for a fixed time; then the benchmark waits for the controller to drain and check
 that the stored sequence equals the number sent (lossless) and that the store holds exactly one
 GPU sample row per GPU per report.
 
-    .venv/bin/python bench/ingest.py --agents 50 --seconds 20 [--store postgresql://...]
+    .venv/bin/python bench/ingest.py --agents 40 --seconds 15 --stores sqlite postgresql
+
+``postgresql`` starts a throwaway PostgreSQL server from Debian's package (the test suite's
+harness, tests/support/postgres.py: loopback TCP, fsync off); ``--store URL`` measures a store
+you already run instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -22,10 +27,15 @@ from pathlib import Path
 import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from collections.abc import Iterator
+
+import psycopg
 from simulator import _hello, _report
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
+from tests.support.postgres import PostgresServer, ensure_server_binaries
 
 GPUS_PER_REPORT = 8
 
@@ -97,34 +107,72 @@ async def run(address: str, agents: int, seconds: float) -> tuple[dict[str, int]
     return sent, time.monotonic() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--agents", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--store", default="", help="default: a fresh SQLite file")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        db = Path(tmp) / "db.sqlite"
-        store = args.store or f"sqlite:///{db}"
-        proc, address = start_controller(Path(tmp), store)
+@contextlib.contextmanager
+def store_url(kind: str, workdir: Path) -> Iterator[str]:
+    """A fresh, empty store of ``kind`` (sqlite, postgresql, or a URL), for one measurement."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'db.sqlite'}"
+    elif kind == "postgresql":
+        bin_dir, _ = ensure_server_binaries()
+        with PostgresServer(bin_dir, workdir / "pg") as server:
+            yield server.create_database()
+    else:
+        yield kind
+
+
+def stored(url: str) -> tuple[dict[str, int], int]:
+    """(node -> last stored report sequence, GPU sample rows) as the store holds them."""
+    query_nodes = "SELECT node_id, last_report_seq FROM nodes"
+    query_rows = "SELECT COUNT(*) FROM gpu_samples"
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            return dict(conn.execute(query_nodes)), conn.execute(query_rows).fetchone()[0]
+    with psycopg.connect(url) as conn:
+        nodes = {str(n): int(q) for n, q in conn.execute(query_nodes).fetchall()}
+        row = conn.execute(query_rows).fetchone()
+        return nodes, int(row[0]) if row else 0
+
+
+def measure(kind: str, agents: int, seconds: float) -> str:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
+        store_url(kind, Path(tmp)) as url,
+    ):
+        proc, address = start_controller(Path(tmp), url)
         try:
-            sent, elapsed = asyncio.run(run(address, args.agents, args.seconds))
+            sent, elapsed = asyncio.run(run(address, agents, seconds))
         finally:
             proc.terminate()
             proc.wait(10)
         total = sum(sent.values())
-        kind = store.split(":")[0]
-        rate = f"{total / elapsed:,.0f}/s"
-        line = f"| {kind} | {args.agents} | {total} | {elapsed:.1f} s | {rate} |"
-        if not args.store:
-            with sqlite3.connect(db) as conn:
-                stored = dict(conn.execute("SELECT node_id, last_report_seq FROM nodes"))
-                (rows,) = conn.execute("SELECT COUNT(*) FROM gpu_samples").fetchone()
-            lossless = stored == sent and rows == total * GPUS_PER_REPORT
-            line += f" {'lossless' if lossless else 'LOST REPORTS'} ({rows} sample rows) |"
-        print("| store | agents | reports | wall (incl. drain) | reports/s | check |")
-        print("|---|---|---|---|---|---|")
-        print(line)
+        nodes, rows = stored(url)
+        lossless = nodes == sent and rows == total * GPUS_PER_REPORT
+        check = f"{'lossless' if lossless else 'LOST REPORTS'} ({rows:,} sample rows)"
+        name = url.split(":")[0]
+        return (
+            f"| {name} | {agents} | {total:,} | {elapsed:.1f} s | {total / elapsed:,.0f}/s "
+            f"| {check} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--agents", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--stores",
+        nargs="+",
+        default=["sqlite", "postgresql"],
+        help="sqlite, postgresql (a throwaway server) or store URLs; measured in this order",
+    )
+    args = parser.parse_args()
+    lines = []
+    for kind in args.stores:
+        lines.append(measure(kind, args.agents, args.seconds))
+        print(lines[-1], file=sys.stderr)
+    print("| store | agents | reports | wall (incl. drain) | reports/s | check |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
