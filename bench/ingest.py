@@ -114,7 +114,8 @@ def store_url(kind: str, workdir: Path) -> Iterator[str]:
         yield f"sqlite:///{workdir / 'db.sqlite'}"
     elif kind == "postgresql":
         bin_dir, _ = ensure_server_binaries()
-        with PostgresServer(bin_dir, workdir / "pg") as server:
+        pg_dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))  # the server account must reach it
+        with PostgresServer(bin_dir, pg_dir) as server:
             yield server.create_database()
     else:
         yield kind
