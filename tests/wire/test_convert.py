@@ -61,6 +61,35 @@ def test_report_round_trip_keeps_every_field() -> None:
     assert back.gpus[0].temperature_c is None
 
 
+def test_ingest_keeps_gpu_samples_as_the_bytes_that_arrived() -> None:
+    gpus = (
+        GpuSample(0, "GPU-1", "H100", utilization_pct=0, memory_used_bytes=1 << 40),
+        GpuSample(1, "GPU-2", "H100", power_mw=300_000),
+    )
+    msg = convert.report_to_pb(Report("n1", 7, 123.0, gpus=gpus, workloads=(_workload(),)))
+    ingested = convert.report_from_pb(msg, "n1", decode_gpus=False)
+    assert ingested.gpus == ()
+    assert [uuid for uuid, _ in ingested.encoded_gpus] == ["GPU-1", "GPU-2"]
+    for (_, data), gpu in zip(ingested.encoded_gpus, gpus, strict=True):
+        sample = types_pb2.GpuSample()
+        sample.ParseFromString(data)
+        assert convert.gpu_from_pb(sample) == gpu
+    # stores get the same bytes from a decoded report
+    assert convert.encoded_gpus(convert.report_from_pb(msg, "n1")) == ingested.encoded_gpus
+
+
+def test_ingest_checks_gpu_samples_as_decoding_does() -> None:
+    twice = convert.report_to_pb(
+        Report("n1", 1, 1.0, gpus=(GpuSample(0, "GPU-1", "a"), GpuSample(1, "GPU-1", "b")))
+    )
+    long_uuid = convert.report_to_pb(Report("n1", 1, 1.0, gpus=(GpuSample(0, "G" * 500, "a"),)))
+    long_name = convert.report_to_pb(Report("n1", 1, 1.0, gpus=(GpuSample(0, "GPU-1", "n" * 300),)))
+    for msg, problem in ((twice, "appears twice"), (long_uuid, "uuid"), (long_name, "name")):
+        for decode in (True, False):
+            with pytest.raises(InvalidInput, match=problem):
+                convert.report_from_pb(msg, "n1", decode_gpus=decode)
+
+
 def test_report_node_id_comes_from_the_stream_not_the_message() -> None:
     msg = convert.report_to_pb(Report("n1", 1, 1.0, workloads=(_workload(),)))
     msg.workloads[0].node_id = "someone-else"

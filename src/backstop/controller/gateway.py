@@ -288,7 +288,9 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
     def _handle(self, node_id: str, message: agent_pb2.AgentMessage, link: StreamLink) -> None:
         kind = message.WhichOneof("body")
         if kind == "report":
-            self._queue_report(link, convert.report_from_pb(message.report, node_id))
+            self._queue_report(
+                link, convert.report_from_pb(message.report, node_id, decode_gpus=False)
+            )
         elif kind == "ack":
             self._engine.queue_ack(node_id, convert.ack_from_pb(message.ack))
         elif kind == "hello":

@@ -204,6 +204,9 @@ class Report:
     workloads: tuple[Workload, ...] = ()
     dropped_reports: int = 0
     """Reports the agent's spool had to drop since it started."""
+    encoded_gpus: tuple[tuple[str, bytes], ...] = ()
+    """The GPU samples as (uuid, encoded GpuSample) pairs, as they arrived: the controller
+    checks and stores these bytes without decoding them (``gpus`` is then empty)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -291,7 +291,9 @@ def report_to_pb(report: Report) -> agent_pb2.Report:
     )
 
 
-def report_from_pb(msg: agent_pb2.Report, node_id: str) -> Report:
+def report_from_pb(msg: agent_pb2.Report, node_id: str, *, decode_gpus: bool = True) -> Report:
+    """A checked report. ``decode_gpus=False`` (the controller's ingest path) keeps the GPU
+    samples as the encoded bytes that arrived (``Report.encoded_gpus``), after checking them."""
     if msg.sequence < 1:
         raise InvalidInput("report sequence must start at 1")
     workloads = tuple(workload_from_pb(w, node_id) for w in msg.workloads)
@@ -300,8 +302,17 @@ def report_from_pb(msg: agent_pb2.Report, node_id: str) -> Report:
         if w.workload_id in seen:
             raise InvalidInput(f"workload id {w.workload_id} appears twice in one report")
         seen.add(w.workload_id)
-    gpus = tuple(gpu_from_pb(g) for g in msg.gpus)
-    if len({g.uuid for g in gpus}) != len(gpus):
+    gpus: tuple[GpuSample, ...] = ()
+    encoded: tuple[tuple[str, bytes], ...] = ()
+    if decode_gpus:
+        gpus = tuple(gpu_from_pb(g) for g in msg.gpus)
+        uuids = [g.uuid for g in gpus]
+    else:
+        encoded = tuple(
+            (_gpu_checked(g), g.SerializeToString(deterministic=True)) for g in msg.gpus
+        )
+        uuids = [uuid for uuid, _ in encoded]
+    if len(set(uuids)) != len(uuids):
         raise InvalidInput("a GPU uuid appears twice in one report")
     return Report(
         node_id=node_id,
@@ -310,7 +321,21 @@ def report_from_pb(msg: agent_pb2.Report, node_id: str) -> Report:
         gpus=gpus,
         workloads=workloads,
         dropped_reports=counter(msg.dropped_reports, "dropped_reports"),
+        encoded_gpus=encoded,
     )
+
+
+def _gpu_checked(msg: types_pb2.GpuSample) -> str:
+    """What ``gpu_from_pb`` checks, without building a GpuSample; the uuid."""
+    _text(msg.name, "GPU name", 256)
+    return _text(msg.uuid, "GPU uuid", MAX_ID_LEN)
+
+
+def encoded_gpus(report: Report) -> tuple[tuple[str, bytes], ...]:
+    """The report's GPU samples as (uuid, encoded GpuSample), as stores keep them."""
+    if report.encoded_gpus:
+        return report.encoded_gpus
+    return tuple((g.uuid, gpu_to_pb(g).SerializeToString(deterministic=True)) for g in report.gpus)
 
 
 # --- corrections --------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from backstop.core.models import (
     Workload,
     WorkloadOutcome,
 )
+from backstop.wire import convert
 from tests.controller.conftest import node, spec
 
 
@@ -64,6 +65,37 @@ def test_duplicate_report_sequence_changes_nothing(store: Store) -> None:
     assert not store.record_report(Report("n1", 5, 6.0, (), ()), 6.0)
     assert not store.record_report(Report("n1", 4, 6.0, (), ()), 6.0)
     assert [w.workload_id for w in store.list_workloads()] == ["wl-a"]
+
+
+def test_a_batch_of_reports_is_decided_report_by_report(store: Store) -> None:
+    store.upsert_node(node("n1"), 1.0)
+    store.upsert_node(node("n2"), 1.0)
+    gpu = GpuSample(0, "GPU-n1-0", "H100", utilization_pct=50)
+    assert store.record_report(Report("n2", 5, 1.0, (gpu,), (_workload("wl-old", "n2"),)), 1.0)
+    encoded = convert.report_from_pb(
+        convert.report_to_pb(Report("n1", 2, 3.0, (gpu, GpuSample(1, "GPU-n1-1", "H100")))),
+        "n1",
+        decode_gpus=False,
+    )
+    results = store.record_reports(
+        [
+            Report("n1", 1, 2.0, (gpu,), (_workload("wl-a"),)),
+            encoded,  # two GPUs, as the controller receives them: encoded
+            Report("n1", 2, 3.0, (gpu,)),  # the same sequence again in one batch: a repeat
+            Report("n2", 4, 3.0, (gpu,)),  # older than what is stored: a repeat
+            Report("n9", 1, 3.0, (gpu,)),  # unknown node
+            Report("n2", 6, 4.0, (gpu,), (_workload("wl-new", "n2"),)),
+        ],
+        5.0,
+    )
+    assert results == [True, True, False, False, None, True]
+    assert store.last_report_sequence("n1") == 2
+    assert store.last_report_sequence("n2") == 6
+    assert store.count_samples() == 1 + 1 + 2 + 1
+    # the newest stored report's workloads replace the node's (n1's newest had none)
+    assert [w.workload_id for w in store.list_workloads("n1")] == []
+    assert [w.workload_id for w in store.list_workloads("n2")] == ["wl-new"]
+    assert store.record_reports([], 6.0) == []
 
 
 def test_report_from_unknown_node_is_refused(store: Store) -> None:

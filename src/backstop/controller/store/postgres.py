@@ -46,6 +46,7 @@ from psycopg.rows import TupleRow
 from backstop.api.v1 import types_pb2
 from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.controller.store.postgres_migrations import MIGRATIONS
+from backstop.controller.store.report_batch import plan_reports
 from backstop.controller.store.sqlite import (
     _FORGET_S,
     _OPEN_STATES,
@@ -443,60 +444,48 @@ class PostgresStore:
         return stored
 
     def record_reports(self, reports: Sequence[Report], now_s: float) -> list[bool | None]:
-        """Store reports in one transaction: True stored, False a repeat, None unknown node."""
-        results: list[bool | None] = []
-        with self._tx() as cur:
-            for report in reports:
-                results.append(self._store_report(cur, report, now_s))
-        return results
+        """Store reports in one transaction: True stored, False a repeat, None unknown node.
 
-    @staticmethod
-    def _store_report(cur: Cursor, report: Report, now_s: float) -> bool | None:
-        cur.execute(
-            "SELECT last_report_seq FROM nodes WHERE node_id=%s FOR NO KEY UPDATE",
-            (report.node_id,),
-        )
-        row = cur.fetchone()
-        if row is None:
-            return None
-        if report.sequence and report.sequence <= row[0]:
-            return False
-        cur.execute(
-            """UPDATE nodes SET last_report_seq=%s, last_seen_s=%s, dropped_reports=%s
-               WHERE node_id=%s""",
-            (report.sequence, now_s, report.dropped_reports, report.node_id),
-        )
-        cur.execute("DELETE FROM workloads WHERE node_id=%s", (report.node_id,))
-        if report.workloads:
-            cur.executemany(
-                """INSERT INTO workloads (workload_id, node_id, model_hash, data, updated_s)
-                   VALUES (%s, %s, %s, %s, %s)""",
-                [
-                    (
-                        w.workload_id,
-                        report.node_id,
-                        w.fingerprint.model_hash,
-                        convert.workload_to_pb(w).SerializeToString(deterministic=True),
-                        now_s,
-                    )
-                    for w in report.workloads
-                ],
+        A few statements per batch, whatever its size: the nodes' rows are locked (in node
+        order, so replicas storing overlapping batches queue instead of deadlocking) before
+        their sequences are compared, so a report delivered to two replicas is stored once.
+        """
+        if not reports:
+            return []
+        node_ids = sorted({r.node_id for r in reports})
+        with self._tx() as cur:
+            cur.execute(
+                """SELECT node_id, last_report_seq FROM nodes WHERE node_id = ANY(%s)
+                   ORDER BY node_id FOR NO KEY UPDATE""",
+                (node_ids,),
             )
-        if report.gpus:
-            cur.executemany(
-                """INSERT INTO gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
-                   VALUES (%s, %s, %s, %s)""",
-                [
-                    (
-                        report.node_id,
-                        g.uuid,
-                        report.sampled_at_s,
-                        convert.gpu_to_pb(g).SerializeToString(deterministic=True),
-                    )
-                    for g in report.gpus
-                ],
+            batch = plan_reports(reports, {str(n): int(q) for n, q in cur.fetchall()})
+            if not batch.latest:
+                return batch.results
+            cur.execute(
+                """UPDATE nodes n SET last_report_seq=u.seq, last_seen_s=u.seen,
+                       dropped_reports=u.dropped
+                   FROM unnest(%s::bigint[], %s::float8[], %s::bigint[], %s::text[])
+                       AS u(seq, seen, dropped, node_id)
+                   WHERE n.node_id = u.node_id""",
+                _columns(batch.node_rows(now_s), 4),
             )
-        return True
+            cur.execute("DELETE FROM workloads WHERE node_id = ANY(%s)", (list(batch.latest),))
+            workloads = batch.workload_rows(now_s)
+            if workloads:
+                cur.execute(
+                    """INSERT INTO workloads (workload_id, node_id, model_hash, data, updated_s)
+                       SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[],
+                           %s::float8[])""",
+                    _columns(workloads, 5),
+                )
+            if batch.gpu_rows:
+                cur.execute(
+                    """INSERT INTO gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
+                       SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::bytea[])""",
+                    _columns(batch.gpu_rows, 4),
+                )
+        return batch.results
 
     def last_report_sequence(self, node_id: str) -> int:
         rows = self._query("SELECT last_report_seq FROM nodes WHERE node_id=%s", (node_id,))
@@ -978,6 +967,11 @@ class PostgresStore:
         """Certificates of this node issued at or before the returned time are revoked."""
         rows = self._query("SELECT revoked_at_s FROM revocations WHERE node_id=%s", (node_id,))
         return float(rows[0][0]) if rows else None
+
+
+def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
+    """Rows as ``width`` column lists, for ``unnest`` of one array parameter per column."""
+    return [[row[i] for row in rows] for i in range(width)]
 
 
 def _check_channel(channel: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from backstop.api.v1 import types_pb2
 from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.controller.store.migrations import MIGRATIONS
+from backstop.controller.store.report_batch import plan_reports
 from backstop.core.errors import Conflict, NotFound, StoreError
 from backstop.core.models import (
     CommandAck,
@@ -186,55 +187,37 @@ class SqliteStore:
 
     def record_reports(self, reports: Sequence[Report], now_s: float) -> list[bool | None]:
         """Store reports in one transaction: True stored, False a repeat, None unknown node."""
-        results: list[bool | None] = []
+        if not reports:
+            return []
+        node_ids = sorted({r.node_id for r in reports})
         with self._tx() as db:
-            for report in reports:
-                results.append(self._store_report(db, report, now_s))
-        return results
-
-    @staticmethod
-    def _store_report(db: sqlite3.Connection, report: Report, now_s: float) -> bool | None:
-        row = db.execute(
-            "SELECT last_report_seq FROM nodes WHERE node_id=?", (report.node_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        if report.sequence and report.sequence <= row[0]:
-            return False
-        db.execute(
-            """UPDATE nodes SET last_report_seq=?, last_seen_s=?, dropped_reports=?
-               WHERE node_id=?""",
-            (report.sequence, now_s, report.dropped_reports, report.node_id),
-        )
-        db.execute("DELETE FROM workloads WHERE node_id=?", (report.node_id,))
-        db.executemany(
-            """INSERT INTO workloads (workload_id, node_id, model_hash, data, updated_s)
-               VALUES (?, ?, ?, ?, ?)""",
-            [
-                (
-                    w.workload_id,
-                    report.node_id,
-                    w.fingerprint.model_hash,
-                    convert.workload_to_pb(w).SerializeToString(deterministic=True),
-                    now_s,
-                )
-                for w in report.workloads
-            ],
-        )
-        db.executemany(
-            """INSERT INTO gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
-               VALUES (?, ?, ?, ?)""",
-            [
-                (
-                    report.node_id,
-                    g.uuid,
-                    report.sampled_at_s,
-                    convert.gpu_to_pb(g).SerializeToString(deterministic=True),
-                )
-                for g in report.gpus
-            ],
-        )
-        return True
+            marks = ",".join("?" * len(node_ids))
+            last = dict(
+                db.execute(
+                    f"SELECT node_id, last_report_seq FROM nodes WHERE node_id IN ({marks})",  # noqa: S608
+                    node_ids,
+                ).fetchall()
+            )
+            batch = plan_reports(reports, last)
+            if not batch.latest:
+                return batch.results
+            db.executemany(
+                """UPDATE nodes SET last_report_seq=?, last_seen_s=?, dropped_reports=?
+                   WHERE node_id=?""",
+                batch.node_rows(now_s),
+            )
+            db.executemany("DELETE FROM workloads WHERE node_id=?", [(n,) for n in batch.latest])
+            db.executemany(
+                """INSERT INTO workloads (workload_id, node_id, model_hash, data, updated_s)
+                   VALUES (?, ?, ?, ?, ?)""",
+                batch.workload_rows(now_s),
+            )
+            db.executemany(
+                """INSERT INTO gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
+                   VALUES (?, ?, ?, ?)""",
+                batch.gpu_rows,
+            )
+        return batch.results
 
     def last_report_sequence(self, node_id: str) -> int:
         rows = self._query("SELECT last_report_seq FROM nodes WHERE node_id=?", (node_id,))
