@@ -71,6 +71,13 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=15.0)
+    parser.add_argument(
+        "--agent-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the agent (e.g. MALLOC_ARENA_MAX=2); repeatable",
+    )
     args = parser.parse_args()
     procs: list[subprocess.Popen[bytes]] = []
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "backstop" / "bench"
@@ -134,7 +141,7 @@ def main() -> None:
                     "--report-interval",
                     "1",
                 ],
-                env=gpus.env(),
+                env={**gpus.env(), **dict(e.split("=", 1) for e in args.agent_env)},
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
