@@ -15,6 +15,7 @@ from backstop.core.models import (
     Fingerprint,
     GpuSample,
     Report,
+    TargetResult,
     TargetState,
     Workload,
     WorkloadOutcome,
@@ -188,27 +189,22 @@ def test_update_target_only_if_it_is_still_in_a_state(store: Store) -> None:
     store.create_correction(spec("cor-1"), CorrectionState.APPROVED, 1.0)
     store.add_target("cor-1", "n1", TargetState.DISPATCHED, 1.0)
     store.update_target("cor-1", "n1", TargetState.APPLIED, message="ok", outcomes=(), now_s=2.0)
-    late = store.update_target(
-        "cor-1",
-        "n1",
-        TargetState.UNREACHABLE,
-        message="no ack",
-        outcomes=(),
-        now_s=3.0,
-        only_if=TargetState.DISPATCHED,
-    )
-    assert late is None
+
+    def expire(node_id: str) -> TargetResult | None:
+        return store.update_target(
+            "cor-1",
+            node_id,
+            TargetState.UNREACHABLE,
+            message="no ack",
+            outcomes=(),
+            now_s=3.0,
+            only_if=TargetState.DISPATCHED,
+        )
+
+    assert expire("n1") is None  # acknowledged meanwhile: left as it is
     assert store.target_states("cor-1") == {"n1": TargetState.APPLIED}
     store.add_target("cor-1", "n2", TargetState.DISPATCHED, 1.0)
-    changed = store.update_target(
-        "cor-1",
-        "n2",
-        TargetState.UNREACHABLE,
-        message="no ack",
-        outcomes=(),
-        now_s=3.0,
-        only_if=TargetState.DISPATCHED,
-    )
+    changed = expire("n2")
     assert changed is not None
     assert changed.state is TargetState.UNREACHABLE
 

@@ -52,6 +52,7 @@ from backstop.controller.store.sqlite import (
     _OPEN_STATES,
     _UNACKED,
     _audit_from_row,
+    _node_record,
     _outcomes_from_json,
     _outcomes_to_json,
     _signatures_from_json,
@@ -415,20 +416,7 @@ class PostgresStore:
                 FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
             args,
         )
-        records = []
-        for info, connected, last_seen, count, replica in rows:
-            msg = types_pb2.Node()
-            msg.ParseFromString(info)
-            records.append(
-                NodeRecord(
-                    convert.node_from_pb(msg),
-                    bool(connected),
-                    float(last_seen),
-                    int(count),
-                    str(replica),
-                )
-            )
-        return records
+        return [_node_record(row) for row in rows]
 
     def list_nodes(self) -> list[NodeRecord]:
         return self._node_records()

@@ -157,20 +157,7 @@ class SqliteStore:
                 FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
             args,
         )
-        records = []
-        for info, connected, last_seen, count, replica in rows:
-            msg = types_pb2.Node()
-            msg.ParseFromString(info)
-            records.append(
-                NodeRecord(
-                    convert.node_from_pb(msg),
-                    bool(connected),
-                    float(last_seen),
-                    int(count),
-                    str(replica),
-                )
-            )
-        return records
+        return [_node_record(row) for row in rows]
 
     def list_nodes(self) -> list[NodeRecord]:
         return self._node_records()
@@ -666,6 +653,16 @@ class SqliteStore:
         """Certificates of this node issued at or before the returned time are revoked."""
         rows = self._query("SELECT revoked_at_s FROM revocations WHERE node_id=?", (node_id,))
         return float(rows[0][0]) if rows else None
+
+
+def _node_record(row: Sequence[Any]) -> NodeRecord:
+    """A NodeRecord from an (info, connected, last seen, workload count, replica) row."""
+    info, connected, last_seen, count, replica = row
+    msg = types_pb2.Node()
+    msg.ParseFromString(info)
+    return NodeRecord(
+        convert.node_from_pb(msg), bool(connected), float(last_seen), int(count), str(replica)
+    )
 
 
 def pending_from_rows(rows: Sequence[Sequence[Any]]) -> list[PendingCommand]:
