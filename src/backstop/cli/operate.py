@@ -48,7 +48,7 @@ def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
     if args.output == "json":
         print(render.to_json(nodes))
         return 0
-    rows = [
+    rows: list[tuple[object, ...]] = [
         (
             n.node_id,
             "connected" if n.connected else "offline",
@@ -60,7 +60,11 @@ def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
         )
         for n in nodes
     ]
-    print(render.table(("node", "status", "gpus", "gpu model", "workloads", "seen", "agent"), rows))
+    headers: tuple[str, ...] = ("node", "status", "gpus", "gpu model", "workloads", "seen", "agent")
+    if len({n.replica for n in nodes if n.replica}) > 1:  # several replicas: say which holds whom
+        headers += ("replica",)
+        rows = [(*row, n.replica or "-") for row, n in zip(rows, nodes, strict=True)]
+    print(render.table(headers, rows))
     return 0
 
 
