@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collections.abc import Iterator
 
 import psycopg
+from agent_cost import cpu_seconds
 from simulator import _hello, _report
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
@@ -141,7 +142,10 @@ def measure(kind: str, agents: int, seconds: float) -> str:
     ):
         proc, address = start_controller(Path(tmp), url)
         try:
+            cpu_before, bench_before = cpu_seconds(proc.pid), time.process_time()
             sent, elapsed = asyncio.run(run(address, agents, seconds))
+            controller_cpu = (cpu_seconds(proc.pid) - cpu_before) / elapsed
+            bench_cpu = (time.process_time() - bench_before) / elapsed
         finally:
             proc.terminate()
             proc.wait(10)
@@ -152,7 +156,7 @@ def measure(kind: str, agents: int, seconds: float) -> str:
         name = url.split(":")[0]
         return (
             f"| {name} | {agents} | {total:,} | {elapsed:.1f} s | {total / elapsed:,.0f}/s "
-            f"| {check} |"
+            f"| {controller_cpu:.0%} | {bench_cpu:.0%} | {check} |"
         )
 
 
@@ -171,8 +175,11 @@ def main() -> None:
     for kind in args.stores:
         lines.append(measure(kind, args.agents, args.seconds))
         print(lines[-1], file=sys.stderr)
-    print("| store | agents | reports | wall (incl. drain) | reports/s | check |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| store | agents | reports | wall (incl. drain) | reports/s | controller CPU "
+        "| simulated agents' CPU | check |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     print("\n".join(lines))
 
 

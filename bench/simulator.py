@@ -66,11 +66,17 @@ class SimAgent:
         self.stats = stats
         self.last_command = 0
         self.report_seq = 0
+        self.recent_acks: list[agent_pb2.AgentMessage] = []
+        """The latest acks, sent again on every connect (as the real agent does): an ack
+        queued as a poll check-in ended would otherwise be lost, and its command, already
+        seen, is not sent again."""
 
     async def _outgoing(
         self, queue: asyncio.Queue[agent_pb2.AgentMessage | None]
     ) -> AsyncIterator[agent_pb2.AgentMessage]:
         yield _hello(self.node_id, self.last_command)
+        for ack in self.recent_acks:
+            yield ack
         while True:
             item = await queue.get()
             if item is None:
@@ -106,16 +112,16 @@ class SimAgent:
                 spec = types_pb2.CorrectionSpec()
                 spec.ParseFromString(cmd.correction.spec)
                 self.last_command = max(self.last_command, cmd.sequence)
-                await queue.put(
-                    agent_pb2.AgentMessage(
-                        ack=agent_pb2.CommandAck(
-                            correction_id=spec.correction_id,
-                            sequence=cmd.sequence,
-                            state=types_pb2.TARGET_STATE_APPLIED,
-                            message="simulated",
-                        )
+                ack = agent_pb2.AgentMessage(
+                    ack=agent_pb2.CommandAck(
+                        correction_id=spec.correction_id,
+                        sequence=cmd.sequence,
+                        state=types_pb2.TARGET_STATE_APPLIED,
+                        message="simulated",
                     )
                 )
+                self.recent_acks = [*self.recent_acks[-7:], ack]
+                await queue.put(ack)
                 self.stats.acks += 1
                 self.stats.ack_times[spec.correction_id] = time.time()
         except grpc.aio.AioRpcError:
