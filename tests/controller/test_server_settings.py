@@ -29,6 +29,16 @@ def test_controller_requires_tls_and_trust_policy_unless_insecure(tmp_path: Path
         ControllerServer(ControllerSettings(insecure=True, tls_dir=tmp_path))
 
 
+def test_a_replica_id_must_be_one_printable_word(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/d"
+    for bad in ("two words", "tab\there", "bell\a"):
+        with pytest.raises(InvalidInput, match="must be printable, no spaces"):
+            ControllerServer(ControllerSettings(insecure=True, store_url=store, controller_id=bad))
+    named = ControllerServer(ControllerSettings(insecure=True, store_url=store, controller_id="r1"))
+    assert named.controller_id == "r1"
+    named.store.close()
+
+
 def test_agent_refuses_plaintext_off_loopback_and_unenrolled_tls(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="plaintext is allowed only on loopback"):
         AgentDaemon(AgentSettings(controller="10.1.2.3:7443", insecure=True, state_dir=tmp_path))

@@ -105,8 +105,8 @@ def replicas(cluster: LocalCluster, postgres_database: str) -> Iterator[Replicas
     addresses: dict[str, str] = {}
 
     def start_replicas() -> None:
-        addresses["r1"] = cluster.start_controller(name="controller")
-        addresses["r2"] = cluster.start_controller(name="r2")
+        addresses["r1"] = cluster.start_controller("127.0.0.1:0", "--replica-id", "r1")
+        addresses["r2"] = cluster.start_controller("127.0.0.1:0", "--replica-id", "r2", name="r2")
 
     with scratch_cgroup("backstop-e2e") as root:
         for nodes in _two_nodes(

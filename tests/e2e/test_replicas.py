@@ -53,7 +53,7 @@ def test_a_correction_on_one_replica_reaches_agents_held_by_another(replicas: Re
     cluster = replicas.nodes.cluster
     r1_id = wait_for(lambda: _replica_of(cluster, replicas.r1, "node-a"), 15, "node-a on r1")
     r2_id = wait_for(lambda: _replica_of(cluster, replicas.r1, "node-b"), 15, "node-b on r2")
-    assert r1_id != r2_id  # two replicas, one node each
+    assert (r1_id, r2_id) == ("r1", "r2")  # as named by --replica-id
     assert _held_by(cluster, replicas.r2) == {"node-a": r1_id, "node-b": r2_id}
     table = cluster.cli("--controller", replicas.r2, "nodes")
     assert table.code == 0, table.err

@@ -46,6 +46,7 @@ def controller_serve(args: argparse.Namespace) -> int:
         tls_dir=Path(args.server_tls_dir) if args.server_tls_dir else None,
         trust_policy=Path(args.trust_policy) if args.trust_policy else None,
         enrol_listen=args.enrol_listen,
+        controller_id=args.replica_id,
     )
     ready = Path(args.ready_file) if args.ready_file else None
     return _run_until_signal(serve(settings, ready))

@@ -117,6 +117,11 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     serve.add_argument("--ready-file", default="", help="write the bound address here when ready")
     serve.add_argument(
+        "--replica-id",
+        default="",
+        help="this replica's name among several on one PostgreSQL store (default HOST:PID)",
+    )
+    serve.add_argument(
         "--tls-dir", dest="server_tls_dir", default="", help="ca.crt, controller.crt/.key, ca.key"
     )
     serve.add_argument("--trust-policy", default="", help="people, roles, keys and quorum (JSON)")

@@ -57,6 +57,8 @@ class ControllerServer:
         _check_security_settings(settings)
         self.settings = settings
         self.controller_id = settings.controller_id or f"{socket.gethostname()}:{os.getpid()}"
+        if not self.controller_id.isprintable() or any(c.isspace() for c in self.controller_id):
+            raise InvalidInput(f"replica id {self.controller_id!r} must be printable, no spaces")
         self.store = store if store is not None else open_store(settings.store_url)
         policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
         self.fanout = fanout_for(self.store, self.controller_id)
