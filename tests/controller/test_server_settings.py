@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,15 @@ def test_a_replica_id_must_be_one_printable_word(tmp_path: Path) -> None:
     for bad in ("two words", "tab\there", "bell\a"):
         with pytest.raises(InvalidInput, match="must be printable, no spaces"):
             ControllerServer(ControllerSettings(insecure=True, store_url=store, controller_id=bad))
-    named = ControllerServer(ControllerSettings(insecure=True, store_url=store, controller_id="r1"))
-    assert named.controller_id == "r1"
-    named.store.close()
+
+    async def name_of_a_replica() -> str:  # the gRPC server needs a running event loop
+        named = ControllerServer(
+            ControllerSettings(insecure=True, store_url=store, controller_id="r1")
+        )
+        named.store.close()
+        return named.controller_id
+
+    assert asyncio.run(name_of_a_replica()) == "r1"
 
 
 def test_agent_refuses_plaintext_off_loopback_and_unenrolled_tls(tmp_path: Path) -> None:
