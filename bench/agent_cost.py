@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from daemons import start_agent, start_controller
+
 from backstop.simgpu import FakeNvml, FakeProcess, default_gpus
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -95,56 +97,10 @@ def main() -> None:
                 default_gpus(8),
                 [FakeProcess(i, workers[i].pid, 2**30) for i in range(8)],
             )
-            ready = work / "addr"
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "backstop",
-                        "--insecure",
-                        "--log-level",
-                        "warning",
-                        "controller",
-                        "serve",
-                        "--listen",
-                        "127.0.0.1:0",
-                        "--store",
-                        f"sqlite:///{work / 'db'}",
-                        "--report-interval",
-                        "1",
-                        "--ready-file",
-                        str(ready),
-                    ],
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-            while not ready.exists():
-                time.sleep(0.1)
-            agent = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "backstop",
-                    "--insecure",
-                    "--log-level",
-                    "warning",
-                    "--controller",
-                    ready.read_text().split()[0],
-                    "agent",
-                    "run",
-                    "--node-id",
-                    "bench",
-                    "--state-dir",
-                    str(work / "state"),
-                    "--report-interval",
-                    "1",
-                ],
-                env={**gpus.env(), **dict(e.split("=", 1) for e in args.agent_env)},
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            controller, address = start_controller(work, "--report-interval", "1")
+            procs.append(controller)
+            agent_env = {**gpus.env(), **dict(e.split("=", 1) for e in args.agent_env)}
+            agent = start_agent(work, address, "bench", agent_env, "--report-interval", "1")
             procs.append(agent)
             time.sleep(args.warmup)
             agent_cpu, agent_rss, agent_max = measure(agent.pid, args.seconds)

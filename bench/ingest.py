@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,31 +32,13 @@ from collections.abc import Iterator
 
 import psycopg
 from agent_cost import cpu_seconds
+from daemons import start_controller
 from simulator import _hello, _report
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
 from tests.support.postgres import PostgresServer, ensure_server_binaries
 
 GPUS_PER_REPORT = 8
-
-
-def start_controller(workdir: Path, store: str) -> tuple[subprocess.Popen[bytes], str]:
-    ready = workdir / "addr"
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "backstop", "--insecure", "--log-level", "warning",
-            "controller", "serve", "--listen", "127.0.0.1:0", "--store", store,
-            "--ready-file", str(ready),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "controller.log", "wb"),  # noqa: SIM115
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the controller did not start")
-        time.sleep(0.1)
-    return proc, ready.read_text().split()[0]
 
 
 WINDOW = 256
@@ -140,7 +121,7 @@ def measure(kind: str, agents: int, seconds: float) -> str:
         tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp,
         store_url(kind, Path(tmp)) as url,
     ):
-        proc, address = start_controller(Path(tmp), url)
+        proc, address = start_controller(Path(tmp), store=url)
         try:
             cpu_before, bench_before = cpu_seconds(proc.pid), time.process_time()
             sent, elapsed = asyncio.run(run(address, agents, seconds))

@@ -42,6 +42,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import daemons
 from agent_cost import cpu_seconds, rss_mib
 from simulator import SimStats, run_fleet
 
@@ -168,41 +169,22 @@ def stop(proc: subprocess.Popen[bytes], *, gentle: bool) -> str:
 def start_controller(
     work: Path, report_interval: float, launch: list[subprocess.Popen[bytes]]
 ) -> tuple[subprocess.Popen[bytes], str]:
-    ready = work / "addr"
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "backstop", "--insecure", "--log-level", "warning",
-            "controller", "serve", "--listen", "127.0.0.1:0", "--store",
-            f"sqlite:///{work / 'db.sqlite'}", "--ready-file", str(ready),
-            "--report-interval", str(report_interval), "--ack-timeout", "60",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(work / "controller.log", "wb"),  # noqa: SIM115
-        start_new_session=True,
-    )  # fmt: skip
+    try:
+        proc, address = daemons.start_controller(
+            work, "--report-interval", str(report_interval), "--ack-timeout", "60"
+        )
+    except daemons.DaemonDidNotStart as exc:
+        raise SoakFailed(str(exc) + log_tail(work / "controller.log")) from exc
     launch.append(proc)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SoakFailed("the controller did not start" + log_tail(work / "controller.log"))
-        time.sleep(0.1)
-    return proc, ready.read_text().split()[0]
+    return proc, address
 
 
 def start_agent(
     work: Path, address: str, report_interval: float, gpus: FakeNvml
 ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable, "-m", "backstop", "--insecure", "--log-level", "warning",
-            "--controller", address, "agent", "run", "--node-id", AGENT_NODE,
-            "--state-dir", str(work / "state"), "--report-interval", str(report_interval),
-        ],
-        env=gpus.env(),
-        stdout=subprocess.DEVNULL,
-        stderr=open(work / "agent.log", "wb"),
-        start_new_session=True,
-    )  # fmt: skip
+    return daemons.start_agent(
+        work, address, AGENT_NODE, gpus.env(), "--report-interval", str(report_interval)
+    )
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,29 +25,10 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from daemons import start_controller
 from simulator import run_fleet
 
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
-
-
-def start_controller(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    ready = workdir / "addr"
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "backstop", "--insecure", "--log-level", "warning",
-            "controller", "serve", "--listen", "127.0.0.1:0", "--store",
-            f"sqlite:///{workdir / 'db.sqlite'}", "--ready-file", str(ready),
-            "--ack-timeout", "60",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(workdir / "controller.log", "wb"),  # noqa: SIM115
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise SystemExit("the controller did not start; see " + str(workdir))
-        time.sleep(0.1)
-    return proc, ready.read_text().split()[0]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -125,7 +105,7 @@ async def measure(address: str, count: int, mode: str, rounds: int) -> dict[str,
 
 def run(count: int, mode: str, rounds: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
-        proc, address = start_controller(Path(tmp))
+        proc, address = start_controller(Path(tmp), "--ack-timeout", "60")
         try:
             return asyncio.run(measure(address, count, mode, rounds))
         finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from backstop.agent.fingerprint import procfs as procfs_module
 from backstop.agent.fingerprint.weights import WeightsHasher
 from backstop.core import ids
 from backstop.core.models import Behaviour, GpuProcess, GpuUse, WeightsFile, Workload
+from tests.agent.conftest import FakeClock
 from tests.agent.fingerprint.children import Child, Spawner
 from tests.agent.fingerprint.samples import (
     reference_model_hash,
@@ -37,21 +37,6 @@ NODE = "node-a"
 GPU_A = "GPU-aaaaaaaa-0000-0000-0000-000000000000"
 GPU_B = "GPU-bbbbbbbb-0000-0000-0000-000000000000"
 CID = "9a" * 32
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def spawner() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.cleanup()
 
 
 def containing(workloads: list[Workload], pid: int) -> list[Workload]:

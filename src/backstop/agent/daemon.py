@@ -7,7 +7,6 @@ and the sampling loop. Blocking work (NVML, /proc, signals) runs in worker threa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -24,6 +23,7 @@ from backstop.agent.state import AgentState
 from backstop.agent.verifier import CommandVerifier
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, Workload
 from backstop.core.settings import AgentSettings
+from backstop.core.tasks import run_until_one_fails
 from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
@@ -197,14 +197,8 @@ class AgentDaemon:
             asyncio.create_task(self._sample_loop(), name="sampler"),
         ]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            await run_until_one_fails(tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             if telemetry is not None:
                 telemetry.stop()
             self.nvml.close()

@@ -16,14 +16,14 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from backstop.controller import metrics
 from backstop.controller.authz import Authorizer, Caller
 from backstop.controller.fanout import Fanout, LocalFanout
-from backstop.controller.store.base import PendingCommand, Store
+from backstop.controller.store.base import NodeRecord, PendingCommand, Store
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, PermissionDenied
 from backstop.core.ids import new_correction_id
 from backstop.core.models import (
@@ -215,14 +215,14 @@ class CorrectionsEngine:
             for cmd in self._store.pending_commands(node_id, self._sent.get(node_id, 0), now):
                 self._send(link, cmd, now)
 
-    def _remote_nodes(self) -> set[str]:
+    def _remote_nodes(self, records: Mapping[str, NodeRecord]) -> set[str]:
         """Nodes whose stream another live replica holds."""
         if not self._fanout.shared:
             return set()
         return {
-            r.info.node_id
-            for r in self._store.list_nodes()
-            if r.connected and r.replica and r.replica != self.replica_id
+            node_id
+            for node_id, r in records.items()
+            if r.connected and r.replica not in ("", self.replica_id)
         }
 
     # --- requests ------------------------------------------------------------------------
@@ -305,7 +305,7 @@ class CorrectionsEngine:
         try:
             self._check_spec(spec, caller)
             self.authz.require(caller, Role.OPERATOR, f"a {spec.action.value}")
-            known = {n.info.node_id for n in self._store.list_nodes()}
+            known = {r.info.node_id: r for r in self._store.list_nodes()}
             unknown = [n for n in spec.scope.node_ids if n not in known]
             if unknown:
                 raise NotFound(f"unknown node(s): {', '.join(unknown)}; see `backstop nodes`")
@@ -360,7 +360,7 @@ class CorrectionsEngine:
             return self.get(spec.correction_id)
         if nodes is None:
             nodes = sorted(n for n in known if node_in_scope(spec.scope, n))
-        return self._dispatch(spec, nodes)
+        return self._dispatch(spec, nodes, known)
 
     def _verify(
         self, spec: CorrectionSpec, data: bytes, signatures: tuple[SignatureRecord, ...]
@@ -440,9 +440,11 @@ class CorrectionsEngine:
         self._store.set_correction_state(
             correction_id, CorrectionState.APPROVED, f"approved: {verdict.progress}", self._clock()
         )
-        known = {n.info.node_id for n in self._store.list_nodes()}
+        known = {r.info.node_id: r for r in self._store.list_nodes()}
         return self._dispatch(
-            correction.spec, sorted(n for n in known if node_in_scope(correction.spec.scope, n))
+            correction.spec,
+            sorted(n for n in known if node_in_scope(correction.spec.scope, n)),
+            known,
         )
 
     def _refuse(self, caller: Caller, action: str, subject: str, reason: str) -> None:
@@ -492,14 +494,17 @@ class CorrectionsEngine:
 
     # --- dispatch and acks ---------------------------------------------------------------
 
-    def _dispatch(self, spec: CorrectionSpec, nodes: list[str]) -> Correction:
+    def _dispatch(
+        self, spec: CorrectionSpec, nodes: list[str], known: Mapping[str, NodeRecord]
+    ) -> Correction:
+        """Send to the ``nodes`` in scope; ``known`` is every node's record, as just read."""
         now = self._clock()
         cid = spec.correction_id
         data = self._store.spec_bytes(cid)
         signatures = self.get(cid).signatures
         self.audit("controller", "correction.dispatch", cid, nodes=nodes)
         away = "agent not connected; delivered if it reconnects before expiry"
-        remote = self._remote_nodes()
+        remote = self._remote_nodes(known)
         plan = [
             (n, TargetState.DISPATCHED, "")
             if n in self._links

@@ -124,6 +124,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             extra={"node": node.node_id, "peer": context.peer(), "gpus": len(node.gpus)},
         )
         reader: asyncio.Task[str] | None = None
+        stored = self._store.last_report_sequence(node.node_id)
         try:
             await context.write(
                 agent_pb2.ControllerMessage(
@@ -131,12 +132,12 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                         controller_id=self._controller_id,
                         report_interval_s=self._settings.report_interval_s,
                         protocol_version=PROTOCOL_VERSION,
-                        last_report_sequence=self._store.last_report_sequence(node.node_id),
+                        last_report_sequence=stored,
                     )
                 )
             )
             self._engine.redeliver(node.node_id, hello.last_command_sequence)
-            link.stored_report = link.acked_report = self._store.last_report_sequence(node.node_id)
+            link.stored_report = link.acked_report = stored
             reader = asyncio.create_task(self._read_loop(context, node.node_id, link))
             error = await self._write_loop(context, link, reader)
             if error:

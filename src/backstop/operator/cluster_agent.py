@@ -41,6 +41,7 @@ from backstop.core.models import (
     Workload,
     WorkloadOutcome,
 )
+from backstop.core.tasks import run_until_one_fails
 from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
@@ -233,13 +234,8 @@ class ClusterAgent:
             asyncio.create_task(self._report_loop(), name="reports"),
         ]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            await run_until_one_fails(tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self.session.flush_spool()
 
     # -- down -------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from kubernetes import client as k8s
 
 from backstop.core.errors import BackstopError, InvalidInput, NotFound
 from backstop.core.models import Action
+from backstop.core.tasks import run_until_one_fails
 from backstop.operator import marks
 from backstop.operator.actions import Actions
 from backstop.operator.cluster_agent import ClusterAgent
@@ -245,13 +246,8 @@ class Operator:
             },
         )
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
+            await run_until_one_fails(tasks)
         finally:
             for watcher in watchers:
                 watcher.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self.queue.close()

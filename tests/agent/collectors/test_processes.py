@@ -7,7 +7,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -22,25 +22,11 @@ from backstop.agent.collectors.processes import (
     parse_cgroup_file,
 )
 from backstop.core.errors import CollectorError
+from tests.agent.conftest import FakeClock
 from tests.agent.fingerprint.children import Spawner
 
 CID = "4f3c2b1a" * 8
 CID2 = "0123456789abcdef" * 4
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def spawner() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.cleanup()
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,13 +25,6 @@ print(s4.getsockname()[1], s6.getsockname()[1],
       os.fstat(s4.fileno()).st_ino, os.fstat(s6.fileno()).st_ino, flush=True)
 sys.stdin.read()
 """
-
-
-@pytest.fixture
-def spawner() -> Iterator[Spawner]:
-    spawner = Spawner()
-    yield spawner
-    spawner.cleanup()
 
 
 @pytest.fixture

@@ -567,29 +567,15 @@ class SqliteStore:
         self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
     ) -> AuditEntry:
         with self._tx() as db:
-            row = db.execute(
-                "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
-                "FROM audit ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            prev = _audit_from_row(row) if row else None
             entry = next_entry(
-                prev, ts=ts, actor=actor, action=action, subject=subject, details=details
+                self._audit_head(db),
+                ts=ts,
+                actor=actor,
+                action=action,
+                subject=subject,
+                details=details,
             )
-            db.execute(
-                "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.seq,
-                    entry.ts,
-                    entry.actor,
-                    entry.action,
-                    entry.subject,
-                    json.dumps(entry.details, sort_keys=True),
-                    entry.prev_hash,
-                    entry.hash,
-                ),
-            )
-            return entry
+            return self._insert_audit(db, entry)
 
     def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]:
         rows = self._query(
