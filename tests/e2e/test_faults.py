@@ -41,8 +41,10 @@ def _agent(cluster: LocalCluster, cgroups: TestCgroups, node: str, *extra: str) 
 
 
 def _stored_reports(db: Path, node: str) -> tuple[int, int, int]:
-    """(last stored sequence, GPU sample rows, distinct sample times) for a node."""
+    """(last stored sequence, GPU sample rows, distinct sample times) for a node, read in one
+    transaction (one snapshot: the controller keeps storing reports meanwhile)."""
     with sqlite3.connect(db) as conn:
+        conn.execute("BEGIN")
         (last,) = conn.execute(
             "SELECT last_report_seq FROM nodes WHERE node_id=?", (node,)
         ).fetchone()
