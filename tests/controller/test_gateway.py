@@ -7,15 +7,18 @@ no Hello, garbage bytes, oversized messages, invalid contents.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc, control_pb2, control_pb2_grpc, types_pb2
 from backstop.controller.server import ControllerServer
+from backstop.controller.store import Store, open_store
+from backstop.core.models import Report
 from backstop.core.settings import ControllerSettings
 from backstop.wire import convert
 from tests.controller.conftest import node
@@ -273,3 +276,59 @@ def test_redelivery_on_reconnect_uses_last_sequence(tmp_path: Path) -> None:
         await channel.close()
 
     run_with_server(tmp_path, scenario)
+
+
+class _HeldStore:
+    """The real store, except that the first batch of reports waits until ``release`` is set."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.release = threading.Event()
+        self.batches: list[list[int]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def record_reports(self, reports: Sequence[Report], now_s: float) -> list[bool | None]:
+        self.batches.append([r.sequence for r in reports])
+        if len(self.batches) == 1:
+            assert self.release.wait(10), "the test never released the first batch"
+        return self._store.record_reports(reports, now_s)
+
+
+def test_reports_keep_arriving_while_a_batch_is_written(tmp_path: Path) -> None:
+    """A slow write does not stall the event loop; what arrives meanwhile is the next batch."""
+    held = _HeldStore(open_store(f"sqlite:///{tmp_path / 'c.db'}"))
+    settings = ControllerSettings(listen="127.0.0.1:0", insecure=True)
+
+    async def main() -> None:
+        server = ControllerServer(settings, store=cast(Store, held))
+        address = f"127.0.0.1:{await server.start()}"
+        channel, call = await open_stream(address)
+        try:
+            await call.write(hello("n1"))
+            await call.read()  # Welcome
+            await call.write(agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=1)))
+            await until(lambda: _true(held.batches == [[1]]))
+            for seq in (2, 3, 4):
+                await call.write(agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=seq)))
+            # the loop still serves calls while the first batch is being written
+            assert [n.node_id for n in await list_nodes(address)] == ["n1"]
+            assert held.last_report_sequence("n1") == 0
+            held.release.set()
+            await until(lambda: _true(held.last_report_sequence("n1") == 4))
+            assert held.batches == [[1], [2, 3, 4]]
+            while True:  # the agent is told that all four are stored
+                msg = await call.read()
+                if msg.WhichOneof("body") == "report_ack" and msg.report_ack.sequence == 4:
+                    break
+        finally:
+            held.release.set()
+            await channel.close()
+            await server.stop(0)
+
+    asyncio.run(main())
+
+
+async def _true(value: bool) -> bool:
+    return value

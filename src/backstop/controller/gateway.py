@@ -101,7 +101,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         self._controller_id = controller_id
         self._mutual_tls = mutual_tls
         self._reports: list[tuple[StreamLink, Report]] = []
-        self._report_flush_scheduled = False
+        self._report_writer: asyncio.Task[None] | None = None
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
         hello = await self._read_hello(context)
@@ -254,37 +254,56 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 log.exception("could not handle agent message", extra={"node": node_id})
 
     def _queue_report(self, link: StreamLink, report: Report) -> None:
-        """Reports arriving together (from any stream) are stored in one transaction."""
+        """Queue a report; the writer stores what has gathered in one transaction."""
         self._reports.append((link, report))
-        if not self._report_flush_scheduled:
-            self._report_flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_reports)
+        if self._report_writer is None or self._report_writer.done():
+            self._report_writer = asyncio.get_running_loop().create_task(self._write_reports())
 
-    def _flush_reports(self) -> None:
-        self._report_flush_scheduled = False
-        batch, self._reports = self._reports, []
+    async def _write_reports(self) -> None:
+        """Store queued reports a batch at a time, in a worker thread.
+
+        The event loop keeps reading streams while a batch is written, and what arrives
+        meanwhile becomes the next batch. Only one batch is in flight, so one node's reports
+        are stored in sequence order.
+        """
+        while self._reports:
+            batch, self._reports = self._reports, []
+            try:
+                results = await asyncio.to_thread(self._store_reports, batch)
+            except Exception:  # the agents keep unconfirmed reports and send them again
+                log.exception("could not store a batch of reports", extra={"reports": len(batch)})
+                continue
+            for (link, report), stored in zip(batch, results, strict=True):
+                if stored is None:
+                    continue  # not stored: never confirm it, so the agent keeps and resends it
+                if stored:
+                    metrics.REPORTS.inc()
+                else:
+                    metrics.REPORTS_DUPLICATE.inc()
+                link.stored_report = max(link.stored_report, report.sequence)
+
+    def _store_reports(self, batch: list[tuple[StreamLink, Report]]) -> list[bool | None]:
         try:
-            results = self._store.record_reports([r for _, r in batch], time.time())
+            return self._store.record_reports([r for _, r in batch], time.time())
         except BackstopError:
-            # one report must not keep the others out: store them one by one
-            results = []
-            for _, report in batch:
-                try:
-                    results.extend(self._store.record_reports([report], time.time()))
-                except BackstopError as exc:
-                    log.warning(
-                        "report not stored; the agent will resend it",
-                        extra={"node": report.node_id, "error": exc.message},
-                    )
-                    results.append(None)
-        for (link, report), stored in zip(batch, results, strict=True):
-            if stored is None:
-                continue  # not stored: never confirm it, so the agent keeps and resends it
-            if stored:
-                metrics.REPORTS.inc()
-            else:
-                metrics.REPORTS_DUPLICATE.inc()
-            link.stored_report = max(link.stored_report, report.sequence)
+            pass
+        # one report must not keep the others out: store them one by one
+        results: list[bool | None] = []
+        for _, report in batch:
+            try:
+                results.extend(self._store.record_reports([report], time.time()))
+            except BackstopError as exc:
+                log.warning(
+                    "report not stored; the agent will resend it",
+                    extra={"node": report.node_id, "error": exc.message},
+                )
+                results.append(None)
+        return results
+
+    async def drain(self) -> None:
+        """Wait for the reports already received to be stored."""
+        while self._report_writer is not None and not self._report_writer.done():
+            await asyncio.shield(self._report_writer)
 
     def _handle(self, node_id: str, message: agent_pb2.AgentMessage, link: StreamLink) -> None:
         kind = message.WhichOneof("body")

@@ -69,6 +69,13 @@ class ControllerServer:
             replica_id=self.controller_id,
             fanout=self.fanout,
         )
+        self._gateway = AgentGateway(
+            self.store,
+            self.engine,
+            settings,
+            self.controller_id,
+            mutual_tls=settings.tls_dir is not None,
+        )
         self._enrol_server: grpc.aio.Server | None = None
         self.enrol_port = 0
         self._server = grpc.aio.server(options=grpc_options(settings.max_message_bytes))
@@ -84,16 +91,7 @@ class ControllerServer:
             self.store.mark_all_disconnected()
         self.engine.recover()
         tls = self.settings.tls_dir
-        agent_pb2_grpc.add_AgentGatewayServicer_to_server(
-            AgentGateway(
-                self.store,
-                self.engine,
-                self.settings,
-                self.controller_id,
-                mutual_tls=tls is not None,
-            ),
-            self._server,
-        )
+        agent_pb2_grpc.add_AgentGatewayServicer_to_server(self._gateway, self._server)
         control_pb2_grpc.add_ControlServiceServicer_to_server(
             ControlService(self.store, self.engine), self._server
         )
@@ -184,6 +182,7 @@ class ControllerServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._server.stop(grace_s)
+        await self._gateway.drain()
         if self._enrol_server is not None:
             await self._enrol_server.stop(0)
         if self._telemetry is not None:

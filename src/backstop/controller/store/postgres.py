@@ -467,12 +467,14 @@ class PostgresStore:
                            %s::float8[])""",
                     _columns(workloads, 5),
                 )
-            if batch.gpu_rows:
-                cur.execute(
-                    """INSERT INTO gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
-                       SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::bytea[])""",
-                    _columns(batch.gpu_rows, 4),
-                )
+            if batch.gpu_rows:  # the bulk of a batch: binary COPY, rows formatted in C
+                with cur.copy(
+                    """COPY gpu_samples (node_id, gpu_uuid, sampled_at_s, data)
+                       FROM STDIN (FORMAT BINARY)"""
+                ) as copy:
+                    copy.set_types(["text", "text", "float8", "bytea"])
+                    for row in batch.gpu_rows:
+                        copy.write_row(row)
         return batch.results
 
     def last_report_sequence(self, node_id: str) -> int:
