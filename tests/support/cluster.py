@@ -168,15 +168,16 @@ class LocalCluster:
     def signal_controller(self, name: str, signum: int) -> None:
         os.killpg(self.controllers[name].pid, signum)
 
-    def start_agent(
+    def _spawn_backstop(
         self,
-        node_id: str,
+        name: str,
+        controller: str,
+        args: list[str],
         env: Mapping[str, str] | None = None,
-        *extra: str,
-        controller: str = "",
     ) -> subprocess.Popen[bytes]:
+        """``backstop ARGS`` as a daemon joined to ``controller`` (default: "controller")."""
         proc = self._spawn(
-            f"agent-{node_id}",
+            name,
             [
                 sys.executable,
                 "-m",
@@ -186,20 +187,38 @@ class LocalCluster:
                 "--controller",
                 controller or self.address,
                 *(["--insecure"] if self.insecure else []),
-                "agent",
-                "run",
-                "--node-id",
-                node_id,
-                "--state-dir",
-                str(self.workdir / f"state-{node_id}"),
-                "--report-interval",
-                "0.5",
-                *extra,
+                *args,
             ],
             env,
         )
-        self.agents[node_id] = proc
+        self.agents[name.removeprefix("agent-")] = proc
         return proc
+
+    def start_agent(
+        self,
+        node_id: str,
+        env: Mapping[str, str] | None = None,
+        *extra: str,
+        controller: str = "",
+    ) -> subprocess.Popen[bytes]:
+        state = str(self.workdir / f"state-{node_id}")
+        args = ["agent", "run", "--node-id", node_id, "--state-dir", state]
+        return self._spawn_backstop(
+            f"agent-{node_id}", controller, [*args, "--report-interval", "0.5", *extra], env
+        )
+
+    def start_cloud_agent(
+        self, provider: str, endpoint_url: str, *extra: str, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``backstop cloud run`` for one account, its API at ``endpoint_url``."""
+        state = str(self.workdir / f"state-cloud-{provider}")
+        args = ["cloud", "run", "--provider", provider, "--endpoint-url", endpoint_url]
+        return self._spawn_backstop(
+            f"cloud-{provider}",
+            "",
+            [*args, "--state-dir", state, "--report-interval", "0.5", *extra],
+            env,
+        )
 
     def start_model_server(self, name: str) -> ModelServer:
         port_file = self.workdir / f"{name}.port"

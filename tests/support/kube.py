@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from tests.support.kube_pki import CertificateAuthority, CertKey, service_account_keys
+from tests.support.spawn import dying_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -185,16 +185,6 @@ class Component:
     name: str
     argv: list[str]
     health_url: str | None = None
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if the test process dies without running its finalizers
-    # (SIGKILL, os._exit), the kernel kills the component too.
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _process_groups() -> dict[int, list[int]]:
@@ -574,14 +564,13 @@ class ControlPlane:
         (self.workdir / "home").mkdir(exist_ok=True)
         with self.log_path(component.name).open("ab") as log_file:
             proc = subprocess.Popen(
-                component.argv,
+                dying_with_parent(component.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
             )
         self.processes[component.name] = proc
         self._groups.append(proc.pid)

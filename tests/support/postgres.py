@@ -23,7 +23,6 @@ first test runs, outside per-test timeouts; re-export it from a conftest as
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import logging
 import os
@@ -41,6 +40,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.spawn import as_account, dying_with_parent
+
 log = logging.getLogger(__name__)
 
 LIB_ROOT = Path("/usr/lib/postgresql")
@@ -48,9 +49,6 @@ SERVER_USER = "postgres"
 SUPERUSER = "postgres"
 _STARTUP_TIMEOUT_S = 60.0
 _STOP_GRACE_S = 15.0
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
 
 
 class PostgresHarnessError(RuntimeError):
@@ -129,12 +127,6 @@ def _server_account() -> pwd.struct_passwd | None:
         return pwd.getpwnam(SERVER_USER)
 
 
-def _die_with_parent() -> None:
-    # Runs in the child after it took the server account's identity (which clears the
-    # setting), before exec: if the test process dies without finalizers, the server dies too.
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def _group_members(pgid: int) -> list[int]:
     members = []
     for entry in Path("/proc").iterdir():
@@ -208,15 +200,11 @@ class PostgresServer:
         log.info("PostgreSQL ready", extra={"dsn": self.dsn(), "timings": self.timings})
 
     def _run_as_server(self, argv: list[str]) -> None:
+        command = argv
+        if self._account is not None:  # setpriv, not user=: see tests/support/spawn.py
+            command = as_account(argv, self._account.pw_uid, self._account.pw_gid)
         done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            check=False,
-            user=None if self._account is None else self._account.pw_uid,
-            group=None if self._account is None else self._account.pw_gid,
-            extra_groups=None if self._account is None else [],
-            cwd=self.workdir,
+            command, capture_output=True, text=True, check=False, cwd=self.workdir
         )
         if done.returncode != 0:
             raise PostgresHarnessError(
@@ -237,16 +225,15 @@ class PostgresServer:
             "-c", "max_connections=200",
         ]  # fmt: skip
         with self.log_path.open("ab") as log_file:
+            command = dying_with_parent(argv)
+            if self._account is not None:
+                command = as_account(command, self._account.pw_uid, self._account.pw_gid)
             self._proc = subprocess.Popen(
-                argv,
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                user=None if self._account is None else self._account.pw_uid,
-                group=None if self._account is None else self._account.pw_gid,
-                extra_groups=None if self._account is None else [],
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
                 cwd=self.workdir,
             )
         deadline = time.monotonic() + _STARTUP_TIMEOUT_S

@@ -1,4 +1,4 @@
-"""``backstop controller serve``, ``backstop agent run`` and ``backstop operator run``: settings
+"""``backstop controller serve``, ``agent run``, ``operator run`` and ``cloud run``: settings
 from flags, then run."""
 
 from __future__ import annotations
@@ -113,3 +113,44 @@ def operator_run(args: argparse.Namespace) -> int:
         report_interval_s=args.report_interval,
     )
     return _run_until_signal(Operator(settings).run())
+
+
+def cloud_run(args: argparse.Namespace) -> int:
+    from backstop.cloud.settings import CloudSettings
+
+    logs.configure(args.log_level, args.log_format)
+    settings = CloudSettings(
+        provider=args.provider,
+        controller=args.controller,
+        regions=tuple(args.region),
+        project=args.project,
+        zones=tuple(args.zone),
+        endpoint_url=args.endpoint_url,
+        node_id=args.node_id,
+        insecure=args.insecure,
+        tls_dir=Path(args.cloud_tls_dir) if args.cloud_tls_dir else None,
+        trust_policy=Path(args.trust_policy) if args.trust_policy else None,
+        state_dir=Path(args.state_dir),
+        report_interval_s=args.report_interval,
+    )
+    settings.validate()
+    try:
+        from backstop.cloud.agent import CloudAgent
+        from backstop.cloud.providers import open_provider
+    except ImportError as exc:
+        raise InvalidInput(
+            f"the cloud agent needs its cloud SDK ({exc.name} is missing): "
+            "pip install 'backstop[cloud]'"
+        ) from exc
+    return _run_until_signal(CloudAgent(settings, open_provider(settings)).run())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the daemon that ``args.command`` names."""
+    daemons = {
+        "controller": controller_serve,
+        "agent": agent_run,
+        "operator": operator_run,
+        "cloud": cloud_run,
+    }
+    return daemons[args.command](args)

@@ -101,6 +101,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_cloud(sub: argparse._SubParsersAction[_Parser]) -> None:
+    cloud = sub.add_parser("cloud", help="run the cloud agent for one AWS or GCP account")
+    cloud_sub = cloud.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+    cloud_sub.required = True
+    cloud_run = cloud_sub.add_parser(
+        "run", help="report the account's GPU instances and endpoints; stop and hold on command"
+    )
+    cloud_run.add_argument("--provider", required=True, choices=("aws", "gcp"))
+    cloud_run.add_argument(
+        "--region", action="append", default=[], help="AWS region to watch (repeatable)"
+    )
+    cloud_run.add_argument("--project", default="", help="GCP project id")
+    cloud_run.add_argument(
+        "--zone", action="append", default=[], help="GCP zone to watch (repeatable)"
+    )
+    cloud_run.add_argument(
+        "--endpoint-url", default="", help="the cloud API's address (private or test endpoint)"
+    )
+    cloud_run.add_argument(
+        "--node-id", default="", help="the controller's name for it (default PROVIDER-ACCOUNT)"
+    )
+    cloud_run.add_argument(
+        "--state-dir",
+        default="/var/lib/backstop-cloud",
+        metavar="DIR",
+        help="report spool and action journal",
+    )
+    cloud_run.add_argument(
+        "--tls-dir",
+        dest="cloud_tls_dir",
+        default="",
+        metavar="DIR",
+        help="ca.crt, node.crt, node.key (default: STATE_DIR/tls)",
+    )
+    cloud_run.add_argument(
+        "--trust-policy", default="", metavar="FILE", help="operators' keys and quorum (JSON)"
+    )
+    cloud_run.add_argument("--report-interval", type=float, default=30.0, help="seconds")
+
+
 def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     ctl = sub.add_parser("controller", help="run the central controller")
     ctl_sub = ctl.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -165,6 +205,8 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--resync", type=float, default=30.0, metavar="SECONDS", help="between full reconciles"
     )
     op_run.add_argument("--report-interval", type=float, default=10.0, help="seconds")
+
+    _add_cloud(sub)
 
     agent = sub.add_parser("agent", help="run the node agent")
     agent_sub = agent.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -278,18 +320,12 @@ def _exit_code(exc: BackstopError) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.command == "controller":
+    if args.command in ("controller", "operator", "cloud") or (
+        args.command == "agent" and args.subcommand == "run"
+    ):
         from backstop.cli import daemons
 
-        return daemons.controller_serve(args)
-    if args.command == "agent" and args.subcommand == "run":
-        from backstop.cli import daemons
-
-        return daemons.agent_run(args)
-    if args.command == "operator":
-        from backstop.cli import daemons
-
-        return daemons.operator_run(args)
+        return daemons.run(args)
     if args.command in ("pki", "keys", "audit", "whoami") or (
         args.command == "agent" and args.subcommand == "enroll"
     ):

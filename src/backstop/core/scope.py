@@ -53,6 +53,16 @@ def parse_selector(text: str) -> tuple[tuple[str, str, bool], ...]:
     return tuple(requirements)
 
 
+def is_label(key: str, value: str) -> bool:
+    """Whether ``key=value`` is a label a selector can name (Kubernetes label syntax)."""
+    return (
+        bool(_LABEL_KEY.match(key))
+        and len(key) <= 317
+        and bool(_LABEL_VALUE.match(value))
+        and len(value) <= 63
+    )
+
+
 def format_selector(selector: Iterable[tuple[str, str, bool]]) -> str:
     return ",".join(f"{k}={v}" if eq else f"{k}!={v}" for k, v, eq in selector)
 

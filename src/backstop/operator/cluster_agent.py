@@ -41,8 +41,8 @@ from backstop.core.models import (
     Workload,
     WorkloadOutcome,
 )
-from backstop.core.tasks import run_until_one_fails
 from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
+from backstop.link.reporting import ReportSequence, acknowledge, run_with_reports
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
 from backstop.operator import commands
@@ -161,7 +161,7 @@ class ClusterAgent:
         self._wait_settled = wait_settled
         self._holds = holds
         self._counts = _Counts()
-        self._sequence = 0
+        self._sequence = ReportSequence()
         policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
         self._check = CommandCheck(policy)
         tls = tls_dir(settings)
@@ -192,10 +192,6 @@ class ClusterAgent:
             capabilities=CAPABILITIES,
         )
 
-    def _next_sequence(self) -> int:
-        self._sequence = max(self._sequence + 1, time.time_ns() // 1_000_000)
-        return self._sequence
-
     def snapshot(self) -> Report:
         """One report of the cluster's GPU workloads (blocking: lists the cluster)."""
         views = self._reader.workloads()
@@ -209,34 +205,20 @@ class ClusterAgent:
         )
         return Report(
             node_id=self.node_id,
-            sequence=self._next_sequence(),
+            sequence=self._sequence.next(),
             sampled_at_s=time.time(),
             workloads=workloads,
             dropped_reports=self.session.dropped_reports,
         )
 
-    async def _report_loop(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                report = await asyncio.to_thread(self.snapshot)
-            except BackstopError as exc:
-                log.warning("could not list the cluster for a report", extra={"error": exc.message})
-            else:
-                self.session.send_report(report)
-            interval = self.session.report_interval_s or self.settings.report_interval_s
-            await asyncio.sleep(max(0.05, interval - (time.monotonic() - started)))
-
     async def run(self) -> None:
         """The stream and the reports, until cancelled."""
-        tasks = [
-            asyncio.create_task(self.session.run(), name="controller-session"),
-            asyncio.create_task(self._report_loop(), name="reports"),
-        ]
-        try:
-            await run_until_one_fails(tasks)
-        finally:
-            self.session.flush_spool()
+        await run_with_reports(
+            self.session,
+            lambda: asyncio.to_thread(self.snapshot),
+            self.settings.report_interval_s,
+            "the cluster",
+        )
 
     # -- down -------------------------------------------------------------------------------
 
@@ -248,11 +230,7 @@ class ClusterAgent:
         def ack(
             state: TargetState, message: str, outcomes: Sequence[WorkloadOutcome] = ()
         ) -> CommandAck:
-            log.info(
-                "command acknowledged",
-                extra={"correction_id": cid, "state": state.value, "detail": message},
-            )
-            return CommandAck(cid, command.sequence, state, message, tuple(outcomes))
+            return acknowledge(command, state, message, outcomes)
 
         problem = self._check.problem(command)
         if problem:
