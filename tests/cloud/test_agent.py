@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -250,3 +253,39 @@ def test_held_resources_report_their_hold() -> None:
 class _NoProvider:
     name = "aws"
     account = "1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--provider", "aws"], "--provider aws needs at least one --region"),
+        (["--provider", "gcp", "--zone", "z"], "--provider gcp needs --project"),
+        (["--provider", "aws", "--region", "us-east-1", "--report-interval", "0"], "positive"),
+        (["--provider", "azure"], "invalid choice: 'azure'"),
+    ],
+)
+def test_the_command_line_refuses_bad_input_before_calling_the_cloud(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "backstop", "--insecure", "cloud", "run",
+         "--state-dir", str(tmp_path), *args],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_a_plaintext_link_off_loopback_is_refused_before_calling_the_cloud(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "backstop", "--insecure", "--controller", "10.1.2.3:7443",
+         "cloud", "run", "--provider", "aws", "--region", "us-east-1",
+         "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "plaintext is allowed only on loopback" in done.stderr
+    assert "credentials" not in done.stderr  # refused before any AWS call

@@ -133,16 +133,19 @@ def cloud_run(args: argparse.Namespace) -> int:
         state_dir=Path(args.state_dir),
         report_interval_s=args.report_interval,
     )
-    settings.validate()
+    from backstop.cloud.agent import CloudAgent, check_settings
+
+    check_settings(settings)
     try:
-        from backstop.cloud.agent import CloudAgent
         from backstop.cloud.providers import open_provider
+
+        provider = open_provider(settings)
     except ImportError as exc:
         raise InvalidInput(
             f"the cloud agent needs its cloud SDK ({exc.name} is missing): "
             "pip install 'backstop[cloud]'"
         ) from exc
-    return _run_until_signal(CloudAgent(settings, open_provider(settings)).run())
+    return _run_until_signal(CloudAgent(settings, provider).run())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -138,7 +138,13 @@ def _add_cloud(sub: argparse._SubParsersAction[_Parser]) -> None:
     cloud_run.add_argument(
         "--trust-policy", default="", metavar="FILE", help="operators' keys and quorum (JSON)"
     )
-    cloud_run.add_argument("--report-interval", type=float, default=30.0, help="seconds")
+    cloud_run.add_argument(
+        "--report-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="between inventories (default %(default)s; cloud APIs are rate-limited)",
+    )
 
 
 def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -62,6 +62,20 @@ def tls_dir(settings: CloudSettings) -> Path:
     return link_tls_dir(settings.tls_dir, settings.state_dir)
 
 
+def check_settings(settings: CloudSettings) -> None:
+    """Refuse settings that cannot work, and a link without what its mode needs, before any
+    cloud API is called."""
+    settings.validate()
+    check_link_security(
+        controller=settings.controller,
+        insecure=settings.insecure,
+        tls=tls_dir(settings),
+        trust_policy=settings.trust_policy,
+        who="cloud agent",
+        enrol_hint="backstop agent enroll --node-id NODE --state-dir STATE_DIR",
+    )
+
+
 def workload_record(r: CloudResource, node_id: str, provider: str) -> Workload:
     """A cloud resource as the controller sees it."""
     holds = r.holds
@@ -95,15 +109,7 @@ class CloudAgent:
     """Reports one account up, applies commands to its resources, keeps holds in force."""
 
     def __init__(self, settings: CloudSettings, provider: Provider) -> None:
-        settings.validate()
-        check_link_security(
-            controller=settings.controller,
-            insecure=settings.insecure,
-            tls=tls_dir(settings),
-            trust_policy=settings.trust_policy,
-            who="cloud agent",
-            enrol_hint="backstop agent enroll --node-id NODE --state-dir STATE_DIR",
-        )
+        check_settings(settings)
         self.settings = settings
         self.provider = provider
         self.node_id = settings.node_id or f"{provider.name}-{provider.account}".lower()
