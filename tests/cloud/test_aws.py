@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from backstop.cloud.aws import PREVIOUS_CAPACITY_TAG, AwsProvider
+from backstop.cloud.aws import PREVIOUS_CAPACITY_TAG, PREVIOUS_MIN_SIZE_TAG, AwsProvider
 from backstop.cloud.resources import RUNNING, STOPPED, CloudResource
 from backstop.core.errors import ActuationError
-from tests.support.moto_server import REGION, MotoServer
+from tests.support.moto_server import REGION, MotoServer, gpu_group, group_state
 
 
 def provider(moto: MotoServer) -> AwsProvider:
@@ -99,3 +99,34 @@ def test_an_aws_error_names_the_resource_and_the_cause(moto: MotoServer) -> None
 
 def _fields(r: CloudResource) -> dict[str, object]:
     return {name: getattr(r, name) for name in r.__slots__}  # type: ignore[attr-defined]
+
+
+def test_an_instance_in_an_auto_scaling_group_goes_to_standby_before_it_stops(
+    moto: MotoServer,
+) -> None:
+    """Stopped while in service, the group would terminate and replace it."""
+    first, second = gpu_group(moto, "serving", desired=2, min_size=2)
+    p = provider(moto)
+
+    said = p.stop(by_name(p)[first])
+
+    group = group_state(moto, "serving")
+    assert "min size of serving 2 -> 1" in said
+    assert (group["DesiredCapacity"], group["MinSize"]) == (1, 1)
+    states = {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
+    assert states == {first: "Standby", second: "InService"}  # no replacement launched
+    assert moto.instance_state(first) == "stopped"
+    p.stop(by_name(p)[second])
+    group = group_state(moto, "serving")
+    assert (group["DesiredCapacity"], group["MinSize"]) == (0, 0)
+    assert {t["Key"]: t["Value"] for t in group["Tags"]}[PREVIOUS_MIN_SIZE_TAG] == "2"
+
+    p.start(by_name(p)[first])
+    said = p.start(by_name(p)[second])
+
+    group = group_state(moto, "serving")
+    assert "min size of serving back to 2" in said
+    assert (group["DesiredCapacity"], group["MinSize"]) == (2, 2)
+    assert {i["LifecycleState"] for i in group["Instances"]} == {"InService"}
+    assert [moto.instance_state(i) for i in (first, second)] == ["running", "running"]
+    assert PREVIOUS_MIN_SIZE_TAG not in {t["Key"] for t in group.get("Tags", [])}

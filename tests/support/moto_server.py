@@ -139,3 +139,28 @@ def moto(moto_process: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServe
     for key, value in CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     return moto_process
+
+
+def gpu_group(server: MotoServer, name: str, desired: int, min_size: int) -> list[str]:
+    """An Auto Scaling group of GPU instances; the ids of its instances."""
+    ec2 = server.client("ec2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ec2.create_launch_template(
+        LaunchTemplateName=f"{name}-template",
+        LaunchTemplateData={"ImageId": image, "InstanceType": "p5.48xlarge"},
+    )
+    asg = server.client("autoscaling")
+    asg.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateName": f"{name}-template"},
+        MinSize=min_size,
+        MaxSize=desired + 2,
+        DesiredCapacity=desired,
+        AvailabilityZones=["us-east-1a"],
+    )
+    return [i["InstanceId"] for i in group_state(server, name)["Instances"]]
+
+
+def group_state(server: MotoServer, name: str) -> dict[str, Any]:
+    reply = server.client("autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[name])
+    return dict(reply["AutoScalingGroups"][0])

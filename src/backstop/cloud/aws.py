@@ -5,6 +5,12 @@
 - A SageMaker endpoint counts when its variants run on GPU instance types. ``stop`` records
   each variant's desired instance count in the tag ``backstop-previous-capacity`` and sets it
   to zero (``UpdateEndpointWeightsAndCapacities``); ``start`` puts the recorded counts back.
+- An instance in an Auto Scaling group is put in Standby (desired capacity decremented) before
+  it is stopped, so that the group neither marks it unhealthy and terminates it nor launches a
+  replacement. Where the decrement would go below the group's minimum size, the minimum is
+  lowered first and the old one recorded in the group's tag ``backstop-previous-min-size``.
+  ``start`` starts the instance, waits until it runs, takes it out of Standby, and restores the
+  minimum once no instance of the group is left in Standby.
 - Hold marks are tags. Errors from AWS become :class:`ActuationError` with the AWS message.
 """
 
@@ -29,6 +35,9 @@ from backstop.cloud.resources import (
 from backstop.core.errors import ActuationError, Unavailable
 
 PREVIOUS_CAPACITY_TAG = "backstop-previous-capacity"
+PREVIOUS_MIN_SIZE_TAG = "backstop-previous-min-size"
+GROUP_TAG = "aws:autoscaling:groupName"
+RUNNING_WAIT = {"Delay": 5, "MaxAttempts": 60}
 EC2 = "ec2-instance"
 SAGEMAKER = "sagemaker-endpoint"
 _EC2_STATES = {
@@ -50,6 +59,16 @@ def _aws_error(what: str, exc: Exception) -> ActuationError:
 
 def _tags(items: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items or ()}
+
+
+def _group_tag(group: str, value: str) -> dict[str, object]:
+    return {
+        "ResourceId": group,
+        "ResourceType": "auto-scaling-group",
+        "Key": PREVIOUS_MIN_SIZE_TAG,
+        "Value": value,
+        "PropagateAtLaunch": False,
+    }
 
 
 def _timestamp(value: object) -> float:
@@ -221,12 +240,65 @@ class AwsProvider:
 
     def stop(self, resource: CloudResource) -> str:
         try:
-            if resource.kind == EC2:
-                self._client("ec2", resource.location).stop_instances(InstanceIds=[resource.name])
-                return f"StopInstances {resource.name} (was {resource.state})"
-            return self._scale_endpoint_to_zero(resource)
+            if resource.kind != EC2:
+                return self._scale_endpoint_to_zero(resource)
+            group = resource.tags.get(GROUP_TAG, "")
+            standby = self._enter_standby(resource, group) if group else ""
+            self._client("ec2", resource.location).stop_instances(InstanceIds=[resource.name])
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(f"stop {resource.workload_id}", exc) from exc
+        return f"{standby}StopInstances {resource.name} (was {resource.state})"
+
+    def _group(self, region: str, group: str) -> dict[str, Any]:
+        reply = self._client("autoscaling", region).describe_auto_scaling_groups(
+            AutoScalingGroupNames=[group]
+        )
+        groups = reply.get("AutoScalingGroups") or []
+        if not groups:
+            raise ActuationError(f"Auto Scaling group {group} not found")
+        return dict(groups[0])
+
+    def _enter_standby(self, resource: CloudResource, group: str) -> str:
+        """Take the instance out of its group's care without a replacement; what was done."""
+        asg = self._client("autoscaling", resource.location)
+        g = self._group(resource.location, group)
+        lifecycle = {i["InstanceId"]: i["LifecycleState"] for i in g.get("Instances", ())}
+        if lifecycle.get(resource.name) != "InService":
+            return ""
+        said = ""
+        if g["DesiredCapacity"] - 1 < g["MinSize"]:
+            if PREVIOUS_MIN_SIZE_TAG not in _tags(g.get("Tags")):
+                asg.create_or_update_tags(Tags=[_group_tag(group, str(g["MinSize"]))])
+            asg.update_auto_scaling_group(
+                AutoScalingGroupName=group, MinSize=g["DesiredCapacity"] - 1
+            )
+            said = f"min size of {group} {g['MinSize']} -> {g['DesiredCapacity'] - 1}; "
+        asg.enter_standby(
+            InstanceIds=[resource.name],
+            AutoScalingGroupName=group,
+            ShouldDecrementDesiredCapacity=True,
+        )
+        return f"{said}Standby in {group}; "
+
+    def _exit_standby(self, resource: CloudResource, group: str) -> str:
+        asg = self._client("autoscaling", resource.location)
+        ec2 = self._client("ec2", resource.location)
+        ec2.get_waiter("instance_running").wait(
+            InstanceIds=[resource.name], WaiterConfig=RUNNING_WAIT
+        )
+        g = self._group(resource.location, group)
+        lifecycle = {i["InstanceId"]: i["LifecycleState"] for i in g.get("Instances", ())}
+        said = ""
+        if lifecycle.get(resource.name) == "Standby":
+            asg.exit_standby(InstanceIds=[resource.name], AutoScalingGroupName=group)
+            lifecycle[resource.name] = "InService"
+            said = f"; back in service in {group}"
+        previous = _tags(g.get("Tags")).get(PREVIOUS_MIN_SIZE_TAG)
+        if previous is not None and "Standby" not in lifecycle.values():
+            asg.update_auto_scaling_group(AutoScalingGroupName=group, MinSize=int(previous))
+            asg.delete_tags(Tags=[_group_tag(group, previous)])
+            said += f"; min size of {group} back to {previous}"
+        return said
 
     def _scale_endpoint_to_zero(self, resource: CloudResource) -> str:
         sm = self._client("sagemaker", resource.location)
@@ -250,7 +322,9 @@ class AwsProvider:
         try:
             if resource.kind == EC2:
                 self._client("ec2", resource.location).start_instances(InstanceIds=[resource.name])
-                return f"StartInstances {resource.name}"
+                group = resource.tags.get(GROUP_TAG, "")
+                standby = self._exit_standby(resource, group) if group else ""
+                return f"StartInstances {resource.name}{standby}"
             previous = _capacity(resource.tags.get(PREVIOUS_CAPACITY_TAG, ""))
             if not previous:
                 return f"no recorded capacity for {resource.name}; left as it is"
