@@ -289,3 +289,21 @@ def test_a_plaintext_link_off_loopback_is_refused_before_calling_the_cloud(
     assert done.returncode == 2
     assert "plaintext is allowed only on loopback" in done.stderr
     assert "credentials" not in done.stderr  # refused before any AWS call
+
+
+def test_a_resume_whose_start_fails_says_the_hold_is_gone_and_what_to_do(
+    gce: FakeGce, tmp_path: Path
+) -> None:
+    gce.add("llm-1")
+    agent = CloudAgent(
+        settings(tmp_path, "gcp"),
+        GcpProvider(gce.project, ["us-central1-a"], endpoint_url=gce.url),
+    )
+    run(agent.on_command(command("cor-h", Action.PAUSE)))
+    gce.set_status("llm-1", "STOPPING")  # still on its way down: start is refused
+
+    ack = run(agent.on_command(command("cor-hr", Action.RESUME, reverts="cor-h", seq=2)))
+
+    assert ack.state is TargetState.FAILED
+    assert "released, but it did not start" in ack.outcomes[0].detail
+    assert hold_key("cor-h") not in gce.labels("llm-1")  # never stopped again by a sync

@@ -115,6 +115,9 @@ class FakeGce:
                     instance["status"] = "TERMINATED"
                 return 200, self._operation(zone, "stop", instance)
             if verb == "start":
+                if instance["status"] in ("STOPPING", "SUSPENDING"):
+                    message = f"The resource '{instance['selfLink']}' is not ready"
+                    return 400, _error(400, message, "resourceNotReady")
                 if instance["status"] == "TERMINATED":
                     instance["status"] = "RUNNING"
                 return 200, self._operation(zone, "start", instance)

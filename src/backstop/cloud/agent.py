@@ -276,9 +276,14 @@ class CloudAgent:
                 )
             if r.active:
                 return WorkloadOutcome(r.workload_id, (), "applied", f"released; {r.state}")
-            done = await self._act(r, "cloud.start", f"resume of {original}", spec.correction_id)
         except BackstopError as exc:
             return WorkloadOutcome(r.workload_id, (), "failed", exc.message[:500])
+        # The mark is gone first: a start that lands must never be undone by the next sync.
+        try:
+            done = await self._act(r, "cloud.start", f"resume of {original}", spec.correction_id)
+        except BackstopError as exc:
+            detail = f"released, but it did not start ({exc.message}); start it by hand"
+            return WorkloadOutcome(r.workload_id, (), "failed", detail[:500])
         return WorkloadOutcome(r.workload_id, (), "applied", f"released; {done}")
 
 
