@@ -233,6 +233,51 @@ def test_operator_pod_runs_backstop_operator_run_as_its_service_account(kube: Co
     assert "tls" not in {m["name"] for m in container["volumeMounts"]}
 
 
+def test_cloud_agents_run_backstop_cloud_run_one_per_account(kube: ControlPlane) -> None:
+    assert not [
+        o for o in render(kube) if o["metadata"]["name"].startswith("backstop-cloud-")
+    ]  # none by default
+
+    objects = render(
+        kube, release="bs", namespace="gpu", values=CI_VALUES / "cloud-agents-values.yaml"
+    )
+
+    aws = only_object(objects, "Deployment", "bs-backstop-cloud-aws-prod")
+    gcp = only_object(objects, "Deployment", "bs-backstop-cloud-gcp-ml")
+    assert (aws["spec"]["replicas"], aws["spec"]["strategy"]) == (1, {"type": "Recreate"})
+    pod = aws["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [container] = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["envFrom"] == [{"secretRef": {"name": "backstop-aws-credentials"}}]
+    args = _parse_cli(container["args"])
+    assert (args.command, args.subcommand, args.provider) == ("cloud", "run", "aws")
+    assert args.region == ["us-east-1", "us-west-2"]
+    assert args.node_id == "aws-123456789012"
+    assert args.controller == "bs-backstop-controller.gpu.svc:7443"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert args.cloud_tls_dir == mounts["tls"]
+    assert args.state_dir == mounts["state"]
+    assert args.trust_policy == mounts["trust-policy"] + "/trust.json"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "backstop-cloud-aws-tls"
+
+    pod = gcp["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "backstop-cloud-gcp"
+    [container] = pod["containers"]
+    args = _parse_cli(container["args"])
+    assert (args.provider, args.project, args.zone) == (
+        "gcp",
+        "ml-serving",
+        ["us-central1-a", "europe-west4-b"],
+    )
+    assert args.report_interval == 60
+    assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]}["credentials"] == (
+        "/etc/backstop/cloud"
+    )
+
+
 def test_postgresql_store_takes_its_url_and_password_from_the_secret(kube: ControlPlane) -> None:
     objects = render(kube, values=CI_VALUES / "postgresql-ha-values.yaml")
     container = _container(objects, "Deployment", "backstop-controller")
