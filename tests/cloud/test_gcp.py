@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from backstop.cloud.gcp import GcpProvider
@@ -91,3 +93,35 @@ def test_a_missing_instance_is_an_error_naming_it(gce: FakeGce) -> None:
 
     with pytest.raises(ActuationError, match=r"stop gcp/us-central1-a/gce/llm-1: .*not found"):
         p.stop(r)
+
+
+def test_a_managed_instance_group_member_is_stopped_and_started_through_its_group(
+    gce: FakeGce,
+) -> None:
+    """Stopped directly, the group would repair it: the double restarts such a member."""
+    gce.add("pool-a1b2", group="llm-pool")
+    p = provider(gce)
+    member = by_name(p)["pool-a1b2"]
+    assert member.group.endswith("/zones/us-central1-a/instanceGroupManagers/llm-pool")
+
+    said = p.stop(member)
+
+    assert said.startswith("instanceGroupManagers.stopInstances llm-pool/pool-a1b2")
+    assert gce.status("pool-a1b2") == "TERMINATED"
+    assert gce.repairs == []
+    assert "POST instanceGroupManagers/stopInstances llm-pool" in gce.calls
+    p.start(by_name(p)["pool-a1b2"])
+    assert gce.status("pool-a1b2") == "RUNNING"
+    assert "POST instanceGroupManagers/startInstances llm-pool" in gce.calls
+
+
+def test_a_member_of_a_regional_group_is_refused_with_what_to_do(gce: FakeGce) -> None:
+    gce.add("pool-x")
+    p = provider(gce)
+    regional = dataclasses.replace(
+        by_name(p)["pool-x"], group="projects/1234/regions/us-central1/instanceGroupManagers/rp"
+    )
+
+    with pytest.raises(ActuationError, match="regional managed instance groups"):
+        p.stop(regional)
+    assert gce.status("pool-x") == "RUNNING"

@@ -38,6 +38,7 @@ def clouds(cluster: LocalCluster, moto: MotoServer, gce: FakeGce) -> Clouds:
         zone="us-central1-b",
         accelerators=(("nvidia-h100-80gb", 8),),
         machine_type="a3-highgpu-8g",
+        group="llm-pool",  # a managed instance group member: stopped through its group
     )
     cluster.start_controller()
     cluster.start_cloud_agent(
@@ -90,6 +91,7 @@ def test_shutdown_all_stops_every_cloud_gpu_and_resume_starts_them(clouds: Cloud
     assert clouds.moto.endpoint_capacity("chat") == 0
     assert clouds.gce.status("llm-1") == "TERMINATED"
     assert clouds.gce.status("llm-2", "us-central1-b") == "TERMINATED"
+    assert clouds.gce.repairs == []  # never stopped behind its group's back
     assert clouds.moto.instance_tags(clouds.instances[0])[hold_key(cid)] == "shutdown"
 
     # a GPU instance restarted behind Backstop's back is stopped again by the next sync

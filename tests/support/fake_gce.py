@@ -26,7 +26,8 @@ import pytest
 PREFIX = "/compute/v1/projects/"
 _ROUTE = re.compile(
     r"^/compute/v1/projects/(?P<project>[^/]+)/zones/(?P<zone>[^/]+)/"
-    r"(?P<collection>instances|operations)(?:/(?P<name>[^/]+))?(?:/(?P<verb>[A-Za-z]+))?$"
+    r"(?P<collection>instances|operations|instanceGroupManagers)(?:/(?P<name>[^/]+))?"
+    r"(?:/(?P<verb>[A-Za-z]+))?$"
 )
 
 
@@ -40,6 +41,8 @@ class FakeGce:
     instances: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    repairs: list[str] = field(default_factory=list)
+    """Group members stopped directly, which their group then started again (autohealing)."""
     label_races: int = 0
     """Make this many coming ``setLabels`` calls find the labels changed by someone else."""
     url: str = ""
@@ -54,7 +57,9 @@ class FakeGce:
         accelerators: tuple[tuple[str, int], ...] = (("nvidia-tesla-a100", 8),),
         status: str = "RUNNING",
         labels: dict[str, str] | None = None,
+        group: str = "",
     ) -> None:
+        """An instance; ``group``: the zonal managed instance group it belongs to."""
         base = f"https://compute.googleapis.com{PREFIX}{self.project}/zones/{zone}"
         labels = dict(labels or {})
         self.instances[(zone, name)] = {
@@ -71,6 +76,16 @@ class FakeGce:
                 for kind, n in accelerators
             ],
             "creationTimestamp": "2026-11-01T08:00:00.000-07:00",
+            "metadata": {
+                "items": [
+                    {
+                        "key": "created-by",
+                        "value": f"projects/1234/zones/{zone}/instanceGroupManagers/{group}",
+                    }
+                ]
+                if group
+                else []
+            },
             "selfLink": f"{base}/instances/{name}",
         }
 
@@ -102,6 +117,8 @@ class FakeGce:
                     return 404, _error(404, f"operation {name} not found")
                 op.update(status="DONE", progress=100)
                 return 200, op
+            if collection == "instanceGroupManagers":
+                return self._group_members(zone, name or "", verb or "", body)
             if name is None:
                 items = [i for (z, _), i in sorted(self.instances.items()) if z == zone]
                 return 200, {"kind": "compute#instanceList", "items": items}
@@ -111,7 +128,9 @@ class FakeGce:
             if method == "GET" and verb is None:
                 return 200, instance
             if verb == "stop":
-                if instance["status"] in ("RUNNING", "PROVISIONING", "STAGING"):
+                if _group_of(instance):  # the group repairs a member stopped behind its back
+                    self.repairs.append(name)
+                elif instance["status"] in ("RUNNING", "PROVISIONING", "STAGING"):
                     instance["status"] = "TERMINATED"
                 return 200, self._operation(zone, "stop", instance)
             if verb == "start":
@@ -138,6 +157,23 @@ class FakeGce:
                 return 200, self._operation(zone, "setLabels", instance)
         return 400, _error(400, f"unsupported {method} {path}")
 
+    def _group_members(
+        self, zone: str, group: str, verb: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """``stopInstances``/``startInstances`` of a zonal managed instance group."""
+        if verb not in ("stopInstances", "startInstances"):
+            return 400, _error(400, f"unsupported group method {verb}")
+        members = []
+        for url in body.get("instances") or []:
+            instance = self.instances.get((zone, url.rsplit("/", 1)[-1]))
+            if instance is None or _group_of(instance) != group:
+                return 400, _error(400, f"{url} is not a member of {group}", "invalid")
+            members.append(instance)
+        for instance in members:
+            instance["status"] = "TERMINATED" if verb == "stopInstances" else "RUNNING"
+        target = {"zone": members[0]["zone"] if members else zone, "selfLink": group}
+        return 200, self._operation(zone, verb, target)
+
     def _operation(self, zone: str, kind: str, instance: dict[str, Any]) -> dict[str, Any]:
         name = f"operation-{next(self._ids)}"
         op = {
@@ -152,6 +188,13 @@ class FakeGce:
         }
         self.operations[name] = op
         return op
+
+
+def _group_of(instance: dict[str, Any]) -> str:
+    for item in instance["metadata"]["items"]:
+        if item["key"] == "created-by":
+            return str(item["value"]).rsplit("/", 1)[-1]
+    return ""
 
 
 def _error(code: int, message: str, reason: str = "notFound") -> dict[str, Any]:

@@ -5,6 +5,10 @@
 - ``stop`` and ``start`` are the instance methods of those names; each returns a zone
   operation, which is waited for (``ZoneOperationsClient.wait``) and checked for errors. A
   stop discards local SSD contents: the docs say so, and the hold is what keeps it stopped.
+- An instance of a zonal managed instance group (metadata ``created-by``) is stopped and
+  started through its group (``instanceGroupManagers.stopInstances``/``startInstances``), which
+  keeps it in the group's stopped pool; stopped directly, the group would repair it (restart
+  or recreate it). Instances of regional groups are refused with a message saying so.
 - Hold marks are labels. ``setLabels`` replaces all labels and is conditional on the label
   fingerprint; a stale fingerprint (412) is met by reading the instance again.
 """
@@ -86,6 +90,9 @@ class GcpProvider:
         self._operations = compute_v1.ZoneOperationsClient(
             credentials=credentials, transport="rest", client_options=options
         )
+        self._groups = compute_v1.InstanceGroupManagersClient(
+            credentials=credentials, transport="rest", client_options=options
+        )
 
     def _call(self, what: str, fn: Callable[..., Any], **kw: Any) -> Any:
         try:
@@ -122,6 +129,7 @@ class GcpProvider:
             tags=dict(instance.labels),
             created_at_s=_created(instance.creation_timestamp),
             ref=instance.label_fingerprint,
+            group=next((i.value for i in instance.metadata.items if i.key == "created-by"), ""),
         )
 
     def _wait(self, what: str, zone: str, operation: compute_v1.Operation) -> None:
@@ -182,19 +190,56 @@ class GcpProvider:
 
         self._set_labels(resource, drop)
 
-    def _instance_method(self, verb: str, resource: CloudResource) -> None:
-        """``instances.<verb>`` on ``resource``, waiting for its zone operation."""
+    def _instance_method(self, verb: str, resource: CloudResource) -> str:
+        """``instances.<verb>`` on ``resource`` (through its group, if it has one), waiting for
+        the zone operation; what was called."""
         what = f"{verb} {resource.workload_id}"
+        zone, name = resource.location, resource.name
+        if resource.group:
+            group = _zonal_group(resource)
+            members = [f"zones/{zone}/instances/{name}"]
+            if verb == "stop":
+                call: Callable[..., Any] = self._groups.stop_instances_unary
+                body = {
+                    "instance_group_managers_stop_instances_request_resource": (
+                        compute_v1.InstanceGroupManagersStopInstancesRequest(instances=members)
+                    )
+                }
+            else:
+                call = self._groups.start_instances_unary
+                body = {
+                    "instance_group_managers_start_instances_request_resource": (
+                        compute_v1.InstanceGroupManagersStartInstancesRequest(instances=members)
+                    )
+                }
+            operation = self._call(
+                what,
+                call,
+                project=self.account,
+                zone=zone,
+                instance_group_manager=group,
+                **body,
+            )
+            self._wait(what, zone, operation)
+            return f"instanceGroupManagers.{verb}Instances {group}/{name}"
         method = self._instances.stop_unary if verb == "stop" else self._instances.start_unary
-        operation = self._call(
-            what, method, project=self.account, zone=resource.location, instance=resource.name
-        )
-        self._wait(what, resource.location, operation)
+        operation = self._call(what, method, project=self.account, zone=zone, instance=name)
+        self._wait(what, zone, operation)
+        return f"instances.{verb} {name}"
 
     def stop(self, resource: CloudResource) -> str:
-        self._instance_method("stop", resource)
-        return f"instances.stop {resource.name} (was {resource.state})"
+        return f"{self._instance_method('stop', resource)} (was {resource.state})"
 
     def start(self, resource: CloudResource) -> str:
-        self._instance_method("start", resource)
-        return f"instances.start {resource.name}"
+        return self._instance_method("start", resource)
+
+
+def _zonal_group(resource: CloudResource) -> str:
+    """The name of the zonal instance group managing ``resource``; regional ones are refused."""
+    parts = resource.group.strip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "instanceGroupManagers" and "zones" in parts:
+        return parts[-1]
+    raise ActuationError(
+        f"{resource.workload_id} belongs to {resource.group}: instances of regional managed "
+        "instance groups are not stopped yet (the group would repair them); act on the group"
+    )

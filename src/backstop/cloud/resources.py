@@ -49,6 +49,8 @@ class CloudResource:
     ref: str = ""
     """The provider's own handle where the name is not enough (a SageMaker endpoint's ARN, a
     Compute Engine instance's label fingerprint)."""
+    group: str = ""
+    """The instance group that manages it, if any (Compute Engine: the ``created-by`` URL)."""
 
     @property
     def holds(self) -> dict[str, Action]:
