@@ -332,3 +332,30 @@ def test_reports_keep_arriving_while_a_batch_is_written(tmp_path: Path) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def test_a_stream_ends_only_after_its_reports_are_through_the_store(tmp_path: Path) -> None:
+    held = _HeldStore(open_store(f"sqlite:///{tmp_path / 'c.db'}"))
+    settings = ControllerSettings(listen="127.0.0.1:0", insecure=True)
+
+    async def main() -> None:
+        server = ControllerServer(settings, store=cast(Store, held))
+        address = f"127.0.0.1:{await server.start()}"
+        channel, call = await open_stream(address)
+        try:
+            await call.write(hello("n1"))
+            await call.read()  # Welcome
+            await call.write(agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=1)))
+            await until(lambda: _true(held.batches == [[1]]))
+            await call.done_writing()
+            with pytest.raises(asyncio.TimeoutError):  # the status waits for the write
+                await asyncio.wait_for(asyncio.shield(call.code()), 0.5)
+            held.release.set()
+            assert await call.code() == grpc.StatusCode.OK
+            assert held.last_report_sequence("n1") == 1
+        finally:
+            held.release.set()
+            await channel.close()
+            await server.stop(0)
+
+    asyncio.run(main())

@@ -102,6 +102,9 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         self._mutual_tls = mutual_tls
         self._reports: list[tuple[StreamLink, Report]] = []
         self._report_writer: asyncio.Task[None] | None = None
+        self._batches_taken = 0
+        self._batches_done = 0
+        self._batch_written = asyncio.Condition()
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
         hello = await self._read_hello(context)
@@ -140,6 +143,9 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             link.stored_report = link.acked_report = stored
             reader = asyncio.create_task(self._read_loop(context, node.node_id, link))
             error = await self._write_loop(context, link, reader)
+            # The stream's reports are through the store before its status goes out, so a
+            # client that saw the end may read what was stored.
+            await self._reports_written()
             if error:
                 metrics.STREAM_ERRORS.labels(reason="invalid_message").inc()
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
@@ -268,11 +274,16 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         """
         while self._reports:
             batch, self._reports = self._reports, []
+            self._batches_taken += 1
             try:
                 results = await asyncio.to_thread(self._store_reports, batch)
             except Exception:  # the agents keep unconfirmed reports and send them again
                 log.exception("could not store a batch of reports", extra={"reports": len(batch)})
-                continue
+                results = [None] * len(batch)
+            finally:
+                self._batches_done += 1
+                async with self._batch_written:
+                    self._batch_written.notify_all()
             for (link, report), stored in zip(batch, results, strict=True):
                 if stored is None:
                     continue  # not stored: never confirm it, so the agent keeps and resends it
@@ -281,6 +292,13 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 else:
                     metrics.REPORTS_DUPLICATE.inc()
                 link.stored_report = max(link.stored_report, report.sequence)
+
+    async def _reports_written(self) -> None:
+        """Wait until every report queued so far has been through the store (stored, a
+        repeat, or refused), without waiting for reports that arrive later."""
+        target = self._batches_taken + (1 if self._reports else 0)
+        async with self._batch_written:
+            await self._batch_written.wait_for(lambda: self._batches_done >= target)
 
     def _store_reports(self, batch: list[tuple[StreamLink, Report]]) -> list[bool | None]:
         try:
