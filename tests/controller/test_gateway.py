@@ -296,8 +296,12 @@ class _HeldStore:
         return self._store.record_reports(reports, now_s)
 
 
-def test_reports_keep_arriving_while_a_batch_is_written(tmp_path: Path) -> None:
-    """A slow write does not stall the event loop; what arrives meanwhile is the next batch."""
+HeldScenario = Callable[[_HeldStore, str, Any], Coroutine[Any, Any, None]]
+
+
+def run_with_held_store(tmp_path: Path, scenario: HeldScenario) -> None:
+    """A controller over a store that holds the first batch of reports until released, and
+    one agent stream that has sent its Hello and report 1 (which the store now holds)."""
     held = _HeldStore(open_store(f"sqlite:///{tmp_path / 'c.db'}"))
     settings = ControllerSettings(listen="127.0.0.1:0", insecure=True)
 
@@ -310,18 +314,7 @@ def test_reports_keep_arriving_while_a_batch_is_written(tmp_path: Path) -> None:
             await call.read()  # Welcome
             await call.write(agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=1)))
             await until(lambda: _true(held.batches == [[1]]))
-            for seq in (2, 3, 4):
-                await call.write(agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=seq)))
-            # the loop still serves calls while the first batch is being written
-            assert [n.node_id for n in await list_nodes(address)] == ["n1"]
-            assert held.last_report_sequence("n1") == 0
-            held.release.set()
-            await until(lambda: _true(held.last_report_sequence("n1") == 4))
-            assert held.batches == [[1], [2, 3, 4]]
-            while True:  # the agent is told that all four are stored
-                msg = await call.read()
-                if msg.WhichOneof("body") == "report_ack" and msg.report_ack.sequence == 4:
-                    break
+            await scenario(held, address, call)
         finally:
             held.release.set()
             await channel.close()
@@ -334,28 +327,33 @@ async def _true(value: bool) -> bool:
     return value
 
 
+def test_reports_keep_arriving_while_a_batch_is_written(tmp_path: Path) -> None:
+    """A slow write does not stall the event loop; what arrives meanwhile is the next batch."""
+
+    async def scenario(held: _HeldStore, address: str, call: Any) -> None:
+        for seq in (2, 3, 4):
+            await call.write(agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=seq)))
+        # the loop still serves calls while the first batch is being written
+        assert [n.node_id for n in await list_nodes(address)] == ["n1"]
+        assert held.last_report_sequence("n1") == 0
+        held.release.set()
+        await until(lambda: _true(held.last_report_sequence("n1") == 4))
+        assert held.batches == [[1], [2, 3, 4]]
+        while True:  # the agent is told that all four are stored
+            msg = await call.read()
+            if msg.WhichOneof("body") == "report_ack" and msg.report_ack.sequence == 4:
+                break
+
+    run_with_held_store(tmp_path, scenario)
+
+
 def test_a_stream_ends_only_after_its_reports_are_through_the_store(tmp_path: Path) -> None:
-    held = _HeldStore(open_store(f"sqlite:///{tmp_path / 'c.db'}"))
-    settings = ControllerSettings(listen="127.0.0.1:0", insecure=True)
+    async def scenario(held: _HeldStore, address: str, call: Any) -> None:
+        await call.done_writing()
+        with pytest.raises(asyncio.TimeoutError):  # the status waits for the write
+            await asyncio.wait_for(asyncio.shield(call.code()), 0.5)
+        held.release.set()
+        assert await call.code() == grpc.StatusCode.OK
+        assert held.last_report_sequence("n1") == 1
 
-    async def main() -> None:
-        server = ControllerServer(settings, store=cast(Store, held))
-        address = f"127.0.0.1:{await server.start()}"
-        channel, call = await open_stream(address)
-        try:
-            await call.write(hello("n1"))
-            await call.read()  # Welcome
-            await call.write(agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=1)))
-            await until(lambda: _true(held.batches == [[1]]))
-            await call.done_writing()
-            with pytest.raises(asyncio.TimeoutError):  # the status waits for the write
-                await asyncio.wait_for(asyncio.shield(call.code()), 0.5)
-            held.release.set()
-            assert await call.code() == grpc.StatusCode.OK
-            assert held.last_report_sequence("n1") == 1
-        finally:
-            held.release.set()
-            await channel.close()
-            await server.stop(0)
-
-    asyncio.run(main())
+    run_with_held_store(tmp_path, scenario)
