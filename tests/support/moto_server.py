@@ -16,6 +16,8 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.support.spawn import dying_with_parent
+
 REGION = "us-east-1"
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -109,7 +111,7 @@ def moto_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServe
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [binary, "-H", "127.0.0.1", "-p", str(port)],
+            dying_with_parent([binary, "-H", "127.0.0.1", "-p", str(port)]),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **CREDENTIALS},

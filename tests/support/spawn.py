@@ -1,4 +1,4 @@
-"""Starting long-lived helper servers (the Kubernetes control plane, PostgreSQL) from tests.
+"""Starting long-lived helper servers (the Kubernetes control plane, PostgreSQL, moto) from tests.
 
 The kernel should kill them if the test process dies without running its finalizers (SIGKILL,
 ``os._exit``): that is the parent-death signal. It is set by ``setpriv`` just before exec, not by
