@@ -27,14 +27,11 @@ from backstop.core.tasks import run_until_one_fails
 from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
-from backstop.security.audit import FileAuditLog
+from backstop.security.audit import JOURNAL_FILE, FileAuditLog
 from backstop.security.identities import TrustPolicyFile
 from backstop.telemetry.endpoint import TelemetryServer
 
 log = logging.getLogger(__name__)
-
-
-JOURNAL_FILE = "audit.jsonl"
 
 
 def _check_security_settings(settings: AgentSettings) -> None:

@@ -42,18 +42,20 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.core.scope import is_label, node_in_scope, workload_in_scope
-from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
-from backstop.link.reporting import ReportSequence, acknowledge, run_with_reports
-from backstop.link.session import ControllerSession
-from backstop.link.spool import ReportSpool
-from backstop.security.audit import FileAuditLog
+from backstop.link.identity import check_link_security, link_tls_dir
+from backstop.link.reporting import (
+    ReportSequence,
+    acknowledge,
+    run_with_reports,
+    stateless_session,
+)
+from backstop.security.audit import JOURNAL_FILE, FileAuditLog
 from backstop.security.command_check import CommandCheck
 from backstop.security.identities import TrustPolicyFile
 
 log = logging.getLogger(__name__)
 
 CAPABILITIES = ("cloud.stop", "cloud.start")
-JOURNAL_FILE = "audit.jsonl"
 HOLDING = (Action.PAUSE, Action.TERMINATE, Action.SHUTDOWN)
 MAX_LABELS = 64
 
@@ -120,14 +122,14 @@ class CloudAgent:
         self._check = CommandCheck(policy)
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.journal = FileAuditLog(settings.state_dir / JOURNAL_FILE)
-        self.session = ControllerSession(
+        self.session = stateless_session(
             settings.controller,
             self.inventory,
-            lambda: 0,  # every unacknowledged command again: applying one twice is harmless
             self.on_command,
+            insecure=settings.insecure,
+            tls=tls_dir(settings),
+            state_dir=settings.state_dir,
             reconnect_max_s=settings.reconnect_max_s,
-            credentials=link_credentials(settings.insecure, tls_dir(settings)),
-            spool=ReportSpool(settings.state_dir / "spool"),
         )
 
     # -- up ---------------------------------------------------------------------------------

@@ -61,6 +61,11 @@ def _tags(items: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items or ()}
 
 
+def _lifecycles(group: Mapping[str, Any]) -> dict[str, str]:
+    """Instance id -> lifecycle state (InService, Standby, ...) in an Auto Scaling group."""
+    return {i["InstanceId"]: i["LifecycleState"] for i in group.get("Instances", ())}
+
+
 def _group_tag(group: str, value: str) -> dict[str, object]:
     return {
         "ResourceId": group,
@@ -103,6 +108,8 @@ class AwsProvider:
         self._config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
         self._clients: dict[tuple[str, str], Any] = {}
         self._gpu_types: dict[str, tuple[str, ...]] = {}
+        self._variant_types: dict[str, dict[str, str]] = {}
+        """Endpoint config -> variant -> instance type (configs never change once made)."""
         self.regions = tuple(regions)
         try:
             identity = self._client("sts", self.regions[0]).get_caller_identity()
@@ -175,25 +182,20 @@ class AwsProvider:
         for page in sm.get_paginator("list_endpoints").paginate():
             for summary in page.get("Endpoints", ()):
                 endpoint = sm.describe_endpoint(EndpointName=summary["EndpointName"])
-                config = sm.describe_endpoint_config(
-                    EndpointConfigName=endpoint["EndpointConfigName"]
-                )
-                types = {
-                    v["VariantName"]: v.get("InstanceType", "")
-                    for v in config.get("ProductionVariants", ())
-                }
+                types = self._types_of_variants(sm, endpoint["EndpointConfigName"])
                 self._gpus_of(region, {t.removeprefix("ml.") for t in types.values() if t})
+                per_instance = {
+                    name: self._gpu_types.get(t.removeprefix("ml."), ())
+                    for name, t in types.items()
+                }
+                if not any(per_instance.values()):
+                    continue  # CPU-only or serverless: not GPU capacity
                 gpus: list[str] = []
                 desired = 0
                 for variant in endpoint.get("ProductionVariants", ()):
                     count = int(variant.get("DesiredInstanceCount", 0))
-                    per_instance = self._gpu_types.get(
-                        types.get(variant["VariantName"], "").removeprefix("ml."), ()
-                    )
-                    gpus += list(per_instance) * count
+                    gpus += list(per_instance.get(variant["VariantName"], ())) * count
                     desired += count
-                if not any(self._gpu_types.get(t.removeprefix("ml.")) for t in types.values() if t):
-                    continue  # CPU-only or serverless: not GPU capacity
                 yield CloudResource(
                     workload_id=f"aws/{region}/sagemaker/{endpoint['EndpointName']}",
                     kind=SAGEMAKER,
@@ -206,6 +208,15 @@ class AwsProvider:
                     created_at_s=_timestamp(endpoint.get("CreationTime")),
                     ref=endpoint["EndpointArn"],
                 )
+
+    def _types_of_variants(self, sm: Any, config_name: str) -> dict[str, str]:
+        if config_name not in self._variant_types:
+            config = sm.describe_endpoint_config(EndpointConfigName=config_name)
+            self._variant_types[config_name] = {
+                v["VariantName"]: v.get("InstanceType", "")
+                for v in config.get("ProductionVariants", ())
+            }
+        return self._variant_types[config_name]
 
     # -- marks ----------------------------------------------------------------------------
 
@@ -262,8 +273,7 @@ class AwsProvider:
         """Take the instance out of its group's care without a replacement; what was done."""
         asg = self._client("autoscaling", resource.location)
         g = self._group(resource.location, group)
-        lifecycle = {i["InstanceId"]: i["LifecycleState"] for i in g.get("Instances", ())}
-        if lifecycle.get(resource.name) != "InService":
+        if _lifecycles(g).get(resource.name) != "InService":
             return ""
         said = ""
         if g["DesiredCapacity"] - 1 < g["MinSize"]:
@@ -287,7 +297,7 @@ class AwsProvider:
             InstanceIds=[resource.name], WaiterConfig=RUNNING_WAIT
         )
         g = self._group(resource.location, group)
-        lifecycle = {i["InstanceId"]: i["LifecycleState"] for i in g.get("Instances", ())}
+        lifecycle = _lifecycles(g)
         said = ""
         if lifecycle.get(resource.name) == "Standby":
             asg.exit_standby(InstanceIds=[resource.name], AutoScalingGroupName=group)

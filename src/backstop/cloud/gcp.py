@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -135,9 +136,9 @@ class GcpProvider:
     def _wait(self, what: str, zone: str, operation: compute_v1.Operation) -> None:
         """Wait for a zone operation to finish; raise its error, if it has one."""
         done = operation
-        deadline = dt.datetime.now().timestamp() + OPERATION_TIMEOUT_S
+        deadline = time.monotonic() + OPERATION_TIMEOUT_S
         while done.status != compute_v1.Operation.Status.DONE:
-            if dt.datetime.now().timestamp() > deadline:
+            if time.monotonic() > deadline:
                 raise ActuationError(f"{what}: operation {operation.name} still running")
             done = self._call(
                 what,
@@ -197,35 +198,30 @@ class GcpProvider:
         zone, name = resource.location, resource.name
         if resource.group:
             group = _zonal_group(resource)
-            members = [f"zones/{zone}/instances/{name}"]
-            if verb == "stop":
-                call: Callable[..., Any] = self._groups.stop_instances_unary
-                body = {
-                    "instance_group_managers_stop_instances_request_resource": (
-                        compute_v1.InstanceGroupManagersStopInstancesRequest(instances=members)
-                    )
+            methods: dict[str, Callable[..., Any]] = {
+                "stop": self._groups.stop_instances_unary,
+                "start": self._groups.start_instances_unary,
+            }
+            members = {
+                f"instance_group_managers_{verb}_instances_request_resource": {
+                    "instances": [f"zones/{zone}/instances/{name}"]
                 }
-            else:
-                call = self._groups.start_instances_unary
-                body = {
-                    "instance_group_managers_start_instances_request_resource": (
-                        compute_v1.InstanceGroupManagersStartInstancesRequest(instances=members)
-                    )
-                }
+            }
             operation = self._call(
                 what,
-                call,
+                methods[verb],
                 project=self.account,
                 zone=zone,
                 instance_group_manager=group,
-                **body,
+                **members,
             )
-            self._wait(what, zone, operation)
-            return f"instanceGroupManagers.{verb}Instances {group}/{name}"
-        method = self._instances.stop_unary if verb == "stop" else self._instances.start_unary
-        operation = self._call(what, method, project=self.account, zone=zone, instance=name)
+            said = f"instanceGroupManagers.{verb}Instances {group}/{name}"
+        else:
+            method = self._instances.stop_unary if verb == "stop" else self._instances.start_unary
+            operation = self._call(what, method, project=self.account, zone=zone, instance=name)
+            said = f"instances.{verb} {name}"
         self._wait(what, zone, operation)
-        return f"instances.{verb} {name}"
+        return said
 
     def stop(self, resource: CloudResource) -> str:
         return f"{self._instance_method('stop', resource)} (was {resource.state})"

@@ -145,7 +145,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             error = await self._write_loop(context, link, reader)
             # The stream's reports are through the store before its status goes out, so a
             # client that saw the end may read what was stored.
-            await self._reports_written()
+            await self.reports_written()
             if error:
                 metrics.STREAM_ERRORS.labels(reason="invalid_message").inc()
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
@@ -293,7 +293,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                     metrics.REPORTS_DUPLICATE.inc()
                 link.stored_report = max(link.stored_report, report.sequence)
 
-    async def _reports_written(self) -> None:
+    async def reports_written(self) -> None:
         """Wait until every report queued so far has been through the store (stored, a
         repeat, or refused), without waiting for reports that arrive later."""
         target = self._batches_taken + (1 if self._reports else 0)
@@ -317,11 +317,6 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 )
                 results.append(None)
         return results
-
-    async def drain(self) -> None:
-        """Wait for the reports already received to be stored."""
-        while self._report_writer is not None and not self._report_writer.done():
-            await asyncio.shield(self._report_writer)
 
     def _handle(self, node_id: str, message: agent_pb2.AgentMessage, link: StreamLink) -> None:
         kind = message.WhichOneof("body")

@@ -182,7 +182,7 @@ class ControllerServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._server.stop(grace_s)
-        await self._gateway.drain()
+        await self._gateway.reports_written()
         if self._enrol_server is not None:
             await self._enrol_server.stop(0)
         if self._telemetry is not None:

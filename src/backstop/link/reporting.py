@@ -8,13 +8,47 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from backstop.core.errors import BackstopError
-from backstop.core.models import Command, CommandAck, Report, TargetState, WorkloadOutcome
+from backstop.core.models import (
+    Command,
+    CommandAck,
+    NodeInfo,
+    Report,
+    TargetState,
+    WorkloadOutcome,
+)
 from backstop.core.tasks import run_until_one_fails
+from backstop.link.identity import link_credentials
 from backstop.link.session import ControllerSession
+from backstop.link.spool import ReportSpool
 
 log = logging.getLogger(__name__)
+
+
+def stateless_session(
+    controller: str,
+    inventory: Callable[[], NodeInfo],
+    on_command: Callable[[Command], Awaitable[CommandAck]],
+    *,
+    insecure: bool,
+    tls: Path,
+    state_dir: Path,
+    reconnect_max_s: float,
+) -> ControllerSession:
+    """The controller session of an agent that keeps no command state: on every connect the
+    controller sends each unacknowledged command again (handling one twice is harmless);
+    reports wait in ``STATE_DIR/spool`` while the controller is away."""
+    return ControllerSession(
+        controller,
+        inventory,
+        lambda: 0,
+        on_command,
+        reconnect_max_s=reconnect_max_s,
+        credentials=link_credentials(insecure, tls),
+        spool=ReportSpool(state_dir / "spool"),
+    )
 
 
 class ReportSequence:

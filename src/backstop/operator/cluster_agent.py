@@ -41,10 +41,13 @@ from backstop.core.models import (
     Workload,
     WorkloadOutcome,
 )
-from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
-from backstop.link.reporting import ReportSequence, acknowledge, run_with_reports
-from backstop.link.session import ControllerSession
-from backstop.link.spool import ReportSpool
+from backstop.link.identity import check_link_security, link_tls_dir
+from backstop.link.reporting import (
+    ReportSequence,
+    acknowledge,
+    run_with_reports,
+    stateless_session,
+)
 from backstop.operator import commands
 from backstop.operator.crd import CorrectionResource, Phase, TargetRecord
 from backstop.operator.crd import TargetState as ObjectState
@@ -164,16 +167,14 @@ class ClusterAgent:
         self._sequence = ReportSequence()
         policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
         self._check = CommandCheck(policy)
-        tls = tls_dir(settings)
-        credentials = link_credentials(settings.insecure, tls)
-        self.session = ControllerSession(
+        self.session = stateless_session(
             settings.controller,
             self.inventory,
-            lambda: 0,  # every unacknowledged command again: handling one twice is harmless
             self.on_command,
+            insecure=settings.insecure,
+            tls=tls_dir(settings),
+            state_dir=settings.state_dir,
             reconnect_max_s=settings.reconnect_max_s,
-            credentials=credentials,
-            spool=ReportSpool(settings.state_dir / "spool"),
         )
 
     # -- up ---------------------------------------------------------------------------------

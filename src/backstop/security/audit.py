@@ -39,6 +39,8 @@ from backstop.core.errors import Conflict, InvalidInput, StoreError
 log = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
+JOURNAL_FILE = "audit.jsonl"
+"""An agent's journal, in its state directory (node agent and cloud agent alike)."""
 """``prev_hash`` of the first entry of every chain."""
 
 ENTRY_FIELDS = frozenset(
