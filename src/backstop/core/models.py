@@ -164,6 +164,31 @@ class Fingerprint:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """A correction whose effect holds a workload (paused, throttled or stopped)."""
+
+    correction_id: str
+    action: str
+    """pause | throttle | shutdown"""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditHead:
+    """The head of a hash-chained log: its last entry's index and hash (``0, ""`` if empty).
+
+    Others keep the heads they have seen (witnesses), so a log cut short or rewritten after
+    them is detected: see :func:`backstop.security.audit.verify_against_witnesses`.
+    """
+
+    seq: int = 0
+    hash: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return self.seq == 0
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """A process tree that uses an accelerator or serves a model."""
 
@@ -176,6 +201,8 @@ class Workload:
     state: str = "running"
     """running | paused | throttled | terminated, as last enforced by the agent."""
     started_at_s: float = 0.0
+    holds: tuple[Hold, ...] = ()
+    """Every correction in force on this workload, oldest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +231,10 @@ class Report:
     workloads: tuple[Workload, ...] = ()
     dropped_reports: int = 0
     """Reports the agent's spool had to drop since it started."""
+    journal_head: AuditHead = field(default_factory=AuditHead)
+    """The head of the agent's own journal when it reported."""
+    witnessed_audit_head: AuditHead = field(default_factory=AuditHead)
+    """The newest controller audit head the agent received (and journaled)."""
     encoded_gpus: tuple[tuple[str, bytes], ...] = ()
     """The GPU samples as (uuid, encoded GpuSample) pairs, as they arrived: the controller
     checks and stores these bytes without decoding them (``gpus`` is then empty)."""
@@ -320,9 +351,12 @@ class Command:
     """
 
     sequence: int
+    """Delivery order on this agent's stream; replay protection does not rest on it."""
     spec: CorrectionSpec
     spec_bytes: bytes = b""
     signatures: tuple[SignatureRecord, ...] = ()
+    audit_head: AuditHead = field(default_factory=AuditHead)
+    """The controller's audit head when the command was issued (the agent journals it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,15 @@ A trust policy is a JSON file that the controller and every agent hold::
         {"name": "alice", "role": "operator", "keys": ["<base64 raw Ed25519 public key>"]},
         {"name": "bob", "role": "approver", "keys": ["-----BEGIN PUBLIC KEY-----..."]}
       ],
-      "quorum": {"terminate": 1, "shutdown": 2}
+      "quorum": {"terminate": 1, "shutdown": 2},
+      "resume_quorum": {"pause": 1}
     }
 
 Roles are ordered ``viewer < operator < approver < admin``. ``quorum`` gives, per action, how
 many distinct approvers besides the issuer must sign; it defaults to 1 for ``terminate`` and
-``shutdown`` (the two-person rule) and 0 for every other action. A malformed file is refused
+``shutdown`` (the two-person rule) and 0 for every other action. ``resume_quorum`` gives, per
+action *undone*, how many approvers a resume of such a correction needs; it defaults to that
+action's own quorum, so undoing a shutdown is as guarded as doing it. A malformed file is refused
 as a whole with ``InvalidInput`` naming the problem; :class:`TrustPolicyFile` reloads the file
 when it changes and keeps the last good policy when an edit is bad.
 """
@@ -41,7 +44,7 @@ DEFAULT_QUORUM: Mapping[str, int] = MappingProxyType(
 )
 """Approvals required when the policy file does not say: the two-person rule for severe actions."""
 
-_POLICY_FIELDS = frozenset({"people", "quorum"})
+_POLICY_FIELDS = frozenset({"people", "quorum", "resume_quorum"})
 _PERSON_FIELDS = frozenset({"name", "role", "keys"})
 
 
@@ -115,6 +118,8 @@ class TrustPolicy:
     people: tuple[Person, ...] = ()
     quorum: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_QUORUM))
     """Approvals required per action, merged over :data:`DEFAULT_QUORUM`; others need none."""
+    resume_quorum: Mapping[str, int] = field(default_factory=dict)
+    """Approvals a resume needs, per action it undoes; an action not named here: its quorum."""
 
     _by_name: Mapping[str, Person] = field(init=False, repr=False, compare=False)
     _by_key: Mapping[str, tuple[Person, bytes]] = field(init=False, repr=False, compare=False)
@@ -144,6 +149,9 @@ class TrustPolicy:
             _check_quorum_entry(action, count)
             merged[action] = count
         object.__setattr__(self, "quorum", MappingProxyType(merged))
+        for action, count in self.resume_quorum.items():
+            _check_quorum_entry(action, count)
+        object.__setattr__(self, "resume_quorum", MappingProxyType(dict(self.resume_quorum)))
         object.__setattr__(self, "_by_name", MappingProxyType(by_name))
         object.__setattr__(self, "_by_key", MappingProxyType(by_key))
 
@@ -165,6 +173,17 @@ class TrustPolicy:
         """How many distinct approvers besides the issuer must sign a correction of ``action``."""
         return self.quorum.get(str(action), 0)
 
+    def required_resume_approvals(self, undone_action: str) -> int:
+        """Approvals a resume needs to undo a correction of ``undone_action``.
+
+        ``resume_quorum`` when it names the action, otherwise the quorum of the action itself:
+        undo is as guarded as do.
+        """
+        undone = str(undone_action)
+        if undone in self.resume_quorum:
+            return self.resume_quorum[undone]
+        return self.required_approvals(undone)
+
     def approvers(self) -> tuple[Person, ...]:
         """Everyone whose approvals count (role approver or admin)."""
         return tuple(p for p in self.people if p.role.at_least(Role.APPROVER))
@@ -173,7 +192,9 @@ class TrustPolicy:
         """Problems that do not make the policy invalid but will surprise its users."""
         found: list[str] = []
         approvers = self.approvers()
-        for action, count in sorted(self.quorum.items()):
+        for action, count in sorted(
+            [*self.quorum.items(), *((f"resume of {a}", n) for a, n in self.resume_quorum.items())]
+        ):
             if count > len(approvers):
                 found.append(
                     f"{action} needs {count} approvals but only {len(approvers)} people "
@@ -206,8 +227,15 @@ class TrustPolicy:
             raise InvalidInput(f"{source}: 'quorum' must be an object of action: count")
         for action, count in quorum_data.items():
             _check_quorum_entry(action, count, source)
+        resume_data = data.get("resume_quorum", {})
+        if not isinstance(resume_data, dict):
+            raise InvalidInput(
+                f"{source}: 'resume_quorum' must be an object of undone action: count"
+            )
+        for action, count in resume_data.items():
+            _check_quorum_entry(action, count, source)
         try:
-            return cls(people=people, quorum=dict(quorum_data))
+            return cls(people=people, quorum=dict(quorum_data), resume_quorum=dict(resume_data))
         except InvalidInput as exc:
             raise InvalidInput(f"{source}: {exc.message}") from exc
 
@@ -243,6 +271,7 @@ class TrustPolicy:
                 for p in self.people
             ],
             "quorum": dict(sorted(self.quorum.items())),
+            "resume_quorum": dict(sorted(self.resume_quorum.items())),
         }
 
     def to_json(self) -> str:

@@ -11,7 +11,8 @@ canonical bytes, the serialized ``CorrectionSpec``. The rules, checked against a
 - ``approver`` signatures count once per person, only from people with role approver or
   above who are not the issuer;
 - the correction may act when the issuer signed and the distinct approvers reach the quorum
-  the policy sets for its action.
+  the policy sets for its action; for a resume, the quorum for undoing the action of the
+  correction it reverts (``reverts_action``), so undo is as guarded as do.
 
 Every outcome carries a reason a person can act on. Pure functions; no I/O.
 """
@@ -122,9 +123,14 @@ def check(
     action: str,
     signatures: Sequence[SignatureRecord],
     policy: TrustPolicy,
+    reverts_action: str = "",
 ) -> Verdict:
-    """Decide whether the signatures on a correction let it act (see the module docstring)."""
-    required = policy.required_approvals(action)
+    """Decide whether the signatures on a correction let it act (see the module docstring).
+
+    ``reverts_action`` is, for a resume, the action of the correction it undoes; it picks the
+    quorum (:meth:`TrustPolicy.required_resume_approvals`).
+    """
+    required = required_approvals(policy, action, reverts_action)
     if len(signatures) > MAX_SIGNATURES:
         return Verdict(
             ok=False,
@@ -173,6 +179,13 @@ def check(
     )
 
 
+def required_approvals(policy: TrustPolicy, action: str, reverts_action: str = "") -> int:
+    """Approvals a correction of ``action`` needs (for a resume: to undo ``reverts_action``)."""
+    if str(action) == "resume" and reverts_action:
+        return policy.required_resume_approvals(reverts_action)
+    return policy.required_approvals(action)
+
+
 def approval_state(
     spec_bytes: bytes,
     *,
@@ -180,6 +193,7 @@ def approval_state(
     action: str,
     signatures: Sequence[SignatureRecord],
     policy: TrustPolicy,
+    reverts_action: str = "",
 ) -> ApprovalState:
     """How far a correction is from its quorum, and who could still approve it."""
     verdict = check(
@@ -188,6 +202,7 @@ def approval_state(
         action=action,
         signatures=signatures,
         policy=policy,
+        reverts_action=reverts_action,
     )
     candidates = tuple(
         p.name

@@ -10,6 +10,7 @@ from backstop.core.errors import InvalidInput
 from backstop.core.models import (
     Action,
     ActionParams,
+    AuditHead,
     Behaviour,
     CommandAck,
     Correction,
@@ -18,6 +19,7 @@ from backstop.core.models import (
     Fingerprint,
     GpuSample,
     GpuUse,
+    Hold,
     NodeInfo,
     Report,
     Scope,
@@ -31,6 +33,8 @@ from backstop.core.models import (
 
 MAX_ID_LEN = 128
 MAX_TEXT_LEN = 4096
+MAX_HOLDS = 256
+"""Holds listed per workload; more are not kept (a report is bounded as a whole)."""
 MAX_COUNTER = 2**63 - 1
 """Sequence numbers and counters are unsigned on the wire but stored as signed 64-bit."""
 
@@ -225,6 +229,7 @@ def workload_to_pb(wl: Workload) -> types_pb2.Workload:
         labels=dict(wl.labels),
         state=wl.state,
         started_at_s=wl.started_at_s,
+        holds=[types_pb2.Hold(correction_id=h.correction_id, action=h.action) for h in wl.holds],
     )
 
 
@@ -241,6 +246,10 @@ def workload_from_pb(msg: types_pb2.Workload, node_id: str | None = None) -> Wor
         },
         state=_text(msg.state, "workload state", 32) or "running",
         started_at_s=finite(msg.started_at_s, "started_at_s"),
+        holds=tuple(
+            Hold(_ident(h.correction_id, "hold correction id"), _text(h.action, "hold action", 32))
+            for h in msg.holds[:MAX_HOLDS]
+        ),
     )
 
 
@@ -288,6 +297,8 @@ def report_to_pb(report: Report) -> agent_pb2.Report:
         gpus=[gpu_to_pb(g) for g in report.gpus],
         workloads=[workload_to_pb(w) for w in report.workloads],
         dropped_reports=report.dropped_reports,
+        journal_head=audit_head_to_pb(report.journal_head),
+        witnessed_audit_head=audit_head_to_pb(report.witnessed_audit_head),
     )
 
 
@@ -322,7 +333,23 @@ def report_from_pb(msg: agent_pb2.Report, node_id: str, *, decode_gpus: bool = T
         workloads=workloads,
         dropped_reports=counter(msg.dropped_reports, "dropped_reports"),
         encoded_gpus=encoded,
+        journal_head=audit_head_from_pb(msg.journal_head),
+        witnessed_audit_head=audit_head_from_pb(msg.witnessed_audit_head),
     )
+
+
+def audit_head_to_pb(head: AuditHead) -> types_pb2.AuditHead:
+    return types_pb2.AuditHead(seq=head.seq, hash=head.hash)
+
+
+def audit_head_from_pb(msg: types_pb2.AuditHead) -> AuditHead:
+    """A checked head: ``seq`` a counter, ``hash`` empty or 64 lower-case hex digits."""
+    head_hash = msg.hash
+    if head_hash and (len(head_hash) != 64 or head_hash.strip("0123456789abcdef")):
+        raise InvalidInput("an audit head hash must be 64 lower-case hex digits")
+    if bool(msg.seq) != bool(head_hash):
+        raise InvalidInput("an audit head has both an index and a hash, or neither")
+    return AuditHead(counter(msg.seq, "audit head index"), head_hash)
 
 
 def _gpu_checked(msg: types_pb2.GpuSample) -> str:

@@ -8,28 +8,36 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Hello(_message.Message):
-    __slots__ = ("node", "last_command_sequence", "protocol_version")
+    __slots__ = ("node", "last_command_sequence", "protocol_version", "witnessed_audit_head", "journal_head")
     NODE_FIELD_NUMBER: _ClassVar[int]
     LAST_COMMAND_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WITNESSED_AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_HEAD_FIELD_NUMBER: _ClassVar[int]
     node: _types_pb2.Node
     last_command_sequence: int
     protocol_version: int
-    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., last_command_sequence: _Optional[int] = ..., protocol_version: _Optional[int] = ...) -> None: ...
+    witnessed_audit_head: _types_pb2.AuditHead
+    journal_head: _types_pb2.AuditHead
+    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., last_command_sequence: _Optional[int] = ..., protocol_version: _Optional[int] = ..., witnessed_audit_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ..., journal_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("sequence", "sampled_at_s", "gpus", "workloads", "dropped_reports")
+    __slots__ = ("sequence", "sampled_at_s", "gpus", "workloads", "dropped_reports", "journal_head", "witnessed_audit_head")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SAMPLED_AT_S_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     WORKLOADS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_REPORTS_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_HEAD_FIELD_NUMBER: _ClassVar[int]
+    WITNESSED_AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     sampled_at_s: float
     gpus: _containers.RepeatedCompositeFieldContainer[_types_pb2.GpuSample]
     workloads: _containers.RepeatedCompositeFieldContainer[_types_pb2.Workload]
     dropped_reports: int
-    def __init__(self, sequence: _Optional[int] = ..., sampled_at_s: _Optional[float] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuSample, _Mapping]]] = ..., workloads: _Optional[_Iterable[_Union[_types_pb2.Workload, _Mapping]]] = ..., dropped_reports: _Optional[int] = ...) -> None: ...
+    journal_head: _types_pb2.AuditHead
+    witnessed_audit_head: _types_pb2.AuditHead
+    def __init__(self, sequence: _Optional[int] = ..., sampled_at_s: _Optional[float] = ..., gpus: _Optional[_Iterable[_Union[_types_pb2.GpuSample, _Mapping]]] = ..., workloads: _Optional[_Iterable[_Union[_types_pb2.Workload, _Mapping]]] = ..., dropped_reports: _Optional[int] = ..., journal_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ..., witnessed_audit_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ...) -> None: ...
 
 class CommandAck(_message.Message):
     __slots__ = ("correction_id", "sequence", "state", "message", "outcomes")
@@ -74,12 +82,14 @@ class ReportAck(_message.Message):
     def __init__(self, sequence: _Optional[int] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("sequence", "correction")
+    __slots__ = ("sequence", "correction", "audit_head")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     CORRECTION_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     correction: _types_pb2.SignedCorrection
-    def __init__(self, sequence: _Optional[int] = ..., correction: _Optional[_Union[_types_pb2.SignedCorrection, _Mapping]] = ...) -> None: ...
+    audit_head: _types_pb2.AuditHead
+    def __init__(self, sequence: _Optional[int] = ..., correction: _Optional[_Union[_types_pb2.SignedCorrection, _Mapping]] = ..., audit_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ...) -> None: ...
 
 class Ping(_message.Message):
     __slots__ = ("sent_at_s",)

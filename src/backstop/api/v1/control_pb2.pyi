@@ -147,6 +147,28 @@ class RevokeNodeResponse(_message.Message):
     certificates_revoked: int
     def __init__(self, certificates_revoked: _Optional[int] = ...) -> None: ...
 
+class PreviewScopeRequest(_message.Message):
+    __slots__ = ("scope", "limit")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    scope: _types_pb2.Scope
+    limit: int
+    def __init__(self, scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class PreviewScopeResponse(_message.Message):
+    __slots__ = ("node_ids", "workload_count", "workloads")
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    WORKLOADS_FIELD_NUMBER: _ClassVar[int]
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    workload_count: int
+    workloads: _containers.RepeatedCompositeFieldContainer[_types_pb2.Workload]
+    def __init__(self, node_ids: _Optional[_Iterable[str]] = ..., workload_count: _Optional[int] = ..., workloads: _Optional[_Iterable[_Union[_types_pb2.Workload, _Mapping]]] = ...) -> None: ...
+
+class GetAuditHeadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

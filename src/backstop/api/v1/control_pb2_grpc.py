@@ -95,6 +95,16 @@ class ControlServiceStub:
                 request_serializer=backstop_dot_v1_dot_control__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=backstop_dot_v1_dot_control__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.PreviewScope = channel.unary_unary(
+                '/backstop.v1.ControlService/PreviewScope',
+                request_serializer=backstop_dot_v1_dot_control__pb2.PreviewScopeRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.PreviewScopeResponse.FromString,
+                _registered_method=True)
+        self.GetAuditHead = channel.unary_unary(
+                '/backstop.v1.ControlService/GetAuditHead',
+                request_serializer=backstop_dot_v1_dot_control__pb2.GetAuditHeadRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_types__pb2.AuditHead.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -178,6 +188,21 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewScope(self, request, context):
+        """What a scope resolves to now: the nodes and the workloads (as last reported) it covers.
+        Creates nothing (role: viewer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAuditHead(self, request, context):
+        """The controller's audit head now (role: viewer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -240,6 +265,16 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=backstop_dot_v1_dot_control__pb2.WhoAmIRequest.FromString,
                     response_serializer=backstop_dot_v1_dot_control__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'PreviewScope': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewScope,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.PreviewScopeRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.PreviewScopeResponse.SerializeToString,
+            ),
+            'GetAuditHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditHead,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.GetAuditHeadRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_types__pb2.AuditHead.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -566,6 +601,60 @@ class ControlService:
             '/backstop.v1.ControlService/WhoAmI',
             backstop_dot_v1_dot_control__pb2.WhoAmIRequest.SerializeToString,
             backstop_dot_v1_dot_control__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewScope(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/PreviewScope',
+            backstop_dot_v1_dot_control__pb2.PreviewScopeRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.PreviewScopeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/GetAuditHead',
+            backstop_dot_v1_dot_control__pb2.GetAuditHeadRequest.SerializeToString,
+            backstop_dot_v1_dot_types__pb2.AuditHead.FromString,
             options,
             channel_credentials,
             insecure,

@@ -139,7 +139,7 @@ class Fingerprint(_message.Message):
     def __init__(self, exe: _Optional[str] = ..., cmdline: _Optional[_Iterable[str]] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., framework: _Optional[str] = ..., weights: _Optional[_Iterable[_Union[WeightsFile, _Mapping]]] = ..., listening_ports: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[_Union[GpuUse, _Mapping]]] = ..., behaviour: _Optional[str] = ..., behaviour_confidence: _Optional[float] = ..., model_hash: _Optional[str] = ...) -> None: ...
 
 class Workload(_message.Message):
-    __slots__ = ("workload_id", "node_id", "root_pid", "pids", "fingerprint", "labels", "state", "started_at_s")
+    __slots__ = ("workload_id", "node_id", "root_pid", "pids", "fingerprint", "labels", "state", "started_at_s", "holds")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,7 @@ class Workload(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_FIELD_NUMBER: _ClassVar[int]
     workload_id: str
     node_id: str
     root_pid: int
@@ -163,7 +164,24 @@ class Workload(_message.Message):
     labels: _containers.ScalarMap[str, str]
     state: str
     started_at_s: float
-    def __init__(self, workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., root_pid: _Optional[int] = ..., pids: _Optional[_Iterable[int]] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., started_at_s: _Optional[float] = ...) -> None: ...
+    holds: _containers.RepeatedCompositeFieldContainer[Hold]
+    def __init__(self, workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., root_pid: _Optional[int] = ..., pids: _Optional[_Iterable[int]] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., started_at_s: _Optional[float] = ..., holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ...) -> None: ...
+
+class Hold(_message.Message):
+    __slots__ = ("correction_id", "action")
+    CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    correction_id: str
+    action: str
+    def __init__(self, correction_id: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
+
+class AuditHead(_message.Message):
+    __slots__ = ("seq", "hash")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    hash: str
+    def __init__(self, seq: _Optional[int] = ..., hash: _Optional[str] = ...) -> None: ...
 
 class LabelRequirement(_message.Message):
     __slots__ = ("key", "value", "equal")
@@ -274,7 +292,7 @@ class TargetResult(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[TargetState, str]] = ..., sequence: _Optional[int] = ..., message: _Optional[str] = ..., outcomes: _Optional[_Iterable[_Union[WorkloadOutcome, _Mapping]]] = ..., updated_at_s: _Optional[float] = ...) -> None: ...
 
 class Correction(_message.Message):
-    __slots__ = ("spec", "state", "targets", "message", "updated_at_s", "completed_at_s", "signatures", "approvals_required", "approvers", "signed_spec")
+    __slots__ = ("spec", "state", "targets", "message", "updated_at_s", "completed_at_s", "signatures", "approvals_required", "approvers", "signed_spec", "audit_head")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
@@ -285,6 +303,7 @@ class Correction(_message.Message):
     APPROVALS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     APPROVERS_FIELD_NUMBER: _ClassVar[int]
     SIGNED_SPEC_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
     spec: CorrectionSpec
     state: CorrectionState
     targets: _containers.RepeatedCompositeFieldContainer[TargetResult]
@@ -295,10 +314,11 @@ class Correction(_message.Message):
     approvals_required: int
     approvers: _containers.RepeatedScalarFieldContainer[str]
     signed_spec: bytes
-    def __init__(self, spec: _Optional[_Union[CorrectionSpec, _Mapping]] = ..., state: _Optional[_Union[CorrectionState, str]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., message: _Optional[str] = ..., updated_at_s: _Optional[float] = ..., completed_at_s: _Optional[float] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., approvers: _Optional[_Iterable[str]] = ..., signed_spec: _Optional[bytes] = ...) -> None: ...
+    audit_head: AuditHead
+    def __init__(self, spec: _Optional[_Union[CorrectionSpec, _Mapping]] = ..., state: _Optional[_Union[CorrectionState, str]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., message: _Optional[str] = ..., updated_at_s: _Optional[float] = ..., completed_at_s: _Optional[float] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., approvers: _Optional[_Iterable[str]] = ..., signed_spec: _Optional[bytes] = ..., audit_head: _Optional[_Union[AuditHead, _Mapping]] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("node_id", "hostname", "agent_version", "labels", "gpus", "nvml_available", "capabilities", "connected", "last_seen_s", "workload_count", "replica")
+    __slots__ = ("node_id", "hostname", "agent_version", "labels", "gpus", "nvml_available", "capabilities", "connected", "last_seen_s", "workload_count", "replica", "witnessed_audit_head", "journal_head")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -317,6 +337,8 @@ class Node(_message.Message):
     LAST_SEEN_S_FIELD_NUMBER: _ClassVar[int]
     WORKLOAD_COUNT_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    WITNESSED_AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_HEAD_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     hostname: str
     agent_version: str
@@ -328,4 +350,6 @@ class Node(_message.Message):
     last_seen_s: float
     workload_count: int
     replica: str
-    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., gpus: _Optional[_Iterable[_Union[GpuSample, _Mapping]]] = ..., nvml_available: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ..., connected: _Optional[bool] = ..., last_seen_s: _Optional[float] = ..., workload_count: _Optional[int] = ..., replica: _Optional[str] = ...) -> None: ...
+    witnessed_audit_head: AuditHead
+    journal_head: AuditHead
+    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., gpus: _Optional[_Iterable[_Union[GpuSample, _Mapping]]] = ..., nvml_available: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ..., connected: _Optional[bool] = ..., last_seen_s: _Optional[float] = ..., workload_count: _Optional[int] = ..., replica: _Optional[str] = ..., witnessed_audit_head: _Optional[_Union[AuditHead, _Mapping]] = ..., journal_head: _Optional[_Union[AuditHead, _Mapping]] = ...) -> None: ...
