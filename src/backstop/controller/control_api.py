@@ -256,6 +256,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         node_id = convert.node_id_text(request.node_id)
         self._engine.audit(caller.name, "node.revoke", node_id, reason=request.reason)
         count = self._store.revoke_node(node_id, time.time(), request.reason)
+        self._engine.disconnect(node_id, "the node's certificate was revoked")
         listed = self._authz.revoke_certificates(node_id, "agent")
         if listed is None:
             log.warning(
@@ -263,7 +264,6 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
                 "add them to the CA's revocation list where the key is (backstop pki revoke --dir)",
                 extra={"node": node_id},
             )
-        self._engine.disconnect(node_id, "the node's certificate was revoked")
         return control_pb2.RevokeNodeResponse(certificates_revoked=max(count, listed or 0))
 
     @_rpc
