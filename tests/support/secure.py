@@ -8,6 +8,7 @@ maps people to roles and keys and sets the quorum. Nodes join with ``pki token``
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -15,6 +16,9 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from backstop.security.keys import load_public, public_path, public_to_text
 
@@ -115,3 +119,14 @@ class SecureSetup:
             "--out", str(state_dir / "tls"),
         )  # fmt: skip
         shutil.copy2(self.ca_dir / "ca.crt", state_dir / "tls" / "ca.crt")
+
+
+def tampered_crl(pem: bytes) -> bytes:
+    """The same CRL with one byte of a listed serial changed (its signature no longer fits)."""
+    crl = x509.load_pem_x509_crl(pem)
+    der = bytearray(crl.public_bytes(serialization.Encoding.DER))
+    serial = next(iter(crl)).serial_number.to_bytes(17, "big").lstrip(b"\0")
+    at = bytes(der).index(serial)
+    der[at + len(serial) // 2] ^= 0x01
+    body = base64.encodebytes(bytes(der)).decode()
+    return f"-----BEGIN X509 CRL-----\n{body}-----END X509 CRL-----\n".encode()

@@ -25,9 +25,11 @@ from backstop.core.models import Command, CommandAck, NodeInfo, Report, Workload
 from backstop.core.settings import AgentSettings
 from backstop.core.tasks import run_until_one_fails
 from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
+from backstop.link.peer_check import ControllerCertificateCheck
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
 from backstop.security.audit import JOURNAL_FILE, FileAuditLog
+from backstop.security.crl import CRL_FILE, RevocationList
 from backstop.security.identities import TrustPolicyFile
 from backstop.telemetry.endpoint import TelemetryServer
 
@@ -73,8 +75,14 @@ class AgentDaemon:
             journal=self.journal,
             default_grace_s=settings.default_grace_s,
         )
-        credentials = link_credentials(
-            settings.insecure, link_tls_dir(settings.tls_dir, settings.state_dir)
+        tls = link_tls_dir(settings.tls_dir, settings.state_dir)
+        credentials = link_credentials(settings.insecure, tls)
+        peer_check = (
+            None
+            if settings.insecure
+            else ControllerCertificateCheck(
+                RevocationList(settings.crl or tls / CRL_FILE, tls / "ca.crt")
+            )
         )
         self.session = ControllerSession(
             settings.controller,
@@ -85,6 +93,7 @@ class AgentDaemon:
             credentials=credentials,
             on_connected=self.enforcer.recent_acks,
             spool=ReportSpool(settings.state_dir / "spool", max_bytes=settings.spool_max_bytes),
+            peer_check=peer_check,
         )
         self.latest: NodeSample | None = None
         self._capabilities: tuple[str, ...] = ()
@@ -160,17 +169,19 @@ class AgentDaemon:
         return tuple(caps)
 
     async def run(self) -> None:
+        telemetry = (  # bound first: a busy port stops the start with a message
+            TelemetryServer(self.settings.metrics_listen, self._healthy)
+            if self.settings.metrics_listen
+            else None
+        )
         if not self.nvml.start():
             log.warning(
                 "NVML is not available: reporting without GPUs", extra={"node": self.node_id}
             )
         self._capabilities = self._detect_capabilities()
         self.latest = await asyncio.to_thread(self.sampler.sample)
-        telemetry = (
-            TelemetryServer(self.settings.metrics_listen, self._healthy).start()
-            if self.settings.metrics_listen
-            else None
-        )
+        if telemetry is not None:
+            telemetry.start()
         log.info(
             "agent started",
             extra={

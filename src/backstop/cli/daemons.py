@@ -46,6 +46,7 @@ def controller_serve(args: argparse.Namespace) -> int:
         tls_dir=Path(args.server_tls_dir) if args.server_tls_dir else None,
         trust_policy=Path(args.trust_policy) if args.trust_policy else None,
         enrol_listen=args.enrol_listen,
+        crl=Path(args.crl) if args.crl else None,
         controller_id=args.replica_id,
     )
     ready = Path(args.ready_file) if args.ready_file else None
@@ -84,6 +85,7 @@ def agent_run(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         tls_dir=Path(args.agent_tls_dir) if args.agent_tls_dir else None,
         trust_policy=Path(args.trust_policy) if args.trust_policy else None,
+        crl=Path(args.crl) if args.crl else None,
         lease_s=args.lease,
         lease_selector=args.lease_selector,
     )

@@ -172,6 +172,9 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     serve.add_argument("--trust-policy", default="", help="people, roles, keys and quorum (JSON)")
     serve.add_argument("--enrol-listen", default="", help="HOST:PORT for node enrolment")
+    serve.add_argument(
+        "--crl", default="", help="the CA's revocation list (default: TLS_DIR/crl.pem)"
+    )
 
     operator = sub.add_parser("operator", help="run the Kubernetes operator")
     op_sub = operator.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
@@ -225,6 +228,9 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     run.add_argument("--nvml-library", default="", help="path of libnvidia-ml.so.1")
     run.add_argument("--label", action="append", default=[], help="node label K=V (repeatable)")
     run.add_argument("--tls-dir", dest="agent_tls_dir", default="", help="default: STATE_DIR/tls")
+    run.add_argument(
+        "--crl", default="", help="the CA's revocation list (default: TLS_DIR/crl.pem)"
+    )
     run.add_argument(
         "--lease",
         type=float,
@@ -364,8 +370,20 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
     token = pki_sub.add_parser("token", help="a one-time enrolment token for a node (admin)")
     token.add_argument("--node", required=True)
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds")
-    revoke = pki_sub.add_parser("revoke", help="refuse a node's certificates from now on")
-    revoke.add_argument("--node", required=True)
+    revoke = pki_sub.add_parser(
+        "revoke",
+        help="put certificates on the CA's revocation list (through the controller, or --dir)",
+        description="Without --dir: ask the controller (admin) to revoke --node; it refuses the "
+        "node at once and, holding the CA key for enrolment, adds the node's certificates to "
+        "the CA's revocation list. With --dir: sign the revocation list in that CA directory "
+        "(where ca.key is) for --node, --person, --cert or --serial; then copy crl.pem to "
+        "every daemon's TLS directory.",
+    )
+    revoke.add_argument("--node", default="", help="every certificate issued to this node")
+    revoke.add_argument("--person", default="", help="with --dir: every client certificate")
+    revoke.add_argument("--cert", action="append", default=[], help="with --dir: a PEM file")
+    revoke.add_argument("--serial", action="append", default=[], help="with --dir: hex serial")
+    revoke.add_argument("--dir", default="", help="the CA directory (ca.crt, ca.key, crl.pem)")
     revoke.add_argument("--reason", required=True)
 
     keys = sub.add_parser("keys", help="operator signing keys")

@@ -9,9 +9,17 @@ from pathlib import Path
 
 from backstop.api.v1 import control_pb2
 from backstop.cli.connect import client_from_args
+from backstop.core.errors import InvalidInput
 from backstop.security import audit
+from backstop.security.crl import CRL_FILE, revoke
+from backstop.security.issued import issued_to, record_issued
 from backstop.security.keys import generate_key
-from backstop.security.pki import CertificateAuthority, write_private, write_public
+from backstop.security.pki import (
+    CertificateAuthority,
+    peer_identity,
+    write_private,
+    write_public,
+)
 
 EXIT_BROKEN_CHAIN = 1
 _FILE_NAMES = {"controller": "controller", "agent": "node", "client": "client"}
@@ -51,6 +59,10 @@ def _pki_issue(args: argparse.Namespace) -> int:
     write_public(out / f"{stem}.crt", bundle.cert_pem)
     write_private(out / f"{stem}.key", bundle.key_pem)
     write_public(out / "ca.crt", ca.certificate_pem)
+    record_issued(Path(args.dir), bundle.cert_pem)
+    crl = Path(args.dir) / CRL_FILE
+    if crl.exists():  # the holder needs the CA's revocation list too
+        write_public(out / CRL_FILE, crl.read_bytes())
     print(f"{args.role} certificate for {args.name}: {out / stem}.crt, {out / stem}.key, ca.crt")
     return 0
 
@@ -69,9 +81,55 @@ def _pki_token(args: argparse.Namespace) -> int:
 
 
 def _pki_revoke(args: argparse.Namespace) -> int:
+    if args.dir:
+        return _revoke_at_ca(args)
+    if not args.node or args.person or args.cert or args.serial:
+        raise InvalidInput(
+            "through the controller, revoke --node NODE; --person, --cert and --serial need "
+            "--dir CA_DIR (run where ca.key is)"
+        )
+    if not args.reason.strip():
+        raise InvalidInput("--reason must say why")
     with client_from_args(args) as client:
         count = client.revoke(args.node, args.reason)
-    print(f"node {args.node} revoked ({count} enrolled certificate(s)); its stream was closed")
+    print(
+        f"node {args.node} revoked ({count} certificate(s)); its stream was closed; copy the "
+        f"controller's {CRL_FILE} to every agent's TLS directory"
+    )
+    return 0
+
+
+def _revoke_at_ca(args: argparse.Namespace) -> int:
+    """Sign the revocation list in the CA directory (where ca.key is)."""
+    if not args.reason.strip():
+        raise InvalidInput("--reason must say why")
+    ca_dir = Path(args.dir)
+    ca = CertificateAuthority.load(ca_dir)
+    serials: list[int] = []
+    for name, role in ((args.node, "agent"), (args.person, "client")):
+        if name:
+            found = [c.serial for c in issued_to(ca_dir, name, role)]
+            if not found:
+                raise InvalidInput(
+                    f"the CA in {ca_dir} has no record of a certificate for {role} {name!r}; "
+                    "name it with --cert FILE or --serial HEX"
+                )
+            serials += found
+    for path in args.cert:
+        serials.append(int(peer_identity(Path(path).read_bytes()).serial, 16))
+    for text in args.serial:
+        try:
+            serials.append(int(text.lower().removeprefix("0x").replace(":", ""), 16))
+        except ValueError as exc:
+            raise InvalidInput(f"--serial {text!r} is not a hexadecimal serial") from exc
+    if not serials:
+        raise InvalidInput("name what to revoke: --node, --person, --cert or --serial")
+    result = revoke(ca, ca_dir / CRL_FILE, serials)
+    print(
+        f"{len(result.added)} certificate(s) added to {ca_dir / CRL_FILE} (number "
+        f"{result.number}, {result.total} listed; reason: {args.reason.strip()})"
+    )
+    print(f"copy {CRL_FILE} to every controller's and agent's TLS directory (or their --crl)")
     return 0
 
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import PermissionDenied
+from backstop.security.crl import RevocationList, revoke
 from backstop.security.identities import Role, TrustPolicy, TrustPolicyFile
+from backstop.security.issued import issued_to
+from backstop.security.pki import CA_KEY_FILE, CertificateAuthority, PeerIdentity, PeerRole
 from backstop.security.tls import peer_identity_from_context
 
 log = logging.getLogger(__name__)
@@ -27,8 +31,41 @@ class Caller:
 
 
 class Authorizer:
-    def __init__(self, policy: TrustPolicyFile | None) -> None:
+    def __init__(
+        self,
+        policy: TrustPolicyFile | None,
+        revocations: RevocationList | None = None,
+        ca_dir: Path | None = None,
+    ) -> None:
         self._policy = policy
+        self.revocations = revocations
+        """The CA's revocation list, checked for every client certificate (people and nodes)."""
+        self._ca_dir = ca_dir
+
+    def revoke_certificates(self, name: str, role: PeerRole) -> int | None:
+        """Put every certificate the CA issued to ``name`` (as ``role``) on the revocation list.
+
+        Only where this controller holds the CA key (it signs enrolments): the serials come from
+        the CA's ledger beside the key. Returns how many serials were added, or ``None`` when
+        this controller holds no CA key (revoke where the key is: ``backstop pki revoke --dir``).
+        """
+        if self._ca_dir is None or self.revocations is None:
+            return None
+        if not (self._ca_dir / CA_KEY_FILE).is_file():
+            return None
+        ca = CertificateAuthority.load(self._ca_dir)
+        serials = [c.serial for c in issued_to(self._ca_dir, name, role)]
+        result = revoke(ca, self.revocations.path, serials)
+        return len(result.added)
+
+    def revocation_problem(self, peer: PeerIdentity) -> str:
+        """Why ``peer``'s certificate is refused by the CA's revocation list ("" if it is not)."""
+        if self.revocations is None or not self.revocations.is_revoked(peer.serial):
+            return ""
+        return (
+            f"certificate {peer.serial[:16]} of {peer.name} is on the CA's revocation list "
+            f"({self.revocations.path.name})"
+        )
 
     @property
     def secure(self) -> bool:
@@ -47,6 +84,9 @@ class Authorizer:
             raise PermissionDenied(
                 "a client certificate is required (backstop pki issue --role client)"
             )
+        revoked = self.revocation_problem(peer)
+        if revoked:
+            raise PermissionDenied(revoked)
         person = policy.person(peer.name)
         if person is None:
             raise PermissionDenied(f"{peer.name} is not in the trust policy")

@@ -257,7 +257,14 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self._engine.audit(caller.name, "node.revoke", node_id, reason=request.reason)
         count = self._store.revoke_node(node_id, time.time(), request.reason)
         self._engine.disconnect(node_id, "the node's certificate was revoked")
-        return control_pb2.RevokeNodeResponse(certificates_revoked=count)
+        listed = self._authz.revoke_certificates(node_id, "agent")
+        if listed is None:
+            log.warning(
+                "no CA key here: the node's certificates are refused by this store only; "
+                "add them to the CA's revocation list where the key is (backstop pki revoke --dir)",
+                extra={"node": node_id},
+            )
+        return control_pb2.RevokeNodeResponse(certificates_revoked=max(count, listed or 0))
 
     @_rpc
     async def WhoAmI(self, request: Any, context: Any) -> control_pb2.WhoAmIResponse:

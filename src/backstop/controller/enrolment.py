@@ -4,13 +4,16 @@ Served on its own port with server-authenticated TLS (grpc Python cannot make cl
 certificates optional on one port). The node sends a CSR; its private key never leaves it.
 The controller checks the token (unused, unexpired, issued for this node id), records the
 decision in the audit chain, signs the CSR with the CA, forcing CN=node id and OU=agent, and
-records the certificate so revocation can tell it apart from older ones.
+records the certificate so revocation can tell it apart from older ones, in the store and in
+the CA's ledger beside the key (so it can go on the CA's revocation list after the store is
+lost).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,6 +22,7 @@ from backstop.api.v1 import enrolment_pb2, enrolment_pb2_grpc
 from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput, PermissionDenied
+from backstop.security.issued import record_issued
 from backstop.security.pki import CertificateAuthority, peer_identity, token_hash
 from backstop.wire import convert
 
@@ -29,10 +33,13 @@ MAX_CSR_BYTES = 16 * 1024
 
 
 class EnrolmentService(enrolment_pb2_grpc.EnrolmentServicer):  # type: ignore[misc]
-    def __init__(self, store: Store, engine: CorrectionsEngine, ca: CertificateAuthority) -> None:
+    def __init__(
+        self, store: Store, engine: CorrectionsEngine, ca: CertificateAuthority, ca_dir: Path
+    ) -> None:
         self._store = store
         self._engine = engine
         self._ca = ca
+        self._ca_dir = ca_dir
 
     async def Enroll(
         self, request: enrolment_pb2.EnrollRequest, context: Any
@@ -66,6 +73,7 @@ class EnrolmentService(enrolment_pb2_grpc.EnrolmentServicer):  # type: ignore[mi
             await context.abort(code, exc.message)
             raise
         identity = peer_identity(cert_pem)
+        record_issued(self._ca_dir, cert_pem)  # revocable without the store (crl.py)
         self._store.record_certificate(
             identity.serial, node_id, time.time(), identity.not_after.timestamp()
         )

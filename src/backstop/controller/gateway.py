@@ -167,6 +167,9 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             return "an agent certificate is required (backstop agent enroll)"
         if peer.name != node_id:
             return f"certificate is for node {peer.name!r}, not {node_id!r}"
+        listed = self._engine.authz.revocation_problem(peer)
+        if listed:
+            return listed
         revoked_at = self._store.revoked_before(node_id)
         if revoked_at is not None:
             issued = self._store.certificate_issued_at(peer.serial)

@@ -22,8 +22,10 @@ from backstop.controller.fanout import fanout_for
 from backstop.controller.gateway import AgentGateway
 from backstop.controller.store import Store, open_store
 from backstop.core.errors import InvalidInput
-from backstop.core.netaddr import require_loopback_for_plaintext
+from backstop.core.listen import EXCLUSIVE, cannot_listen
+from backstop.core.netaddr import require_loopback_for_plaintext, split_host_port
 from backstop.core.settings import ControllerSettings
+from backstop.security.crl import CRL_FILE, RevocationList
 from backstop.security.identities import TrustPolicyFile
 from backstop.security.pki import CertificateAuthority
 from backstop.security.tls import server_credentials
@@ -41,6 +43,7 @@ SERVICE_NAMES = ("backstop.v1.AgentGateway", "backstop.v1.ControlService")
 
 def grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
     return [
+        EXCLUSIVE,  # a second controller on a busy port fails instead of sharing it
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 20_000),
@@ -61,11 +64,15 @@ class ControllerServer:
             raise InvalidInput(f"replica id {self.controller_id!r} must be printable, no spaces")
         self.store = store if store is not None else open_store(settings.store_url)
         policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
+        tls = settings.tls_dir
+        self.revocations = (
+            RevocationList(settings.crl or tls / CRL_FILE, tls / "ca.crt") if tls else None
+        )
         self.fanout = fanout_for(self.store, self.controller_id)
         self.engine = CorrectionsEngine(
             self.store,
             settings,
-            authz=Authorizer(policy),
+            authz=Authorizer(policy, self.revocations, ca_dir=tls),
             replica_id=self.controller_id,
             fanout=self.fanout,
         )
@@ -85,11 +92,8 @@ class ControllerServer:
         self.port = 0
 
     async def start(self) -> int:
-        if self.fanout.shared:  # other replicas keep their nodes; dead ones' are released
-            self.store.heartbeat(self.controller_id, time.time(), REPLICA_STALE_S)
-        else:
-            self.store.mark_all_disconnected()
-        self.engine.recover()
+        """Bind every port first (a busy one stops the start before anything changes), then
+        recover the store's state and serve."""
         tls = self.settings.tls_dir
         agent_pb2_grpc.add_AgentGatewayServicer_to_server(self._gateway, self._server)
         control_pb2_grpc.add_ControlServiceServicer_to_server(
@@ -101,7 +105,7 @@ class ControllerServer:
                 "OPEN MODE: plaintext on loopback, no trust policy; every caller is an admin "
                 "and corrections are unsigned. Never use this beyond a development machine."
             )
-            self.port = self._server.add_insecure_port(self.settings.listen)
+            creds = None
         else:
             creds = server_credentials(
                 tls / "controller.crt",
@@ -109,16 +113,24 @@ class ControllerServer:
                 tls / "ca.crt",
                 require_client_auth=True,
             )
-            self.port = self._server.add_secure_port(self.settings.listen, creds)
-        if self.port == 0:
-            raise InvalidInput(f"cannot listen on {self.settings.listen}: address in use?")
-        await self._server.start()
+        self.port = _add_port(self._server, self.settings.listen, creds, "agents and the CLI")
         if self.settings.enrol_listen:
-            await self._start_enrolment()
+            self._enrol_server = self._bind_enrolment()
+        if self.settings.metrics_listen:
+            self._telemetry = TelemetryServer(self.settings.metrics_listen, self._healthy)
+        if self.fanout.shared:  # other replicas keep their nodes; dead ones' are released
+            self.store.heartbeat(self.controller_id, time.time(), REPLICA_STALE_S)
+        else:
+            self.store.mark_all_disconnected()
+        self.engine.recover()
+        await self._server.start()
+        if self._enrol_server is not None:
+            await self._enrol_server.start()
+            log.info("enrolment listening", extra={"port": self.enrol_port})
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if self.settings.metrics_listen:
-            self._telemetry = TelemetryServer(self.settings.metrics_listen, self._healthy).start()
+        if self._telemetry is not None:
+            self._telemetry.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._tasks.append(
             asyncio.create_task(self.fanout.run(self.engine.on_replica_event, self.engine.resync))
@@ -129,23 +141,19 @@ class ControllerServer:
         )
         return self.port
 
-    async def _start_enrolment(self) -> None:
+    def _bind_enrolment(self) -> grpc.aio.Server:
         tls = self.settings.tls_dir
         if tls is None:
             raise InvalidInput("enrolment needs --tls-dir (with ca.key to sign node certificates)")
         server = grpc.aio.server(options=grpc_options(64 * 1024))
         enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
-            EnrolmentService(self.store, self.engine, CertificateAuthority.load(tls)), server
+            EnrolmentService(self.store, self.engine, CertificateAuthority.load(tls), tls), server
         )
         creds = server_credentials(
             tls / "controller.crt", tls / "controller.key", None, require_client_auth=False
         )
-        self.enrol_port = server.add_secure_port(self.settings.enrol_listen, creds)
-        if self.enrol_port == 0:
-            raise InvalidInput(f"cannot listen on {self.settings.enrol_listen}: address in use?")
-        await server.start()
-        self._enrol_server = server
-        log.info("enrolment listening", extra={"port": self.enrol_port})
+        self.enrol_port = _add_port(server, self.settings.enrol_listen, creds, "enrolment")
+        return server
 
     def _healthy(self) -> tuple[bool, str]:
         return True, "ok"
@@ -190,6 +198,26 @@ class ControllerServer:
         self.store.close()
 
 
+def _add_port(
+    server: grpc.aio.Server,
+    address: str,
+    credentials: grpc.ServerCredentials | None,
+    what: str,
+) -> int:
+    """Bind ``address`` (exclusively: see :data:`EXCLUSIVE`); the port, or a clear error."""
+    split_host_port(address)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc's "Failed to bind to address"
+        port = 0
+    if port == 0:
+        raise cannot_listen(what, address)
+    return int(port)
+
+
 def _check_security_settings(settings: ControllerSettings) -> None:
     if settings.insecure:
         require_loopback_for_plaintext(settings.listen)
@@ -211,7 +239,12 @@ def _check_security_settings(settings: ControllerSettings) -> None:
 async def serve(settings: ControllerSettings, ready_file: Path | None = None) -> None:
     """Run a controller until cancelled (SIGINT/SIGTERM are handled by the caller)."""
     server = ControllerServer(settings)
-    port = await server.start()
+    try:
+        port = await server.start()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the start's own error is the one to show
+            await server.stop(0)
+        raise
     if ready_file is not None:
         host = settings.listen.rsplit(":", 1)[0]
         tmp = ready_file.with_suffix(".tmp")

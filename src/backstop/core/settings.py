@@ -28,6 +28,9 @@ class ControllerSettings:
     """People, their roles and Ed25519 keys, and the approvals each action needs (JSON)."""
     enrol_listen: str = ""
     """HOST:PORT for node enrolment (server-authenticated TLS only); empty disables it."""
+    crl: Path | None = None
+    """The CA's revocation list; default ``TLS_DIR/crl.pem`` (where revoking writes it when
+    the controller holds ``ca.key``)."""
     report_interval_s: float = 5.0
     """How often agents are asked to report (sent in the Welcome message)."""
     ack_timeout_s: float = 10.0
@@ -71,6 +74,9 @@ class AgentSettings:
     """``ca.crt``, ``node.crt``, ``node.key``; default: ``STATE_DIR/tls`` (written by enrol)."""
     trust_policy: Path | None = None
     """The operators' keys and quorum rules that every command is verified against."""
+    crl: Path | None = None
+    """The CA's revocation list (a controller certificate on it is refused); default
+    ``TLS_DIR/crl.pem``."""
     reconnect_max_s: float = 10.0
     """Upper bound of the reconnect backoff."""
     default_grace_s: float = 10.0

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
+from backstop.core.errors import PermissionDenied
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, TargetState
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.link import metrics
@@ -50,10 +51,14 @@ class ControllerSession:
         credentials: grpc.ChannelCredentials | None = None,
         on_connected: Callable[[], list[CommandAck]] | None = None,
         spool: ReportSpool,
+        peer_check: Callable[[str], None] | None = None,
     ) -> None:
         if credentials is None:
             require_loopback_for_plaintext(address)
         self._credentials = credentials
+        self._peer_check = peer_check
+        """Called with the address once a stream is up; raises PermissionDenied to refuse the
+        controller (its certificate is on the CA's revocation list: link/peer_check.py)."""
         self._on_connected = on_connected
         self._addresses = split_addresses(address)
         self._address = self._addresses[0]
@@ -119,6 +124,10 @@ class ControllerSession:
                 await self._serve_once()
             except asyncio.CancelledError:
                 raise
+            except PermissionDenied as exc:
+                log.error(  # noqa: TRY400 - a refusal, not a bug: no traceback
+                    "controller refused", extra={"controller": self._address, "error": exc.message}
+                )
             except grpc.aio.AioRpcError as exc:
                 log.warning(
                     "controller stream ended",
@@ -168,6 +177,8 @@ class ControllerSession:
             welcome = await call.read()
             if welcome is grpc.aio.EOF or not welcome.HasField("welcome"):
                 raise ConnectionError("controller did not answer the Hello with a Welcome")
+            if self._peer_check is not None:  # before anything it sent is acted on
+                self._peer_check(self._address)
             self.report_interval_s = welcome.welcome.report_interval_s or None
             stored = welcome.welcome.last_report_sequence
             self._spool.confirm(stored)

@@ -221,6 +221,12 @@ class CertificateAuthority:
         """When the CA certificate (and so every certificate it issued) stops being valid."""
         return self._certificate.not_valid_after_utc
 
+    def sign_crl(
+        self, builder: x509.CertificateRevocationListBuilder
+    ) -> x509.CertificateRevocationList:
+        """Sign a revocation list as this CA (see :mod:`backstop.security.crl`)."""
+        return builder.issuer_name(self._certificate.subject).sign(self._key, hashes.SHA256())
+
     def issue(
         self,
         name: str,

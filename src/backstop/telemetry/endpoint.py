@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from backstop.core.listen import cannot_listen
 from backstop.core.netaddr import split_host_port
 
 
@@ -15,9 +16,13 @@ class TelemetryServer:
     """Serves /metrics and /healthz on a background thread until :meth:`stop`."""
 
     def __init__(self, listen: str, healthy: Callable[[], tuple[bool, str]]) -> None:
+        """Bind ``listen`` now; :class:`InvalidInput` naming the address when that fails."""
         host, port = split_host_port(listen)
         handler = _handler(healthy)
-        self._server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise cannot_listen("/metrics (--metrics-listen)", listen, exc) from exc
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="telemetry-http", daemon=True
@@ -32,7 +37,8 @@ class TelemetryServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, forever if never run
+            self._server.shutdown()
         self._server.server_close()
 
 
