@@ -190,9 +190,11 @@ class ControllerServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._server.stop(grace_s)
-        await self._gateway.reports_written()
-        self.refusals.flush_all()
+        try:
+            await self._server.stop(grace_s)
+            await self._gateway.reports_written()
+        finally:  # gRPC's stop raises CancelledError when the serving task was cancelled
+            self.refusals.flush_all()
         if self._enrol_server is not None:
             await self._enrol_server.stop(0)
         if self._telemetry is not None:
