@@ -98,6 +98,8 @@ class RefusalLog:
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[tuple[str, str, str], _Window] = {}
+        self._actors: dict[str, int] = {}
+        """Open windows per actor, so that :meth:`settle` costs nothing for most callers."""
 
     def refuse(
         self,
@@ -119,10 +121,9 @@ class RefusalLog:
                 window.add(now, subject, reason, peer)
                 return
             if window is not None:
-                self._write(key, self._open.pop(key))
+                self._close(key)
             while len(self._open) >= self._max_keys:
-                oldest = next(iter(self._open))
-                self._write(oldest, self._open.pop(oldest))
+                self._close(next(iter(self._open)))
             extra = {"peer": peer} if peer else {}
             self._audit(
                 actor,
@@ -135,30 +136,42 @@ class RefusalLog:
                 **details,
             )
             self._open[key] = _Window(started=now, subject=subject, reason=reason)
+            self._actors[actor] = self._actors.get(actor, 0) + 1
 
     def settle(self, actor: str) -> None:
         """Write ``actor``'s counted refusals now, before an entry of another kind of theirs."""
         with self._lock:
+            if actor not in self._actors:
+                return
             for key in [k for k in self._open if k[0] == actor]:
-                self._write(key, self._open.pop(key))
+                self._close(key)
 
     def flush_due(self) -> None:
         """Write the windows that have ended."""
         now = self._clock()
         with self._lock:
             for key in [k for k, w in self._open.items() if now - w.started >= self._window_s]:
-                self._write(key, self._open.pop(key))
+                self._close(key)
 
     def flush_all(self) -> None:
         """Write every counted refusal (on shutdown)."""
         with self._lock:
             while self._open:
-                key = next(iter(self._open))
-                self._write(key, self._open.pop(key))
+                self._close(next(iter(self._open)))
 
     @property
     def open_keys(self) -> int:
         return len(self._open)
+
+    def _close(self, key: tuple[str, str, str]) -> None:
+        """End a window (the lock is held): write its count, forget it."""
+        window = self._open.pop(key)
+        left = self._actors[key[0]] - 1
+        if left:
+            self._actors[key[0]] = left
+        else:
+            del self._actors[key[0]]
+        self._write(key, window)
 
     def _write(self, key: tuple[str, str, str], window: _Window) -> None:
         if window.count == 0:
