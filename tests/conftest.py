@@ -1,6 +1,9 @@
 """Suite-wide hooks and fixtures.
 
 - Each test's outcome is visible to fixtures (for log dumps on failure).
+- Each test's CLI runs keep their witnessed audit heads in a directory of that test
+  (``XDG_STATE_HOME``), never in the home directory: a head seen from one test's controller
+  must not be held against another's that reuses its port.
 - One PostgreSQL server per session serves every directory's tests (``postgres_database`` gives
   each test its own empty database); it is installed before the first test that needs it.
 """
@@ -21,6 +24,13 @@ __all__ = [
     "pytest_collection_finish",
     "pytest_runtest_makereport",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _cli_state_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
+from backstop.cli.heads import HeadMemory
 from backstop.core.errors import (
     BackstopError,
     Conflict,
@@ -20,8 +21,10 @@ from backstop.core.errors import (
     PermissionDenied,
     Unavailable,
 )
+from backstop.core.models import AuditHead
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.security.tls import channel_credentials
+from backstop.wire import convert
 
 _CODES: dict[grpc.StatusCode, type[BackstopError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
@@ -33,7 +36,8 @@ _CODES: dict[grpc.StatusCode, type[BackstopError]] = {
 
 class ControllerClient:
     """``tls_dir`` holds ca.crt, client.crt and client.key; without it only plaintext to a
-    loopback controller is possible, and only when ``insecure`` says so."""
+    loopback controller is possible, and only when ``insecure`` says so. With ``heads``,
+    every audit head a call returns is remembered for ``address`` (the CLI's witness)."""
 
     def __init__(
         self,
@@ -42,7 +46,11 @@ class ControllerClient:
         tls_dir: Path | None = None,
         insecure: bool = False,
         timeout_s: float = 10.0,
+        heads: HeadMemory | None = None,
     ) -> None:
+        self.controller = address
+        """The controller as given (all replicas): the key its witnessed head is kept under."""
+        self.heads = heads
         self._addresses = split_addresses(address)
         self.address = self._addresses[0]
         self.timeout_s = timeout_s
@@ -103,11 +111,40 @@ class ControllerClient:
         """One call; a replica that cannot be reached hands over to the next one given."""
         while True:
             try:
-                return getattr(self._stub, method)(request, timeout=self.timeout_s)
+                result = getattr(self._stub, method)(request, timeout=self.timeout_s)
             except grpc.RpcError as exc:
                 if exc.code() is grpc.StatusCode.UNAVAILABLE and self._fail_over():
                     continue
                 raise self._error(exc) from exc
+            self._witness(result)
+            return result
+
+    def _witness(self, result: Any) -> None:
+        """Remember the audit head a result carries (a malformed one is ignored)."""
+        if self.heads is None:
+            return
+        if isinstance(result, types_pb2.AuditHead):
+            found = [result]
+        elif isinstance(result, types_pb2.Correction):
+            found = [result.audit_head]
+        elif isinstance(result, control_pb2.ListCorrectionsResponse):
+            found = [c.audit_head for c in result.corrections]
+        else:
+            return
+        for msg in found:
+            try:
+                self.remember(convert.audit_head_from_pb(msg))
+            except InvalidInput:
+                continue
+
+    def remember(self, head: AuditHead) -> None:
+        if self.heads is not None:
+            self.heads.remember(self.controller, head)
+
+    def audit_head(self) -> AuditHead:
+        """The controller's audit head now (remembered as a witness)."""
+        msg = self._call("GetAuditHead", control_pb2.GetAuditHeadRequest())
+        return convert.audit_head_from_pb(msg)
 
     def list_nodes(self) -> list[types_pb2.Node]:
         return list(self._call("ListNodes", control_pb2.ListNodesRequest()).nodes)
@@ -191,7 +228,9 @@ class ControllerClient:
     def watch(self, correction_id: str, timeout_s: float) -> Iterator[types_pb2.Correction]:
         request = control_pb2.GetCorrectionRequest(correction_id=correction_id)
         try:
-            yield from self._stub.WatchCorrection(request, timeout=timeout_s)
+            for correction in self._stub.WatchCorrection(request, timeout=timeout_s):
+                self._witness(correction)
+                yield correction
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise Unavailable(

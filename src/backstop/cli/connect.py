@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from backstop.cli.client import ControllerClient
+from backstop.cli.heads import HeadMemory
 
 
 def client_from_args(args: argparse.Namespace) -> ControllerClient:
@@ -13,4 +14,5 @@ def client_from_args(args: argparse.Namespace) -> ControllerClient:
         args.controller,
         tls_dir=Path(args.tls_dir) if args.tls_dir else None,
         insecure=bool(args.insecure),
+        heads=HeadMemory(),
     )

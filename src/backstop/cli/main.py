@@ -397,12 +397,26 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
     audit = sub.add_parser("audit", help="the tamper-evident record")
     audit_sub = audit.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
     audit_sub.required = True
-    verify = audit_sub.add_parser("verify", help="check a chain; point at the first bad entry")
-    verify.add_argument("--file", default="", help="an agent journal (default: the controller's)")
+    verify = audit_sub.add_parser(
+        "verify",
+        help="check a chain and every witnessed head; point at the first bad entry",
+    )
+    verify.add_argument(
+        "--journal", "--file", dest="journal", default="",
+        help="an agent journal (default: the controller's chain)",
+    )  # fmt: skip
+    verify.add_argument(
+        "--node", default="", help="hold --journal to the journal head the controller recorded"
+    )
     verify.add_argument("-o", "--output", choices=("table", "json"), default="table")
     export = audit_sub.add_parser("export", help="JSON lines for a SIEM")
-    export.add_argument("--file", default="", help="an agent journal (default: the controller's)")
+    export.add_argument(
+        "--journal", "--file", dest="journal", default="",
+        help="an agent journal (default: the controller's chain)",
+    )  # fmt: skip
     export.add_argument("--after", type=int, default=0, help="only entries after this seq")
+    head = audit_sub.add_parser("head", help="the controller's audit head (this CLI keeps it)")
+    head.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
     sub.add_parser("whoami", help="who the controller thinks you are")
 

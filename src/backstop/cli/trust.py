@@ -7,10 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from backstop.api.v1 import control_pb2
+from backstop.cli import audit_cmd
 from backstop.cli.connect import client_from_args
 from backstop.core.errors import InvalidInput
-from backstop.security import audit
 from backstop.security.crl import CRL_FILE, revoke
 from backstop.security.issued import issued_to, record_issued
 from backstop.security.keys import generate_key
@@ -21,7 +20,6 @@ from backstop.security.pki import (
     write_public,
 )
 
-EXIT_BROKEN_CHAIN = 1
 _FILE_NAMES = {"controller": "controller", "agent": "node", "client": "client"}
 
 
@@ -34,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
         ("pki", "token"): _pki_token,
         ("pki", "revoke"): _pki_revoke,
         ("keys", "new"): _keys_new,
-        ("audit", "verify"): _audit_verify,
-        ("audit", "export"): _audit_export,
+        ("audit", "verify"): audit_cmd.verify,
+        ("audit", "export"): audit_cmd.export,
+        ("audit", "head"): audit_cmd.head,
     }
     if args.command == "whoami":
         return _whoami(args)
@@ -149,66 +148,6 @@ def _whoami(args: argparse.Namespace) -> int:
         me = client.whoami()
     state = "authenticated" if me.authenticated else "unauthenticated (open mode)"
     print(f"{me.name} ({me.role}), {state}")
-    return 0
-
-
-def _controller_entries(args: argparse.Namespace, after: int = 0) -> list[audit.AuditEntry]:
-    with client_from_args(args) as client:
-        return [_entry(e) for e in client.audit(after)]
-
-
-def _entry(msg: control_pb2.AuditEntry) -> audit.AuditEntry:
-    return audit.AuditEntry(
-        seq=msg.seq,
-        ts=msg.ts,
-        actor=msg.actor,
-        action=msg.action,
-        subject=msg.subject,
-        details=json.loads(msg.details_json),
-        prev_hash=msg.prev_hash,
-        hash=msg.hash,
-    )
-
-
-def _audit_verify(args: argparse.Namespace) -> int:
-    if args.file:
-        result = audit.verify_file(Path(args.file))
-        source = args.file
-    else:
-        result = audit.verify(_controller_entries(args))
-        source = f"controller {args.controller}"
-    if args.output == "json":
-        print(
-            json.dumps(
-                {
-                    "ok": result.ok,
-                    "entries": result.count,
-                    "first_bad_seq": result.first_bad_seq,
-                    "first_bad_line": result.first_bad_line,
-                    "reason": result.reason,
-                    "head_hash": result.head_hash,
-                }
-            )
-        )
-    elif result.ok:
-        print(
-            f"audit chain of {source} intact: {result.count} entries, head {result.head_hash[:16]}"
-        )
-    else:
-        where = f"entry {result.first_bad_seq}" if result.first_bad_seq else "an entry"
-        if result.first_bad_line:
-            where += f" (line {result.first_bad_line})"
-        print(f"audit chain of {source} BROKEN at {where}: {result.reason}")
-        print(f"the first {result.count} entries verify; everything from {where} on is suspect")
-    return 0 if result.ok else EXIT_BROKEN_CHAIN
-
-
-def _audit_export(args: argparse.Namespace) -> int:
-    if args.file:
-        entries = [e for e in audit.read_entries(Path(args.file)) if e.seq > args.after]
-    else:
-        entries = _controller_entries(args, args.after)
-    audit.export_jsonl(entries, sys.stdout)
     return 0
 
 

@@ -30,6 +30,14 @@ class Caller:
     authenticated: bool
 
 
+class Refused(PermissionDenied):
+    """A caller refused by who they are (``refusal``: the class the audit log counts by)."""
+
+    def __init__(self, message: str, *, refusal: str) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
 class Authorizer:
     def __init__(
         self,
@@ -81,20 +89,22 @@ class Authorizer:
             return Caller(claimed_name or "anonymous", Role.ADMIN, authenticated=False)
         peer = peer_identity_from_context(context)
         if peer is None or peer.role != "client":
-            raise PermissionDenied(
-                "a client certificate is required (backstop pki issue --role client)"
+            raise Refused(
+                "a client certificate is required (backstop pki issue --role client)",
+                refusal="not_a_client_certificate",
             )
         revoked = self.revocation_problem(peer)
         if revoked:
             raise PermissionDenied(revoked)
         person = policy.person(peer.name)
         if person is None:
-            raise PermissionDenied(f"{peer.name} is not in the trust policy")
+            raise Refused(f"{peer.name} is not in the trust policy", refusal="not_in_policy")
         return Caller(person.name, person.role, authenticated=True)
 
     @staticmethod
     def require(caller: Caller, role: Role, what: str) -> None:
         if not caller.role.at_least(role):
-            raise PermissionDenied(
-                f"{caller.name} is a {caller.role.value}; {what} needs the {role.value} role"
+            raise Refused(
+                f"{caller.name} is a {caller.role.value}; {what} needs the {role.value} role",
+                refusal="role",
             )

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 import grpc
 
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
-from backstop.controller.authz import Caller
+from backstop.controller.authz import Caller, Refused
 from backstop.controller.corrections import CorrectionsEngine, CreateRequest
+from backstop.controller.refusals import RefusalLog, actor_of, peer_of
 from backstop.controller.store.base import Store
 from backstop.core.errors import (
     BackstopError,
@@ -27,6 +28,7 @@ from backstop.core.errors import (
     NotFound,
     PermissionDenied,
 )
+from backstop.core.models import Correction
 from backstop.security.identities import Role
 from backstop.security.pki import new_enrolment_token
 from backstop.wire import convert
@@ -70,21 +72,49 @@ def _rpc(
 
 
 class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: Store, engine: CorrectionsEngine) -> None:
+    def __init__(
+        self, store: Store, engine: CorrectionsEngine, refusals: RefusalLog | None = None
+    ) -> None:
         self._store = store
         self._engine = engine
         self._authz = engine.authz
+        self._refusals = refusals if refusals is not None else RefusalLog(engine.audit)
+
+    def _identify(self, context: Any, what: str, claimed: str = "") -> Caller:
+        """The caller; a refusal is audited (aggregated) under their certificate's name."""
+        try:
+            return self._authz.caller(context, claimed)
+        except Refused as exc:
+            self._refused(context, what, exc, claimed)
+            raise
 
     def _caller(self, context: Any, role: Role, what: str, claimed: str = "") -> Caller:
+        caller = self._identify(context, what, claimed)
         try:
-            caller = self._authz.caller(context, claimed)
             self._authz.require(caller, role, what)
-        except PermissionDenied as exc:
-            self._engine.audit(
-                claimed or context.peer(), "request.refused", what, reason=exc.message
-            )
+        except Refused as exc:
+            self._refused(context, what, exc, claimed)
             raise
+        self._refusals.settle(caller.name)
         return caller
+
+    def _refused(self, context: Any, what: str, exc: Refused, claimed: str) -> None:
+        actor = actor_of(context, claimed)
+        self._refusals.refuse(
+            actor,
+            "request.refused",
+            what,
+            refusal=exc.refusal,
+            reason=exc.message,
+            peer=peer_of(context),
+            **({"claimed": claimed} if claimed and claimed != actor else {}),
+        )
+
+    def _out(self, correction: Correction) -> types_pb2.Correction:
+        """A correction as returned, with the audit head now (for the caller to witness)."""
+        msg = convert.correction_to_pb(correction)
+        msg.audit_head.CopyFrom(convert.audit_head_to_pb(self._store.audit_head()))
+        return msg
 
     @_rpc
     async def ListNodes(self, request: Any, context: Any) -> control_pb2.ListNodesResponse:
@@ -94,15 +124,16 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
             here = self._engine.connected(r.info.node_id)
             # a node is also connected when another live replica holds its stream
             elsewhere = r.connected and r.replica not in ("", self._engine.replica_id)
-            nodes.append(
-                convert.node_to_pb(
-                    r.info,
-                    connected=here or elsewhere,
-                    last_seen_s=r.last_seen_s,
-                    workload_count=r.workload_count,
-                    replica=self._engine.replica_id if here else r.replica if elsewhere else "",
-                )
+            msg = convert.node_to_pb(
+                r.info,
+                connected=here or elsewhere,
+                last_seen_s=r.last_seen_s,
+                workload_count=r.workload_count,
+                replica=self._engine.replica_id if here else r.replica if elsewhere else "",
             )
+            msg.witnessed_audit_head.CopyFrom(convert.audit_head_to_pb(r.witnessed_audit_head))
+            msg.journal_head.CopyFrom(convert.audit_head_to_pb(r.journal_head))
+            nodes.append(msg)
         return control_pb2.ListNodesResponse(nodes=nodes)
 
     @_rpc
@@ -123,9 +154,11 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     ) -> control_pb2.ListCorrectionsResponse:
         self._caller(context, Role.VIEWER, "listing corrections")
         limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
-        return control_pb2.ListCorrectionsResponse(
-            corrections=[convert.correction_to_pb(c) for c in self._store.list_corrections(limit)]
-        )
+        head = convert.audit_head_to_pb(self._store.audit_head())
+        corrections = [convert.correction_to_pb(c) for c in self._store.list_corrections(limit)]
+        for msg in corrections:
+            msg.audit_head.CopyFrom(head)
+        return control_pb2.ListCorrectionsResponse(corrections=corrections)
 
     @_rpc
     async def CreateCorrection(
@@ -138,7 +171,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
                 convert.signatures_from_pb(request.signed.signatures),
                 caller,
             )
-            return convert.correction_to_pb(correction)
+            return self._out(correction)
         caller = self._caller(context, Role.VIEWER, "creating a correction", request.issuer)
         action = convert.action_from_pb(request.action)
         if request.ttl_s < 0:
@@ -154,7 +187,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
             ),
             caller,
         )
-        return convert.correction_to_pb(correction)
+        return self._out(correction)
 
     @_rpc
     async def ApproveCorrection(
@@ -165,7 +198,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
             convert.signature_from_pb(request.signature) if request.HasField("signature") else None
         )
         correction = self._engine.approve(request.correction_id, signature, caller)
-        return convert.correction_to_pb(correction)
+        return self._out(correction)
 
     @_rpc
     async def ResumeCorrection(
@@ -178,21 +211,21 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
                 convert.signatures_from_pb(request.signed.signatures),
                 caller,
             )
-            return convert.correction_to_pb(correction)
+            return self._out(correction)
         if not request.issuer:
             raise InvalidInput("the issuer is missing")
         caller = self._caller(context, Role.VIEWER, "resuming", request.issuer)
         correction = self._engine.resume(
             request.correction_id, request.reason, request.issuer, caller
         )
-        return convert.correction_to_pb(correction)
+        return self._out(correction)
 
     @_rpc
     async def GetCorrection(
         self, request: control_pb2.GetCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
         self._caller(context, Role.VIEWER, "reading a correction")
-        msg = convert.correction_to_pb(self._engine.get(request.correction_id))
+        msg = self._out(self._engine.get(request.correction_id))
         msg.signed_spec = self._store.spec_bytes(request.correction_id)
         return msg
 
@@ -202,7 +235,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         try:
             self._caller(context, Role.VIEWER, "watching a correction")
             async for correction in self._engine.watch(request.correction_id):
-                yield convert.correction_to_pb(correction)
+                yield self._out(correction)
         except BackstopError as exc:
             await context.abort(status_for(exc), exc.message)
 
@@ -267,8 +300,13 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         return control_pb2.RevokeNodeResponse(certificates_revoked=max(count, listed or 0))
 
     @_rpc
+    async def GetAuditHead(self, request: Any, context: Any) -> types_pb2.AuditHead:
+        self._caller(context, Role.VIEWER, "reading the audit head")
+        return convert.audit_head_to_pb(self._store.audit_head())
+
+    @_rpc
     async def WhoAmI(self, request: Any, context: Any) -> control_pb2.WhoAmIResponse:
-        caller = self._authz.caller(context)
+        caller = self._identify(context, "asking who you are")
         return control_pb2.WhoAmIResponse(
             name=caller.name, role=caller.role.value, authenticated=caller.authenticated
         )

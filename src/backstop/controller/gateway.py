@@ -21,6 +21,9 @@ from google.protobuf.message import DecodeError
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
 from backstop.controller import metrics
 from backstop.controller.corrections import CorrectionsEngine
+from backstop.controller.message_limit import MessageTooLarge
+from backstop.controller.node_heads import NodeHeads
+from backstop.controller.refusals import RefusalLog, actor_of, peer_of
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput
 from backstop.core.models import Report, SignatureRecord
@@ -70,6 +73,9 @@ class StreamLink:
         self.stored_report = 0
         """Highest report sequence stored from this stream's node."""
         self.acked_report = 0
+        self.heads: NodeHeads | None = None
+        self.error_code = grpc.StatusCode.INVALID_ARGUMENT
+        """How the stream ends when its reader returns an error."""
 
     def send_command(
         self, sequence: int, spec_bytes: bytes, signatures: tuple[SignatureRecord, ...]
@@ -94,9 +100,11 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         controller_id: str,
         *,
         mutual_tls: bool = False,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
+        self._refusals = refusals if refusals is not None else RefusalLog(engine.audit)
         self._settings = settings
         self._controller_id = controller_id
         self._mutual_tls = mutual_tls
@@ -111,16 +119,19 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         if hello is None:
             return
         node = convert.node_from_pb(hello.node)
-        refusal = self._identity_problem(context, node.node_id)
+        refusal, reason = self._identity_problem(context, node.node_id)
         if refusal:
             metrics.STREAM_ERRORS.labels(reason="identity").inc()
-            self._engine.audit(
-                node.node_id, "agent.refused", node.node_id, peer=context.peer(), reason=refusal
-            )
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+            self._refuse(context, refusal, reason, node.node_id)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
             return
         link = StreamLink(node.node_id)
         self._store.upsert_node(node, time.time(), self._controller_id)
+        link.heads = NodeHeads(self._store, node.node_id)
+        link.heads.note(
+            convert.audit_head_from_pb(hello.witnessed_audit_head),
+            convert.audit_head_from_pb(hello.journal_head),
+        )
         self._engine.attach(link)
         log.info(
             "agent connected",
@@ -148,7 +159,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             await self.reports_written()
             if error:
                 metrics.STREAM_ERRORS.labels(reason="invalid_message").inc()
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+                await context.abort(link.error_code, error)
         finally:
             if reader is not None and not reader.done():
                 reader.cancel()
@@ -158,53 +169,80 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 self._store.set_connected(node.node_id, False, time.time(), self._controller_id)
                 log.info("agent disconnected", extra={"node": node.node_id})
 
-    def _identity_problem(self, context: Any, node_id: str) -> str:
-        """With mutual TLS, a stream may only speak for the node its certificate names."""
+    def _identity_problem(self, context: Any, node_id: str) -> tuple[str, str]:
+        """With mutual TLS, a stream may only speak for the node its certificate names.
+        The refusal's class and reason, or two empty strings."""
         if not self._mutual_tls:
-            return ""
+            return "", ""
         peer = peer_identity_from_context(context)
         if peer is None or peer.role != "agent":
-            return "an agent certificate is required (backstop agent enroll)"
+            return (
+                "not_an_agent_certificate",
+                "an agent certificate is required (backstop agent enroll)",
+            )
         if peer.name != node_id:
-            return f"certificate is for node {peer.name!r}, not {node_id!r}"
+            return "wrong_node", f"certificate is for node {peer.name!r}, not {node_id!r}"
         listed = self._engine.authz.revocation_problem(peer)
         if listed:
-            return listed
+            return "revoked", listed
         revoked_at = self._store.revoked_before(node_id)
         if revoked_at is not None:
             issued = self._store.certificate_issued_at(peer.serial)
             if issued is None or issued <= revoked_at:
-                return f"certificate {peer.serial[:16]} of node {node_id} is revoked"
-        return ""
+                return "revoked", f"certificate {peer.serial[:16]} of node {node_id} is revoked"
+        return "", ""
+
+    def _refuse(self, context: Any, refusal: str, reason: str, node_id: str = "") -> None:
+        """Audit (aggregated) a refused stream or message under the certificate's name."""
+        actor = actor_of(context, node_id)
+        self._refusals.refuse(
+            actor,
+            "agent.refused",
+            node_id or "-",
+            refusal=refusal,
+            reason=reason,
+            peer=peer_of(context),
+        )
 
     async def _read_hello(self, context: Any) -> agent_pb2.Hello | None:
         try:
             first = await asyncio.wait_for(_read(context), self._settings.hello_timeout_s)
         except InvalidInput as exc:
-            metrics.STREAM_ERRORS.labels(reason="undecodable").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+            too_large = isinstance(exc, MessageTooLarge)  # audited where it was measured
+            metrics.STREAM_ERRORS.labels(reason="oversized" if too_large else "undecodable").inc()
+            if not too_large:
+                self._refuse(context, "undecodable", exc.message)
+            code = (
+                grpc.StatusCode.RESOURCE_EXHAUSTED
+                if too_large
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            await context.abort(code, exc.message)
             return None
         except TimeoutError:
             metrics.STREAM_ERRORS.labels(reason="no_hello").inc()
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no Hello within {self._settings.hello_timeout_s:g} s",
-            )
+            reason = f"no Hello within {self._settings.hello_timeout_s:g} s"
+            self._refuse(context, "no_hello", reason)
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, reason)
             return None
         if first is grpc.aio.EOF:
             return None
         if not first.HasField("hello"):
             metrics.STREAM_ERRORS.labels(reason="no_hello").inc()
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "the first message of a stream must be a Hello"
-            )
+            reason = "the first message of a stream must be a Hello"
+            self._refuse(context, "no_hello", reason)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason)
             return None
         try:
             convert.node_from_pb(first.hello.node)
             convert.counter(first.hello.last_command_sequence, "last_command_sequence")
+            convert.audit_head_from_pb(first.hello.witnessed_audit_head)
+            convert.audit_head_from_pb(first.hello.journal_head)
         except InvalidInput as exc:
             metrics.STREAM_ERRORS.labels(reason="invalid_hello").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid Hello: {exc.message}")
+            reason = f"invalid Hello: {exc.message}"
+            self._refuse(context, "invalid_message", reason, first.hello.node.node_id[:128])
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, reason)
             return None
         hello: agent_pb2.Hello = first.hello
         return hello
@@ -248,7 +286,11 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         while True:
             try:
                 message = await _read(context)
+            except MessageTooLarge as exc:  # audited where it was measured
+                link.error_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+                return exc.message
             except InvalidInput as exc:
+                self._refuse(context, "undecodable", exc.message, node_id)
                 return exc.message
             if message is grpc.aio.EOF:
                 return ""
@@ -258,7 +300,9 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 log.warning(
                     "invalid message from agent", extra={"node": node_id, "error": exc.message}
                 )
-                return f"invalid {message.WhichOneof('body') or 'empty'} message: {exc.message}"
+                error = f"invalid {message.WhichOneof('body') or 'empty'} message: {exc.message}"
+                self._refuse(context, "invalid_message", error, node_id)
+                return error
             except BackstopError:
                 log.exception("could not handle agent message", extra={"node": node_id})
 
@@ -324,9 +368,10 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
     def _handle(self, node_id: str, message: agent_pb2.AgentMessage, link: StreamLink) -> None:
         kind = message.WhichOneof("body")
         if kind == "report":
-            self._queue_report(
-                link, convert.report_from_pb(message.report, node_id, decode_gpus=False)
-            )
+            report = convert.report_from_pb(message.report, node_id, decode_gpus=False)
+            if link.heads is not None:
+                link.heads.note(report.witnessed_audit_head, report.journal_head)
+            self._queue_report(link, report)
         elif kind == "ack":
             self._engine.queue_ack(node_id, convert.ack_from_pb(message.ack))
         elif kind == "hello":

@@ -20,6 +20,8 @@ from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.enrolment import EnrolmentService
 from backstop.controller.fanout import fanout_for
 from backstop.controller.gateway import AgentGateway
+from backstop.controller.message_limit import MessageLimit, transport_limit
+from backstop.controller.refusals import RefusalLog
 from backstop.controller.store import Store, open_store
 from backstop.core.errors import InvalidInput
 from backstop.core.listen import EXCLUSIVE, cannot_listen
@@ -76,16 +78,22 @@ class ControllerServer:
             replica_id=self.controller_id,
             fanout=self.fanout,
         )
+        self.refusals = RefusalLog(self.engine.audit)
         self._gateway = AgentGateway(
             self.store,
             self.engine,
             settings,
             self.controller_id,
             mutual_tls=settings.tls_dir is not None,
+            refusals=self.refusals,
         )
         self._enrol_server: grpc.aio.Server | None = None
         self.enrol_port = 0
-        self._server = grpc.aio.server(options=grpc_options(settings.max_message_bytes))
+        # the transport's ceiling is higher; MessageLimit refuses (and audits) what is over
+        self._server = grpc.aio.server(
+            options=grpc_options(transport_limit(settings.max_message_bytes)),
+            interceptors=[MessageLimit(settings.max_message_bytes, self.refusals)],
+        )
         self._health = health.aio.HealthServicer()
         self._tasks: list[asyncio.Task[None]] = []
         self._telemetry: TelemetryServer | None = None
@@ -97,7 +105,7 @@ class ControllerServer:
         tls = self.settings.tls_dir
         agent_pb2_grpc.add_AgentGatewayServicer_to_server(self._gateway, self._server)
         control_pb2_grpc.add_ControlServiceServicer_to_server(
-            ControlService(self.store, self.engine), self._server
+            ControlService(self.store, self.engine, self.refusals), self._server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         if tls is None:
@@ -164,6 +172,7 @@ class ControllerServer:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             try:
                 self.engine.check_deadlines()
+                self.refusals.flush_due()
                 now = time.time()
                 if self.fanout.shared and now - last_heartbeat > HEARTBEAT_INTERVAL_S:
                     released = self.store.heartbeat(self.controller_id, now, REPLICA_STALE_S)
@@ -189,8 +198,11 @@ class ControllerServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._server.stop(grace_s)
-        await self._gateway.reports_written()
+        try:
+            await self._server.stop(grace_s)
+            await self._gateway.reports_written()
+        finally:  # gRPC's stop raises CancelledError when the serving task was cancelled
+            self.refusals.flush_all()
         if self._enrol_server is not None:
             await self._enrol_server.stop(0)
         if self._telemetry is not None:

@@ -177,7 +177,7 @@ class AuditHead:
     """The head of a hash-chained log: its last entry's index and hash (``0, ""`` if empty).
 
     Others keep the heads they have seen (witnesses), so a log cut short or rewritten after
-    them is detected: see :func:`backstop.security.audit.verify_against_witnesses`.
+    them is detected: see :func:`backstop.security.witness.verify_against_witnesses`.
     """
 
     seq: int = 0

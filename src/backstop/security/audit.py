@@ -7,8 +7,9 @@ the entry before it (64 zeros for the first), and its own ``hash``::
 
 where the canonical JSON has sorted keys, no whitespace and ASCII only, and ``ts`` is a float.
 Changing, deleting, inserting or reordering any entry breaks the chain at that point, and
-:func:`verify` says where. An attacker who rewrites the whole tail can rebuild the chain, so
-keep the head hash (:attr:`VerifyResult.head_hash`) somewhere else when that matters.
+:func:`verify` says where. An attacker who cuts the tail off or rewrites it can rebuild a
+valid chain; heads kept elsewhere (witnesses) catch that: see
+:func:`backstop.security.witness.verify_against_witnesses`.
 
 :func:`next_entry` builds an entry from the one before it and is pure, so any backend can keep
 the chain (the controller keeps it in its database). :class:`FileAuditLog` keeps it as JSON
@@ -213,16 +214,22 @@ class _Garbled:
         self.why = why
 
 
-def verify(entries: Iterable[Mapping[str, Any] | AuditEntry]) -> VerifyResult:
+OnGood = Callable[[AuditEntry], None]
+"""Called with each entry that verified good, in chain order."""
+
+
+def verify(
+    entries: Iterable[Mapping[str, Any] | AuditEntry], *, on_good: OnGood | None = None
+) -> VerifyResult:
     """Check a whole chain from its first entry; stop at and point to the first bad one."""
-    return _verify(entries)
+    return _verify(entries, on_good)
 
 
-def verify_file(path: Path) -> VerifyResult:
+def verify_file(path: Path, *, on_good: OnGood | None = None) -> VerifyResult:
     """Verify a JSON-lines audit log written by :class:`FileAuditLog` or :func:`export_jsonl`."""
     try:
         with path.open("rb") as fh:
-            return _verify(_parse_lines(fh))
+            return _verify(_parse_lines(fh), on_good)
     except OSError as exc:
         raise InvalidInput(f"cannot read audit log {path}: {exc.strerror}") from exc
 
@@ -416,7 +423,9 @@ def _parse_lines(fh: IO[bytes]) -> Iterator[Mapping[str, Any] | _Garbled]:
         yield data
 
 
-def _verify(items: Iterable[Mapping[str, Any] | AuditEntry | _Garbled]) -> VerifyResult:
+def _verify(
+    items: Iterable[Mapping[str, Any] | AuditEntry | _Garbled], on_good: OnGood | None
+) -> VerifyResult:
     expected_seq = 1
     prev_hash = GENESIS_HASH
     count = 0
@@ -444,6 +453,8 @@ def _verify(items: Iterable[Mapping[str, Any] | AuditEntry | _Garbled]) -> Verif
         problem = _link_problem(entry, expected_seq, prev_hash)
         if problem:
             return bad(line_no, problem)
+        if on_good is not None:
+            on_good(entry)
         prev_hash = entry.hash
         expected_seq += 1
         count += 1

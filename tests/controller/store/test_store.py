@@ -11,6 +11,7 @@ from backstop.controller.store.postgres_migrations import MIGRATIONS as POSTGRES
 from backstop.controller.store.sqlite import SqliteStore
 from backstop.core.errors import InvalidInput, NotFound
 from backstop.core.models import (
+    AuditHead,
     CorrectionState,
     Fingerprint,
     GpuSample,
@@ -239,6 +240,35 @@ def test_heartbeat_releases_the_nodes_of_a_silent_replica(store: Store) -> None:
         "n2": (False, ""),
         "n3": (True, ""),
     }
+
+
+def test_node_heads_are_kept_and_only_move_forward(store: Store) -> None:
+    store.upsert_node(node("n1"), 1.0)
+    store.upsert_node(node("n2"), 1.0)
+    record = store.get_node("n1")
+    assert record is not None
+    assert (record.witnessed_audit_head, record.journal_head) == (AuditHead(), AuditHead())
+    store.record_node_heads("n1", AuditHead(7, "a" * 64), AuditHead(3, "b" * 64))
+    # older (a trimmed journal, a replayed report) or empty heads never replace newer ones
+    store.record_node_heads("n1", AuditHead(5, "c" * 64), AuditHead())
+    store.record_node_heads("n1", AuditHead(7, "d" * 64), AuditHead(4, "e" * 64))
+    store.record_node_heads("nope", AuditHead(1, "f" * 64), AuditHead())
+    heads = {r.info.node_id: (r.witnessed_audit_head, r.journal_head) for r in store.list_nodes()}
+    assert heads == {
+        "n1": (AuditHead(7, "a" * 64), AuditHead(4, "e" * 64)),
+        "n2": (AuditHead(), AuditHead()),
+    }
+    store.upsert_node(node("n1"), 2.0)  # a new Hello's inventory keeps them
+    record = store.get_node("n1")
+    assert record is not None
+    assert record.journal_head == AuditHead(4, "e" * 64)
+
+
+def test_audit_head_is_the_newest_entry(store: Store) -> None:
+    assert store.audit_head() == AuditHead()
+    store.append_audit(ts=1.0, actor="a", action="x", subject="s", details={})
+    last = store.append_audit(ts=2.0, actor="a", action="y", subject="s", details={})
+    assert store.audit_head() == AuditHead(2, last.hash)
 
 
 def test_state_survives_reopen(store_url: str) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backstop.core.models import (
+    AuditHead,
     CommandAck,
     Correction,
     CorrectionSpec,
@@ -30,6 +31,10 @@ class NodeRecord:
     workload_count: int
     replica: str = ""
     """The controller replica holding the node's stream ('' when not connected)."""
+    witnessed_audit_head: AuditHead = field(default_factory=AuditHead)
+    """The newest controller audit head the node reported having received."""
+    journal_head: AuditHead = field(default_factory=AuditHead)
+    """The newest head of the node's own journal it reported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,13 @@ class Store(Protocol):
 
     def last_report_sequence(self, node_id: str) -> int:
         """The highest report sequence stored for the node (0 for none)."""
+        ...
+
+    def record_node_heads(
+        self, node_id: str, witnessed_audit_head: AuditHead, journal_head: AuditHead
+    ) -> None:
+        """Keep the heads a node reported, each only when it is further on (a higher index)
+        than the one kept: a witness never moves backwards. Unknown nodes are ignored."""
         ...
 
     def list_workloads(self, node_id: str = "") -> list[Workload]: ...
@@ -161,6 +173,9 @@ class Store(Protocol):
         self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
     ) -> AuditEntry: ...
     def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]: ...
+    def audit_head(self) -> AuditHead:
+        """The chain's newest entry's index and hash (``AuditHead()`` for an empty chain)."""
+        ...
 
     # enrolment and certificates
     def add_enrolment_token(

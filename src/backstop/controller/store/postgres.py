@@ -61,6 +61,7 @@ from backstop.controller.store.sqlite import (
 )
 from backstop.core.errors import Conflict, InvalidInput, NotFound, StoreError
 from backstop.core.models import (
+    AuditHead,
     CommandAck,
     Correction,
     CorrectionSpec,
@@ -412,7 +413,8 @@ class PostgresStore:
     def _node_records(self, where: str = "", args: Sequence[object] = ()) -> list[NodeRecord]:
         rows = self._query(
             f"""SELECT n.info, n.connected, n.last_seen_s,
-                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id), n.replica
+                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id), n.replica,
+                       n.witnessed_audit_seq, n.witnessed_audit_hash, n.journal_seq, n.journal_hash
                 FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
             args,
         )
@@ -480,6 +482,22 @@ class PostgresStore:
     def last_report_sequence(self, node_id: str) -> int:
         rows = self._query("SELECT last_report_seq FROM nodes WHERE node_id=%s", (node_id,))
         return int(rows[0][0]) if rows else 0
+
+    def record_node_heads(
+        self, node_id: str, witnessed_audit_head: AuditHead, journal_head: AuditHead
+    ) -> None:
+        w, j = witnessed_audit_head, journal_head
+        with self._tx() as cur:
+            cur.execute(
+                """UPDATE nodes SET
+                       witnessed_audit_hash = CASE WHEN witnessed_audit_seq < %s
+                           THEN %s ELSE witnessed_audit_hash END,
+                       witnessed_audit_seq = GREATEST(witnessed_audit_seq, %s),
+                       journal_hash = CASE WHEN journal_seq < %s THEN %s ELSE journal_hash END,
+                       journal_seq = GREATEST(journal_seq, %s)
+                   WHERE node_id = %s AND (witnessed_audit_seq < %s OR journal_seq < %s)""",
+                (w.seq, w.hash, w.seq, j.seq, j.hash, j.seq, node_id, w.seq, j.seq),
+            )
 
     def list_workloads(self, node_id: str = "") -> list[Workload]:
         if node_id:
@@ -901,6 +919,10 @@ class PostgresStore:
             (after_seq, limit if limit > 0 else None),
         )
         return [_audit_from_row(r) for r in rows]
+
+    def audit_head(self) -> AuditHead:
+        rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return AuditHead(int(rows[0][0]), str(rows[0][1])) if rows else AuditHead()
 
     # --- enrolment and certificates ------------------------------------------------------
 

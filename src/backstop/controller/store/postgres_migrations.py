@@ -110,4 +110,12 @@ MIGRATIONS: tuple[str, ...] = (
         heartbeat_s DOUBLE PRECISION NOT NULL
     );
     """,
+    # 4: witnessed heads — the controller audit head each node last reported having received,
+    # and the head of the node's own journal (each only ever moves forward)
+    """
+    ALTER TABLE nodes ADD COLUMN witnessed_audit_seq BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN witnessed_audit_hash TEXT NOT NULL DEFAULT '';
+    ALTER TABLE nodes ADD COLUMN journal_seq BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE nodes ADD COLUMN journal_hash TEXT NOT NULL DEFAULT '';
+    """,
 )

@@ -21,6 +21,7 @@ from backstop.controller.store.migrations import MIGRATIONS
 from backstop.controller.store.report_batch import plan_reports
 from backstop.core.errors import Conflict, NotFound, StoreError
 from backstop.core.models import (
+    AuditHead,
     CommandAck,
     Correction,
     CorrectionSpec,
@@ -153,7 +154,8 @@ class SqliteStore:
     def _node_records(self, where: str = "", args: Sequence[object] = ()) -> list[NodeRecord]:
         rows = self._query(
             f"""SELECT n.info, n.connected, n.last_seen_s,
-                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id), n.replica
+                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id), n.replica,
+                       n.witnessed_audit_seq, n.witnessed_audit_hash, n.journal_seq, n.journal_hash
                 FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
             args,
         )
@@ -209,6 +211,22 @@ class SqliteStore:
     def last_report_sequence(self, node_id: str) -> int:
         rows = self._query("SELECT last_report_seq FROM nodes WHERE node_id=?", (node_id,))
         return int(rows[0][0]) if rows else 0
+
+    def record_node_heads(
+        self, node_id: str, witnessed_audit_head: AuditHead, journal_head: AuditHead
+    ) -> None:
+        w, j = witnessed_audit_head, journal_head
+        with self._tx() as db:
+            db.execute(
+                """UPDATE nodes SET
+                       witnessed_audit_hash = CASE WHEN witnessed_audit_seq < ?
+                           THEN ? ELSE witnessed_audit_hash END,
+                       witnessed_audit_seq = MAX(witnessed_audit_seq, ?),
+                       journal_hash = CASE WHEN journal_seq < ? THEN ? ELSE journal_hash END,
+                       journal_seq = MAX(journal_seq, ?)
+                   WHERE node_id = ? AND (witnessed_audit_seq < ? OR journal_seq < ?)""",
+                (w.seq, w.hash, w.seq, j.seq, j.hash, j.seq, node_id, w.seq, j.seq),
+            )
 
     def list_workloads(self, node_id: str = "") -> list[Workload]:
         if node_id:
@@ -585,6 +603,10 @@ class SqliteStore:
         )
         return [_audit_from_row(r) for r in rows]
 
+    def audit_head(self) -> AuditHead:
+        rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return AuditHead(int(rows[0][0]), str(rows[0][1])) if rows else AuditHead()
+
     # --- enrolment and certificates ------------------------------------------------------
 
     def add_enrolment_token(
@@ -642,12 +664,19 @@ class SqliteStore:
 
 
 def _node_record(row: Sequence[Any]) -> NodeRecord:
-    """A NodeRecord from an (info, connected, last seen, workload count, replica) row."""
-    info, connected, last_seen, count, replica = row
+    """A NodeRecord from an (info, connected, last seen, workload count, replica, witnessed
+    seq, witnessed hash, journal seq, journal hash) row."""
+    info, connected, last_seen, count, replica, w_seq, w_hash, j_seq, j_hash = row
     msg = types_pb2.Node()
     msg.ParseFromString(info)
     return NodeRecord(
-        convert.node_from_pb(msg), bool(connected), float(last_seen), int(count), str(replica)
+        convert.node_from_pb(msg),
+        bool(connected),
+        float(last_seen),
+        int(count),
+        str(replica),
+        witnessed_audit_head=AuditHead(int(w_seq), str(w_hash)),
+        journal_head=AuditHead(int(j_seq), str(j_hash)),
     )
 
 
