@@ -95,7 +95,7 @@ class Authorizer:
             )
         revoked = self.revocation_problem(peer)
         if revoked:
-            raise PermissionDenied(revoked)
+            raise Refused(revoked, refusal="revoked")
         person = policy.person(peer.name)
         if person is None:
             raise Refused(f"{peer.name} is not in the trust policy", refusal="not_in_policy")
