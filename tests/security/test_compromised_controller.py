@@ -55,7 +55,6 @@ class Attack:
     model: ModelServer
     model_cgroup: Path
     workload_id: str
-    sequence_note: str = ""
 
     def signed(
         self, spec: CorrectionSpec, issuer: str, *approvers: str
