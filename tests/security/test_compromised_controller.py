@@ -8,6 +8,7 @@ did not sign to its quorum, nor make the agent refuse later valid commands.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -54,6 +55,8 @@ class Attack:
     rogue: RogueController
     model: ModelServer
     model_cgroup: Path
+    prefix: str
+    """The agent's --cgroup-prefix."""
     workload_id: str
 
     def signed(
@@ -108,23 +111,31 @@ def spec(
     )
 
 
-def spawn_in_cgroup(cluster: LocalCluster, name: str, cgroup: Path) -> subprocess.Popen[bytes]:
-    """A model server started inside ``cgroup``, not waited for (a fence may kill it first)."""
-    procs = str(cgroup / "cgroup.procs")
+def spawn_in_cgroup(cluster: LocalCluster, name: str, cgroup: Path) -> ModelServer:
+    """A model server started inside ``cgroup``, not waited for (a fence may kill it first).
 
-    def enter() -> None:
-        with open(procs, "w") as fh:
-            fh.write("0")
-
+    A shell joins the cgroup and execs the server: no Python runs between fork and exec in
+    this process, whose gRPC threads (the double's) make that unsafe."""
+    command = model_server.command(cluster.workdir / name, cluster.workdir / f"{name}.port")
+    script = 'echo $$ > "$0" && exec "$@"'
+    log = open(cluster.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
-        model_server.command(cluster.workdir / name, cluster.workdir / f"{name}.port"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        ["/bin/sh", "-c", script, str(cgroup / "cgroup.procs"), *command],
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=enter,  # noqa: PLW1509 - single-threaded child set-up
     )
     cluster.procs.append(proc)
-    return proc
+    return ModelServer(proc, 0)
+
+
+def answering(cluster: LocalCluster, name: str, server: ModelServer) -> ModelServer | None:
+    """``server`` with its port once it answers, else None."""
+    port_file = cluster.workdir / f"{name}.port"
+    if not port_file.exists() or not port_file.read_text().strip():
+        return None
+    ready = ModelServer(server.proc, int(port_file.read_text()))
+    return ready if ready.ask(timeout_s=1.0) is not None else None
 
 
 def frozen(model: ModelServer) -> bool:
@@ -161,10 +172,10 @@ def attack(tmp_path: Path, pki: SecureSetup) -> Iterator[Attack]:
                 "--node-id", NODE, "--state-dir", str(tmp_path / f"state-{NODE}"),
             )  # fmt: skip
             cluster.kill_controller()
-            rogue.start()
             model_cgroup = root / NODE / "model"
             model_cgroup.mkdir(parents=True)
-            model = start_model_in_cgroup(cluster, "model", model_cgroup)
+            model = start_model_in_cgroup(cluster, "model", model_cgroup)  # before any gRPC thread
+            rogue.start()
             prefix = "/" + str((root / NODE).relative_to(root.parent))
             cluster.start_agent(
                 NODE, None, "--trust-policy", str(pki.policy), "--cgroup-prefix", prefix,
@@ -177,7 +188,7 @@ def attack(tmp_path: Path, pki: SecureSetup) -> Iterator[Attack]:
                 return ids[0] if report and ids else None
 
             workload_id = wait_for(reported, 30, "the agent to report the model to the double")
-            yield Attack(cluster, pki, rogue, model, model_cgroup, workload_id)
+            yield Attack(cluster, pki, rogue, model, model_cgroup, prefix, workload_id)
         finally:
             rogue.stop()
             cluster.stop()
@@ -265,7 +276,7 @@ def test_replays_renumbered_and_forged_commands_are_refused_and_lock_nothing_out
     hellos = len(rogue.hellos)
     attack.cluster.start_agent(
         NODE, None, "--trust-policy", str(attack.setup.policy), "--cgroup-prefix",
-        "/" + str(attack.model_cgroup.parent.relative_to(attack.model_cgroup.parents[2])),
+        attack.prefix,
         controller=rogue.address,
     )  # fmt: skip
     wait_for(lambda: len(rogue.hellos) > hellos, 20, "the restarted agent's Hello")
@@ -291,11 +302,20 @@ def test_one_operator_cannot_lift_a_shutdown_two_approved(attack: Attack) -> Non
 
     # the fence holds: a workload started in scope again is terminated
     again = spawn_in_cgroup(attack.cluster, "model-again", attack.model_cgroup)
-    wait_for(lambda: again.poll() is not None, 30, "the fence to terminate the new model")
+    wait_for(lambda: again.proc.poll() is not None, 30, "the fence to terminate the new model")
+    journal = attack.cluster.workdir / f"state-{NODE}" / "audit.jsonl"
+    fenced = [
+        pids
+        for entry in map(json.loads, journal.read_text().splitlines())
+        if entry["action"] == "enforcement.reapply" and entry["subject"] == shutdown.correction_id
+        for pids in entry["details"]["workloads"].values()
+    ]
+    assert any(again.pid in pids for pids in fenced), fenced
 
     approved = spec(Action.RESUME, reverts=shutdown.correction_id)
     assert attack.deliver(3, approved, "alice", "carol", "dave") is TargetState.APPLIED
-    third = start_model_in_cgroup(attack.cluster, "model-third", attack.model_cgroup)
+    third = spawn_in_cgroup(attack.cluster, "model-third", attack.model_cgroup)
+    third = wait_for(lambda: answering(attack.cluster, "model-third", third), 30, "model-third")
     time.sleep(2.0)  # several samples: nothing fences it any more
     assert third.proc.poll() is None
     assert third.ask() is not None
