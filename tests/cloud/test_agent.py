@@ -5,10 +5,12 @@ journalled first. The controller link itself is driven by the end-to-end test.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +25,8 @@ from backstop.cloud.settings import CloudSettings
 from backstop.core.errors import InvalidInput
 from backstop.core.models import Action, Command, CorrectionSpec, Scope, TargetState
 from backstop.security.audit import verify_file
+from backstop.security.keys import generate_key
+from backstop.security.quorum import sign_correction
 from backstop.wire.convert import spec_bytes
 from tests.support.fake_gce import FakeGce
 from tests.support.moto_server import REGION, MotoServer
@@ -56,8 +60,8 @@ def command(
         scope=scope or Scope(all=True),
         reason="test",
         issuer="alice",
-        created_at_s=1.0,
-        expires_at_s=4_000_000_000.0,
+        created_at_s=time.time(),
+        expires_at_s=time.time() + 3600.0,
         reverts=reverts,
     )
     return Command(sequence=seq, spec=spec, spec_bytes=spec_bytes(spec))
@@ -307,3 +311,39 @@ def test_a_resume_whose_start_fails_says_the_hold_is_gone_and_what_to_do(
     assert ack.state is TargetState.FAILED
     assert "released, but it did not start" in ack.outcomes[0].detail
     assert hold_key("cor-h") not in gce.labels("llm-1")  # never stopped again by a sync
+
+
+def test_a_resume_needs_the_quorum_of_the_hold_it_lifts(moto: MotoServer, tmp_path: Path) -> None:
+    """The hold marks carry the held action: lifting a shutdown needs its two approvals."""
+    keys = {name: generate_key() for name in ("alice", "bob", "carol")}
+    roles = {"alice": "operator", "bob": "approver", "carol": "approver"}
+    people = [{"name": n, "role": r, "keys": [keys[n].public_text()]} for n, r in roles.items()]
+    policy = tmp_path / "trust.json"
+    policy.write_text(json.dumps({"people": people, "quorum": {"shutdown": 2}}))
+    agent = CloudAgent(
+        settings(tmp_path, trust_policy=policy), AwsProvider([REGION], endpoint_url=moto.url)
+    )
+    [iid] = moto.gpu_instances(1)
+
+    def signed(cmd: Command, *approvers: str) -> Command:
+        people = [("alice", "issuer"), *((a, "approver") for a in approvers)]
+        records = tuple(
+            sign_correction(keys[p], cmd.spec_bytes, signer=p, role=role, signed_at_s=1.0)
+            for p, role in people
+        )
+        return dataclasses.replace(cmd, signatures=records)
+
+    held = run(agent.on_command(signed(command("cor-s", Action.SHUTDOWN), "bob", "carol")))
+    assert held.state is TargetState.APPLIED, held.message
+    assert moto.instance_state(iid) == "stopped"
+
+    resume = command("cor-r", Action.RESUME, reverts="cor-s", seq=2)
+    alone = run(agent.on_command(signed(resume)))
+    assert alone.state is TargetState.REFUSED, alone.message
+    assert "resume needs 2 approvals" in alone.message
+    assert moto.instance_state(iid) == "stopped"
+    assert moto.instance_tags(iid)[hold_key("cor-s")] == "shutdown"
+
+    approved = run(agent.on_command(signed(resume, "bob", "carol")))
+    assert approved.state is TargetState.APPLIED, approved.message
+    assert moto.instance_state(iid) == "running"

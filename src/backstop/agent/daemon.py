@@ -87,13 +87,16 @@ class AgentDaemon:
         self.session = ControllerSession(
             settings.controller,
             self.inventory,
-            lambda: self.state.last_command_sequence,
+            # every unacknowledged command, whatever its number: a controller on a lost or
+            # restored store numbers from 1 again; one handled already gets its stored ack
+            lambda: 0,
             self._on_command,
             reconnect_max_s=settings.reconnect_max_s,
             credentials=credentials,
             on_connected=self.enforcer.recent_acks,
             spool=ReportSpool(settings.state_dir / "spool", max_bytes=settings.spool_max_bytes),
             peer_check=peer_check,
+            heads=lambda: (self.enforcer.witnessed_head(), self.enforcer.journal_head()),
         )
         self.latest: NodeSample | None = None
         self._capabilities: tuple[str, ...] = ()
@@ -136,6 +139,8 @@ class AgentDaemon:
                 gpus=sample.gpus,
                 workloads=tuple(self.enforcer.annotate(sample.workloads)),
                 dropped_reports=self.session.dropped_reports,
+                journal_head=self.enforcer.journal_head(),
+                witnessed_audit_head=self.enforcer.witnessed_head(),
             )
             self.session.send_report(report)
             if report.sequence % 5 == 0:

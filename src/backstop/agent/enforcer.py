@@ -4,10 +4,14 @@ Every enforcement on a node (commands from the controller and the re-application
 still in force) goes through :meth:`Enforcer.run`'s queue, so two requests never race on the
 same process tree. Each command is checked (duplicate, expiry), its intent journaled, applied
 to the workloads in scope (found by a fresh sample, not a stale one), journaled with its
-outcome, and acknowledged.
+outcome, and acknowledged. A correction delivered again under the sequence it was handled
+with gets its stored acknowledgement back; under any other sequence it is a replay, refused.
 
-Corrections in force stick: a workload that appears later and falls into the scope of an
-active pause or shutdown is paused or terminated on the next sample, until resume or expiry.
+Every effect is a hold keyed by its correction (``agent.holds``): a resume releases only the
+hold of the correction it reverts. Corrections in force stick: a workload that appears later
+and falls into the scope of an active pause or shutdown is paused or terminated on the next
+sample, until resume or expiry. A correction whose workload criteria (selector, model hashes,
+workload ids) match nothing here is acknowledged and not kept in force.
 """
 
 from __future__ import annotations
@@ -20,20 +24,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backstop.agent import metrics
-from backstop.agent.actuators.gpu_power import restore_gpus, throttle_gpus
-from backstop.agent.actuators.workload_actuator import ActuationResult, ProcessActuator
+from backstop.agent import holds, metrics
+from backstop.agent.actuators.workload_actuator import ProcessActuator
 from backstop.agent.collectors.nvml import NvmlBackend
+from backstop.agent.records import outcomes_record, stored_ack, stub_workload
 from backstop.agent.state import AgentState, AppliedCorrection, AppliedWorkload
+from backstop.agent.throttle import Throttler
 from backstop.agent.verifier import CommandVerifier
-from backstop.core.errors import BackstopError
 from backstop.core.models import (
     Action,
     ActionParams,
+    AuditHead,
     Command,
     CommandAck,
     CorrectionSpec,
-    Fingerprint,
     Scope,
     TargetState,
     Workload,
@@ -48,6 +52,7 @@ log = logging.getLogger(__name__)
 STICKY_ACTIONS = (Action.PAUSE, Action.SHUTDOWN)
 LEASE_HOLD_S = 365 * 24 * 3600.0
 """A lease pause holds until the controller is heard again (it is lifted then, not expired)."""
+NOTHING_MATCHED = "no workload in scope on this node"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,7 @@ class Enforcer:
         self._default_grace_s = default_grace_s
         self._clock = clock
         self._verifier = verifier if verifier is not None else CommandVerifier(None, clock)
+        self._throttler = Throttler(node_id, state, actuator, gpu, clock)
         self._journal_log = journal
         self._queue: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = (
             asyncio.Queue()
@@ -126,28 +132,43 @@ class Enforcer:
             await self._enqueue(lambda: self._reconcile(workloads))
 
     def annotate(self, workloads: Sequence[Workload]) -> list[Workload]:
-        """Set each workload's state from the corrections in force on it."""
-        states: dict[str, str] = {}
-        for c in self._state.active(self._clock()):
-            label = {"pause": "paused", "throttle": "throttled"}.get(c.action)
-            for w in c.workloads if label else ():
-                states.setdefault(w.workload_id, label or "")
-        return [
-            _replace_state(w, states[w.workload_id]) if w.workload_id in states else w
-            for w in workloads
-        ]
+        """Each workload with the holds in force on it, and the state they make."""
+        return holds.annotate(workloads, self._state, self._clock())
+
+    def journal_head(self) -> AuditHead:
+        """The head of this agent's own journal (reported with every Hello and Report)."""
+        last = self._journal_log.last if self._journal_log is not None else None
+        return AuditHead(last.seq, last.hash) if last is not None else AuditHead()
+
+    def witnessed_head(self) -> AuditHead:
+        """The newest controller audit head this agent received with a command."""
+        seq, head_hash = self._state.newest_witnessed()
+        return AuditHead(seq, head_hash)
 
     # --- commands ------------------------------------------------------------------------
 
     async def _apply(self, command: Command) -> CommandAck:
         spec = command.spec
+        head = command.audit_head
         self._audit(
             "command.received",
             spec,
             sequence=command.sequence,
             issuer=spec.issuer,
             signers=[f"{s.signer}:{s.role}:{s.key_id}" for s in command.signatures],
+            **({"audit_head": {"seq": head.seq, "hash": head.hash}} if not head.empty else {}),
         )
+        if not head.empty:
+            self._witness(head, spec)
+        prior = self._state.corrections.get(spec.correction_id)
+        if (
+            prior is not None
+            and prior.ack_state != "applying"
+            and prior.sequence == command.sequence
+            and prior.spec == convert.spec_bytes(spec).hex()
+        ):
+            self._audit("command.redelivered", spec, sequence=command.sequence)
+            return stored_ack(prior, command.sequence)
         problem = self._verifier.problem(command, self._state)
         if problem:
             log.warning(
@@ -161,6 +182,22 @@ class Enforcer:
         )
         return await self._execute(command)
 
+    def _witness(self, head: AuditHead, spec: CorrectionSpec) -> None:
+        """Keep the controller's audit head; a second hash for one index is a conflict."""
+        known = self._state.witness(head.seq, head.hash)
+        if known:
+            log.error(
+                "the controller's audit log changed under a head already witnessed",
+                extra={"seq": head.seq, "witnessed": known, "received": head.hash},
+            )
+            self._audit(
+                "audit.head_conflict",
+                spec,
+                seq=head.seq,
+                witnessed_hash=known,
+                received_hash=head.hash,
+            )
+
     async def _execute(self, command: Command) -> CommandAck:
         """Act on a verified, journaled command; journal and audit the result."""
         spec = command.spec
@@ -168,6 +205,7 @@ class Enforcer:
             "applying correction",
             extra={"correction_id": spec.correction_id, "action": spec.action.value},
         )
+        in_force = True
         if spec.action is Action.RESUME:
             self._audit("action.apply", spec, reverts=spec.reverts)
             outcomes, message = await self._resume(spec)
@@ -181,7 +219,12 @@ class Enforcer:
                 spec,
                 workloads={w.workload_id: list(w.pids) for w in in_scope},
             )
-            outcomes, applied, previous_power, message = await self._act(spec, in_scope)
+            if not in_scope and _names_workloads(spec.scope):
+                # nothing here for it, now or later: acknowledged, not kept in force
+                outcomes, applied, previous_power, message = [], [], {}, NOTHING_MATCHED
+                in_force = False
+            else:
+                outcomes, applied, previous_power, message = await self._act(spec, in_scope)
         failed = [o for o in outcomes if o.outcome == "failed"]
         ack = CommandAck(
             spec.correction_id,
@@ -191,7 +234,7 @@ class Enforcer:
             tuple(outcomes),
         )
         self._audit("action.result", spec, state=ack.state.value, message=message)
-        self._journal(command, ack, applied, previous_power)
+        self._journal(command, ack, applied, previous_power, in_force=in_force)
         return ack
 
     async def recover(self) -> list[CommandAck]:
@@ -267,8 +310,8 @@ class Enforcer:
             for c in self._state.corrections.values()
             if c.ack_state != "applying" and not c.correction_id.startswith("lease-")
         ]
-        done.sort(key=lambda c: c.sequence)
-        return [_stored_ack(c, c.sequence) for c in done[-limit:]]
+        done.sort(key=lambda c: (c.handled_at_s, c.sequence))
+        return [stored_ack(c, c.sequence) for c in done[-limit:]]
 
     def _audit(self, event: str, spec: CorrectionSpec, **details: object) -> None:
         """Append to the agent's journal (fsynced) before the step takes effect."""
@@ -290,10 +333,12 @@ class Enforcer:
             outcomes = [_outcome(w, "applied", f"sampling every {interval:g} s") for w in workloads]
             return outcomes, [], {}, f"sampling every {interval:g} s until expiry"
         if not workloads:
-            return [], [], {}, "no workloads in scope on this node"
+            return [], [], {}, "nothing in scope on this node yet; the correction stays in force"
         previous_power: dict[str, int] = {}
         if action is Action.THROTTLE:
-            results, previous_power = await asyncio.to_thread(self._throttle, spec, workloads)
+            results, previous_power = await asyncio.to_thread(
+                self._throttler.throttle, spec, workloads
+            )
         elif action is Action.PAUSE:
             results = await asyncio.to_thread(lambda: [self._actuator.pause(w) for w in workloads])
         else:  # TERMINATE, SHUTDOWN: all trees at once, one shared grace period
@@ -324,132 +369,39 @@ class Enforcer:
             f"{action.value}: {done}/{len(workloads)} workload(s)",
         )
 
-    def _throttle(
-        self, spec: CorrectionSpec, workloads: list[Workload]
-    ) -> tuple[list[ActuationResult], dict[str, int]]:
-        fraction = spec.params.power_fraction or ActionParams.DEFAULT_POWER_FRACTION
-        uuids = sorted({g.gpu_uuid for w in workloads for g in w.fingerprint.gpus})
-        previous: dict[str, int] = {}
-        gpu_error = ""
-        if uuids and self._gpu is not None and self._gpu.available:
-            record = self._state.original_power_mw
-            try:
-                throttle_gpus(self._gpu, uuids, fraction, record=record)
-            except BackstopError as exc:
-                gpu_error = exc.message
-            finally:
-                self._state.save()
-            previous = {u: record[u] for u in uuids if u in record}
-        elif uuids:
-            gpu_error = "NVML is not available on this node"
-        results = []
-        for w in workloads:
-            mine = [g.gpu_uuid for g in w.fingerprint.gpus]
-            parts, ok = [], True
-            if mine:
-                if gpu_error:
-                    parts.append(f"GPU power cap failed: {gpu_error}")
-                    ok = False
-                else:
-                    parts.append(
-                        f"GPU power capped at {fraction:.0%} of default on {len(mine)} GPU(s)"
-                    )
-            previous_cpu = ""
-            if spec.params.cpu_fraction is not None:
-                r = self._actuator.throttle_cpu(w, spec.params.cpu_fraction)
-                parts.append(r.to_workload_outcome().detail)
-                ok = ok and r.outcome == "applied"
-                previous_cpu = r.previous
-            if not mine and spec.params.cpu_fraction is None:
-                results.append(
-                    ActuationResult(
-                        "skipped",
-                        "none",
-                        w.pids,
-                        "uses no GPU; nothing to cap",
-                        workload_id=w.workload_id,
-                    )
-                )
-                continue
-            mechanism = "+".join(
-                m for m, used in (("nvml.power_limit", mine), ("cpu.max", previous_cpu)) if used
-            )
-            results.append(
-                ActuationResult(
-                    "applied" if ok else "failed",
-                    mechanism or "none",
-                    w.pids,
-                    "; ".join(parts),
-                    previous=previous_cpu,
-                    workload_id=w.workload_id,
-                )
-            )
-        return results, previous
-
     async def _resume(self, spec: CorrectionSpec) -> tuple[list[WorkloadOutcome], str]:
         target = self._state.corrections.get(spec.reverts)
-        if target is None or target.ack_state not in ("applied", "failed"):
-            return [], f"nothing of {spec.reverts} to undo on this node"
-        if target.reverted:
+        if target is not None and target.reverted:
             return [], f"{spec.reverts} was already undone here"
+        now = self._clock()
+        if target is None or target not in self._state.holding(now):
+            return [], f"nothing of {spec.reverts} to undo on this node"
         outcomes: list[WorkloadOutcome] = []
         if target.action == Action.OBSERVE.value:
             self.observe = None
         if target.action == Action.PAUSE.value:
-            results = await asyncio.to_thread(
-                lambda: [
-                    self._actuator.resume(_stub_workload(self._node_id, w))
-                    for w in target.workloads
-                ]
-            )
-            outcomes = [
-                WorkloadOutcome(w.workload_id, tuple(r.pids), r.outcome, r.detail)
-                for w, r in zip(target.workloads, results, strict=True)
-            ]
+            outcomes = await asyncio.to_thread(self._unpause, target, now)
         if target.action == Action.THROTTLE.value:
-            outcomes = await asyncio.to_thread(self._unthrottle, target)
+            outcomes = await asyncio.to_thread(self._throttler.unthrottle, target)
         self._state.mark_reverted(spec.reverts)
         if target.action == Action.SHUTDOWN.value:
             return [], f"fence of {spec.reverts} lifted; terminated workloads are not restarted"
         done = sum(1 for o in outcomes if o.outcome == "applied")
         return outcomes, f"undid {target.action} of {spec.reverts}: {done} workload(s)"
 
-    def _unthrottle(self, target: AppliedCorrection) -> list[WorkloadOutcome]:
-        """Restore the GPUs this throttle capped, unless another throttle still caps them."""
-        detail = ""
-        outcome = "applied"
-        still_capped = {
-            uuid
-            for c in self._state.active(self._clock())
-            if c.action == Action.THROTTLE.value and c.correction_id != target.correction_id
-            for uuid in c.previous_power_mw
-        }
-        record = self._state.original_power_mw
-        restore = {
-            u: record[u] for u in target.previous_power_mw if u in record and u not in still_capped
-        }
-        if restore and self._gpu is not None:
-            try:
-                restore_gpus(self._gpu, restore)
-                for uuid in restore:
-                    del record[uuid]
-                self._state.save()
-                detail = f"GPU power limit restored on {len(restore)} GPU(s)"
-            except BackstopError as exc:
-                outcome, detail = "failed", f"GPU power restore failed: {exc.message}"
-        elif still_capped & set(target.previous_power_mw):
-            detail = "GPU power stays capped by another throttle in force"
+    def _unpause(self, target: AppliedCorrection, now: float) -> list[WorkloadOutcome]:
+        """Thaw the workloads this pause holds, unless another pause in force holds them."""
         outcomes = []
         for w in target.workloads:
-            if w.previous_cpu_max:
-                r = self._actuator.restore_cpu(_stub_workload(self._node_id, w), w.previous_cpu_max)
-                outcomes.append(
-                    WorkloadOutcome(
-                        w.workload_id, tuple(w.pids), r.outcome, f"{detail}; {r.detail}"
-                    )
-                )
-            else:
-                outcomes.append(WorkloadOutcome(w.workload_id, tuple(w.pids), outcome, detail))
+            others = holds.other_holders(
+                self._state, now, w.workload_id, Action.PAUSE.value, target.correction_id
+            )
+            if others:
+                detail = f"stays paused: also held by {', '.join(others)}"
+                outcomes.append(WorkloadOutcome(w.workload_id, tuple(w.pids), "skipped", detail))
+                continue
+            r = self._actuator.resume(stub_workload(self._node_id, w))
+            outcomes.append(WorkloadOutcome(w.workload_id, tuple(r.pids), r.outcome, r.detail))
         return outcomes
 
     async def _reconcile(self, workloads: Sequence[Workload]) -> None:
@@ -486,6 +438,8 @@ class Enforcer:
         ack: CommandAck,
         applied: list[AppliedWorkload],
         previous_power: dict[str, int] | None = None,
+        *,
+        in_force: bool = True,
     ) -> None:
         state = "applying" if ack.state is TargetState.PENDING else ack.state.value
         self._state.record(
@@ -497,51 +451,18 @@ class Enforcer:
                 expires_at_s=command.spec.expires_at_s,
                 ack_state=state,
                 ack_message=ack.message,
-                ack_outcomes=[
-                    {
-                        "workload_id": o.workload_id,
-                        "pids": list(o.pids),
-                        "outcome": o.outcome,
-                        "detail": o.detail,
-                    }
-                    for o in ack.outcomes
-                ],
+                ack_outcomes=outcomes_record(ack.outcomes),
                 workloads=applied,
                 previous_power_mw=previous_power or {},
+                in_force=in_force,
             )
         )
 
 
+def _names_workloads(scope: Scope) -> bool:
+    """Whether the scope picks workloads (not only nodes): then matching none is news."""
+    return not scope.all and bool(scope.selector or scope.model_hashes or scope.workload_ids)
+
+
 def _outcome(w: Workload, outcome: str, detail: str, pids: Sequence[int] = ()) -> WorkloadOutcome:
     return WorkloadOutcome(w.workload_id, tuple(pids or w.pids), outcome, detail)
-
-
-def _stored_ack(prior: AppliedCorrection, sequence: int) -> CommandAck:
-    return CommandAck(
-        prior.correction_id,
-        sequence,
-        TargetState(prior.ack_state),
-        prior.ack_message,
-        tuple(
-            WorkloadOutcome(o["workload_id"], tuple(o["pids"]), o["outcome"], o.get("detail", ""))
-            for o in prior.ack_outcomes
-        ),
-    )
-
-
-def _stub_workload(node_id: str, applied: AppliedWorkload) -> Workload:
-    """A workload as recorded when it was changed, to undo exactly that change."""
-    return Workload(
-        workload_id=applied.workload_id,
-        node_id=node_id,
-        root_pid=applied.root_pid,
-        pids=tuple(applied.pids),
-        fingerprint=Fingerprint(cgroup=applied.cgroup),
-        started_at_s=applied.started_at_s,
-    )
-
-
-def _replace_state(w: Workload, state: str) -> Workload:
-    from dataclasses import replace
-
-    return replace(w, state=state)

@@ -1,4 +1,8 @@
-"""The agent's durable state: sequence numbers and what it applied, for resume and restarts.
+"""The agent's durable state: what it handled and applied, for replay checks, resume, restarts.
+
+Every handled correction is kept at least until its signed expiry: replay protection rests on
+that (a correction id seen before is refused), not on the unsigned delivery sequence, which is
+kept only for information. The newest controller audit heads the agent witnessed are kept too.
 
 One JSON file in the state directory, replaced atomically (write, fsync, rename, fsync dir) on
 every change, so a crash leaves either the old or the new state, never a torn one. Report
@@ -24,6 +28,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "agent-state.json"
 REPORT_SEQUENCE_BLOCK = 1000
 KEEP_CORRECTIONS = 500
+KEEP_WITNESSED_HEADS = 64
 
 
 @dataclass(slots=True)
@@ -54,6 +59,14 @@ class AppliedCorrection:
     workloads: list[AppliedWorkload] = field(default_factory=list)
     previous_power_mw: dict[str, int] = field(default_factory=dict)
     reverted: bool = False
+    handled_at_s: float = 0.0
+    """When this agent first handled it (orders holds and acks; sequences may restart)."""
+    in_force: bool = True
+    """False for a correction whose workload criteria matched nothing here: not re-applied."""
+
+    @property
+    def workload_ids(self) -> set[str]:
+        return {w.workload_id for w in self.workloads}
 
 
 class AgentState:
@@ -69,6 +82,8 @@ class AgentState:
         self.corrections: dict[str, AppliedCorrection] = {}
         self.original_power_mw: dict[str, int] = {}
         """Per GPU uuid: the power limit it had before Backstop first capped it."""
+        self.witnessed_heads: dict[int, str] = {}
+        """The newest controller audit heads received with commands: index -> hash."""
         self._load()
 
     def _load(self) -> None:
@@ -86,6 +101,9 @@ class AgentState:
             self.original_power_mw = {
                 k: int(v) for k, v in data.get("original_power_mw", {}).items()
             }
+            self.witnessed_heads = {
+                int(k): str(v) for k, v in data.get("witnessed_heads", {}).items()
+            }
             for item in data.get("corrections", []):
                 workloads = [AppliedWorkload(**w) for w in item.pop("workloads", [])]
                 applied = AppliedCorrection(**item, workloads=workloads)
@@ -96,8 +114,10 @@ class AgentState:
             ) from exc
 
     def _save_locked(self) -> None:
-        # replay protection needs every correction id until it expires, and the newest ones
-        ordered = sorted(self.corrections.values(), key=lambda c: c.sequence)
+        # replay protection needs every correction id until it expires (the signed expiry is at
+        # most seven days after the signed creation, so this is bounded); the newest are kept
+        # beyond that for their acks
+        ordered = sorted(self.corrections.values(), key=handled_order)
         now = time.time()
         kept = [
             c for i, c in enumerate(ordered)
@@ -107,6 +127,7 @@ class AgentState:
             "last_command_sequence": self.last_command_sequence,
             "reserved_report_sequence": self._reserved_until,
             "original_power_mw": self.original_power_mw,
+            "witnessed_heads": {str(k): v for k, v in sorted(self.witnessed_heads.items())},
             "corrections": [asdict(c) for c in kept],
         }
         tmp = self.path.with_suffix(".tmp")
@@ -134,6 +155,9 @@ class AgentState:
 
     def record(self, applied: AppliedCorrection) -> None:
         with self._lock:
+            prior = self.corrections.get(applied.correction_id)
+            if not applied.handled_at_s:
+                applied.handled_at_s = prior.handled_at_s if prior else time.time()
             self.corrections[applied.correction_id] = applied
             self.last_command_sequence = max(self.last_command_sequence, applied.sequence)
             self._save_locked()
@@ -148,18 +172,45 @@ class AgentState:
                 self.corrections[correction_id].reverted = True
                 self._save_locked()
 
-    def by_sequence(self, sequence: int) -> AppliedCorrection | None:
-        with self._lock:
-            for c in self.corrections.values():
-                if c.sequence == sequence:
-                    return c
-            return None
-
     def active(self, now_s: float) -> list[AppliedCorrection]:
-        """Corrections still in force: applied, not reverted, not expired."""
+        """Corrections still in force and re-applied: applied, not reverted, not expired."""
+        return [c for c in self.holding(now_s) if c.ack_state == "applied"]
+
+    def holding(self, now_s: float) -> list[AppliedCorrection]:
+        """Corrections whose effects hold, oldest first: applied (or partly: failed), not
+        reverted, not expired, in force."""
         with self._lock:
             return [
                 c
-                for c in sorted(self.corrections.values(), key=lambda c: c.sequence)
-                if not c.reverted and c.ack_state == "applied" and c.expires_at_s > now_s
+                for c in sorted(self.corrections.values(), key=handled_order)
+                if not c.reverted
+                and c.in_force
+                and c.ack_state in ("applied", "failed")
+                and c.expires_at_s > now_s
             ]
+
+    def witness(self, seq: int, head_hash: str) -> str:
+        """Keep a controller audit head received with a command. The hash already witnessed
+        at ``seq`` when it differs (a rewritten controller log), else ''."""
+        with self._lock:
+            known = self.witnessed_heads.get(seq)
+            if known is not None:
+                return known if known != head_hash else ""
+            self.witnessed_heads[seq] = head_hash
+            for old in sorted(self.witnessed_heads)[:-KEEP_WITNESSED_HEADS]:
+                del self.witnessed_heads[old]
+            self._save_locked()
+            return ""
+
+    def newest_witnessed(self) -> tuple[int, str]:
+        """The newest controller audit head witnessed: (index, hash), ``(0, "")`` if none."""
+        with self._lock:
+            if not self.witnessed_heads:
+                return 0, ""
+            seq = max(self.witnessed_heads)
+            return seq, self.witnessed_heads[seq]
+
+
+def handled_order(c: AppliedCorrection) -> tuple[float, int]:
+    """Oldest first: when handled here, then (for state written before that) sequence."""
+    return c.handled_at_s, c.sequence

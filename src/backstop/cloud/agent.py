@@ -50,7 +50,7 @@ from backstop.link.reporting import (
     stateless_session,
 )
 from backstop.security.audit import JOURNAL_FILE, FileAuditLog
-from backstop.security.command_check import CommandCheck
+from backstop.security.command_check import NOTHING_HERE, UNKNOWN, CommandCheck
 from backstop.security.identities import TrustPolicyFile
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,10 @@ class CloudAgent:
     async def on_command(self, command: Command) -> CommandAck:
         spec = command.spec
         cid = spec.correction_id
-        problem = self._check.problem(command)
+        undone: str | None = NOTHING_HERE
+        if spec.action is Action.RESUME and self._check.enforcing_signatures:
+            undone = await self._undone_action(spec)
+        problem = self._check.problem(command, reverts_action=undone)
         if problem:
             log.warning("command refused", extra={"correction_id": cid, "reason": problem})
             self.journal.append(
@@ -219,6 +222,21 @@ class CloudAgent:
         summary = _summary(spec, outcomes)
         state = TargetState.FAILED if failed else TargetState.APPLIED
         return acknowledge(command, state, summary, outcomes)
+
+    async def _undone_action(self, spec: CorrectionSpec) -> str | None:
+        """The action a resume undoes, from the hold marks named after the reverted correction
+        (its quorum is the resume's); no mark: nothing to undo; the account unreadable:
+        unknown (the highest resume quorum)."""
+        try:
+            async with self._lock:
+                resources = await self._list()
+        except BackstopError as exc:
+            log.warning("cannot list the account to check a resume", extra={"error": exc.message})
+            return UNKNOWN
+        actions = {r.holds[spec.reverts] for r in resources if spec.reverts in r.holds}
+        if not actions:
+            return NOTHING_HERE
+        return max(actions, key=list(Action).index).value
 
     def _in_scope(
         self, resources: Sequence[CloudResource], spec: CorrectionSpec

@@ -1,9 +1,10 @@
 """The agent's one long-lived, agent-initiated stream to the controller.
 
-The agent dials out (so it works behind NAT), sends a Hello with its inventory and the last
-command sequence it processed, then sends reports and acks while receiving commands. When the
-stream breaks it reconnects with capped exponential backoff and jitter; commands it missed are
-redelivered by the controller on the new stream.
+The agent dials out (so it works behind NAT), sends a Hello with its inventory, the newest
+controller audit head it witnessed and its own journal's head, then sends reports and acks
+while receiving commands. When the stream breaks it reconnects with capped exponential backoff
+and jitter; commands it missed are redelivered by the controller on the new stream. Each
+command's ``audit_head`` (the controller's audit head when it was issued) is decoded with it.
 
 Several controller replicas may be given (``HOST:PORT,HOST:PORT``). The session stays on the
 one that works; when its stream breaks, it tries the next one at once, and backs off only once
@@ -23,7 +24,7 @@ import grpc
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
 from backstop.core.errors import PermissionDenied
-from backstop.core.models import Command, CommandAck, NodeInfo, Report, TargetState
+from backstop.core.models import AuditHead, Command, CommandAck, NodeInfo, Report, TargetState
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.link import metrics
 from backstop.link.spool import ReportSpool
@@ -35,6 +36,8 @@ PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 CommandHandler = Callable[[Command], Awaitable[CommandAck]]
+Heads = Callable[[], tuple[AuditHead, AuditHead]]
+"""The newest controller audit head witnessed, and the head of the agent's own journal."""
 
 
 class ControllerSession:
@@ -52,6 +55,7 @@ class ControllerSession:
         on_connected: Callable[[], list[CommandAck]] | None = None,
         spool: ReportSpool,
         peer_check: Callable[[str], None] | None = None,
+        heads: Heads | None = None,
     ) -> None:
         if credentials is None:
             require_loopback_for_plaintext(address)
@@ -65,6 +69,7 @@ class ControllerSession:
         self._inventory = inventory
         self._last_sequence = last_command_sequence
         self._on_command = on_command
+        self._heads = heads
         self._reconnect_max_s = reconnect_max_s
         self._spool = spool
         self._sent_report = 0
@@ -168,10 +173,13 @@ class ControllerSession:
         async with channel:
             stub = agent_pb2_grpc.AgentGatewayStub(channel)
             call = stub.Connect()
+            witnessed, journal = self._heads() if self._heads else (AuditHead(), AuditHead())
             hello = agent_pb2.Hello(
                 node=convert.node_to_pb(self._inventory()),
                 last_command_sequence=self._last_sequence(),
                 protocol_version=PROTOCOL_VERSION,
+                witnessed_audit_head=convert.audit_head_to_pb(witnessed),
+                journal_head=convert.audit_head_to_pb(journal),
             )
             await call.write(agent_pb2.AgentMessage(hello=hello))
             welcome = await call.read()
@@ -223,6 +231,7 @@ class ControllerSession:
         try:
             spec = convert.spec_from_bytes(msg.correction.spec)
             signatures = convert.signatures_from_pb(msg.correction.signatures)
+            audit_head = convert.audit_head_from_pb(msg.audit_head)
         except Exception as exc:  # noqa: BLE001 - any malformed command is refused, not fatal
             log.warning("refused malformed command", extra={"sequence": msg.sequence})
             self._send_ack(
@@ -239,6 +248,7 @@ class ControllerSession:
             spec=spec,
             spec_bytes=bytes(msg.correction.spec),
             signatures=signatures,
+            audit_head=audit_head,
         )
         result = await self._on_command(command)
         self._send_ack(convert.ack_to_pb(result))

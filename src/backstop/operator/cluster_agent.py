@@ -49,13 +49,13 @@ from backstop.link.reporting import (
     stateless_session,
 )
 from backstop.operator import commands
-from backstop.operator.crd import CorrectionResource, Phase, TargetRecord
+from backstop.operator.crd import CorrectionResource, Phase, TargetRecord, parse_correction
 from backstop.operator.crd import TargetState as ObjectState
 from backstop.operator.inventory import ClusterReader
 from backstop.operator.kube import AlreadyExists, Kind, KubeApi
 from backstop.operator.scope import GPU_RESOURCE, WorkloadView, workload_id, workload_labels
 from backstop.operator.settings import OperatorSettings
-from backstop.security.command_check import CommandCheck
+from backstop.security.command_check import NOTHING_HERE, UNKNOWN, CommandCheck
 from backstop.security.identities import TrustPolicyFile
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,10 @@ class ClusterAgent:
         ) -> CommandAck:
             return acknowledge(command, state, message, outcomes)
 
-        problem = self._check.problem(command)
+        undone: str | None = NOTHING_HERE
+        if spec.action is Action.RESUME and self._check.enforcing_signatures:
+            undone = await self._undone_action(spec)
+        problem = self._check.problem(command, reverts_action=undone)
         if problem:
             log.warning("command refused", extra={"correction_id": cid, "reason": problem})
             return ack(TargetState.REFUSED, problem)
@@ -250,6 +253,24 @@ class ClusterAgent:
         found = await self._wait_settled(decision.name, self.settings.ack_wait_s)
         state, message = _settled_state(decision.name, found, self.settings.ack_wait_s)
         return ack(state, message, [_outcome(t) for t in found.targets] if found else [])
+
+    async def _undone_action(self, spec: CorrectionSpec) -> str | None:
+        """The action of the Correction a resume reverts, from that Correction's spec (its
+        quorum is the resume's); nothing here: nothing to undo; unreadable: unknown."""
+        if not spec.reverts:
+            return NOTHING_HERE
+        name = commands.correction_name(spec.reverts)
+        try:
+            found = await asyncio.to_thread(self._kube.get, Kind.CORRECTION, name)
+            return parse_correction(found).action.value
+        except NotFound:
+            return NOTHING_HERE
+        except BackstopError as exc:
+            log.warning(
+                "cannot read the Correction a resume reverts; the highest resume quorum applies",
+                extra={"correction": name, "error": exc.message},
+            )
+            return UNKNOWN
 
     async def _create(self, spec: CorrectionSpec, decision: commands.MakeCorrection) -> str:
         """Create the Correction (found, when redelivered); a message when there is nothing
