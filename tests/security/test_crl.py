@@ -146,3 +146,38 @@ def test_the_controller_certificate_is_read_from_the_live_connection(
             await server.stop(0)
 
     asyncio.run(scenario())
+
+
+def test_the_cluster_and_cloud_agents_check_the_controller_against_the_list(
+    ca_dir: Path, tmp_path: Path
+) -> None:
+    """The operator's cluster agent and the cloud agent join through ``stateless_session``:
+    it carries the same controller check as the node agent, on ``TLS_DIR/crl.pem``."""
+    from backstop.core.models import CommandAck, NodeInfo, TargetState
+    from backstop.link.reporting import stateless_session
+
+    ca = CertificateAuthority.load(ca_dir)
+    controller = ca.issue("controller", "controller", dns=["localhost"])
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    (tls / "ca.crt").write_bytes(ca.certificate_pem)
+    node = ca.issue("k8s-x", "agent")
+    (tls / "node.crt").write_bytes(node.cert_pem)
+    (tls / "node.key").write_bytes(node.key_pem)
+    revoke(ca, tls / CRL_FILE, [_serial(controller.cert_pem)])
+
+    async def on_command(command: object) -> CommandAck:
+        return CommandAck("cor-00000000", 0, TargetState.REFUSED)
+
+    def session(insecure: bool) -> object:
+        return stateless_session(
+            "127.0.0.1:1", lambda: NodeInfo("k8s-x"), on_command,
+            insecure=insecure, tls=tls, state_dir=tmp_path / "state", reconnect_max_s=1.0,
+        )  # fmt: skip
+
+    check = session(False)._peer_check  # type: ignore[attr-defined]
+    assert isinstance(check, ControllerCertificateCheck)
+    assert check.revocations.is_revoked(peer_identity(controller.cert_pem).serial)
+    with pytest.raises(PermissionDenied, match="cannot read the certificate"):
+        check("127.0.0.1:1")  # no live channel there: fail closed, never open
+    assert session(True)._peer_check is None  # type: ignore[attr-defined]

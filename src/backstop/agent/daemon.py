@@ -25,11 +25,10 @@ from backstop.core.models import Command, CommandAck, NodeInfo, Report, Workload
 from backstop.core.settings import AgentSettings
 from backstop.core.tasks import run_until_one_fails
 from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
-from backstop.link.peer_check import ControllerCertificateCheck
+from backstop.link.peer_check import controller_check
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
 from backstop.security.audit import JOURNAL_FILE, FileAuditLog
-from backstop.security.crl import CRL_FILE, RevocationList
 from backstop.security.identities import TrustPolicyFile
 from backstop.telemetry.endpoint import TelemetryServer
 
@@ -77,13 +76,7 @@ class AgentDaemon:
         )
         tls = link_tls_dir(settings.tls_dir, settings.state_dir)
         credentials = link_credentials(settings.insecure, tls)
-        peer_check = (
-            None
-            if settings.insecure
-            else ControllerCertificateCheck(
-                RevocationList(settings.crl or tls / CRL_FILE, tls / "ca.crt")
-            )
-        )
+        peer_check = controller_check(settings.insecure, tls, settings.crl)
         self.session = ControllerSession(
             settings.controller,
             self.inventory,

@@ -13,10 +13,11 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 from backstop.core.errors import PermissionDenied
-from backstop.security.crl import RevocationList
+from backstop.security.crl import CRL_FILE, RevocationList
 from backstop.security.pki import peer_identity
 
 log = logging.getLogger(__name__)
@@ -92,3 +93,13 @@ class ControllerCertificateCheck:
                     f"{peer.name}, which is on the CA's revocation list "
                     f"({self.revocations.path}); refusing it"
                 )
+
+
+def controller_check(
+    insecure: bool, tls: Path, crl: Path | None = None
+) -> ControllerCertificateCheck | None:
+    """The check every agent (node, cluster, cloud) makes of the controller it reached:
+    against ``crl`` or ``TLS_DIR/crl.pem``, verified with ``TLS_DIR/ca.crt``; none in open mode."""
+    if insecure:
+        return None
+    return ControllerCertificateCheck(RevocationList(crl or tls / CRL_FILE, tls / "ca.crt"))

@@ -21,6 +21,7 @@ from backstop.core.models import (
 )
 from backstop.core.tasks import run_until_one_fails
 from backstop.link.identity import link_credentials
+from backstop.link.peer_check import controller_check
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
 
@@ -39,7 +40,8 @@ def stateless_session(
 ) -> ControllerSession:
     """The controller session of an agent that keeps no command state: on every connect the
     controller sends each unacknowledged command again (handling one twice is harmless);
-    reports wait in ``STATE_DIR/spool`` while the controller is away."""
+    reports wait in ``STATE_DIR/spool`` while the controller is away. A controller whose
+    certificate is on the CA's revocation list (``TLS_DIR/crl.pem``) is refused."""
     return ControllerSession(
         controller,
         inventory,
@@ -48,6 +50,7 @@ def stateless_session(
         reconnect_max_s=reconnect_max_s,
         credentials=link_credentials(insecure, tls),
         spool=ReportSpool(state_dir / "spool"),
+        peer_check=controller_check(insecure, tls),
     )
 
 
