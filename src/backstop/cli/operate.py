@@ -283,9 +283,10 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
     spec = view.spec
     if spec.correction_id != args.id:
         raise InvalidInput("the controller returned a different correction; refusing to sign")
-    for line in view.warnings:  # loudly, wherever stdout goes
-        print(line, file=sys.stderr)
-    if not args.yes:
+    if args.yes:  # nothing is shown before signing: say it loudly all the same
+        for line in view.warnings:
+            print(line, file=sys.stderr)
+    else:
         render.write_correction(sys.stdout, current, spec, view.warnings)
         print(f"  {targets_line(client, spec.scope)}", flush=True)
         if not sys.stdin.isatty():
