@@ -122,8 +122,9 @@ def test_approve_shows_and_signs_the_signed_bytes_not_the_controllers_copy(
     # the targets of the signed scope, before the question
     assert [convert.scope_from_pb(p.scope) for p in double.service.previews] == [Scope(all=True)]
     targets = text.index("targets: 2 node(s) (node-a, node-b); 3 workload(s): ")
-    assert "wl-1 on node-a (pid 101, vllm serve m1), wl-2 on node-b (pid 102, vllm serve m2)" in (
-        text[targets:]
+    assert (
+        "wl-1 on node-a (pid 101, vllm serve m1), wl-2 on node-b (pid 102, vllm serve m2)"
+        in (text[targets:])
     )
     assert ", ... and 1 more" in text[targets:]
     assert targets < text.index("approve this terminate? [y/N]")
