@@ -36,7 +36,8 @@ def test_a_table_cell_cannot_split_its_row() -> None:
 def test_workloads_table_shows_hostile_command_lines_escaped(rig: Rig) -> None:
     result = rig.cluster.cli("workloads")
     assert result.code == 0, result.err
-    assert "\x1b" not in result.out and "\u202e" not in result.out
+    assert "\x1b" not in result.out
+    assert "\u202e" not in result.out
     rows = result.out.splitlines()
     assert len(rows) == 1 + 3, result.out  # the header and one row per workload
     (hostile,) = [r for r in rows if "pwned" in r]

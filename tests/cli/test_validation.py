@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -16,9 +15,9 @@ MODEL = "0123456789abcdef"
 
 
 @pytest.fixture
-def controller(cluster: LocalCluster) -> Iterator[LocalCluster]:
+def controller(cluster: LocalCluster) -> LocalCluster:
     cluster.start_controller()
-    yield cluster
+    return cluster
 
 
 @pytest.mark.parametrize(
