@@ -5,6 +5,7 @@ from __future__ import annotations
 from backstop.api.v1 import control_pb2, types_pb2
 from backstop.cli import render
 from backstop.cli.client import ControllerClient
+from backstop.core.errors import BackstopError, NotFound
 from backstop.core.models import Scope
 from backstop.wire import convert
 
@@ -16,7 +17,13 @@ COMMAND_CHARS = 40
 def targets_line(client: ControllerClient, scope: Scope) -> str:
     """``targets: 2 node(s) (a, b); 3 workload(s): wl-1 on a (pid 123, vllm ...), ...``,
     as the controller resolves the scope now from the nodes' latest reports."""
-    found = client.preview(convert.scope_to_pb(scope), SHOWN_WORKLOADS)
+    try:
+        found = client.preview(convert.scope_to_pb(scope), SHOWN_WORKLOADS)
+    except NotFound:
+        raise  # e.g. an unknown node: acting on the scope would be refused the same way
+    except BackstopError as exc:
+        why = render.escape(exc.message)
+        return f"targets: unknown (the controller did not resolve them: {why})"
     return describe(found)
 
 

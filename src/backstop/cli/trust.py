@@ -9,6 +9,7 @@ from pathlib import Path
 
 from backstop.api.v1 import control_pb2
 from backstop.cli.connect import client_from_args
+from backstop.cli.render import escape
 from backstop.security import audit
 from backstop.security.keys import generate_key
 from backstop.security.pki import CertificateAuthority, write_private, write_public
@@ -90,7 +91,7 @@ def _whoami(args: argparse.Namespace) -> int:
     with client_from_args(args) as client:
         me = client.whoami()
     state = "authenticated" if me.authenticated else "unauthenticated (open mode)"
-    print(f"{me.name} ({me.role}), {state}")
+    print(f"{escape(me.name)} ({escape(me.role)}), {state}")
     return 0
 
 
