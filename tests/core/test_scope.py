@@ -54,9 +54,47 @@ def test_model_hash_prefix_matches_model_and_weights_hashes() -> None:
     assert workload_in_scope(Scope(model_hashes=("cdcdcdcd",)), wl)
     assert workload_in_scope(Scope(model_hashes=("bbbbbbbb",)), wl)  # a weights file's hash
     assert not workload_in_scope(Scope(model_hashes=("12345678",)), wl)
-    assert parse_model_hash("sha256:ABCDEF0123") == "abcdef0123"
+    assert parse_model_hash("sha256:ABCDEF012345") == "abcdef012345"
     with pytest.raises(InvalidInput, match="hex digits"):
         parse_model_hash("abc")
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "0123456789a", "sha256:", "0123456789abcdeg"])
+def test_model_prefix_needs_twelve_hex_digits(bad: str) -> None:
+    with pytest.raises(InvalidInput, match="12 to 64 hex digits"):
+        parse_model_hash(bad)
+    with pytest.raises(InvalidInput, match="12 to 64 hex digits"):
+        validate_scope(Scope(model_hashes=(bad,)))  # what the controller checks
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [
+        ("", "x", "label key"),
+        ("a b", "x", "label key"),
+        ("Example.com/app", "x", "label key"),  # the prefix is lower case
+        ("x" * 64, "v", "label key"),  # a name is at most 63
+        ("app", "b,c", "label value"),
+        ("app", "-x", "label value"),
+        ("app", "v" * 64, "label value"),
+    ],
+)
+def test_selector_terms_follow_label_syntax_with_the_rule(key: str, value: str, rule: str) -> None:
+    with pytest.raises(InvalidInput, match=rf"not a valid {rule} \(a {rule} is"):
+        validate_scope(Scope(selector=((key, value, True),)))
+    if "," in value:  # on the command line the comma splits terms: "c" is no term
+        with pytest.raises(InvalidInput, match="'c': expected key=value"):
+            parse_selector(f"{key}={value}")
+        return
+    with pytest.raises(InvalidInput, match=rf"malformed selector term .*{rule} \(a {rule} is"):
+        parse_selector(f"{key}={value}")
+
+
+def test_selector_keys_with_a_dns_prefix_are_labels() -> None:
+    validate_scope(Scope(selector=(("backstop.io/framework", "vllm", True), ("a", "", False))))
+    assert parse_selector("app.kubernetes.io/name=llm") == (
+        ("app.kubernetes.io/name", "llm", True),
+    )
 
 
 def test_node_scope_and_all() -> None:

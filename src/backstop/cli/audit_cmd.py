@@ -17,6 +17,7 @@ from pathlib import Path
 
 from backstop.api.v1 import control_pb2, types_pb2
 from backstop.cli.connect import client_from_args
+from backstop.cli.render import escape
 from backstop.core.errors import InvalidInput, NotFound
 from backstop.core.models import AuditHead
 from backstop.security import audit
@@ -85,7 +86,8 @@ def head(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps({"seq": now.seq, "hash": now.hash}))
     else:
-        print(f"audit head of controller {args.controller}: entry {now.seq}, hash {now.hash}")
+        where = escape(args.controller)
+        print(f"audit head of controller {where}: entry {now.seq}, hash {now.hash}")
     return 0
 
 
@@ -128,6 +130,7 @@ def _print(result: WitnessResult, source: str, output: str) -> None:
             )
         )
         return
+    source = escape(source)
     held = f"; agrees with {len(result.checked)} witness(es)" if result.checked else ""
     if chain.ok:
         state = "intact" if result.ok else "CUT OR REWRITTEN"
@@ -139,7 +142,7 @@ def _print(result: WitnessResult, source: str, output: str) -> None:
         where = f"entry {chain.first_bad_seq}" if chain.first_bad_seq else "an entry"
         if chain.first_bad_line:
             where += f" (line {chain.first_bad_line})"
-        print(f"audit chain of {source} BROKEN at {where}: {chain.reason}")
+        print(f"audit chain of {source} BROKEN at {where}: {escape(chain.reason)}")
         print(f"the first {chain.count} entries verify; everything from {where} on is suspect")
     for problem in result.problems:
-        print(f"witness: {problem}")
+        print(f"witness: {escape(problem)}")

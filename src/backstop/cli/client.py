@@ -34,6 +34,10 @@ _CODES: dict[grpc.StatusCode, type[BackstopError]] = {
 }
 
 
+class WatchDeadline(BackstopError):
+    """A watch reached its deadline before the correction finished."""
+
+
 class ControllerClient:
     """``tls_dir`` holds ca.crt, client.crt and client.key; without it only plaintext to a
     loopback controller is possible, and only when ``insecure`` says so. With ``heads``,
@@ -87,6 +91,14 @@ class ControllerClient:
         self._channel.close()
         self._open(self._addresses[index])
         return True
+
+    def reconnect(self) -> str:
+        """A fresh channel to the next controller given (the same one when only one is):
+        after a controller died mid-watch. Returns the address now used."""
+        index = (self._addresses.index(self.address) + 1) % len(self._addresses)
+        self._channel.close()
+        self._open(self._addresses[index])
+        return self.address
 
     def close(self) -> None:
         self._channel.close()
@@ -201,6 +213,11 @@ class ControllerClient:
         correction: types_pb2.Correction = self._call("ApproveCorrection", request)
         return correction
 
+    def preview(self, scope: types_pb2.Scope, limit: int = 0) -> control_pb2.PreviewScopeResponse:
+        request = control_pb2.PreviewScopeRequest(scope=scope, limit=limit)
+        response: control_pb2.PreviewScopeResponse = self._call("PreviewScope", request)
+        return response
+
     def enrolment_token(
         self, node_id: str, ttl_s: float
     ) -> control_pb2.CreateEnrolmentTokenResponse:
@@ -233,7 +250,7 @@ class ControllerClient:
                 yield correction
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise Unavailable(
+                raise WatchDeadline(
                     f"{correction_id} did not finish within {timeout_s:g} s; "
                     f"see `backstop status {correction_id}`"
                 ) from exc

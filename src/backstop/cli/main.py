@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from backstop import __version__
+from backstop.cli.numbers import MAX_WAIT_S, finite, log_level, seconds, whole
 from backstop.core.errors import (
     BackstopError,
     Conflict,
@@ -29,6 +30,7 @@ EXIT_UNAVAILABLE = 3
 EXIT_NOT_FOUND = 4
 EXIT_CONFLICT = 5
 EXIT_DENIED = 6
+_WAIT = seconds(0, MAX_WAIT_S, low_open=True)
 
 CORRECTION_VERBS = {
     "observe": "raise the sampling rate of workloads in scope (no effect on them)",
@@ -41,8 +43,10 @@ CORRECTION_VERBS = {
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
+        from backstop.cli.render import escape
+
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"backstop: error: {message}\n")
+        sys.stderr.write(f"backstop: error: {escape(message)}\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -86,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("BACKSTOP_INSECURE", "") == "1",
         help="plaintext to a loopback controller in open mode (env BACKSTOP_INSECURE=1)",
     )
-    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    parser.add_argument(
+        "--log-level", type=log_level, default="info", help="debug, info, warning, error"
+    )
     parser.add_argument(
         "--log-format", choices=("auto", "text", "json"), default="auto", help="daemon log format"
     )
@@ -97,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corrections(sub)
     _add_trust(sub)
     demo = sub.add_parser("demo", help="run everything locally and narrate a correction")
-    demo.add_argument("--pace", type=float, default=1.0, help="seconds between steps")
+    demo.add_argument("--pace", type=seconds(0, 3600), default=1.0, help="seconds between steps")
     return parser
 
 
@@ -260,7 +266,9 @@ def _add_listings(sub: argparse._SubParsersAction[_Parser]) -> None:
     workloads.add_argument("--node", default="", help="only this node")
     _output_flag(workloads)
     corrections = sub.add_parser("corrections", help="list corrections, newest first")
-    corrections.add_argument("--limit", type=int, default=50)
+    corrections.add_argument(
+        "--limit", type=whole(1, 10_000), default=50, help="at most 10000 (default %(default)s)"
+    )
     _output_flag(corrections)
 
 
@@ -275,18 +283,22 @@ def _add_corrections(sub: argparse._SubParsersAction[_Parser]) -> None:
         scope.add_argument("--workload", action="append", default=[], help="workload id")
         p.add_argument("--reason", required=True, help="why (recorded with the correction)")
         p.add_argument("--wait", action="store_true", help="wait for every target to answer")
-        p.add_argument("--timeout", type=float, default=60.0, help="seconds to --wait")
+        p.add_argument(
+            "--timeout", type=_WAIT, default=60.0, help="seconds to --wait (default %(default)s)"
+        )
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-        p.add_argument("--ttl", type=float, default=0.0, help="expiry in seconds")
+        p.add_argument(
+            "--ttl", type=seconds(0, MAX_WAIT_S), default=0.0, help="expiry in seconds (0: 1 h)"
+        )
         if verb == "throttle":
             p.add_argument(
-                "--power-fraction", type=float, default=None, help="GPU power cap (0-1]; 0.5"
+                "--power-fraction", type=finite, default=None, help="GPU power cap (0-1]; 0.5"
             )
-            p.add_argument("--cpu-cores", type=float, default=None, help="CPU quota in cores")
+            p.add_argument("--cpu-cores", type=finite, default=None, help="CPU quota in cores")
         if verb in ("terminate", "shutdown"):
-            p.add_argument("--grace", type=float, default=None, help="SIGTERM→SIGKILL seconds")
+            p.add_argument("--grace", type=finite, default=None, help="SIGTERM→SIGKILL seconds")
         if verb == "observe":
-            p.add_argument("--interval", type=float, default=None, help="sampling seconds")
+            p.add_argument("--interval", type=finite, default=None, help="sampling seconds")
         _output_flag(p)
 
     approve = sub.add_parser("approve", help="approve a proposed correction (signed)")
@@ -297,12 +309,12 @@ def _add_corrections(sub: argparse._SubParsersAction[_Parser]) -> None:
     resume.add_argument("id")
     resume.add_argument("--reason", default="", help="why")
     resume.add_argument("--wait", action="store_true")
-    resume.add_argument("--timeout", type=float, default=60.0)
+    resume.add_argument("--timeout", type=_WAIT, default=60.0)
     _output_flag(resume)
     status = sub.add_parser("status", help="show a correction and its targets")
     status.add_argument("id")
     status.add_argument("--watch", action="store_true", help="follow until it finishes")
-    status.add_argument("--timeout", type=float, default=300.0)
+    status.add_argument("--timeout", type=_WAIT, default=300.0)
     _output_flag(status)
 
 
@@ -313,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BackstopError as exc:
-        sys.stderr.write(f"backstop: {exc.message}\n")
+        from backstop.cli.render import escape  # the message may come from the controller
+
+        sys.stderr.write(f"backstop: {escape(exc.message)}\n")
         return _exit_code(exc)
 
 
@@ -366,10 +380,12 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
     issue.add_argument("--dns", action="append", default=[], help="SAN DNS name (controller)")
     issue.add_argument("--ip", action="append", default=[], help="SAN IP address (controller)")
     issue.add_argument("--out", required=True, help="directory for the certificate and key")
-    issue.add_argument("--days", type=int, default=365)
+    issue.add_argument("--days", type=whole(1, 36_500), default=365)
     token = pki_sub.add_parser("token", help="a one-time enrolment token for a node (admin)")
     token.add_argument("--node", required=True)
-    token.add_argument("--ttl", type=float, default=3600.0, help="seconds")
+    token.add_argument(
+        "--ttl", type=seconds(0, 7 * 24 * 3600.0, low_open=True), default=3600.0, help="seconds"
+    )
     revoke = pki_sub.add_parser(
         "revoke",
         help="put certificates on the CA's revocation list (through the controller, or --dir)",
@@ -414,7 +430,9 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--journal", "--file", dest="journal", default="",
         help="an agent journal (default: the controller's chain)",
     )  # fmt: skip
-    export.add_argument("--after", type=int, default=0, help="only entries after this seq")
+    export.add_argument(
+        "--after", type=whole(0, 2**63 - 1), default=0, help="only entries after this seq"
+    )
     head = audit_sub.add_parser("head", help="the controller's audit head (this CLI keeps it)")
     head.add_argument("-o", "--output", choices=("table", "json"), default="table")
 

@@ -6,22 +6,22 @@ import argparse
 import getpass
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from backstop.api.v1 import control_pb2, types_pb2
-from backstop.cli import render
+from backstop.cli import follow, render, signed
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import client_from_args
-from backstop.core.errors import InvalidInput, Unavailable
+from backstop.cli.targets import targets_line
+from backstop.core.errors import InvalidInput
 from backstop.core.ids import new_correction_id
 from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope
 from backstop.core.scope import parse_model_hash, parse_selector, validate_scope
+from backstop.core.text import validate_reason
 from backstop.security.keys import load_private
 from backstop.security.quorum import sign_correction
 from backstop.wire import convert
 
-EXIT_INCOMPLETE = 1
 DEFAULT_TTL_S = 3600.0
 
 
@@ -114,8 +114,6 @@ def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
 
 
 def _corrections(client: ControllerClient, args: argparse.Namespace) -> int:
-    if args.limit <= 0:
-        raise InvalidInput("--limit must be positive")
     corrections = client.list_corrections(args.limit)
     if args.output == "json":
         print(render.to_json(corrections))
@@ -129,7 +127,7 @@ def _corrections(client: ControllerClient, args: argparse.Namespace) -> int:
             len(c.targets),
             render.age(c.spec.created_at_s),
             c.spec.issuer,
-            c.spec.reason[:40],
+            c.spec.reason[:40],  # escaped by render.table
         )
         for c in corrections
     ]
@@ -165,17 +163,20 @@ def params_from_args(args: argparse.Namespace) -> ActionParams:
     return params
 
 
-def _confirm(action: Action, scope: Scope, args: argparse.Namespace) -> None:
+def _confirm(client: ControllerClient, spec: CorrectionSpec, args: argparse.Namespace) -> None:
+    """Ask before a severe or --all correction, showing what it says (decoded from the very
+    bytes about to be signed) and the targets it reaches now."""
+    action, scope = spec.action, spec.scope
     if args.yes or not (action.severe or scope.all):
         return
     if not sys.stdin.isatty():
         raise InvalidInput(
             f"{action.value} of {'--all' if scope.all else 'this scope'} needs --yes"
         )
-    answer = input(
-        f"{action.value} {'ALL workloads' if scope.all else 'workloads in scope'}? [y/N] "
-    )
-    if answer.strip().lower() not in ("y", "yes"):
+    print(f"{action.value} {'ALL workloads' if scope.all else 'workloads in scope'}")
+    print("\n".join(render.spec_lines(spec)))
+    print(f"  {targets_line(client, scope)}", flush=True)
+    if input(f"{action.value} these targets? [y/N] ").strip().lower() not in ("y", "yes"):
         raise InvalidInput("cancelled; nothing was changed")
 
 
@@ -183,27 +184,29 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
     action = Action(args.command)
     scope = scope_from_args(args)
     params = params_from_args(args)
-    if args.ttl < 0 or args.timeout <= 0:
-        raise InvalidInput("--ttl must not be negative and --timeout must be positive")
-    _confirm(action, scope, args)
+    reason = args.reason.strip()
+    validate_reason(reason)
+    now = time.time()
+    spec = CorrectionSpec(
+        correction_id=new_correction_id(),
+        action=action,
+        scope=scope,
+        reason=reason,
+        issuer=_user(args),
+        created_at_s=now,
+        expires_at_s=now + (args.ttl or DEFAULT_TTL_S),
+        params=params,
+    )
     if args.key:
-        now = time.time()
-        spec = CorrectionSpec(
-            correction_id=new_correction_id(),
-            action=action,
-            scope=scope,
-            reason=args.reason.strip(),
-            issuer=_user(args),
-            created_at_s=now,
-            expires_at_s=now + (args.ttl or DEFAULT_TTL_S),
-            params=params,
-        )
-        return _report(client, client.create_signed(_signed(args, spec)), args)
+        data = convert.spec_bytes(spec)
+        _confirm(client, convert.spec_from_bytes(data), args)
+        return _report(client, client.create_signed(_signed(args, spec, data)), args, data)
+    _confirm(client, spec, args)
     correction = client.create(
         control_pb2.CreateCorrectionRequest(
             action=convert.action_to_pb(action),
             scope=convert.scope_to_pb(scope),
-            reason=args.reason,
+            reason=reason,
             issuer=_user(args),
             ttl_s=args.ttl,
             params=convert.params_to_pb(params),
@@ -213,55 +216,37 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
 
 
 def _report(
-    client: ControllerClient, correction: types_pb2.Correction, args: argparse.Namespace
+    client: ControllerClient,
+    correction: types_pb2.Correction,
+    args: argparse.Namespace,
+    data: bytes = b"",
 ) -> int:
     cid = correction.spec.correction_id
     if not getattr(args, "wait", False):
         if args.output == "json":
             print(render.to_json(correction))
         else:
-            print(cid)
+            print(render.escape(cid))
         return 0
-    final = _follow(client.watch(cid, args.timeout), args.output != "json")
+    return _wait(client, cid, args, data)
+
+
+def _wait(client: ControllerClient, cid: str, args: argparse.Namespace, data: bytes = b"") -> int:
+    result = follow.follow(client, cid, args.timeout, narrate=args.output != "json", data=data)
     if args.output == "json":
-        print(render.to_json(final))
-    return _exit_for(final)
-
-
-def _follow(stream: Iterator[types_pb2.Correction], narrate: bool) -> types_pb2.Correction:
-    seen: dict[str, int] = {}
-    last: types_pb2.Correction | None = None
-    for c in stream:
-        if narrate and last is None:
-            print(
-                f"{c.spec.correction_id}  {render.action(c.spec.action)}  "
-                f"scope: {render.scope_text(c.spec.scope)}"
-            )
-        if narrate:
-            for t in c.targets:
-                if seen.get(t.node_id) != t.state:
-                    seen[t.node_id] = t.state
-                    print(render.target_line(t, c.spec.created_at_s), flush=True)
-        last = c
-    if last is None:  # the controller always sends the current state first
-        raise Unavailable("the controller closed the watch without sending the correction")
-    if narrate:
-        print(f"{render.correction_state(last.state)}: {last.message}")
-    return last
-
-
-def _exit_for(c: types_pb2.Correction) -> int:
-    done = (
-        types_pb2.CORRECTION_STATE_COMPLETED,
-        types_pb2.CORRECTION_STATE_REVERTED,
-    )
-    all_applied = all(t.state == types_pb2.TARGET_STATE_APPLIED for t in c.targets)
-    return 0 if c.state in done and all_applied else EXIT_INCOMPLETE
+        print(render.to_json(result.correction))
+        if not result.ended:
+            print(follow.summary(result, args.timeout), file=sys.stderr)
+    else:
+        print(follow.summary(result, args.timeout))
+    return follow.exit_code(result)
 
 
 def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
+    if args.reason.strip():
+        validate_reason(args.reason.strip())
     if args.key:
-        original = convert.spec_from_pb(client.get(args.id).spec)
+        original = signed.view(client.get(args.id)).spec
         now = time.time()
         spec = CorrectionSpec(
             correction_id=new_correction_id(),
@@ -273,14 +258,16 @@ def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
             expires_at_s=now + DEFAULT_TTL_S,
             reverts=args.id,
         )
-        return _report(client, client.resume_signed(args.id, _signed(args, spec)), args)
+        data = convert.spec_bytes(spec)
+        return _report(client, client.resume_signed(args.id, _signed(args, spec, data)), args, data)
     correction = client.resume(args.id, args.reason, _user(args))
     return _report(client, correction, args)
 
 
-def _signed(args: argparse.Namespace, spec: CorrectionSpec) -> types_pb2.SignedCorrection:
+def _signed(
+    args: argparse.Namespace, spec: CorrectionSpec, data: bytes
+) -> types_pb2.SignedCorrection:
     key = load_private(Path(args.key))
-    data = convert.spec_bytes(spec)
     record = sign_correction(key, data, signer=spec.issuer, role="issuer", signed_at_s=time.time())
     return convert.signed_correction(data, (record,))
 
@@ -290,11 +277,18 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
         raise InvalidInput("an approval is signed: pass --key (or set BACKSTOP_KEY)")
     current = client.get(args.id)
     data = bytes(current.signed_spec)
-    spec = convert.spec_from_bytes(data)
+    if not data:
+        raise InvalidInput(f"the controller sent no signed bytes of {args.id}; refusing to sign")
+    view = signed.view(current, data)
+    spec = view.spec
     if spec.correction_id != args.id:
         raise InvalidInput("the controller returned a different correction; refusing to sign")
-    if not args.yes:
-        render.write_correction(sys.stdout, current)
+    if args.yes:  # nothing is shown before signing: say it loudly all the same
+        for line in view.warnings:
+            print(line, file=sys.stderr)
+    else:
+        render.write_correction(sys.stdout, current, spec, view.warnings)
+        print(f"  {targets_line(client, spec.scope)}", flush=True)
         if not sys.stdin.isatty():
             raise InvalidInput(f"approving {args.id} needs --yes (or a terminal to confirm)")
         if input(f"approve this {spec.action.value}? [y/N] ").strip().lower() not in ("y", "yes"):
@@ -310,21 +304,20 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
     if args.output == "json":
         print(render.to_json(correction))
     else:
-        render.write_correction(sys.stdout, correction)
+        after = signed.view(correction, data)
+        render.write_correction(sys.stdout, correction, after.spec, after.warnings)
     return 0
 
 
 def _status(client: ControllerClient, args: argparse.Namespace) -> int:
     if args.watch:
-        final = _follow(client.watch(args.id, args.timeout), args.output != "json")
-        if args.output == "json":
-            print(render.to_json(final))
-        return _exit_for(final)
+        return _wait(client, args.id, args)
     correction = client.get(args.id)
     if args.output == "json":
         print(render.to_json(correction))
     else:
-        render.write_correction(sys.stdout, correction)
+        view = signed.view(correction)
+        render.write_correction(sys.stdout, correction, view.spec, view.warnings)
     return 0
 
 

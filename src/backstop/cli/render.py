@@ -1,9 +1,16 @@
-"""Output for people (aligned tables, progress lines) and scripts (``-o json``)."""
+"""Output for people (aligned tables, progress lines) and scripts (``-o json``).
+
+Every string that tenants, operators or the controller control goes through :func:`escape`
+before it reaches the terminal, as ``ps`` does: a command line, reason or message can neither
+move the cursor, repaint the screen, split a table row, nor reorder what is shown.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
+import unicodedata
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -11,6 +18,44 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from backstop.api.v1 import types_pb2
+from backstop.core.models import CorrectionSpec, Scope
+
+_NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
+_HIDDEN = frozenset(("Cc", "Cf", "Cs", "Co", "Zl", "Zp"))
+
+
+def escape(text: object) -> str:
+    """``text`` with every control, ESC, DEL, C1, newline, tab, bidi override or isolate,
+    other invisible format character and backslash written as a visible escape
+    (``\\x1b``, ``\\n``, ``\\u202e``, ``\\\\``); other characters stay as they are."""
+    value = str(text)
+    if value.isprintable() and "\\" not in value:
+        return value  # the common case: nothing to escape
+    out = []
+    for c in value:
+        code = ord(c)
+        if c in _NAMED:
+            out.append(_NAMED[c])
+        elif code in _BIDI or unicodedata.category(c) in _HIDDEN:
+            out.append(
+                f"\\x{code:02x}"
+                if code < 0x100
+                else f"\\u{code:04x}"
+                if code < 0x10000
+                else f"\\U{code:08x}"
+            )
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def rfc3339(ts: float) -> str:
+    return (
+        datetime.datetime.fromtimestamp(ts, datetime.UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def to_json(messages: Sequence[Message] | Message) -> str:
@@ -24,7 +69,7 @@ def to_json(messages: Sequence[Message] | Message) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(c) for c in row] for row in rows]
+    cells = [[escape(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, cell in enumerate(row):
@@ -70,46 +115,74 @@ def target_state(value: int) -> str:
     return enum_name(types_pb2.TargetState.Name(value))
 
 
-def scope_text(scope: types_pb2.Scope) -> str:
+def scope_text(scope: Scope | types_pb2.Scope) -> str:
+    """The scope in flag syntax, escaped; model hashes in full (a prefix is what matches)."""
     parts = []
     if scope.all:
         parts.append("all")
     if scope.node_ids:
         parts.append("node=" + ",".join(scope.node_ids))
     if scope.selector:
-        parts.append(
-            ",".join(f"{r.key}{'=' if r.equal else '!='}{r.value}" for r in scope.selector)
-        )
+        terms = [
+            (r.key, r.value, r.equal) if isinstance(r, types_pb2.LabelRequirement) else r
+            for r in scope.selector
+        ]
+        parts.append(",".join(f"{k}{'=' if eq else '!='}{v}" for k, v, eq in terms))
     if scope.model_hashes:
-        parts.append("model=" + ",".join(h[:12] for h in scope.model_hashes))
+        parts.append("model=" + ",".join(scope.model_hashes))
     if scope.workload_ids:
         parts.append("workload=" + ",".join(scope.workload_ids))
-    return " ".join(parts) or "-"
+    return escape(" ".join(parts)) or "-"
 
 
 def target_line(target: types_pb2.TargetResult, since_s: float) -> str:
     elapsed = max(0.0, target.updated_at_s - since_s)
     state = target_state(target.state)
+    node = escape(target.node_id)
     if state in ("pending", "dispatched"):
-        return f"  {target.node_id:<20} {state:<12} {elapsed:6.2f}s  {target.message}".rstrip()
+        return f"  {node:<20} {state:<12} {elapsed:6.2f}s  {escape(target.message)}".rstrip()
     acted = [o for o in target.outcomes if o.outcome == "applied"]
     detail = target.message or "; ".join(o.detail for o in target.outcomes if o.detail)
     return (
-        f"  {target.node_id:<20} {state:<12} {elapsed:6.2f}s  {len(acted)} workload(s)  {detail}"
+        f"  {node:<20} {state:<12} {elapsed:6.2f}s  {len(acted)} workload(s)  {escape(detail)}"
     ).rstrip()
 
 
-def write_correction(out: TextIO, c: types_pb2.Correction) -> None:
-    spec = c.spec
-    out.write(
-        f"{spec.correction_id}  {action(spec.action)}  {correction_state(c.state)}\n"
-        f"  scope:   {scope_text(spec.scope)}\n"
-        f"  reason:  {spec.reason}\n"
-        f"  issuer:  {spec.issuer}   created {age(spec.created_at_s)} ago\n"
-    )
+def spec_lines(spec: CorrectionSpec) -> list[str]:
+    """What a correction asks for, from a spec the CLI decoded itself (the signed bytes)."""
+    lines = [
+        f"  scope:   {scope_text(spec.scope)}",
+        f"  reason:  {escape(spec.reason)}",
+        f"  issuer:  {escape(spec.issuer)}   created {age(spec.created_at_s)} ago, "
+        f"expires {rfc3339(spec.expires_at_s)}",
+    ]
+    params = [
+        f"{name}={value:g}"
+        for name in ("power_fraction", "cpu_fraction", "grace_s", "sample_interval_s")
+        if (value := getattr(spec.params, name)) is not None
+    ]
+    if params:
+        lines.append(f"  params:  {' '.join(params)}")
     if spec.reverts:
-        out.write(f"  reverts: {spec.reverts}\n")
+        lines.append(f"  reverts: {escape(spec.reverts)}")
+    return lines
+
+
+def write_correction(
+    out: TextIO, c: types_pb2.Correction, spec: CorrectionSpec, warnings: Sequence[str] = ()
+) -> None:
+    """A correction's state and targets, its content from ``spec`` (decoded from the signed
+    bytes by the caller, never the controller's decoded copy); ``warnings`` go first."""
+    for line in warnings:
+        out.write(line + "\n")
+    out.write(f"{escape(spec.correction_id)}  {spec.action.value}  {correction_state(c.state)}\n")
+    out.write("".join(line + "\n" for line in spec_lines(spec)))
+    if c.approvals_required:
+        out.write(
+            f"  approvals: {len(c.approvers)} of {c.approvals_required}"
+            f"{' (' + escape(', '.join(c.approvers)) + ')' if c.approvers else ''}\n"
+        )
     if c.message:
-        out.write(f"  status:  {c.message}\n")
+        out.write(f"  status:  {escape(c.message)}\n")
     for t in c.targets:
         out.write(target_line(t, spec.created_at_s) + "\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from backstop.cli import audit_cmd
 from backstop.cli.connect import client_from_args
+from backstop.cli.render import escape
 from backstop.core.errors import InvalidInput
 from backstop.security.crl import CRL_FILE, revoke
 from backstop.security.issued import issued_to, record_issued
@@ -147,7 +148,7 @@ def _whoami(args: argparse.Namespace) -> int:
     with client_from_args(args) as client:
         me = client.whoami()
     state = "authenticated" if me.authenticated else "unauthenticated (open mode)"
-    print(f"{me.name} ({me.role}), {state}")
+    print(f"{escape(me.name)} ({escape(me.role)}), {state}")
     return 0
 
 

@@ -19,6 +19,7 @@ import grpc
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
 from backstop.controller.authz import Caller, Refused
 from backstop.controller.corrections import CorrectionsEngine, CreateRequest
+from backstop.controller.preview import preview
 from backstop.controller.refusals import RefusalLog, actor_of, peer_of
 from backstop.controller.store.base import Store
 from backstop.core.errors import (
@@ -265,6 +266,18 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
             after = batch[-1].seq
             if left is not None:
                 left -= len(batch)
+
+    @_rpc
+    async def PreviewScope(
+        self, request: control_pb2.PreviewScopeRequest, context: Any
+    ) -> control_pb2.PreviewScopeResponse:
+        self._caller(context, Role.VIEWER, "previewing a scope")
+        found = preview(self._store, convert.scope_from_pb(request.scope), request.limit)
+        return control_pb2.PreviewScopeResponse(
+            node_ids=list(found.node_ids),
+            workload_count=found.workload_count,
+            workloads=[convert.workload_to_pb(w) for w in found.workloads],
+        )
 
     @_rpc
     async def CreateEnrolmentToken(

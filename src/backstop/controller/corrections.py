@@ -39,6 +39,7 @@ from backstop.core.models import (
 )
 from backstop.core.scope import node_in_scope, validate_scope
 from backstop.core.settings import ControllerSettings
+from backstop.core.text import validate_reason
 from backstop.security import quorum
 from backstop.security.identities import Role
 from backstop.wire import convert
@@ -284,8 +285,7 @@ class CorrectionsEngine:
             raise InvalidInput(f"expiry is more than {MAX_TTL_S / 86400:g} days away")
         validate_scope(spec.scope)
         validate_params(spec.params)
-        if not spec.reason:
-            raise InvalidInput("a reason is required: say why (it goes into the audit record)")
+        validate_reason(spec.reason, MAX_REASON_LEN)
         if len(spec.reason) > MAX_REASON_LEN:
             raise InvalidInput(f"reason is longer than {MAX_REASON_LEN} characters")
         if not spec.issuer:

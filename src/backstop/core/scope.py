@@ -8,12 +8,18 @@ from collections.abc import Iterable, Mapping
 from backstop.core.errors import InvalidInput
 from backstop.core.models import Scope, Workload
 
-_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+MIN_HASH_PREFIX = 12
+_HEX = re.compile(rf"^[0-9a-f]{{{MIN_HASH_PREFIX},64}}$")
+LABEL_KEY_RULE = (
+    "a label key is [PREFIX/]NAME: NAME is 1-63 characters of A-Z a-z 0-9 - _ . beginning "
+    "and ending with a letter or digit; PREFIX is a DNS subdomain (lower case, at most 253)"
 )
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-_HEX = re.compile(r"^[0-9a-f]{8,64}$")
-MIN_HASH_PREFIX = 8
+LABEL_VALUE_RULE = (
+    "a label value is empty or 1-63 characters of A-Z a-z 0-9 - _ . beginning and ending "
+    "with a letter or digit"
+)
 
 
 def parse_selector(text: str) -> tuple[tuple[str, str, bool], ...]:
@@ -41,26 +47,36 @@ def parse_selector(text: str) -> tuple[tuple[str, str, bool], ...]:
                 f"malformed selector term {term!r}: expected key=value or key!=value"
             )
         key, value = key.strip(), value.strip()
-        if not _LABEL_KEY.match(key) or len(key) > 317:
-            raise InvalidInput(
-                f"malformed selector term {term!r}: {key!r} is not a valid label key"
-            )
-        if not _LABEL_VALUE.match(value) or len(value) > 63:
-            raise InvalidInput(
-                f"malformed selector term {term!r}: {value!r} is not a valid label value"
-            )
+        try:
+            check_label(key, value)
+        except InvalidInput as exc:
+            raise InvalidInput(f"malformed selector term {term!r}: {exc.message}") from None
         requirements.append((key, value, equal))
     return tuple(requirements)
 
 
+def _is_key(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and not (0 < len(prefix) <= 253 and _LABEL_PREFIX.match(prefix)):
+        return False
+    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+def _is_value(value: str) -> bool:
+    return not value or (len(value) <= 63 and bool(_LABEL_NAME.match(value)))
+
+
 def is_label(key: str, value: str) -> bool:
     """Whether ``key=value`` is a label a selector can name (Kubernetes label syntax)."""
-    return (
-        bool(_LABEL_KEY.match(key))
-        and len(key) <= 317
-        and bool(_LABEL_VALUE.match(value))
-        and len(value) <= 63
-    )
+    return _is_key(key) and _is_value(value)
+
+
+def check_label(key: str, value: str) -> None:
+    """Refuse a label key or value outside Kubernetes label syntax, saying the rule."""
+    if not _is_key(key):
+        raise InvalidInput(f"{key!r} is not a valid label key ({LABEL_KEY_RULE})")
+    if not _is_value(value):
+        raise InvalidInput(f"{value!r} is not a valid label value ({LABEL_VALUE_RULE})")
 
 
 def format_selector(selector: Iterable[tuple[str, str, bool]]) -> str:
@@ -71,7 +87,8 @@ def parse_model_hash(text: str) -> str:
     value = text.strip().lower().removeprefix("sha256:")
     if not _HEX.match(value):
         raise InvalidInput(
-            f"malformed model hash {text!r}: expected {MIN_HASH_PREFIX} to 64 hex digits"
+            f"malformed model hash {text!r}: expected {MIN_HASH_PREFIX} to 64 hex digits "
+            "(a shorter prefix matches too many models)"
         )
     return value
 
@@ -115,3 +132,10 @@ def validate_scope(scope: Scope) -> None:
         raise InvalidInput("empty scope: give --all, --node, --selector, --model or --workload")
     if scope.all and (scope.node_ids or scope.selector or scope.model_hashes or scope.workload_ids):
         raise InvalidInput("--all cannot be combined with other scope flags")
+    for key, value, _ in scope.selector:
+        check_label(key, value)
+    for prefix in scope.model_hashes:
+        if not _HEX.match(prefix):
+            raise InvalidInput(
+                f"malformed model hash {prefix!r}: expected {MIN_HASH_PREFIX} to 64 hex digits"
+            )
