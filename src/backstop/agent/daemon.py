@@ -85,6 +85,7 @@ class AgentDaemon:
             credentials=credentials,
             on_connected=self.enforcer.recent_acks,
             spool=ReportSpool(settings.state_dir / "spool", max_bytes=settings.spool_max_bytes),
+            adopt_report_sequence=self.state.adopt_report_sequence,
         )
         self.latest: NodeSample | None = None
         self._capabilities: tuple[str, ...] = ()

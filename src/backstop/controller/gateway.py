@@ -1,10 +1,11 @@
 """The agent gateway: terminates each agent's long-lived ``Connect`` stream.
 
 Per stream: the first message must be a Hello (within ``hello_timeout_s``); the node is
-registered, a Welcome goes down, unacknowledged commands are redelivered, and then reports and
-acks are read while commands are written. A malformed message ends that stream with
-INVALID_ARGUMENT and a message saying what was wrong; nothing from it is stored, and no other
-stream is affected.
+registered, a Welcome goes down, every unacknowledged, unexpired command stored for the node is
+sent (whatever sequence the Hello names), and then reports and acks are read while commands are
+written. A malformed message, or a report past a bound (``report_limits``), ends that stream
+with INVALID_ARGUMENT and a message saying what was wrong; nothing from it is stored, and no
+other stream is affected.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
-from backstop.controller import metrics
+from backstop.controller import metrics, report_limits
 from backstop.controller.corrections import CorrectionsEngine
+from backstop.controller.report_limits import ReportRefused, SequenceGuard
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput
-from backstop.core.models import Report, SignatureRecord
+from backstop.core.models import AuditHead, Report, SignatureRecord
 from backstop.core.settings import ControllerSettings
 from backstop.security.tls import peer_identity_from_context
 from backstop.wire import convert
@@ -63,20 +65,27 @@ class _ReaderDone:
 class StreamLink:
     """The outgoing side of one agent stream (implements ``corrections.AgentLink``)."""
 
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, guard: SequenceGuard | None = None) -> None:
         self.node_id = node_id
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.close_reason = ""
         self.stored_report = 0
         """Highest report sequence stored from this stream's node."""
         self.acked_report = 0
+        self.guard = guard if guard is not None else SequenceGuard(0, 0.0)
+        """The bounds on this stream's report sequences."""
 
     def send_command(
-        self, sequence: int, spec_bytes: bytes, signatures: tuple[SignatureRecord, ...]
+        self,
+        sequence: int,
+        spec_bytes: bytes,
+        signatures: tuple[SignatureRecord, ...],
+        audit_head: AuditHead,
     ) -> None:
         command = agent_pb2.Command(
             sequence=sequence,
             correction=convert.signed_correction(spec_bytes, signatures),
+            audit_head=convert.audit_head_to_pb(audit_head),
         )
         self.queue.put_nowait(agent_pb2.ControllerMessage(command=command))
 
@@ -119,7 +128,10 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             )
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
             return
-        link = StreamLink(node.node_id)
+        before = self._store.get_node(node.node_id)
+        stored = self._store.last_report_sequence(node.node_id)
+        away_s = time.time() - before.last_seen_s if before is not None else 0.0
+        link = StreamLink(node.node_id, SequenceGuard(stored, away_s))
         self._store.upsert_node(node, time.time(), self._controller_id)
         self._engine.attach(link)
         log.info(
@@ -127,7 +139,6 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             extra={"node": node.node_id, "peer": context.peer(), "gpus": len(node.gpus)},
         )
         reader: asyncio.Task[str] | None = None
-        stored = self._store.last_report_sequence(node.node_id)
         try:
             await context.write(
                 agent_pb2.ControllerMessage(
@@ -139,7 +150,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                     )
                 )
             )
-            self._engine.redeliver(node.node_id, hello.last_command_sequence)
+            self._engine.redeliver(node.node_id)
             link.stored_report = link.acked_report = stored
             reader = asyncio.create_task(self._read_loop(context, node.node_id, link))
             error = await self._write_loop(context, link, reader)
@@ -255,6 +266,8 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 log.warning(
                     "invalid message from agent", extra={"node": node_id, "error": exc.message}
                 )
+                if isinstance(exc, ReportRefused):
+                    self._engine.audit(node_id, "report.refused", node_id, reason=exc.message)
                 return f"invalid {message.WhichOneof('body') or 'empty'} message: {exc.message}"
             except BackstopError:
                 log.exception("could not handle agent message", extra={"node": node_id})
@@ -321,6 +334,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
     def _handle(self, node_id: str, message: agent_pb2.AgentMessage, link: StreamLink) -> None:
         kind = message.WhichOneof("body")
         if kind == "report":
+            report_limits.check(message.report, link.guard)
             self._queue_report(
                 link, convert.report_from_pb(message.report, node_id, decode_gpus=False)
             )

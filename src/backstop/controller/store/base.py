@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from backstop.core.models import (
+    AuditHead,
     CommandAck,
     Correction,
     CorrectionSpec,
@@ -101,6 +102,11 @@ class Store(Protocol):
     def get_correction(self, correction_id: str) -> Correction | None: ...
     def list_corrections(self, limit: int = 100) -> list[Correction]: ...
     def list_open_corrections(self) -> list[Correction]: ...
+    def expired_open_corrections(self, now_s: float) -> list[str]:
+        """Ids of corrections not yet settled (proposed, approved, dispatched) whose expiry is
+        at or before ``now_s``, soonest first."""
+        ...
+
     def set_correction_state(
         self,
         correction_id: str,
@@ -127,7 +133,8 @@ class Store(Protocol):
         self, acks: Sequence[tuple[str, CommandAck]], now_s: float
     ) -> list[tuple[str, CommandAck]]:
         """Apply (node, ack) pairs with their audit entries in one transaction; the ones that
-        changed something (unknown targets and repeats are left out)."""
+        changed something (unknown targets, repeats and acks for a target whose outcome is
+        final, audited as ``ack.ignored``, are left out: ``store.acks``)."""
         ...
 
     def target_states(self, correction_id: str) -> dict[str, TargetState]: ...
@@ -149,7 +156,8 @@ class Store(Protocol):
     def pending_commands(
         self, node_id: str, after_sequence: int, now_s: float
     ) -> list[PendingCommand]:
-        """Unacknowledged, unexpired commands for a node with a sequence above the given one."""
+        """Unacknowledged, unexpired commands for a node with a sequence above the given one
+        (the controller asks with 0 when an agent connects: every one of them)."""
         ...
 
     def pending_for_correction(self, correction_id: str, now_s: float) -> list[PendingCommand]:
@@ -161,6 +169,9 @@ class Store(Protocol):
         self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
     ) -> AuditEntry: ...
     def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]: ...
+    def audit_head(self) -> AuditHead:
+        """The chain's newest entry's index and hash (``AuditHead()`` for an empty chain)."""
+        ...
 
     # enrolment and certificates
     def add_enrolment_token(
