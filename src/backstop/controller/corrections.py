@@ -585,8 +585,9 @@ class CorrectionsEngine:
 
     def check_deadlines(self) -> None:
         """Mark dispatched targets without an ack after the timeout as unreachable (delivery
-        goes on until expiry), and expire corrections whose expiry passed (at most every
-        ``EXPIRY_SCAN_INTERVAL_S``; from the store, so after a restart too)."""
+        goes on until expiry), store summaries that lag, and expire corrections whose expiry
+        passed (at most every ``EXPIRY_SCAN_INTERVAL_S``; from the store, so after a restart
+        too). The controller calls this periodically."""
         now = self._clock()
         for correction_id, node_id in self._progress.overdue(now, self._settings.ack_timeout_s):
             changed = self._store.update_target(
@@ -606,6 +607,8 @@ class CorrectionsEngine:
             self._settle(correction_id)
             if changed is not None and self._fanout.shared:
                 self._fanout.publish("settle", correction_id)
+        for correction_id in self._progress.take_stale():
+            self._settle(correction_id, force=True)
         if now - self._expiry_scanned >= EXPIRY_SCAN_INTERVAL_S:
             self._expiry_scanned = now
             for correction_id in self._store.expired_open_corrections(now):

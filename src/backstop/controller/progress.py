@@ -23,6 +23,7 @@ class Progress:
         self._states: dict[str, dict[str, TargetState]] = {}
         self._expires: dict[str, float] = {}
         self._summarised: dict[str, float] = {}
+        self._stale: set[str] = set()
         self._sent_at: dict[tuple[str, str], float] = {}
 
     def states(self, correction_id: str) -> dict[str, TargetState]:
@@ -48,11 +49,19 @@ class Progress:
         return expires
 
     def summary_due(self, correction_id: str, now: float, force: bool) -> bool:
-        """Whether to store a fresh summary (at most every ``SUMMARY_INTERVAL_S``)."""
+        """Whether to store a fresh summary (at most every ``SUMMARY_INTERVAL_S``); one not
+        stored now is stale until :meth:`take_stale` hands it out."""
         if force or now - self._summarised.get(correction_id, 0.0) >= SUMMARY_INTERVAL_S:
             self._summarised[correction_id] = now
+            self._stale.discard(correction_id)
             return True
+        self._stale.add(correction_id)
         return False
+
+    def take_stale(self) -> list[str]:
+        """Corrections whose stored summary lags what is known (to store it now)."""
+        stale, self._stale = sorted(self._stale), set()
+        return stale
 
     def reload(self, correction_id: str) -> None:
         """Read the target states from the store next time (another replica changed them)."""
@@ -63,6 +72,7 @@ class Progress:
         self._states.pop(correction_id, None)
         self._expires.pop(correction_id, None)
         self._summarised.pop(correction_id, None)
+        self._stale.discard(correction_id)
 
     # --- ack deadlines -------------------------------------------------------------------
 
