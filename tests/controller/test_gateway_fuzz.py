@@ -15,8 +15,8 @@ oversized messages are cheap) serves the whole module. Two properties, 200 examp
   extra Hellos and empty messages. Each stream ends exactly as an independent model of the
   validation rules (the report bounds of ``controller.report_limits`` included) predicts:
   OK when every message is valid, else INVALID_ARGUMENT ("invalid <kind> message: <what>")
-  at the first invalid one or RESOURCE_EXHAUSTED at the first one over 64 KiB; the node's stored report sequence and workloads are then those of the reports
-  accepted before it.
+  at the first invalid one or RESOURCE_EXHAUSTED at the first one over 64 KiB; the node's
+  stored report sequence and workloads are then those of the reports accepted before it.
 
 After each property: the server still answers ListNodes and health checks, nothing logged an
 error (gRPC's "Unexpected ..." included), and no stored workload breaks a validation rule.
