@@ -193,3 +193,19 @@ def test_a_replayed_create_is_audited_as_refused(
     actions = [e.action for e in store.list_audit() if e.subject == cid]
     assert actions.count("correction.create") == 1
     assert actions.count("correction.refused") == 1
+
+
+def test_a_proposal_that_expires_unapproved_is_expired(
+    secure: CorrectionsEngine, clock: Clock
+) -> None:
+    shutdown = _spec(clock, Action.SHUTDOWN, Scope(all=True))
+    proposed = secure.create_signed(*_signed(shutdown, "bob"), ALICE)
+    assert proposed.state is CorrectionState.PROPOSED
+    clock.now = shutdown.expires_at_s
+    secure.check_deadlines()
+    expired = secure.get(shutdown.correction_id)
+    assert expired.state is CorrectionState.EXPIRED
+    assert "while waiting for approvals; nothing was sent" in expired.message
+    carol = Caller("carol", Role.APPROVER, authenticated=True)
+    with pytest.raises(Conflict, match="not waiting for approval"):
+        secure.approve(shutdown.correction_id, _signed(shutdown, "carol")[1][1], carol)
