@@ -7,14 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.store import Store, open_store
 from backstop.core.models import (
     Action,
+    AuditHead,
     CorrectionSpec,
     GpuSample,
     NodeInfo,
     Scope,
+    SignatureRecord,
 )
+from backstop.core.settings import ControllerSettings
+from backstop.wire import convert
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -59,3 +64,46 @@ def spec(
         created_at_s=1.0,
         expires_at_s=expires_at_s,
     )
+
+
+class RecordingLink:
+    """An agent stream's outgoing side that records what it was sent."""
+
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.sent: list[tuple[int, CorrectionSpec]] = []
+        self.heads: list[AuditHead] = []
+        self.closed = ""
+
+    def send_command(
+        self,
+        sequence: int,
+        spec_bytes: bytes,
+        signatures: tuple[SignatureRecord, ...],
+        audit_head: AuditHead,
+    ) -> None:
+        self.sent.append((sequence, convert.spec_from_bytes(spec_bytes)))
+        self.heads.append(audit_head)
+
+    def close(self, reason: str) -> None:
+        self.closed = reason
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(store: Store, clock: Clock) -> CorrectionsEngine:
+    for n in ("n1", "n2", "n3"):
+        store.upsert_node(node(n), clock.now)
+    return CorrectionsEngine(store, ControllerSettings(ack_timeout_s=5.0), clock=clock)

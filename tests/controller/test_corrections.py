@@ -15,50 +15,11 @@ from backstop.core.models import (
     CorrectionSpec,
     CorrectionState,
     Scope,
-    SignatureRecord,
     TargetState,
     WorkloadOutcome,
 )
 from backstop.core.settings import ControllerSettings
-from backstop.wire import convert
-from tests.controller.conftest import node
-
-
-class RecordingLink:
-    """An agent stream's outgoing side that records what it was sent."""
-
-    def __init__(self, node_id: str) -> None:
-        self.node_id = node_id
-        self.sent: list[tuple[int, CorrectionSpec]] = []
-        self.closed = ""
-
-    def send_command(
-        self, sequence: int, spec_bytes: bytes, signatures: tuple[SignatureRecord, ...]
-    ) -> None:
-        self.sent.append((sequence, convert.spec_from_bytes(spec_bytes)))
-
-    def close(self, reason: str) -> None:
-        self.closed = reason
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def engine(store: Store, clock: Clock) -> CorrectionsEngine:
-    for n in ("n1", "n2", "n3"):
-        store.upsert_node(node(n), clock.now)
-    return CorrectionsEngine(store, ControllerSettings(ack_timeout_s=5.0), clock=clock)
+from tests.controller.conftest import Clock, RecordingLink
 
 
 def _request(action: Action = Action.PAUSE, scope: Scope | None = None) -> CreateRequest:
@@ -71,7 +32,9 @@ def _ack(c: CorrectionSpec, seq: int, state: TargetState = TargetState.APPLIED) 
     )
 
 
-def test_dispatch_to_connected_and_mark_disconnected_unreachable(engine: CorrectionsEngine) -> None:
+def test_dispatch_to_connected_and_mark_disconnected_unreachable(
+    engine: CorrectionsEngine,
+) -> None:
     links = [RecordingLink("n1"), RecordingLink("n2")]
     for link in links:
         engine.attach(link)
@@ -87,9 +50,22 @@ def test_dispatch_to_connected_and_mark_disconnected_unreachable(engine: Correct
         seq, sent = link.sent[0]
         assert sent.correction_id == created.spec.correction_id
         engine.on_ack(link.node_id, _ack(sent, seq))
+    # n3 is unreachable, not final: delivery goes on until the correction expires
+    engine.check_deadlines()  # the periodic pass stores the summary the acks left stale
+    waiting = engine.get(created.spec.correction_id)
+    assert waiting.state is CorrectionState.DISPATCHED
+    assert waiting.message == (
+        "2 applied, 1 unreachable; waiting for n3 (delivery tried until 1970-01-01T01:16:40Z)"
+    )
+    assert waiting.completed_at_s is None
+    n3 = RecordingLink("n3")
+    engine.attach(n3)
+    assert engine.redeliver("n3") == 1
+    seq, sent = n3.sent[0]
+    engine.on_ack("n3", _ack(sent, seq))
     done = engine.get(created.spec.correction_id)
     assert done.state is CorrectionState.COMPLETED
-    assert done.message == "2 applied, 1 unreachable"
+    assert done.message == "3 applied"
     assert done.completed_at_s is not None
 
 
@@ -115,10 +91,13 @@ def test_no_ack_before_deadline_makes_target_unreachable_and_late_ack_counts(
     engine.check_deadlines()
     late = engine.get(created.spec.correction_id)
     assert late.targets[0].state is TargetState.UNREACHABLE
-    assert late.state is CorrectionState.COMPLETED
+    assert late.targets[0].message.startswith("no acknowledgement within 5 s; delivery tried")
+    assert late.state is CorrectionState.DISPATCHED
     seq, sent = link.sent[0]
     engine.on_ack("n1", _ack(sent, seq))
-    assert engine.get(created.spec.correction_id).targets[0].state is TargetState.APPLIED
+    done = engine.get(created.spec.correction_id)
+    assert done.targets[0].state is TargetState.APPLIED
+    assert done.state is CorrectionState.COMPLETED
 
 
 def test_reconnecting_agent_gets_unacknowledged_commands(engine: CorrectionsEngine) -> None:
@@ -126,10 +105,16 @@ def test_reconnecting_agent_gets_unacknowledged_commands(engine: CorrectionsEngi
     assert created.targets[0].state is TargetState.UNREACHABLE
     link = RecordingLink("n1")
     engine.attach(link)
-    assert engine.redeliver("n1", after_sequence=0) == 1
+    assert engine.redeliver("n1") == 1
     assert link.sent[0][1].correction_id == created.spec.correction_id
     assert engine.get(created.spec.correction_id).targets[0].state is TargetState.DISPATCHED
-    assert engine.redeliver("n1", after_sequence=link.sent[0][0]) == 0
+    again = RecordingLink("n1")  # a new stream: still unacknowledged, so sent again
+    engine.attach(again)
+    assert engine.redeliver("n1") == 1
+    seq, sent = again.sent[0]
+    engine.on_ack("n1", _ack(sent, seq))
+    engine.attach(RecordingLink("n1"))
+    assert engine.redeliver("n1") == 0
 
 
 def test_resume_reverts_the_original(engine: CorrectionsEngine) -> None:

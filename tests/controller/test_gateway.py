@@ -245,7 +245,12 @@ def test_commands_flow_down_and_acks_complete_the_correction(tmp_path: Path) -> 
     run_with_server(tmp_path, scenario)
 
 
-def test_redelivery_on_reconnect_uses_last_sequence(tmp_path: Path) -> None:
+def test_a_connecting_agent_gets_every_unacknowledged_command_whatever_its_sequence(
+    tmp_path: Path,
+) -> None:
+    """An empty store numbers commands from 1 again; an agent that last saw 34 still gets it,
+    with the controller's audit head as of sending."""
+
     async def scenario(server: ControllerServer, address: str) -> None:
         channel, call = await open_stream(address)
         await call.write(hello("n1"))
@@ -268,14 +273,75 @@ def test_redelivery_on_reconnect_uses_last_sequence(tmp_path: Path) -> None:
             )
             assert created.targets[0].state == types_pb2.TARGET_STATE_UNREACHABLE
         channel, call = await open_stream(address)
-        await call.write(hello("n1", last_seq=0))
+        await call.write(hello("n1", last_seq=34))
         await call.read()  # welcome
         msg = await call.read()
         assert msg.WhichOneof("body") == "command"
         assert msg.command.sequence == 1
+        head = server.store.audit_head()
+        assert (msg.command.audit_head.seq, msg.command.audit_head.hash) == (head.seq, head.hash)
+        assert server.store.list_audit()[-1].action == "command.redeliver"
         await channel.close()
 
     run_with_server(tmp_path, scenario)
+
+
+def _workloads(count: int, pids: int = 1) -> list[types_pb2.Workload]:
+    return [
+        types_pb2.Workload(workload_id=f"w-{i}", pids=list(range(1, pids + 1)))
+        for i in range(count)
+    ]
+
+
+def test_reports_past_a_bound_end_the_stream_and_store_nothing(tmp_path: Path) -> None:
+    async def scenario(server: ControllerServer, address: str) -> None:
+        async def refused(report: agent_pb2.Report) -> str:
+            channel, call = await open_stream(address)
+            await call.write(hello("n1"))
+            await call.read()
+            await call.write(agent_pb2.AgentMessage(report=report))
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await read_until_error(call)
+            await channel.close()
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            return err.value.details() or ""
+
+        channel, call = await open_stream(address)
+        await call.write(hello("n1"))
+        await call.read()
+        await call.write(
+            agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=5, workloads=_workloads(2)))
+        )
+        await until(lambda: _true(server.store.last_report_sequence("n1") == 5))
+        await channel.close()
+        details = [
+            await refused(agent_pb2.Report(sequence=6, workloads=_workloads(4097))),
+            await refused(agent_pb2.Report(sequence=6, workloads=_workloads(1, pids=4097))),
+            await refused(agent_pb2.Report(sequence=6, gpus=[types_pb2.GpuSample()] * 65)),
+            await refused(agent_pb2.Report(sequence=10**9)),
+            await refused(agent_pb2.Report(sequence=2**53 + 1)),
+        ]
+        assert [d.split(": ", 1)[1].split(";")[0] for d in details] == [
+            "4097 workloads",
+            "workload 'w-0' has 4097 pids",
+            "65 GPUs",
+            "report sequence 1000000000 is 999999995 above the last one seen from this node (5)",
+            "report sequence 9007199254740993 is above 2**53",
+        ]
+        assert all(d.startswith("invalid report message: ") for d in details)
+        assert server.store.last_report_sequence("n1") == 5
+        assert {w.workload_id for w in server.store.list_workloads("n1")} == {"w-0", "w-1"}
+        refusals = [e for e in server.store.list_audit() if e.action == "report.refused"]
+        assert [(e.actor, e.subject) for e in refusals] == [("n1", "n1")] * 5
+        # within the bounds, a jump is taken (a real agent adopts it from the Welcome)
+        channel, call = await open_stream(address)
+        await call.write(hello("n1"))
+        await call.read()
+        await call.write(agent_pb2.AgentMessage(report=agent_pb2.Report(sequence=900_000)))
+        await until(lambda: _true(server.store.last_report_sequence("n1") == 900_000))
+        await channel.close()
+
+    run_with_server(tmp_path, scenario, max_message_bytes=1024 * 1024)
 
 
 class _HeldStore:

@@ -13,10 +13,10 @@ oversized messages are cheap) serves the whole module. Two properties, 200 examp
   field set right at its limit or just past it, wild ones (random workloads, ids, labels,
   out-of-range enums, NaN and infinite doubles, repeated fields of up to 40,000 entries),
   extra Hellos and empty messages. Each stream ends exactly as an independent model of the
-  validation rules predicts: OK when every message is valid, else INVALID_ARGUMENT ("invalid
-  <kind> message: <what>") at the first invalid one or RESOURCE_EXHAUSTED at the first one
-  over 64 KiB; the node's stored report sequence and workloads are then those of the reports
-  accepted before it.
+  validation rules (the report bounds of ``controller.report_limits`` included) predicts:
+  OK when every message is valid, else INVALID_ARGUMENT ("invalid <kind> message: <what>")
+  at the first invalid one or RESOURCE_EXHAUSTED at the first one over 64 KiB; the node's
+  stored report sequence and workloads are then those of the reports accepted before it.
 
 After each property: the server still answers ListNodes and health checks, nothing logged an
 error (gRPC's "Unexpected ..." included), and no stored workload breaks a validation rule.
@@ -48,6 +48,7 @@ from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 
 from backstop.api.v1 import agent_pb2, control_pb2, control_pb2_grpc, types_pb2
+from backstop.controller import report_limits as bounds
 from backstop.controller.server import ControllerServer
 from backstop.core.models import Workload
 from backstop.core.settings import ControllerSettings
@@ -138,6 +139,8 @@ def workload_ok(w: types_pb2.Workload) -> bool:
         and labels_ok(w.labels)
         and len(w.state) <= 32
         and math.isfinite(w.started_at_s)
+        and len(w.pids) <= bounds.MAX_PIDS_PER_WORKLOAD
+        and len(w.fingerprint.gpus) <= bounds.MAX_GPUS
     )
 
 
@@ -145,7 +148,9 @@ def report_ok(report: agent_pb2.Report) -> bool:
     ids = [w.workload_id for w in report.workloads]
     uuids = [g.uuid for g in report.gpus]
     return (
-        1 <= report.sequence <= STORABLE_UINT64_MAX
+        1 <= report.sequence <= bounds.MAX_SEQUENCE
+        and len(report.workloads) <= bounds.MAX_WORKLOADS
+        and len(report.gpus) <= bounds.MAX_GPUS
         and report.dropped_reports <= STORABLE_UINT64_MAX
         and math.isfinite(report.sampled_at_s)
         and len(set(ids)) == len(ids)
@@ -742,6 +747,10 @@ class StoreModel:
     last_sequence: int
     workload_ids: set[str]
 
+    def jumps(self, sequence: int) -> bool:
+        """Further above the stored sequence than a report may be (when one is stored)."""
+        return bool(self.last_sequence) and sequence > self.last_sequence + bounds.MAX_SEQUENCE_JUMP
+
     def accept(self, report: agent_pb2.Report) -> None:
         if report.sequence <= self.last_sequence:
             return  # a duplicate: dropped
@@ -759,7 +768,7 @@ def expected_for_stream(
         kind = message.WhichOneof("body")
         refused = grpc.StatusCode.INVALID_ARGUMENT, f"invalid {kind or 'empty'} message: "
         if kind == "report":
-            if not report_ok(message.report):
+            if not report_ok(message.report) or model.jumps(message.report.sequence):
                 return refused
             model.accept(message.report)
         elif kind == "ack":

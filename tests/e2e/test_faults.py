@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,18 +164,30 @@ def test_a_stuck_agent_does_not_delay_the_others(
     stuck = cluster.agents["stuck"]
     os.killpg(stuck.pid, signal.SIGSTOP)
     try:
-        started = time.monotonic()
-        paused = cluster.cli("pause", "--all", "--reason", "x", "--yes", "--wait", "-o", "json")
-        waited = time.monotonic() - started
-        correction = paused.json()
+        paused = cluster.cli("pause", "--all", "--reason", "x", "--yes", "-o", "json")
+        assert paused.code == 0, paused.err
+        cid = paused.json()["spec"]["correction_id"]
+
+        def overdue() -> Any:
+            status = cluster.json("status", cid)
+            states = {t["node_id"]: t["state"] for t in status["targets"]}
+            return status if states["stuck"] == "TARGET_STATE_UNREACHABLE" else None
+
+        correction = wait_for(overdue, 10, "the stuck agent's ack deadline")
         targets = {t["node_id"]: t for t in correction["targets"]}
         fast_ack = targets["fast"]["updated_at_s"] - correction["spec"]["created_at_s"]
         assert targets["fast"]["state"] == "TARGET_STATE_APPLIED"
-        assert targets["stuck"]["state"] == "TARGET_STATE_UNREACHABLE"
         assert fast_ack < 1.5, f"the fast agent's ack took {fast_ack:.2f} s"
-        assert waited < 10
-        assert paused.code == 1  # not every target applied: the CLI says so
+        # unreachable is not final: the correction is still being delivered, and says so
+        assert correction["state"] == "CORRECTION_STATE_DISPATCHED"
+        assert "waiting for stuck (delivery tried until " in str(correction["message"])
         assert {proc_state(p) for p in tree(model.pid)} <= {"S", "T", "R"}
         assert model.ask(timeout_s=1.0) is None
+        os.killpg(stuck.pid, signal.SIGCONT)  # its late ack still completes the correction
+        wait_for(
+            lambda: cluster.json("status", cid)["state"] == "CORRECTION_STATE_COMPLETED",
+            20,
+            "the late ack",
+        )
     finally:
         os.killpg(stuck.pid, signal.SIGCONT)

@@ -90,6 +90,7 @@ class AgentDaemon:
             spool=ReportSpool(settings.state_dir / "spool", max_bytes=settings.spool_max_bytes),
             peer_check=peer_check,
             heads=lambda: (self.enforcer.witnessed_head(), self.enforcer.journal_head()),
+            adopt_report_sequence=self.state.adopt_report_sequence,
         )
         self.latest: NodeSample | None = None
         self._capabilities: tuple[str, ...] = ()

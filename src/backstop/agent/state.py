@@ -153,6 +153,20 @@ class AgentState:
                 self._save_locked()
             return self._report_sequence
 
+    def adopt_report_sequence(self, stored: int) -> int | None:
+        """The controller has stored reports of this node up to ``stored``: when that is at or
+        above this agent's next sequence (its state was lost, or another sender holds this
+        node's identity), continue above it, so these reports are not dropped as old. Returns
+        the agent's own last sequence when it adopted, else None."""
+        with self._lock:
+            if stored <= self._report_sequence:
+                return None
+            own, self._report_sequence = self._report_sequence, stored
+            if stored >= self._reserved_until:
+                self._reserved_until = stored + REPORT_SEQUENCE_BLOCK
+                self._save_locked()
+            return own
+
     def record(self, applied: AppliedCorrection) -> None:
         with self._lock:
             prior = self.corrections.get(applied.correction_id)

@@ -1,10 +1,13 @@
 """The corrections engine: turns a request into commands and drives it to completion.
 
-Lifecycle (design brief §3): ``approved → dispatched → (per target) applied | failed | refused |
-unreachable → completed | failed``, later ``reverted`` by a resume correction. Targets are the
-known nodes in scope. A connected node gets the command at once; a disconnected one is marked
-unreachable and gets it when it reconnects, until the correction expires. A dispatched target
-without acknowledgement after ``ack_timeout_s`` becomes unreachable; a late ack still counts.
+Lifecycle (design brief §3): ``[proposed →] approved → dispatched → (per target) applied |
+failed | refused → completed | failed``, or ``expired`` when its expiry passes with targets
+undelivered; later ``reverted`` once a resume of it completes. Targets are the known nodes in
+scope. A connected node gets the command at once; a disconnected one is marked unreachable and
+gets it whenever it connects, until the correction expires. A dispatched target without an
+acknowledgement after ``ack_timeout_s`` becomes unreachable too. Unreachable is not final: a
+late ack still counts. Applied, failed and refused are: no later ack changes them. How targets
+add up is ``settling``; which corrections are admitted (undo as guarded as do) ``admission``.
 
 Everything runs on the controller's event loop; the store calls are short transactions.
 """
@@ -15,20 +18,24 @@ import asyncio
 import logging
 import re
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from backstop.controller import metrics
+from backstop.controller import admission, approvals, metrics, settling
 from backstop.controller.authz import Authorizer, Caller
 from backstop.controller.fanout import Fanout, LocalFanout
+from backstop.controller.progress import Progress
+from backstop.controller.settling import rfc3339
+from backstop.controller.store.acks import unused_ack
 from backstop.controller.store.base import NodeRecord, PendingCommand, Store
+from backstop.controller.watching import Watchers
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, PermissionDenied
 from backstop.core.ids import new_correction_id
 from backstop.core.models import (
     Action,
     ActionParams,
+    AuditHead,
     CommandAck,
     Correction,
     CorrectionSpec,
@@ -37,7 +44,7 @@ from backstop.core.models import (
     SignatureRecord,
     TargetState,
 )
-from backstop.core.scope import node_in_scope, validate_scope
+from backstop.core.scope import validate_scope
 from backstop.core.settings import ControllerSettings
 from backstop.core.text import validate_reason
 from backstop.security import quorum
@@ -48,13 +55,11 @@ from backstop.wire.convert import validate_params
 log = logging.getLogger(__name__)
 
 MAX_REASON_LEN = 1024
-SUMMARY_INTERVAL_S = 0.25
-PUBLISH_INTERVAL_S = 0.05
 REFRESH_INTERVAL_S = 0.05
+EXPIRY_SCAN_INTERVAL_S = 1.0
 MAX_CLOCK_SKEW_S = 300.0
 MAX_TTL_S = 7 * 24 * 3600.0
 _ID = re.compile(r"^cor-[0-9a-f]{8,40}$")
-_UNSUCCESSFUL = (TargetState.FAILED, TargetState.REFUSED)
 
 
 class AgentLink(Protocol):
@@ -63,9 +68,13 @@ class AgentLink(Protocol):
     node_id: str
 
     def send_command(
-        self, sequence: int, spec_bytes: bytes, signatures: tuple[SignatureRecord, ...]
+        self,
+        sequence: int,
+        spec_bytes: bytes,
+        signatures: tuple[SignatureRecord, ...],
+        audit_head: AuditHead,
     ) -> None:
-        """Queue a command for the agent; never blocks."""
+        """Queue a command (with the controller's audit head when sent); never blocks."""
         ...
 
     def close(self, reason: str) -> None:
@@ -106,13 +115,12 @@ class CorrectionsEngine:
         self._sent: dict[str, int] = {}
         """Per connected node: the highest command sequence sent on its current stream."""
         self._refresh_pending: set[str] = set()
-        self._dispatched_at: dict[tuple[str, str], float] = {}
-        self._states: dict[str, dict[str, TargetState]] = {}
-        self._summarised: dict[str, float] = {}
-        self._publish_pending: set[str] = set()
+        self._progress = Progress(store)
+        self._expiry_scanned = 0.0
         self._ack_queue: list[tuple[str, CommandAck]] = []
         self._ack_flush_scheduled = False
-        self._watchers: dict[str, set[asyncio.Queue[Correction]]] = {}
+        self._watchers = Watchers(self.get)
+        self._publish = self._watchers.publish
 
     # --- agents --------------------------------------------------------------------------
 
@@ -142,14 +150,24 @@ class CorrectionsEngine:
     def connected(self, node_id: str) -> bool:
         return node_id in self._links
 
-    def redeliver(self, node_id: str, after_sequence: int) -> int:
-        """Send a reconnecting agent every unacknowledged, unexpired command it has not seen."""
+    def redeliver(self, node_id: str) -> int:
+        """Send a connecting agent every unacknowledged, unexpired command stored for it.
+
+        Whatever sequence its Hello names: sequences only order delivery (a store lost or
+        restored starts them at 1 again), and the agent's replay protection rests on the signed
+        corrections it has handled, so nothing the controller numbers can silence it.
+        """
         link = self._links.get(node_id)
         if link is None:
             return 0
         now = self._clock()
-        self._sent[node_id] = after_sequence
-        pending = self._store.pending_commands(node_id, after_sequence, now)
+        self._sent[node_id] = 0
+        pending = self._store.pending_commands(node_id, 0, now)
+        if not pending:
+            return 0
+        cids = [cmd.spec.correction_id for cmd in pending]
+        self.audit("controller", "command.redeliver", node_id, corrections=cids)
+        head = self._store.audit_head()
         for cmd in pending:
             self._store.update_target(
                 cmd.spec.correction_id,
@@ -159,16 +177,15 @@ class CorrectionsEngine:
                 outcomes=(),
                 now_s=now,
             )
-            self._send(link, cmd, now)
+            self._send(link, cmd, now, head)
             self._publish(cmd.spec.correction_id)
-        if pending:
-            log.info("redelivered commands", extra={"node": node_id, "count": len(pending)})
+        log.info("redelivered commands", extra={"node": node_id, "count": len(pending)})
         return len(pending)
 
-    def _send(self, link: AgentLink, cmd: PendingCommand, now: float) -> None:
-        self._dispatched_at[(cmd.spec.correction_id, cmd.node_id)] = now
+    def _send(self, link: AgentLink, cmd: PendingCommand, now: float, head: AuditHead) -> None:
+        self._progress.sent(cmd.spec.correction_id, cmd.node_id, now)
         self._sent[cmd.node_id] = max(self._sent.get(cmd.node_id, 0), cmd.sequence)
-        link.send_command(cmd.sequence, cmd.spec_bytes, cmd.signatures)
+        link.send_command(cmd.sequence, cmd.spec_bytes, cmd.signatures, head)
 
     # --- replicas ------------------------------------------------------------------------
 
@@ -189,10 +206,11 @@ class CorrectionsEngine:
         """Send the correction's stored, unacknowledged commands to the agents held here."""
         now = self._clock()
         sent = 0
+        head = self._store.audit_head()
         for cmd in self._store.pending_for_correction(correction_id, now):
             link = self._links.get(cmd.node_id)
             if link is not None and cmd.sequence > self._sent.get(cmd.node_id, 0):
-                self._send(link, cmd, now)
+                self._send(link, cmd, now, head)
                 sent += 1
         if sent:
             log.info(
@@ -203,7 +221,7 @@ class CorrectionsEngine:
     def _refresh(self, correction_id: str) -> None:
         """Forget the cached progress of a correction and settle it from the store."""
         self._refresh_pending.discard(correction_id)
-        self._states.pop(correction_id, None)
+        self._progress.reload(correction_id)
         try:
             self._settle(correction_id)
         except BackstopError:
@@ -212,9 +230,10 @@ class CorrectionsEngine:
     def resync(self) -> None:
         """Send every agent held here its stored, unsent commands (events may have been missed)."""
         now = self._clock()
+        head = self._store.audit_head()
         for node_id, link in list(self._links.items()):
             for cmd in self._store.pending_commands(node_id, self._sent.get(node_id, 0), now):
-                self._send(link, cmd, now)
+                self._send(link, cmd, now, head)
 
     def _remote_nodes(self, records: Mapping[str, NodeRecord]) -> set[str]:
         """Nodes whose stream another live replica holds."""
@@ -258,17 +277,9 @@ class CorrectionsEngine:
     def create_signed(
         self, data: bytes, signatures: tuple[SignatureRecord, ...], caller: Caller
     ) -> Correction:
-        """A correction built and signed by its issuer; these exact bytes are what agents get."""
-        spec = convert.spec_from_bytes(data)
-        if spec.action is Action.RESUME:
-            original = self.get(spec.reverts) if spec.reverts else None
-            if original is None:
-                raise InvalidInput("a resume must name the correction it reverts")
-            self._check_resumable(original)
-            if spec.scope != original.spec.scope:
-                raise InvalidInput("a resume must keep the scope of the correction it reverts")
-            return self._admit(spec, data, signatures, caller, nodes=_targets_of(original))
-        return self._admit(spec, data, signatures, caller)
+        """A correction built and signed by its issuer; these exact bytes are what agents get.
+        A resume among them (``reverts`` set) is checked by ``admission``."""
+        return self._admit(convert.spec_from_bytes(data), data, signatures, caller)
 
     def _check_spec(self, spec: CorrectionSpec, caller: Caller) -> None:
         now = self._clock()
@@ -299,25 +310,20 @@ class CorrectionsEngine:
         data: bytes,
         signatures: tuple[SignatureRecord, ...],
         caller: Caller,
-        nodes: list[str] | None = None,
     ) -> Correction:
         """Validate, decide (approved or waiting for a quorum), audit, store, dispatch."""
         try:
             self._check_spec(spec, caller)
             self.authz.require(caller, Role.OPERATOR, f"a {spec.action.value}")
+            original = admission.check_new(spec, self._store.get_correction)
             known = {r.info.node_id: r for r in self._store.list_nodes()}
             unknown = [n for n in spec.scope.node_ids if n not in known]
             if unknown:
                 raise NotFound(f"unknown node(s): {', '.join(unknown)}; see `backstop nodes`")
-            required, approvers = self._verify(spec, data, signatures)
+            undone = original.spec.action.value if original is not None else ""
+            required, approvers = self._verify(spec, data, signatures, undone)
         except BackstopError as exc:
-            self.audit(
-                caller.name,
-                "correction.refused",
-                spec.correction_id,
-                action=spec.action.value,
-                reason=exc.message,
-            )
+            self._refused(caller, spec, exc)
             raise
         waiting = len(approvers) < required
         state = CorrectionState.PROPOSED if waiting else CorrectionState.APPROVED
@@ -333,14 +339,18 @@ class CorrectionsEngine:
             signers=[f"{s.signer}:{s.role}:{s.key_id}" for s in signatures],
             approvals=f"{len(approvers)} of {required}",
         )
-        self._store.create_correction(
-            spec,
-            state,
-            self._clock(),
-            spec_bytes=data,
-            signatures=signatures,
-            approvals_required=required,
-        )
+        try:
+            self._store.create_correction(
+                spec,
+                state,
+                self._clock(),
+                spec_bytes=data,
+                signatures=signatures,
+                approvals_required=required,
+            )
+        except BackstopError as exc:  # stored meanwhile through another replica
+            self._refused(caller, spec, exc)
+            raise
         metrics.CORRECTIONS.labels(action=spec.action.value).inc()
         log.info(
             "correction created",
@@ -358,14 +368,27 @@ class CorrectionsEngine:
                 self._clock(),
             )
             return self.get(spec.correction_id)
-        if nodes is None:
-            nodes = sorted(n for n in known if node_in_scope(spec.scope, n))
-        return self._dispatch(spec, nodes, known)
+        return self._dispatch(spec, admission.targets(spec, original, known), known)
+
+    def _refused(self, caller: Caller, spec: CorrectionSpec, exc: BackstopError) -> None:
+        self.audit(
+            caller.name,
+            "correction.refused",
+            spec.correction_id,
+            action=spec.action.value,
+            reverts=spec.reverts,
+            reason=exc.message,
+        )
 
     def _verify(
-        self, spec: CorrectionSpec, data: bytes, signatures: tuple[SignatureRecord, ...]
+        self,
+        spec: CorrectionSpec,
+        data: bytes,
+        signatures: tuple[SignatureRecord, ...],
+        undone: str,
     ) -> tuple[int, tuple[str, ...]]:
-        """Approvals required and counted; PermissionDenied when the signatures do not hold."""
+        """Approvals required and counted; PermissionDenied when the signatures do not hold.
+        ``undone``: for a resume, the action it undoes (its quorum applies)."""
         policy = self.authz.policy()
         if policy is None:
             return 0, ()
@@ -375,6 +398,7 @@ class CorrectionsEngine:
             action=spec.action.value,
             signatures=signatures,
             policy=policy,
+            reverts_action=undone,
         )
         if not verdict.issuer_ok or (not verdict.ok and "signature" in verdict.reason):
             raise PermissionDenied(verdict.reason)
@@ -391,24 +415,16 @@ class CorrectionsEngine:
                     f"{correction_id} needs no approval: this controller has no trust policy"
                 )
             self.authz.require(caller, Role.APPROVER, "approving")
-            if correction.state is not CorrectionState.PROPOSED:
-                raise Conflict(
-                    f"{correction_id} is {correction.state.value}, not waiting for approval"
-                )
-            if signature is None:
-                raise PermissionDenied("an approval must be signed (--key)")
-            if signature.signer != caller.name or signature.role != "approver":
-                raise PermissionDenied(f"{caller.name} can only add their own approver signature")
-            if caller.name == correction.spec.issuer:
-                raise PermissionDenied(
-                    f"{caller.name} issued {correction_id} and cannot approve it"
-                )
-            if caller.name in correction.approvers:
-                raise Conflict(f"{caller.name} already approved {correction_id}")
             data = self._store.spec_bytes(correction_id)
-            problem = quorum.signature_problem(data, signature, policy)
-            if problem:
-                raise PermissionDenied(problem)
+            signature, original = approvals.check(
+                correction,
+                signature,
+                caller.name,
+                policy=policy,
+                spec_bytes=data,
+                lookup=self._store.get_correction,
+                now_s=self._clock(),
+            )
         except BackstopError as exc:
             self.audit(caller.name, "approval.refused", correction_id, reason=exc.message)
             raise
@@ -419,6 +435,7 @@ class CorrectionsEngine:
             action=correction.spec.action.value,
             signatures=signatures,
             policy=policy,
+            reverts_action=original.spec.action.value if original is not None else "",
         )
         self.audit(
             caller.name,
@@ -442,25 +459,12 @@ class CorrectionsEngine:
         )
         known = {r.info.node_id: r for r in self._store.list_nodes()}
         return self._dispatch(
-            correction.spec,
-            sorted(n for n in known if node_in_scope(correction.spec.scope, n)),
-            known,
+            correction.spec, admission.targets(correction.spec, original, known), known
         )
 
     def _refuse(self, caller: Caller, action: str, subject: str, reason: str) -> None:
         self.audit(caller.name, action, subject, reason=reason)
         raise PermissionDenied(reason)
-
-    def _check_resumable(self, original: Correction) -> None:
-        cid = original.spec.correction_id
-        if not original.spec.action.revertible:
-            raise Conflict(
-                f"{cid} is a {original.spec.action.value}; it cannot be undone by resume"
-            )
-        if original.state is CorrectionState.REVERTED:
-            raise Conflict(f"{cid} was already reverted")
-        if original.spec.reverts:
-            raise Conflict(f"{cid} is itself a resume")
 
     def resume(
         self, correction_id: str, reason: str, issuer: str, caller: Caller | None = None
@@ -472,7 +476,6 @@ class CorrectionsEngine:
                 caller, "correction.refused", correction_id, "a resume must be signed (--key)"
             )
         original = self.get(correction_id)
-        self._check_resumable(original)
         now = self._clock()
         spec = CorrectionSpec(
             correction_id=new_correction_id(),
@@ -484,7 +487,7 @@ class CorrectionsEngine:
             expires_at_s=now + self._settings.default_ttl_s,
             reverts=correction_id,
         )
-        return self._admit(spec, convert.spec_bytes(spec), (), caller, nodes=_targets_of(original))
+        return self._admit(spec, convert.spec_bytes(spec), (), caller)
 
     def get(self, correction_id: str) -> Correction:
         found = self._store.get_correction(correction_id)
@@ -503,7 +506,8 @@ class CorrectionsEngine:
         data = self._store.spec_bytes(cid)
         signatures = self.get(cid).signatures
         self.audit("controller", "correction.dispatch", cid, nodes=nodes)
-        away = "agent not connected; delivered if it reconnects before expiry"
+        head = self._store.audit_head()  # once for every command of this dispatch
+        away = f"agent not connected; delivery tried until {rfc3339(spec.expires_at_s)}"
         remote = self._remote_nodes(known)
         plan = [
             (n, TargetState.DISPATCHED, "")
@@ -514,17 +518,16 @@ class CorrectionsEngine:
             for n in nodes
         ]
         sequences = self._store.add_targets(cid, plan, now)
-        self._states[cid] = {n: state for n, state, _ in plan}
+        self._progress.start(cid, {n: state for n, state, _ in plan}, spec.expires_at_s)
         for node_id, state, _ in plan:
             if state is not TargetState.DISPATCHED:
                 continue
             link = self._links.get(node_id)
             if link is None:  # another replica sends it; this one still keeps the deadline
-                self._dispatched_at[(cid, node_id)] = now
+                self._progress.sent(cid, node_id, now)
                 continue
-            self._send(
-                link, PendingCommand(node_id, sequences[node_id], spec, data, signatures), now
-            )
+            command = PendingCommand(node_id, sequences[node_id], spec, data, signatures)
+            self._send(link, command, now, head)
         if self._fanout.shared:
             # always: a node may have moved to another replica before this one noticed
             self._fanout.publish("dispatch", cid)
@@ -544,17 +547,12 @@ class CorrectionsEngine:
         applied = self._store.record_acks(acks, now)
         known = {(n, a.correction_id) for n, a in applied}
         for node_id, ack in acks:
-            if (node_id, ack.correction_id) not in known and self._store.get_target(
-                ack.correction_id, node_id
-            ) is None:
-                log.warning(
-                    "ack for a correction this node was not sent",
-                    extra={"node": node_id, "correction_id": ack.correction_id},
-                )
+            if (node_id, ack.correction_id) not in known:
+                self._log_unused_ack(node_id, ack)
         touched: set[str] = set()
         for node_id, ack in applied:
-            self._target_state(ack.correction_id)[node_id] = ack.state
-            sent = self._dispatched_at.pop((ack.correction_id, node_id), None)
+            self._progress.states(ack.correction_id)[node_id] = ack.state
+            sent = self._progress.answered(ack.correction_id, node_id)
             if sent is not None:
                 metrics.ACK_SECONDS.observe(max(0.0, now - sent))
             metrics.ACKS.labels(state=ack.state.value).inc()
@@ -563,6 +561,12 @@ class CorrectionsEngine:
             self._settle(correction_id)
             if self._fanout.shared:
                 self._fanout.publish("settle", correction_id)
+
+    def _log_unused_ack(self, node_id: str, ack: CommandAck) -> None:
+        """Say why an ack changed nothing: not sent to this node, or a final outcome stays."""
+        why = unused_ack(self._store.get_target(ack.correction_id, node_id), ack)
+        if why:
+            log.warning(why, extra={"node": node_id, "correction_id": ack.correction_id})
 
     def queue_ack(self, node_id: str, ack: CommandAck) -> None:
         """Batch acknowledgements arriving together into one transaction (the gateway's path)."""
@@ -579,85 +583,119 @@ class CorrectionsEngine:
         except BackstopError:
             log.exception("could not record acknowledgements", extra={"count": len(batch)})
 
-    def _target_state(self, correction_id: str) -> dict[str, TargetState]:
-        """Per-node target states of a correction, cached (loaded once after a restart)."""
-        states = self._states.get(correction_id)
-        if states is None:
-            states = self._states[correction_id] = self._store.target_states(correction_id)
-        return states
-
     def check_deadlines(self) -> None:
-        """Mark dispatched targets without an ack after the timeout as unreachable."""
+        """Mark dispatched targets without an ack after the timeout as unreachable (delivery
+        goes on until expiry), store summaries that lag, and expire corrections whose expiry
+        passed (at most every ``EXPIRY_SCAN_INTERVAL_S``; from the store, so after a restart
+        too). The controller calls this periodically."""
         now = self._clock()
-        overdue = [
-            key
-            for key, sent in self._dispatched_at.items()
-            if now - sent > self._settings.ack_timeout_s
-        ]
-        for correction_id, node_id in overdue:
-            del self._dispatched_at[(correction_id, node_id)]
+        for correction_id, node_id in self._progress.overdue(now, self._settings.ack_timeout_s):
             changed = self._store.update_target(
                 correction_id,
                 node_id,
                 TargetState.UNREACHABLE,
-                message=f"no acknowledgement within {self._settings.ack_timeout_s:g} s",
+                message=f"no acknowledgement within {self._settings.ack_timeout_s:g} s; "
+                f"delivery tried until {rfc3339(self._progress.expiry(correction_id))}",
                 outcomes=(),
                 now_s=now,
                 only_if=TargetState.DISPATCHED,
             )
             if changed is None:  # acknowledged meanwhile, through another replica
-                self._states.pop(correction_id, None)
+                self._progress.reload(correction_id)
             else:
-                self._target_state(correction_id)[node_id] = TargetState.UNREACHABLE
+                self._progress.states(correction_id)[node_id] = TargetState.UNREACHABLE
             self._settle(correction_id)
             if changed is not None and self._fanout.shared:
                 self._fanout.publish("settle", correction_id)
+        for correction_id in self._progress.take_stale():
+            self._settle(correction_id, force=True)
+        if now - self._expiry_scanned >= EXPIRY_SCAN_INTERVAL_S:
+            self._expiry_scanned = now
+            for correction_id in self._store.expired_open_corrections(now):
+                self._expire(correction_id)
+
+    def _expire(self, correction_id: str) -> None:
+        """Its expiry passed: undelivered targets stay unreachable, the correction expires."""
+        current = self.get(correction_id)
+        if current.state.terminal:
+            return
+        nodes = settling.undelivered(current.targets)
+        if current.targets and not nodes:  # every target answered: it settles instead
+            self._progress.reload(correction_id)
+            self._settle(correction_id, expired=False)
+            return
+        now = self._clock()
+        message = settling.expiry_message(current, nodes)
+        self.audit("controller", "correction.expired", correction_id, undelivered=nodes)
+        left = f"not acknowledged before the expiry, {rfc3339(current.spec.expires_at_s)}"
+        for target in current.targets:
+            if not target.state.terminal:
+                self._progress.answered(correction_id, target.node_id)
+                self._store.update_target(
+                    correction_id,
+                    target.node_id,
+                    TargetState.UNREACHABLE,
+                    message=left,
+                    outcomes=(),
+                    now_s=now,
+                    only_if=target.state,
+                )
+        self._store.set_correction_state(
+            correction_id, CorrectionState.EXPIRED, message, now, completed=True
+        )
+        self._progress.forget(correction_id)
+        log.info("correction expired", extra={"correction_id": correction_id, "nodes": nodes})
+        self._publish(correction_id, now=True)
+        if self._fanout.shared:
+            self._fanout.publish("settle", correction_id)
 
     def recover(self) -> None:
         """After a restart: restart the ack clock of every dispatched target of open corrections."""
-        now = self._clock()
-        for correction in self._store.list_open_corrections():
-            for target in correction.targets:
-                if target.state is TargetState.DISPATCHED:
-                    self._dispatched_at[(correction.spec.correction_id, target.node_id)] = now
+        self._progress.recover(self._store.list_open_corrections(), self._clock())
 
-    def _settle(self, correction_id: str, *, force: bool = False) -> None:
-        """Move a correction to its final state once every target has answered.
+    def _settle(self, correction_id: str, *, force: bool = False, expired: bool = True) -> None:
+        """Move a correction to its final state once every target has a final outcome
+        (``settling``); past its expiry with targets outstanding, expire it.
 
-        Progress is kept in memory (one entry per target) so an ack costs O(1), not a reload
-        of every target; the stored summary is refreshed at most every SUMMARY_INTERVAL_S.
+        Progress is kept in memory (``progress``) so an ack costs O(1); the stored summary is
+        refreshed at most every SUMMARY_INTERVAL_S. A correction in a final state never changes
+        again (a late ack after its expiry updates only its target).
         """
-        states = self._target_state(correction_id)
-        counts = Counter(states.values())
-        summary = ", ".join(f"{n} {s.value}" for s, n in sorted(counts.items()))
-        if not states:
-            summary = "no nodes in scope; nothing to do"
+        states = self._progress.states(correction_id)
         now = self._clock()
         if all(s.terminal for s in states.values()):
             current = self.get(correction_id)
-            final = (
-                CorrectionState.FAILED
-                if any(counts[s] for s in _UNSUCCESSFUL)
-                else CorrectionState.COMPLETED
-            )
-            settled = (current.state, current.message) == (final, summary)
-            if current.state is not CorrectionState.REVERTED and not settled:
-                self._store.set_correction_state(correction_id, final, summary, now, completed=True)
+            if not current.state.terminal:
+                final, message = settling.final_outcome(current)
+                self.audit(
+                    "controller", "correction.settle", correction_id, state=final.value,
+                    message=message,
+                )  # fmt: skip
+                self._store.set_correction_state(correction_id, final, message, now, completed=True)
                 if current.spec.reverts and final is CorrectionState.COMPLETED:
                     self._mark_reverted(current.spec.reverts, correction_id)
+            self._progress.forget(correction_id)
             self._publish(correction_id, now=True)
             return
-        if force or now - self._summarised.get(correction_id, 0.0) >= SUMMARY_INTERVAL_S:
-            self._summarised[correction_id] = now
+        expires = self._progress.expiry(correction_id)
+        if expired and now >= expires:
+            self._expire(correction_id)
+            return
+        if self._progress.summary_due(correction_id, now, force):
             self._store.set_correction_state(
-                correction_id, CorrectionState.DISPATCHED, summary, now
+                correction_id,
+                CorrectionState.DISPATCHED,
+                settling.outstanding(states, expires),
+                now,
             )
         self._publish(correction_id)
 
     def _mark_reverted(self, original_id: str, by: str) -> None:
+        """A resume of ``original_id`` completed: only then is the original reverted."""
         original = self._store.get_correction(original_id)
         if original is None or original.state is CorrectionState.REVERTED:
             return
+        self.audit("controller", "correction.reverted", original_id, by=by)
         self._store.set_correction_state(
             original_id, CorrectionState.REVERTED, f"reverted by {by}", self._clock()
         )
@@ -665,49 +703,6 @@ class CorrectionsEngine:
 
     # --- watching ------------------------------------------------------------------------
 
-    def _publish(self, correction_id: str, *, now: bool = False) -> None:
-        """Send watchers the correction's state; coalesced to one snapshot per interval."""
-        if not self._watchers.get(correction_id):
-            return
-        if now:
-            self._publish_now(correction_id)
-            return
-        if correction_id in self._publish_pending:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._publish_now(correction_id)
-            return
-        self._publish_pending.add(correction_id)
-        loop.call_later(PUBLISH_INTERVAL_S, self._publish_now, correction_id)
-
-    def _publish_now(self, correction_id: str) -> None:
-        self._publish_pending.discard(correction_id)
-        queues = self._watchers.get(correction_id)
-        if not queues:
-            return
-        snapshot = self.get(correction_id)
-        for queue in queues:
-            queue.put_nowait(snapshot)
-
-    async def watch(self, correction_id: str) -> AsyncIterator[Correction]:
+    def watch(self, correction_id: str) -> AsyncIterator[Correction]:
         """The correction now, then each change, until it is terminal."""
-        queue: asyncio.Queue[Correction] = asyncio.Queue()
-        self._watchers.setdefault(correction_id, set()).add(queue)
-        try:
-            current = self.get(correction_id)
-            yield current
-            while not current.state.terminal:
-                current = await queue.get()
-                yield current
-        finally:
-            watchers = self._watchers.get(correction_id)
-            if watchers is not None:
-                watchers.discard(queue)
-                if not watchers:
-                    del self._watchers[correction_id]
-
-
-def _targets_of(correction: Correction) -> list[str]:
-    return [t.node_id for t in correction.targets]
+        return self._watchers.watch(correction_id)

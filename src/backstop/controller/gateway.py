@@ -1,10 +1,11 @@
 """The agent gateway: terminates each agent's long-lived ``Connect`` stream.
 
 Per stream: the first message must be a Hello (within ``hello_timeout_s``); the node is
-registered, a Welcome goes down, unacknowledged commands are redelivered, and then reports and
-acks are read while commands are written. A malformed message ends that stream with
-INVALID_ARGUMENT and a message saying what was wrong; nothing from it is stored, and no other
-stream is affected.
+registered, a Welcome goes down, every unacknowledged, unexpired command stored for the node is
+sent (whatever sequence the Hello names), and then reports and acks are read while commands are
+written. A malformed message, or a report past a bound (``report_limits``), ends that stream
+with INVALID_ARGUMENT and a message saying what was wrong; nothing from it is stored, and no
+other stream is affected.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
-from backstop.controller import metrics
+from backstop.controller import metrics, report_limits
 from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.message_limit import MessageTooLarge
 from backstop.controller.node_heads import NodeHeads
 from backstop.controller.refusals import RefusalLog, actor_of, peer_of
+from backstop.controller.report_limits import ReportRefused, SequenceGuard
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput
-from backstop.core.models import Report, SignatureRecord
+from backstop.core.models import AuditHead, Report, SignatureRecord
 from backstop.core.settings import ControllerSettings
 from backstop.security.tls import peer_identity_from_context
 from backstop.wire import convert
@@ -66,7 +68,7 @@ class _ReaderDone:
 class StreamLink:
     """The outgoing side of one agent stream (implements ``corrections.AgentLink``)."""
 
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, guard: SequenceGuard | None = None) -> None:
         self.node_id = node_id
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.close_reason = ""
@@ -76,13 +78,20 @@ class StreamLink:
         self.heads: NodeHeads | None = None
         self.error_code = grpc.StatusCode.INVALID_ARGUMENT
         """How the stream ends when its reader returns an error."""
+        self.guard = guard if guard is not None else SequenceGuard(0, 0.0)
+        """The bounds on this stream's report sequences."""
 
     def send_command(
-        self, sequence: int, spec_bytes: bytes, signatures: tuple[SignatureRecord, ...]
+        self,
+        sequence: int,
+        spec_bytes: bytes,
+        signatures: tuple[SignatureRecord, ...],
+        audit_head: AuditHead,
     ) -> None:
         command = agent_pb2.Command(
             sequence=sequence,
             correction=convert.signed_correction(spec_bytes, signatures),
+            audit_head=convert.audit_head_to_pb(audit_head),
         )
         self.queue.put_nowait(agent_pb2.ControllerMessage(command=command))
 
@@ -125,7 +134,10 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             self._refuse(context, refusal, reason, node.node_id)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
             return
-        link = StreamLink(node.node_id)
+        before = self._store.get_node(node.node_id)
+        stored = self._store.last_report_sequence(node.node_id)
+        away_s = time.time() - before.last_seen_s if before is not None else 0.0
+        link = StreamLink(node.node_id, SequenceGuard(stored, away_s))
         self._store.upsert_node(node, time.time(), self._controller_id)
         link.heads = NodeHeads(self._store, node.node_id)
         link.heads.note(
@@ -138,7 +150,6 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             extra={"node": node.node_id, "peer": context.peer(), "gpus": len(node.gpus)},
         )
         reader: asyncio.Task[str] | None = None
-        stored = self._store.last_report_sequence(node.node_id)
         try:
             await context.write(
                 agent_pb2.ControllerMessage(
@@ -150,7 +161,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                     )
                 )
             )
-            self._engine.redeliver(node.node_id, hello.last_command_sequence)
+            self._engine.redeliver(node.node_id)
             link.stored_report = link.acked_report = stored
             reader = asyncio.create_task(self._read_loop(context, node.node_id, link))
             error = await self._write_loop(context, link, reader)
@@ -192,12 +203,20 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 return "revoked", f"certificate {peer.serial[:16]} of node {node_id} is revoked"
         return "", ""
 
-    def _refuse(self, context: Any, refusal: str, reason: str, node_id: str = "") -> None:
+    def _refuse(
+        self,
+        context: Any,
+        refusal: str,
+        reason: str,
+        node_id: str = "",
+        *,
+        action: str = "agent.refused",
+    ) -> None:
         """Audit (aggregated) a refused stream or message under the certificate's name."""
         actor = actor_of(context, node_id)
         self._refusals.refuse(
             actor,
-            "agent.refused",
+            action,
             node_id or "-",
             refusal=refusal,
             reason=reason,
@@ -301,7 +320,10 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                     "invalid message from agent", extra={"node": node_id, "error": exc.message}
                 )
                 error = f"invalid {message.WhichOneof('body') or 'empty'} message: {exc.message}"
-                self._refuse(context, "invalid_message", error, node_id)
+                if isinstance(exc, ReportRefused):
+                    self._refuse(context, exc.bound, error, node_id, action="report.refused")
+                else:
+                    self._refuse(context, "invalid_message", error, node_id)
                 return error
             except BackstopError:
                 log.exception("could not handle agent message", extra={"node": node_id})
@@ -368,6 +390,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
     def _handle(self, node_id: str, message: agent_pb2.AgentMessage, link: StreamLink) -> None:
         kind = message.WhichOneof("body")
         if kind == "report":
+            report_limits.check(message.report, link.guard)
             report = convert.report_from_pb(message.report, node_id, decode_gpus=False)
             if link.heads is not None:
                 link.heads.note(report.witnessed_audit_head, report.journal_head)

@@ -76,11 +76,13 @@ class TargetState(enum.StrEnum):
     REFUSED = "refused"
     """The agent rejected the command (bad signature, expired, replayed, invalid)."""
     UNREACHABLE = "unreachable"
-    """No acknowledgement before the deadline."""
+    """Not acknowledged: the agent is away or did not answer in time. Not final: delivery is
+    tried until the correction expires, and a late ack still counts."""
 
     @property
     def terminal(self) -> bool:
-        return self not in (TargetState.PENDING, TargetState.DISPATCHED)
+        """A final outcome (applied, failed, refused): no later ack changes it."""
+        return self in (TargetState.APPLIED, TargetState.FAILED, TargetState.REFUSED)
 
 
 class Behaviour(enum.StrEnum):

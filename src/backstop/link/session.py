@@ -56,6 +56,7 @@ class ControllerSession:
         spool: ReportSpool,
         peer_check: Callable[[str], None] | None = None,
         heads: Heads | None = None,
+        adopt_report_sequence: Callable[[int], int | None] | None = None,
     ) -> None:
         if credentials is None:
             require_loopback_for_plaintext(address)
@@ -72,6 +73,8 @@ class ControllerSession:
         self._heads = heads
         self._reconnect_max_s = reconnect_max_s
         self._spool = spool
+        self._adopt_report_sequence = adopt_report_sequence
+        """Given the Welcome's stored report sequence; the agent's own when it was lower."""
         self._sent_report = 0
         """Highest spooled report written to the current stream."""
         self._acks: asyncio.Queue[agent_pb2.AgentMessage] = asyncio.Queue()
@@ -189,6 +192,7 @@ class ControllerSession:
                 self._peer_check(self._address)
             self.report_interval_s = welcome.welcome.report_interval_s or None
             stored = welcome.welcome.last_report_sequence
+            self._adopt_stored_sequence(stored)
             self._spool.confirm(stored)
             self._sent_report = stored  # resend everything the controller has not stored
             self.last_contact_s = time.time()
@@ -205,6 +209,19 @@ class ControllerSession:
                 await self._read_loop(call)
             finally:
                 writer.cancel()
+
+    def _adopt_stored_sequence(self, stored: int) -> None:
+        """Continue above the controller's stored report sequence when it is ahead of ours."""
+        own = self._adopt_report_sequence(stored) if self._adopt_report_sequence else None
+        if own is not None:
+            node_id = self._inventory().node_id
+            log.warning(
+                "the controller has stored reports of this node up to a sequence above this "
+                "agent's own; continuing above it. Unless this agent's state was lost, another "
+                "sender may be using the identity (certificate and key) of node %s",
+                node_id,
+                extra={"node": node_id, "stored": stored, "own": own},
+            )
 
     async def _write_loop(self, call: Any) -> None:
         while True:

@@ -259,7 +259,9 @@ def test_acks_match_the_sqlite_store(postgres_database: str, tmp_path: Path) -> 
                 )
             )
         assert results[0] == results[1]
-        assert [n for n, _ in results[0][1]] == ["a", "b", "a"]
+        # a's failure is final: the later "retried" applied ack is ignored (and audited)
+        assert [n for n, _ in results[0][1]] == ["a", "b"]
+        assert [e.action for e in results[0][5]] == ["command.ack", "command.ack", "ack.ignored"]
     finally:
         pg.close()
         lite.close()

@@ -113,6 +113,11 @@ class Store(Protocol):
     def get_correction(self, correction_id: str) -> Correction | None: ...
     def list_corrections(self, limit: int = 100) -> list[Correction]: ...
     def list_open_corrections(self) -> list[Correction]: ...
+    def expired_open_corrections(self, now_s: float) -> list[str]:
+        """Ids of corrections not yet settled (proposed, approved, dispatched) whose expiry is
+        at or before ``now_s``, soonest first."""
+        ...
+
     def set_correction_state(
         self,
         correction_id: str,
@@ -139,7 +144,8 @@ class Store(Protocol):
         self, acks: Sequence[tuple[str, CommandAck]], now_s: float
     ) -> list[tuple[str, CommandAck]]:
         """Apply (node, ack) pairs with their audit entries in one transaction; the ones that
-        changed something (unknown targets and repeats are left out)."""
+        changed something (unknown targets, repeats and acks for a target whose outcome is
+        final, audited as ``ack.ignored``, are left out: ``store.acks``)."""
         ...
 
     def target_states(self, correction_id: str) -> dict[str, TargetState]: ...
@@ -161,7 +167,8 @@ class Store(Protocol):
     def pending_commands(
         self, node_id: str, after_sequence: int, now_s: float
     ) -> list[PendingCommand]:
-        """Unacknowledged, unexpired commands for a node with a sequence above the given one."""
+        """Unacknowledged, unexpired commands for a node with a sequence above the given one
+        (the controller asks with 0 when an agent connects: every one of them)."""
         ...
 
     def pending_for_correction(self, correction_id: str, now_s: float) -> list[PendingCommand]:

@@ -44,6 +44,8 @@ from psycopg import pq, sql
 from psycopg.rows import TupleRow
 
 from backstop.api.v1 import types_pb2
+from backstop.controller.store import acks as acks_rules
+from backstop.controller.store.acks import AckDecision
 from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.report_batch import plan_reports
@@ -51,6 +53,7 @@ from backstop.controller.store.sqlite import (
     _FORGET_S,
     _OPEN_STATES,
     _UNACKED,
+    _UNSETTLED_STATES,
     _audit_from_row,
     _node_record,
     _outcomes_from_json,
@@ -636,6 +639,14 @@ class PostgresStore:
             "WHERE state = ANY(%s) ORDER BY created_at_s", (list(_OPEN_STATES),)
         )
 
+    def expired_open_corrections(self, now_s: float) -> list[str]:
+        rows = self._query(
+            """SELECT correction_id FROM corrections
+               WHERE state = ANY(%s) AND expires_at_s <= %s ORDER BY expires_at_s""",
+            (list(_UNSETTLED_STATES), now_s),
+        )
+        return [str(r[0]) for r in rows]
+
     def set_correction_state(
         self,
         correction_id: str,
@@ -742,8 +753,9 @@ class PostgresStore:
     ) -> list[tuple[str, CommandAck]]:
         """Apply (node, ack) pairs and their audit entries in one transaction.
 
-        Acks for targets that do not exist, or that repeat what is already recorded (re-sent
-        after a reconnect), change nothing and are left out of the returned list.
+        Acks for targets that do not exist, that repeat what is already recorded (re-sent
+        after a reconnect) or that would change a final outcome (audited as ``ack.ignored``)
+        change nothing and are left out of the returned list (see ``store.acks``).
         """
         if not acks:
             return []
@@ -763,25 +775,16 @@ class PostgresStore:
             updates: list[tuple[object, ...]] = []
             for node_id, ack in acks:
                 key = (ack.correction_id, node_id)
-                known = current.get(key)
-                if known is None or known == (ack.state.value, ack.message):
+                recorded = current.get(key)
+                decision = acks_rules.decide(recorded, ack)
+                if decision in (AckDecision.UNKNOWN, AckDecision.REPEAT) or recorded is None:
                     continue  # unknown target, or nothing new
-                prev = next_entry(
-                    prev,
-                    ts=now_s,
-                    actor=node_id,
-                    action="command.ack",
-                    subject=ack.correction_id,
-                    details={
-                        "sequence": ack.sequence,
-                        "state": ack.state.value,
-                        "message": ack.message,
-                        "workloads": [
-                            o.workload_id for o in ack.outcomes if o.outcome == "applied"
-                        ],
-                    },
+                prev = acks_rules.audit_entry(
+                    prev, decision, node_id, ack, recorded_state=recorded[0], now_s=now_s
                 )
                 entries.append(prev)
+                if decision is AckDecision.IGNORE:
+                    continue  # a final outcome stays
                 updates.append(
                     (
                         ack.state.value,
@@ -796,6 +799,7 @@ class PostgresStore:
                 applied.append((node_id, ack))
             if entries:
                 self._insert_audit(cur, entries)
+            if updates:
                 cur.executemany(
                     """UPDATE targets SET state=%s, message=%s, outcomes=%s, updated_at_s=%s
                        WHERE correction_id=%s AND node_id=%s""",

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from backstop.api.v1 import types_pb2
+from backstop.controller.store import acks as acks_rules
+from backstop.controller.store.acks import AckDecision
 from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.controller.store.migrations import MIGRATIONS
 from backstop.controller.store.report_batch import plan_reports
@@ -40,6 +42,8 @@ from backstop.wire import convert
 _OPEN_STATES = tuple(
     s.value for s in CorrectionState if not s.terminal and s != CorrectionState.PROPOSED
 )
+_UNSETTLED_STATES = tuple(s.value for s in CorrectionState if not s.terminal)
+"""Proposed, approved or dispatched: a correction that can still expire."""
 _FORGET_S = 7 * 24 * 3600.0
 """A replica silent for this long is forgotten (its row deleted)."""
 _UNACKED = (TargetState.PENDING.value, TargetState.DISPATCHED.value, TargetState.UNREACHABLE.value)
@@ -367,6 +371,15 @@ class SqliteStore:
             f"WHERE state IN ({marks}) ORDER BY created_at_s", _OPEN_STATES
         )
 
+    def expired_open_corrections(self, now_s: float) -> list[str]:
+        marks = ",".join("?" * len(_UNSETTLED_STATES))
+        rows = self._query(
+            f"""SELECT correction_id FROM corrections
+                WHERE state IN ({marks}) AND expires_at_s <= ? ORDER BY expires_at_s""",  # noqa: S608
+            (*_UNSETTLED_STATES, now_s),
+        )
+        return [str(r[0]) for r in rows]
+
     def set_correction_state(
         self,
         correction_id: str,
@@ -507,8 +520,9 @@ class SqliteStore:
     ) -> list[tuple[str, CommandAck]]:
         """Apply (node, ack) pairs and their audit entries in one transaction.
 
-        Acks for targets that do not exist, or that repeat what is already recorded (re-sent
-        after a reconnect), change nothing and are left out of the returned list.
+        Acks for targets that do not exist, that repeat what is already recorded (re-sent
+        after a reconnect) or that would change a final outcome (audited as ``ack.ignored``)
+        change nothing and are left out of the returned list (see ``store.acks``).
         """
         applied: list[tuple[str, CommandAck]] = []
         with self._tx() as db:
@@ -518,26 +532,18 @@ class SqliteStore:
                     "SELECT state, message FROM targets WHERE correction_id=? AND node_id=?",
                     (ack.correction_id, node_id),
                 ).fetchone()
-                if row is None or (row[0] == ack.state.value and row[1] == ack.message):
+                recorded = (str(row[0]), str(row[1])) if row else None
+                decision = acks_rules.decide(recorded, ack)
+                if decision in (AckDecision.UNKNOWN, AckDecision.REPEAT) or recorded is None:
                     continue
                 prev = self._insert_audit(
                     db,
-                    next_entry(
-                        prev,
-                        ts=now_s,
-                        actor=node_id,
-                        action="command.ack",
-                        subject=ack.correction_id,
-                        details={
-                            "sequence": ack.sequence,
-                            "state": ack.state.value,
-                            "message": ack.message,
-                            "workloads": [
-                                o.workload_id for o in ack.outcomes if o.outcome == "applied"
-                            ],
-                        },
+                    acks_rules.audit_entry(
+                        prev, decision, node_id, ack, recorded_state=recorded[0], now_s=now_s
                     ),
                 )
+                if decision is AckDecision.IGNORE:
+                    continue
                 db.execute(
                     """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
                        WHERE correction_id=? AND node_id=?""",
