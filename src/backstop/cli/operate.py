@@ -89,6 +89,7 @@ def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
                 f"{len(fp.gpus)}/{render.mib(gpu_mem)}" if fp.gpus else "-",
                 ",".join(str(p) for p in fp.listening_ports) or "-",
                 fp.model_hash[:12] or "-",
+                render.holds_text(w.holds),
                 " ".join(fp.cmdline)[:48],
             )
         )
@@ -105,6 +106,7 @@ def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
                 "gpus/mem",
                 "ports",
                 "model",
+                "holds",
                 "command",
             ),
             rows,

@@ -186,3 +186,10 @@ def write_correction(
         out.write(f"  status:  {escape(c.message)}\n")
     for t in c.targets:
         out.write(target_line(t, spec.created_at_s) + "\n")
+
+
+def holds_text(holds: Sequence[types_pb2.Hold]) -> str:
+    """Every correction holding a workload, oldest first: ``pause cor-1a2b, throttle cor-3c4d``.
+
+    All of them, never a count alone: the workload stays held until the last is resumed."""
+    return ", ".join(f"{h.action} {h.correction_id}" for h in holds) or "-"
