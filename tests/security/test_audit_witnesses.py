@@ -21,7 +21,14 @@ from typing import Any
 import grpc
 import pytest
 
-from backstop.api.v1 import agent_pb2, agent_pb2_grpc, control_pb2, control_pb2_grpc
+from backstop.api.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    control_pb2,
+    control_pb2_grpc,
+    enrolment_pb2,
+    enrolment_pb2_grpc,
+)
 from backstop.cli.heads import HeadMemory
 from backstop.controller.store.sqlite import SqliteStore
 from backstop.core.models import AuditHead
@@ -231,6 +238,32 @@ def test_a_revoked_certificate_retrying_fast_adds_a_handful_of_entries(
         assert entry.actor == "gpu-2"  # the certificate's identity
         assert entry.details["refusal"] == "revoked"
     assert entries[0].details["peer"].startswith("ipv4:127.0.0.1:")
+
+
+def test_bad_enrolments_from_one_address_are_counted_not_repeated(secured: Secured) -> None:
+    """The enrolment port is unauthenticated: refusals there are counted per address and
+    reason, whatever node ids the caller makes up, so guessing tokens cannot flood the chain."""
+    ca = secured.setup.ca_dir / "ca.crt"
+    channel = grpc.secure_channel(secured.cluster.enrol_address, channel_credentials(ca))
+    stub = enrolment_pb2_grpc.EnrolmentStub(channel)
+    attempts = 0
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        request = enrolment_pb2.EnrollRequest(
+            token=f"guess-{attempts}", node_id=f"node-{attempts}", csr_pem=b"-"
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Enroll(request, timeout=10)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED  # no such token
+        attempts += 1
+    channel.close()
+    assert attempts >= 50
+
+    entries = [e for e in _stop_controller(secured) if e.action == "enrolment.refused"]
+    assert 1 <= len(entries) <= 4, [e.details for e in entries]
+    assert sum(e.details["count"] for e in entries) == attempts
+    assert {e.actor for e in entries} == {"ipv4:127.0.0.1"}
+    assert entries[0].subject == "node-0"  # the first claim is kept as it was made
 
 
 def test_every_refusal_class_is_audited_under_the_certificates_name(

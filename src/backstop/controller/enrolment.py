@@ -20,6 +20,7 @@ import grpc
 
 from backstop.api.v1 import enrolment_pb2, enrolment_pb2_grpc
 from backstop.controller.corrections import CorrectionsEngine
+from backstop.controller.refusals import RefusalLog
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput, PermissionDenied
 from backstop.security.issued import record_issued
@@ -34,12 +35,18 @@ MAX_CSR_BYTES = 16 * 1024
 
 class EnrolmentService(enrolment_pb2_grpc.EnrolmentServicer):  # type: ignore[misc]
     def __init__(
-        self, store: Store, engine: CorrectionsEngine, ca: CertificateAuthority, ca_dir: Path
+        self,
+        store: Store,
+        engine: CorrectionsEngine,
+        ca: CertificateAuthority,
+        ca_dir: Path,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
         self._ca = ca
         self._ca_dir = ca_dir
+        self._refusals = refusals if refusals is not None else RefusalLog(engine.audit)
 
     async def Enroll(
         self, request: enrolment_pb2.EnrollRequest, context: Any
@@ -58,12 +65,15 @@ class EnrolmentService(enrolment_pb2_grpc.EnrolmentServicer):  # type: ignore[mi
                 request.csr_pem, name=node_id, role="agent", valid_days=AGENT_CERT_DAYS
             )
         except BackstopError as exc:
-            self._engine.audit(
-                request.node_id[:128] or "-",
+            # the port is unauthenticated: the caller is only its address, and the node id it
+            # claims is its own word; refusals are counted per address and reason
+            self._refusals.refuse(
+                _host_of(peer),
                 "enrolment.refused",
-                "-",
-                peer=peer,
+                request.node_id[:128] or "-",
+                refusal=type(exc).__name__,
                 reason=exc.message,
+                peer=peer,
             )
             code = (
                 grpc.StatusCode.PERMISSION_DENIED
@@ -81,3 +91,8 @@ class EnrolmentService(enrolment_pb2_grpc.EnrolmentServicer):  # type: ignore[mi
         return enrolment_pb2.EnrollResponse(
             certificate_pem=cert_pem, ca_pem=self._ca.certificate_pem
         )
+
+
+def _host_of(peer: str) -> str:
+    """``ipv4:10.0.0.7:51234`` -> ``ipv4:10.0.0.7`` (the source port changes every call)."""
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer

@@ -155,7 +155,10 @@ class ControllerServer:
             raise InvalidInput("enrolment needs --tls-dir (with ca.key to sign node certificates)")
         server = grpc.aio.server(options=grpc_options(64 * 1024))
         enrolment_pb2_grpc.add_EnrolmentServicer_to_server(
-            EnrolmentService(self.store, self.engine, CertificateAuthority.load(tls), tls), server
+            EnrolmentService(
+                self.store, self.engine, CertificateAuthority.load(tls), tls, self.refusals
+            ),
+            server,
         )
         creds = server_credentials(
             tls / "controller.crt", tls / "controller.key", None, require_client_auth=False
