@@ -130,6 +130,7 @@ class CloudAgent:
             tls=tls_dir(settings),
             state_dir=settings.state_dir,
             reconnect_max_s=settings.reconnect_max_s,
+            sequence=self._sequence,
         )
 
     # -- up ---------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ def stateless_session(
     tls: Path,
     state_dir: Path,
     reconnect_max_s: float,
+    sequence: ReportSequence | None = None,
 ) -> ControllerSession:
     """The controller session of an agent that keeps no command state: on every connect the
     controller sends each unacknowledged command again (handling one twice is harmless);
@@ -51,6 +52,7 @@ def stateless_session(
         credentials=link_credentials(insecure, tls),
         spool=ReportSpool(state_dir / "spool"),
         peer_check=controller_check(insecure, tls),
+        adopt_report_sequence=sequence.adopt if sequence is not None else None,
     )
 
 
@@ -64,6 +66,15 @@ class ReportSequence:
     def next(self) -> int:
         self._last = max(self._last + 1, time.time_ns() // 1_000_000)
         return self._last
+
+    def adopt(self, stored: int) -> int | None:
+        """Continue above ``stored`` (the controller's, from its Welcome) when it is ahead of
+        the clock, so a jump another sender made cannot stall these reports; the old last
+        sequence when it adopted, else None."""
+        if stored < max(self._last + 1, time.time_ns() // 1_000_000):
+            return None
+        own, self._last = self._last, stored
+        return own
 
 
 async def run_with_reports(

@@ -175,6 +175,7 @@ class ClusterAgent:
             tls=tls_dir(settings),
             state_dir=settings.state_dir,
             reconnect_max_s=settings.reconnect_max_s,
+            sequence=self._sequence,
         )
 
     # -- up ---------------------------------------------------------------------------------
