@@ -356,7 +356,12 @@ class Enforcer:
         ]
         applied = [
             AppliedWorkload(
-                w.workload_id, w.root_pid, list(r.pids or w.pids), r.mechanism, w.fingerprint.cgroup
+                w.workload_id,
+                w.root_pid,
+                list(r.pids or w.pids),
+                r.mechanism,
+                w.fingerprint.cgroup,
+                previous_cpu_max=r.previous if "cpu.max" in r.mechanism.split("+") else "",
             )
             for w, r in zip(workloads, results, strict=True)
             if r.outcome == "applied"

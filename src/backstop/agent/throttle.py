@@ -3,6 +3,12 @@
 Overlapping throttles are holds on the same GPUs: a GPU's original limit is recorded once
 (``AgentState.original_power_mw``) and restored only when no other throttle in force still
 caps it.
+
+CPU quotas are holds too. Each throttle records the ``cpu.max`` it found; a resume writes it
+back only when no other throttle in force still caps that workload. When the oldest hold goes
+first, the value it found (the workload's own) passes to the oldest hold left, so the last
+resume restores the workload's own quota, never an intermediate cap. While several hold, the
+strictest cap written stays (``throttle_cpu`` never loosens).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from backstop.agent.actuators.gpu_power import restore_gpus, throttle_gpus
 from backstop.agent.actuators.workload_actuator import ActuationResult, ProcessActuator
 from backstop.agent.collectors.nvml import NvmlBackend
 from backstop.agent.records import stub_workload
-from backstop.agent.state import AgentState, AppliedCorrection
+from backstop.agent.state import AgentState, AppliedCorrection, AppliedWorkload
 from backstop.core.errors import BackstopError
 from backstop.core.models import Action, ActionParams, CorrectionSpec, Workload, WorkloadOutcome
 
@@ -122,7 +128,16 @@ class Throttler:
             detail = "GPU power stays capped by another throttle in force"
         outcomes = []
         for w in target.workloads:
-            if w.previous_cpu_max:
+            if w.previous_cpu_max and (kept := self._cpu_still_held(target, w)):
+                outcomes.append(
+                    WorkloadOutcome(
+                        w.workload_id,
+                        tuple(w.pids),
+                        "applied",
+                        f"{detail}; cpu.max stays capped by {kept} in force".lstrip("; "),
+                    )
+                )
+            elif w.previous_cpu_max:
                 r = self._actuator.restore_cpu(stub_workload(self._node_id, w), w.previous_cpu_max)
                 outcomes.append(
                     WorkloadOutcome(
@@ -132,3 +147,24 @@ class Throttler:
             else:
                 outcomes.append(WorkloadOutcome(w.workload_id, tuple(w.pids), outcome, detail))
         return outcomes
+
+    def _cpu_still_held(self, target: AppliedCorrection, workload: AppliedWorkload) -> str:
+        """The oldest other throttle in force capping ``workload``'s CPU ('' if none).
+
+        When ``target`` is older than every such hold, its recorded quota (the workload's own)
+        passes to the oldest of them, for the last resume to restore.
+        """
+        holders = [
+            (c, held)
+            for c in self._state.active(self._clock())
+            if c.action == Action.THROTTLE.value and c.correction_id != target.correction_id
+            for held in c.workloads
+            if held.workload_id == workload.workload_id and held.previous_cpu_max
+        ]
+        if not holders:
+            return ""
+        oldest, held = min(holders, key=lambda pair: pair[0].handled_at_s)
+        if target.handled_at_s <= oldest.handled_at_s:
+            held.previous_cpu_max = workload.previous_cpu_max
+            self._state.save()
+        return oldest.correction_id
