@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from backstop.core.errors import StoreError
+from backstop.core.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -130,20 +130,8 @@ class AgentState:
             "witnessed_heads": {str(k): v for k, v in sorted(self.witnessed_heads.items())},
             "corrections": [asdict(c) for c in kept],
         }
-        tmp = self.path.with_suffix(".tmp")
-        try:
-            with open(tmp, "w") as fh:
-                json.dump(data, fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(self.path)
-            dir_fd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise StoreError(f"cannot write agent state {self.path}: {exc}") from exc
+        text = json.dumps(data, indent=1).encode()
+        write_atomically(self.path, text, mode=0o600, what="agent state")
 
     def next_report_sequence(self) -> int:
         with self._lock:

@@ -21,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from backstop.core.errors import StoreError
+from backstop.core.files import write_atomically
 from backstop.core.models import AuditHead
 
 FILE_NAME = "audit-heads.json"
@@ -56,11 +58,12 @@ class HeadMemory:
                     return
                 heads[controller] = head
                 self._write(heads)
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             if not self._warned:
                 self._warned = True
+                why = exc.strerror if isinstance(exc, OSError) else exc.message
                 print(
-                    f"warning: cannot record the audit head in {self.path}: {exc.strerror}",
+                    f"warning: cannot record the audit head in {self.path}: {why}",
                     file=sys.stderr,
                 )
 
@@ -92,13 +95,8 @@ class HeadMemory:
     def _write(self, heads: dict[str, AuditHead]) -> None:
         kept = sorted(heads.items(), key=lambda kv: kv[1].seq, reverse=True)[:MAX_CONTROLLERS]
         data = {"controllers": {a: {"seq": h.seq, "hash": h.hash} for a, h in sorted(kept)}}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
+        text = json.dumps(data, indent=1, sort_keys=True).encode()
+        write_atomically(self.path, text, mode=0o600, error=StoreError)
 
 
 def _valid(seq: object, head_hash: object) -> bool:

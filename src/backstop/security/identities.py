@@ -34,8 +34,9 @@ from types import MappingProxyType
 from typing import Any
 
 from backstop.core.errors import InvalidInput
+from backstop.core.files import write_atomically
 from backstop.core.models import Action
-from backstop.security.keys import key_id_of, public_from_text, public_to_text, write_atomically
+from backstop.security.keys import key_id_of, public_from_text, public_to_text
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ import binascii
 import hashlib
 import os
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from backstop.core.errors import Conflict, InvalidInput, StoreError
+from backstop.core.errors import Conflict, InvalidInput
+from backstop.core.files import write_atomically
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -206,33 +206,6 @@ def load_public(path: Path) -> bytes:
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read public key {path}: {exc}") from exc
     return public_from_text(text)
-
-
-def write_atomically(path: Path, data: bytes, *, mode: int) -> None:
-    """Replace ``path`` with ``data``: temporary file, fsync, rename, fsync the directory.
-
-    A crash leaves the old file or the new one, never a torn one. ``StoreError`` on failure.
-    """
-    directory = path.parent
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    except OSError as exc:
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp_name).replace(path)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError as exc:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def _refuse_weak(raw: bytes, what: str) -> bytes:

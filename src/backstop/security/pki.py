@@ -30,10 +30,8 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from backstop.core.errors import Conflict, InvalidInput
+from backstop.core.files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -434,47 +433,12 @@ def write_private(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     ``path``, so readers see the old or the new content, never a mix. With
     ``overwrite=False`` an existing ``path`` raises :class:`Conflict` and is left untouched.
     """
-    _write_atomic(path, data, 0o600, overwrite=overwrite)
+    write_atomically(path, data, mode=0o600, overwrite=overwrite, error=InvalidInput)
 
 
 def write_public(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     """Write a public file (a certificate) atomically with mode 0644; see :func:`write_private`."""
-    _write_atomic(path, data, 0o644, overwrite=overwrite)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int, *, overwrite: bool) -> None:
-    directory = path.parent
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {path}: {exc}") from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if overwrite:
-            tmp.replace(path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError as exc:
-                raise Conflict(f"{path} already exists; refusing to overwrite it") from exc
-        _fsync_directory(directory)
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {path}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomically(path, data, mode=0o644, overwrite=overwrite, error=InvalidInput)
 
 
 def _read(path: Path, what: str) -> bytes:
