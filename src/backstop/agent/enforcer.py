@@ -165,7 +165,7 @@ class Enforcer:
             prior is not None
             and prior.ack_state != "applying"
             and prior.sequence == command.sequence
-            and prior.spec == convert.spec_bytes(spec).hex()
+            and prior.spec == command.spec_bytes.hex()
         ):
             self._audit("command.redelivered", spec, sequence=command.sequence)
             return stored_ack(prior, command.sequence)
@@ -219,7 +219,7 @@ class Enforcer:
                 spec,
                 workloads={w.workload_id: list(w.pids) for w in in_scope},
             )
-            if not in_scope and _names_workloads(spec.scope):
+            if not in_scope and spec.scope.names_workloads:
                 # nothing here for it, now or later: acknowledged, not kept in force
                 outcomes, applied, previous_power, message = [], [], {}, NOTHING_MATCHED
                 in_force = False
@@ -452,7 +452,7 @@ class Enforcer:
                 correction_id=command.spec.correction_id,
                 action=command.spec.action.value,
                 sequence=command.sequence,
-                spec=convert.spec_bytes(command.spec).hex(),
+                spec=command.spec_bytes.hex(),
                 expires_at_s=command.spec.expires_at_s,
                 ack_state=state,
                 ack_message=ack.message,
@@ -462,11 +462,6 @@ class Enforcer:
                 in_force=in_force,
             )
         )
-
-
-def _names_workloads(scope: Scope) -> bool:
-    """Whether the scope picks workloads (not only nodes): then matching none is news."""
-    return not scope.all and bool(scope.selector or scope.model_hashes or scope.workload_ids)
 
 
 def _outcome(w: Workload, outcome: str, detail: str, pids: Sequence[int] = ()) -> WorkloadOutcome:

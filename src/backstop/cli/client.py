@@ -139,8 +139,9 @@ class ControllerClient:
             found = [result]
         elif isinstance(result, types_pb2.Correction):
             found = [result.audit_head]
-        elif isinstance(result, control_pb2.ListCorrectionsResponse):
-            found = [c.audit_head for c in result.corrections]
+        elif isinstance(result, control_pb2.ListCorrectionsResponse) and result.corrections:
+            # one read of the head for the whole listing: every correction carries the same
+            found = [max((c.audit_head for c in result.corrections), key=lambda h: h.seq)]
         else:
             return
         for msg in found:

@@ -73,21 +73,14 @@ def follow(
         except WatchDeadline:
             break
         except Unavailable as exc:
-            pause = min(backoff, max(0.0, deadline - time.monotonic()))
-            print(
-                f"backstop: lost the controller ({render.escape(exc.message)}); "
-                f"reconnecting in {pause:.1f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-            time.sleep(pause)
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
-            client.reconnect()
+            why = f"lost the controller ({render.escape(exc.message)})"
         else:  # the stream ended before the correction did: a controller going away
-            print("backstop: the controller closed the watch; reconnecting", file=sys.stderr)
-            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-            backoff = min(backoff * 2, MAX_BACKOFF_S)
-            client.reconnect()
+            why = "the controller closed the watch"
+        pause = min(backoff, max(0.0, deadline - time.monotonic()))
+        print(f"backstop: {why}; reconnecting in {pause:.1f} s", file=sys.stderr, flush=True)
+        time.sleep(pause)
+        backoff = min(backoff * 2, MAX_BACKOFF_S)
+        client.reconnect()
     if view is None:
         raise Unavailable(
             f"no controller answered about {correction_id} within {timeout_s:g} s; "

@@ -8,7 +8,8 @@
   nothing applied anywhere). It must keep that correction's scope exactly.
 - A resume needs the quorum for undoing the action it undoes (trust policy ``resume_quorum``,
   by default that action's own quorum): a shutdown two approvers allowed is not lifted by one
-  operator alone. :func:`undone_action` gives ``quorum.check`` its ``reverts_action``.
+  operator alone. :func:`check_new` returns the correction undone, whose action is the
+  ``reverts_action`` of ``quorum.check``.
 - A correction id is admitted once: a replayed request is refused (and audited as such).
 
 Each check raises a :class:`~backstop.core.errors.BackstopError` whose message says why; the
@@ -63,14 +64,6 @@ def check_in_force(original: Correction) -> None:
         raise Conflict(f"{cid} is not in force: it is {state.value} and was never sent")
     if state in (CorrectionState.FAILED, CorrectionState.EXPIRED) and not acted_on(original):
         raise Conflict(f"{cid} is not in force: it {state.value} with nothing applied")
-
-
-def undone_action(spec: CorrectionSpec, lookup: Lookup) -> str:
-    """For a resume, the action of the correction it undoes ('' otherwise or if unknown)."""
-    if spec.action is not Action.RESUME or not spec.reverts:
-        return ""
-    original = lookup(spec.reverts)
-    return original.spec.action.value if original is not None else ""
 
 
 def targets(

@@ -48,17 +48,15 @@ from backstop.core.scope import validate_scope
 from backstop.core.settings import ControllerSettings
 from backstop.core.text import validate_reason
 from backstop.security import quorum
+from backstop.security.command_check import MAX_CLOCK_SKEW_S, MAX_TTL_S
 from backstop.security.identities import Role
 from backstop.wire import convert
 from backstop.wire.convert import validate_params
 
 log = logging.getLogger(__name__)
 
-MAX_REASON_LEN = 1024
 REFRESH_INTERVAL_S = 0.05
 EXPIRY_SCAN_INTERVAL_S = 1.0
-MAX_CLOCK_SKEW_S = 300.0
-MAX_TTL_S = 7 * 24 * 3600.0
 _ID = re.compile(r"^cor-[0-9a-f]{8,40}$")
 
 
@@ -296,9 +294,7 @@ class CorrectionsEngine:
             raise InvalidInput(f"expiry is more than {MAX_TTL_S / 86400:g} days away")
         validate_scope(spec.scope)
         validate_params(spec.params)
-        validate_reason(spec.reason, MAX_REASON_LEN)
-        if len(spec.reason) > MAX_REASON_LEN:
-            raise InvalidInput(f"reason is longer than {MAX_REASON_LEN} characters")
+        validate_reason(spec.reason)
         if not spec.issuer:
             raise InvalidInput("the issuer is missing")
         if caller.authenticated and spec.issuer != caller.name:

@@ -139,7 +139,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         away_s = time.time() - before.last_seen_s if before is not None else 0.0
         link = StreamLink(node.node_id, SequenceGuard(stored, away_s))
         self._store.upsert_node(node, time.time(), self._controller_id)
-        link.heads = NodeHeads(self._store, node.node_id)
+        link.heads = NodeHeads(self._store, node.node_id, before)
         link.heads.note(
             convert.audit_head_from_pb(hello.witnessed_audit_head),
             convert.audit_head_from_pb(hello.journal_head),

@@ -57,26 +57,14 @@ class MessageLimit(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None:
             return None
         method = str(details.method)
-        decode = handler.request_deserializer
-        if handler.request_streaming:
-            if handler.response_streaming:
-                return handler._replace(
-                    request_deserializer=None,
-                    stream_stream=self._stream(method, decode, handler.stream_stream),
-                )
-            return handler._replace(
-                request_deserializer=None,
-                stream_unary=self._stream(method, decode, handler.stream_unary),
-            )
-        if handler.response_streaming:
-            return handler._replace(
-                request_deserializer=None,
-                unary_stream=self._unary(method, decode, handler.unary_stream),
-            )
-        return handler._replace(
-            request_deserializer=None,
-            unary_unary=self._unary(method, decode, handler.unary_unary),
+        # the handler's behaviour field: unary_unary, unary_stream, stream_unary, stream_stream
+        kind = "_".join(
+            "stream" if streaming else "unary"
+            for streaming in (handler.request_streaming, handler.response_streaming)
         )
+        wrap = self._stream if handler.request_streaming else self._unary
+        behaviour = wrap(method, handler.request_deserializer, getattr(handler, kind))
+        return handler._replace(request_deserializer=None, **{kind: behaviour})
 
     def check(self, method: str, raw: bytes, context: Any) -> None:
         """Audit and raise :class:`MessageTooLarge` when ``raw`` is over the limit."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from backstop.controller.store.base import Store
+from backstop.controller.store.base import NodeRecord, Store
 from backstop.core.errors import BackstopError
 from backstop.core.models import AuditHead
 
@@ -19,10 +19,10 @@ log = logging.getLogger(__name__)
 
 
 class NodeHeads:
-    def __init__(self, store: Store, node_id: str) -> None:
+    def __init__(self, store: Store, node_id: str, known: NodeRecord | None) -> None:
+        """``known`` is the node's record as stored before this stream (None: a new node)."""
         self._store = store
         self._node_id = node_id
-        known = store.get_node(node_id)
         self._witnessed = known.witnessed_audit_head if known else AuditHead()
         self._journal = known.journal_head if known else AuditHead()
 

@@ -27,7 +27,6 @@ from backstop.core.models import (
     Action,
     Correction,
     CorrectionState,
-    Scope,
     TargetResult,
     TargetState,
 )
@@ -50,16 +49,11 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def names_workloads(scope: Scope) -> bool:
-    """Whether the scope has workload criteria (selector, model hashes, workload ids)."""
-    return bool(scope.selector or scope.model_hashes or scope.workload_ids)
-
-
 def acted_on(correction: Correction) -> bool:
     """Whether the correction did anything anywhere: a workload outcome ``applied``, or, for a
     node-level scope, a target applied (it holds the node even with no workload on it)."""
     workloads = any(o.outcome == "applied" for t in correction.targets for o in t.outcomes)
-    if workloads or names_workloads(correction.spec.scope):
+    if workloads or correction.spec.scope.names_workloads:
         return workloads
     return any(t.state is TargetState.APPLIED for t in correction.targets)
 
@@ -88,7 +82,7 @@ def final_outcome(correction: Correction) -> tuple[CorrectionState, str]:
     """The settled state and message of a correction whose targets are all final."""
     spec = correction.spec
     done = _DONE[spec.action]
-    judged = spec.action is not Action.RESUME and names_workloads(spec.scope)
+    judged = spec.action is not Action.RESUME and spec.scope.names_workloads
     if not correction.targets:
         if judged:
             text = f"scope matched no workload (no nodes); nothing was {done}"

@@ -278,6 +278,12 @@ class Scope:
             self.all or self.node_ids or self.selector or self.model_hashes or self.workload_ids
         )
 
+    @property
+    def names_workloads(self) -> bool:
+        """Whether it picks workloads (selector, model hashes, workload ids), not only nodes:
+        then matching none is news, not success."""
+        return not self.all and bool(self.selector or self.model_hashes or self.workload_ids)
+
 
 @dataclass(frozen=True, slots=True)
 class CorrectionSpec:
