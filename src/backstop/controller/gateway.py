@@ -11,7 +11,6 @@ other stream is affected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -56,13 +55,37 @@ class _ReaderDone:
         self._task = task
 
     def error(self) -> str:
-        if self._task.cancelled():
-            return ""
-        exc = self._task.exception()
-        if exc is not None:
-            log.error("agent stream reader failed", exc_info=exc)
-            return "internal error reading the stream"
-        return self._task.result()
+        return reader_error(self._task)
+
+
+def reader_error(task: asyncio.Task[str]) -> str:
+    """What a finished reader ended with, always retrieved (never "never retrieved").
+
+    A reader that found its RPC already over (the peer left, the server is stopping) ends
+    the stream quietly; any other exception is logged as an error.
+    """
+    if task.cancelled():
+        return ""
+    exc = task.exception()
+    if isinstance(exc, grpc.aio.BaseError):
+        log.debug("agent stream ended under its reader", exc_info=exc)
+        return ""
+    if exc is not None:
+        log.error("agent stream reader failed", exc_info=exc)
+        return "internal error reading the stream"
+    return task.result()
+
+
+async def stop_reader(task: asyncio.Task[str]) -> None:
+    """Cancel a stream's reader if it still runs, and retrieve how it ended.
+
+    The writer may leave first (its write found the RPC over) while the reader has already
+    failed; without this its exception would go unretrieved and be logged at exit.
+    """
+    if not task.done():
+        task.cancel()
+        await asyncio.wait([task])
+    reader_error(task)
 
 
 class StreamLink:
@@ -172,10 +195,8 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 metrics.STREAM_ERRORS.labels(reason="invalid_message").inc()
                 await context.abort(link.error_code, error)
         finally:
-            if reader is not None and not reader.done():
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
+            if reader is not None:
+                await stop_reader(reader)
             if self._engine.detach(link):
                 self._store.set_connected(node.node_id, False, time.time(), self._controller_id)
                 log.info("agent disconnected", extra={"node": node.node_id})
