@@ -15,23 +15,14 @@ from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
 from backstop.cli.heads import HeadMemory
 from backstop.core.errors import (
     BackstopError,
-    Conflict,
     InvalidInput,
-    NotFound,
-    PermissionDenied,
     Unavailable,
+    error_for_status,
 )
 from backstop.core.models import AuditHead
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.security.tls import channel_credentials
 from backstop.wire import convert
-
-_CODES: dict[grpc.StatusCode, type[BackstopError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.FAILED_PRECONDITION: Conflict,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-}
 
 
 class WatchDeadline(BackstopError):
@@ -117,7 +108,7 @@ class ControllerClient:
                 f"cannot reach the controller at {self.address} ({details}); is "
                 "`backstop controller serve` running? Set --controller or BACKSTOP_CONTROLLER."
             )
-        return _CODES.get(code, BackstopError)(details)
+        return error_for_status(code.name)(details)
 
     def _call(self, method: str, request: Any) -> Any:
         """One call; a replica that cannot be reached hands over to the next one given."""

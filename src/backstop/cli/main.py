@@ -14,22 +14,10 @@ from collections.abc import Sequence
 
 from backstop import __version__
 from backstop.cli.numbers import MAX_WAIT_S, finite, log_level, seconds, whole
-from backstop.core.errors import (
-    BackstopError,
-    Conflict,
-    InvalidInput,
-    NotFound,
-    PermissionDenied,
-    Unavailable,
-)
+from backstop.core.errors import BackstopError, InvalidInput, exit_code_for
 from backstop.core.settings import DEFAULT_CONTROLLER
 
-EXIT_INCOMPLETE = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
-EXIT_NOT_FOUND = 4
-EXIT_CONFLICT = 5
-EXIT_DENIED = 6
+EXIT_USAGE = exit_code_for(InvalidInput("usage"))
 _WAIT = seconds(0, MAX_WAIT_S, low_open=True)
 
 CORRECTION_VERBS = {
@@ -328,21 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from backstop.cli.render import escape  # the message may come from the controller
 
         sys.stderr.write(f"backstop: {escape(exc.message)}\n")
-        return _exit_code(exc)
-
-
-def _exit_code(exc: BackstopError) -> int:
-    if isinstance(exc, InvalidInput):
-        return EXIT_USAGE
-    if isinstance(exc, Unavailable):
-        return EXIT_UNAVAILABLE
-    if isinstance(exc, NotFound):
-        return EXIT_NOT_FOUND
-    if isinstance(exc, Conflict):
-        return EXIT_CONFLICT
-    if isinstance(exc, PermissionDenied):
-        return EXIT_DENIED
-    return EXIT_INCOMPLETE
+        return exit_code_for(exc)
 
 
 def _run(args: argparse.Namespace) -> int:

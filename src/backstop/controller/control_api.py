@@ -24,10 +24,9 @@ from backstop.controller.refusals import RefusalLog, actor_of, peer_of
 from backstop.controller.store.base import Store
 from backstop.core.errors import (
     BackstopError,
-    Conflict,
     InvalidInput,
     NotFound,
-    PermissionDenied,
+    status_name_for,
 )
 from backstop.core.models import Correction
 from backstop.security.identities import Role
@@ -45,17 +44,8 @@ T = TypeVar("T")
 
 
 def status_for(exc: BackstopError) -> grpc.StatusCode:
-    if isinstance(exc, InvalidInput):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, NotFound):
-        return grpc.StatusCode.NOT_FOUND
-    if isinstance(exc, Conflict):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    if isinstance(exc, PermissionDenied):
-        return grpc.StatusCode.PERMISSION_DENIED
-    if exc.temporary:
-        return grpc.StatusCode.UNAVAILABLE
-    return grpc.StatusCode.INTERNAL
+    """The status an error is sent as (``core.errors.ERROR_TABLE``)."""
+    return grpc.StatusCode[status_name_for(exc)]
 
 
 def _rpc(

@@ -72,3 +72,63 @@ class ActuationError(BackstopError):
 
 class NotSupported(ActuationError):
     """The mechanism an action needs is missing here (no cgroup v2, no NVML, ...)."""
+
+
+EXIT_INCOMPLETE = 1
+"""The CLI's exit code for any other error, and for a correction that did not fully apply."""
+
+
+class ErrorKind:
+    """One row of the table: an error class, the gRPC status it travels as, the CLI's exit code.
+
+    The status is named, not imported, so the core stays free of transport libraries.
+    """
+
+    __slots__ = ("error", "exit_code", "status")
+
+    def __init__(self, error: type[BackstopError], status: str, exit_code: int) -> None:
+        self.error = error
+        self.status = status
+        self.exit_code = exit_code
+
+
+ERROR_TABLE: tuple[ErrorKind, ...] = (
+    ErrorKind(InvalidInput, "INVALID_ARGUMENT", 2),
+    ErrorKind(Unavailable, "UNAVAILABLE", 3),
+    ErrorKind(NotFound, "NOT_FOUND", 4),
+    ErrorKind(Conflict, "FAILED_PRECONDITION", 5),
+    ErrorKind(PermissionDenied, "PERMISSION_DENIED", 6),
+)
+"""The one mapping of errors to gRPC statuses and exit codes; the controller, the client and
+the CLI all read it (the README's exit-code table is checked against it)."""
+
+
+def kind_of(exc: BackstopError) -> ErrorKind | None:
+    """The table's row for an error (subclasses included), or None."""
+    for kind in ERROR_TABLE:
+        if isinstance(exc, kind.error):
+            return kind
+    return None
+
+
+def status_name_for(exc: BackstopError) -> str:
+    """The gRPC status name an error is sent as; unlisted errors are UNAVAILABLE when
+    temporary (retrying may help) and INTERNAL otherwise."""
+    kind = kind_of(exc)
+    if kind is not None:
+        return kind.status
+    return "UNAVAILABLE" if exc.temporary else "INTERNAL"
+
+
+def exit_code_for(exc: BackstopError) -> int:
+    """The CLI's exit code for an error."""
+    kind = kind_of(exc)
+    return kind.exit_code if kind is not None else EXIT_INCOMPLETE
+
+
+def error_for_status(status: str) -> type[BackstopError]:
+    """The error class a received gRPC status name becomes."""
+    for kind in ERROR_TABLE:
+        if kind.status == status:
+            return kind.error
+    return BackstopError
