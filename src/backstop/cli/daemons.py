@@ -150,12 +150,8 @@ def cloud_run(args: argparse.Namespace) -> int:
     return _run_until_signal(CloudAgent(settings, provider).run())
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the daemon that ``args.command`` names."""
-    daemons = {
-        "controller": controller_serve,
-        "agent": agent_run,
-        "operator": operator_run,
-        "cloud": cloud_run,
-    }
-    return daemons[args.command](args)
+def demo(args: argparse.Namespace) -> int:
+    """The narrated local demo."""
+    from backstop.demo.narrated import run_demo
+
+    return run_demo(pace_s=args.pace)

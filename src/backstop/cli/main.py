@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from backstop import __version__
 from backstop.cli.numbers import MAX_WAIT_S, finite, log_level, seconds, whole
+from backstop.cli.verbs import Handler, lazy
 from backstop.core.errors import BackstopError, InvalidInput, exit_code_for
 from backstop.core.settings import DEFAULT_CONTROLLER
 
@@ -86,11 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    _add_daemons(sub)
+    _add_controller(sub)
+    _add_operator(sub)
+    _add_cloud(sub)
+    _add_agent(sub)
     _add_listings(sub)
     _add_corrections(sub)
-    _add_trust(sub)
+    _add_pki(sub)
+    _add_keys_and_audit(sub)
     demo = sub.add_parser("demo", help="run everything locally and narrate a correction")
+    demo.set_defaults(handler=lazy("daemons", "demo"))
     demo.add_argument("--pace", type=seconds(0, 3600), default=1.0, help="seconds between steps")
     return parser
 
@@ -102,6 +108,7 @@ def _add_cloud(sub: argparse._SubParsersAction[_Parser]) -> None:
     cloud_run = cloud_sub.add_parser(
         "run", help="report the account's GPU instances and endpoints; stop and hold on command"
     )
+    cloud_run.set_defaults(handler=lazy("daemons", "cloud_run"))
     cloud_run.add_argument("--provider", required=True, choices=("aws", "gcp"))
     cloud_run.add_argument(
         "--region", action="append", default=[], help="AWS region to watch (repeatable)"
@@ -141,11 +148,12 @@ def _add_cloud(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
 
 
-def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
+def _add_controller(sub: argparse._SubParsersAction[_Parser]) -> None:
     ctl = sub.add_parser("controller", help="run the central controller")
     ctl_sub = ctl.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
     ctl_sub.required = True
     serve = ctl_sub.add_parser("serve", help="serve agents and the control API")
+    serve.set_defaults(handler=lazy("daemons", "controller_serve"))
     serve.add_argument("--listen", default=DEFAULT_CONTROLLER, help="gRPC HOST:PORT")
     serve.add_argument(
         "--store", default="sqlite:///backstop.db", help="sqlite:///PATH (default %(default)s)"
@@ -170,12 +178,15 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--crl", default="", help="the CA's revocation list (default: TLS_DIR/crl.pem)"
     )
 
+
+def _add_operator(sub: argparse._SubParsersAction[_Parser]) -> None:
     operator = sub.add_parser("operator", help="run the Kubernetes operator")
     op_sub = operator.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
     op_sub.required = True
     op_run = op_sub.add_parser(
         "run", help="apply Correction resources; with a controller, be this cluster's agent"
     )
+    op_run.set_defaults(handler=lazy("daemons", "operator_run"))
     op_run.add_argument(
         "--kubeconfig", default="", metavar="PATH", help="default: in-cluster, else ~/.kube/config"
     )
@@ -209,12 +220,13 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     op_run.add_argument("--report-interval", type=float, default=10.0, help="seconds")
 
-    _add_cloud(sub)
 
+def _add_agent(sub: argparse._SubParsersAction[_Parser]) -> None:
     agent = sub.add_parser("agent", help="run the node agent")
     agent_sub = agent.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
     agent_sub.required = True
     run = agent_sub.add_parser("run", help="report this node and apply corrections")
+    run.set_defaults(handler=lazy("daemons", "agent_run"))
     run.add_argument("--node-id", default="", help="stable node name (default: host name)")
     run.add_argument("--state-dir", default="/var/lib/backstop", help="agent journal directory")
     run.add_argument("--report-interval", type=float, default=5.0, help="seconds")
@@ -234,6 +246,7 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
     run.add_argument("--lease-selector", default="", help="which workloads the lease pauses")
     run.add_argument("--trust-policy", default="", help="operators' keys and quorum (JSON)")
     enroll = agent_sub.add_parser("enroll", help="join with a one-time token; get a certificate")
+    enroll.set_defaults(handler=lazy("trust", "enroll"))
     enroll.add_argument("--enrol-address", required=True, help="controller enrolment HOST:PORT")
     enroll.add_argument("--token", required=True, help="from `backstop pki token`")
     enroll.add_argument("--ca", required=True, help="the CA certificate to trust (ca.crt)")
@@ -249,11 +262,14 @@ def _add_daemons(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 def _add_listings(sub: argparse._SubParsersAction[_Parser]) -> None:
     nodes = sub.add_parser("nodes", help="list nodes and their GPUs")
+    nodes.set_defaults(handler=lazy("operate", "nodes"))
     _output_flag(nodes)
     workloads = sub.add_parser("workloads", help="list workloads and fingerprints")
+    workloads.set_defaults(handler=lazy("operate", "workloads"))
     workloads.add_argument("--node", default="", help="only this node")
     _output_flag(workloads)
     corrections = sub.add_parser("corrections", help="list corrections, newest first")
+    corrections.set_defaults(handler=lazy("operate", "corrections"))
     corrections.add_argument(
         "--limit", type=whole(1, 10_000), default=50, help="at most 10000 (default %(default)s)"
     )
@@ -263,6 +279,7 @@ def _add_listings(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _add_corrections(sub: argparse._SubParsersAction[_Parser]) -> None:
     for verb, text in CORRECTION_VERBS.items():
         p = sub.add_parser(verb, help=text, description=text)
+        p.set_defaults(handler=lazy("operate", "correct"))
         scope = p.add_argument_group("scope (one or more; --all alone)")
         scope.add_argument("--all", action="store_true", help="every workload on every node")
         scope.add_argument("--node", action="append", default=[], help="node id (repeatable)")
@@ -290,16 +307,19 @@ def _add_corrections(sub: argparse._SubParsersAction[_Parser]) -> None:
         _output_flag(p)
 
     approve = sub.add_parser("approve", help="approve a proposed correction (signed)")
+    approve.set_defaults(handler=lazy("operate", "approve"))
     approve.add_argument("id")
     approve.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _output_flag(approve)
     resume = sub.add_parser("resume", help="undo an observe, throttle, pause or shutdown")
+    resume.set_defaults(handler=lazy("operate", "resume"))
     resume.add_argument("id")
     resume.add_argument("--reason", default="", help="why")
     resume.add_argument("--wait", action="store_true")
     resume.add_argument("--timeout", type=_WAIT, default=60.0)
     _output_flag(resume)
     status = sub.add_parser("status", help="show a correction and its targets")
+    status.set_defaults(handler=lazy("operate", "status"))
     status.add_argument("id")
     status.add_argument("--watch", action="store_true", help="follow until it finishes")
     status.add_argument("--timeout", type=_WAIT, default=300.0)
@@ -309,7 +329,8 @@ def _add_corrections(sub: argparse._SubParsersAction[_Parser]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        handler: Handler = args.handler
+        return handler(args)
     except KeyboardInterrupt:
         return 130
     except BackstopError as exc:
@@ -319,35 +340,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code_for(exc)
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.command in ("controller", "operator", "cloud") or (
-        args.command == "agent" and args.subcommand == "run"
-    ):
-        from backstop.cli import daemons
-
-        return daemons.run(args)
-    if args.command in ("pki", "keys", "audit", "whoami") or (
-        args.command == "agent" and args.subcommand == "enroll"
-    ):
-        from backstop.cli import trust
-
-        return trust.run(args)
-    if args.command == "demo":
-        from backstop.demo.narrated import run_demo
-
-        return run_demo(pace_s=args.pace)
-    from backstop.cli import operate
-
-    return operate.run(args)
-
-
-def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
+def _add_pki(sub: argparse._SubParsersAction[_Parser]) -> None:
     pki = sub.add_parser("pki", help="certificate authority, certificates, enrolment tokens")
     pki_sub = pki.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
     pki_sub.required = True
     init = pki_sub.add_parser("init", help="create a CA (ca.crt, ca.key) in --dir")
+    init.set_defaults(handler=lazy("trust", "pki_init"))
     init.add_argument("--dir", required=True)
     issue = pki_sub.add_parser("issue", help="issue a certificate from the CA in --dir")
+    issue.set_defaults(handler=lazy("trust", "pki_issue"))
     issue.add_argument("--dir", required=True, help="the CA directory")
     issue.add_argument("--name", required=True, help="CN: controller name, node id or person")
     issue.add_argument("--role", required=True, choices=("controller", "agent", "client"))
@@ -356,6 +357,7 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
     issue.add_argument("--out", required=True, help="directory for the certificate and key")
     issue.add_argument("--days", type=whole(1, 36_500), default=365)
     token = pki_sub.add_parser("token", help="a one-time enrolment token for a node (admin)")
+    token.set_defaults(handler=lazy("trust", "pki_token"))
     token.add_argument("--node", required=True)
     token.add_argument(
         "--ttl", type=seconds(0, 7 * 24 * 3600.0, low_open=True), default=3600.0, help="seconds"
@@ -369,6 +371,7 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
         "(where ca.key is) for --node, --person, --cert or --serial; then copy crl.pem to "
         "every daemon's TLS directory.",
     )
+    revoke.set_defaults(handler=lazy("trust", "pki_revoke"))
     revoke.add_argument("--node", default="", help="every certificate issued to this node")
     revoke.add_argument("--person", default="", help="with --dir: every client certificate")
     revoke.add_argument("--cert", action="append", default=[], help="with --dir: a PEM file")
@@ -376,10 +379,13 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
     revoke.add_argument("--dir", default="", help="the CA directory (ca.crt, ca.key, crl.pem)")
     revoke.add_argument("--reason", required=True)
 
+
+def _add_keys_and_audit(sub: argparse._SubParsersAction[_Parser]) -> None:
     keys = sub.add_parser("keys", help="operator signing keys")
     keys_sub = keys.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
     keys_sub.required = True
     new = keys_sub.add_parser("new", help="make an Ed25519 key pair")
+    new.set_defaults(handler=lazy("trust", "keys_new"))
     new.add_argument("--out", required=True, help="private key path (PATH.pub gets the public)")
     new.add_argument("--name", default="", help="your name, for the trust-policy snippet")
     new.add_argument("--role", default="operator", help="for the trust-policy snippet")
@@ -391,6 +397,7 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
         "verify",
         help="check a chain and every witnessed head; point at the first bad entry",
     )
+    verify.set_defaults(handler=lazy("audit_cmd", "verify"))
     verify.add_argument(
         "--journal", "--file", dest="journal", default="",
         help="an agent journal (default: the controller's chain)",
@@ -400,6 +407,7 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     verify.add_argument("-o", "--output", choices=("table", "json"), default="table")
     export = audit_sub.add_parser("export", help="JSON lines for a SIEM")
+    export.set_defaults(handler=lazy("audit_cmd", "export"))
     export.add_argument(
         "--journal", "--file", dest="journal", default="",
         help="an agent journal (default: the controller's chain)",
@@ -408,9 +416,11 @@ def _add_trust(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--after", type=whole(0, 2**63 - 1), default=0, help="only entries after this seq"
     )
     head = audit_sub.add_parser("head", help="the controller's audit head (this CLI keeps it)")
+    head.set_defaults(handler=lazy("audit_cmd", "head"))
     head.add_argument("-o", "--output", choices=("table", "json"), default="table")
 
-    sub.add_parser("whoami", help="who the controller thinks you are")
+    whoami = sub.add_parser("whoami", help="who the controller thinks you are")
+    whoami.set_defaults(handler=lazy("trust", "whoami"))
 
 
 if __name__ == "__main__":

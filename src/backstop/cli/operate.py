@@ -6,6 +6,7 @@ import argparse
 import getpass
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from backstop.api.v1 import control_pb2, types_pb2
@@ -13,6 +14,7 @@ from backstop.cli import follow, render, signed
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import client_from_args
 from backstop.cli.targets import targets_line
+from backstop.cli.verbs import Handler
 from backstop.core.errors import InvalidInput
 from backstop.core.ids import new_correction_id
 from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope
@@ -25,10 +27,14 @@ from backstop.wire import convert
 DEFAULT_TTL_S = 3600.0
 
 
-def run(args: argparse.Namespace) -> int:
-    with client_from_args(args) as client:
-        handler = _HANDLERS.get(args.command, _correct)
-        return handler(client, args)
+def _with_client(verb: Callable[[ControllerClient, argparse.Namespace], int]) -> Handler:
+    """A verb that talks to the controller, given a client for the call's duration."""
+
+    def handler(args: argparse.Namespace) -> int:
+        with client_from_args(args) as client:
+            return verb(client, args)
+
+    return handler
 
 
 def _user(args: argparse.Namespace) -> str:
@@ -323,11 +329,10 @@ def _status(client: ControllerClient, args: argparse.Namespace) -> int:
     return 0
 
 
-_HANDLERS = {
-    "nodes": _nodes,
-    "workloads": _workloads,
-    "corrections": _corrections,
-    "resume": _resume,
-    "approve": _approve,
-    "status": _status,
-}
+nodes = _with_client(_nodes)
+workloads = _with_client(_workloads)
+corrections = _with_client(_corrections)
+correct = _with_client(_correct)
+resume = _with_client(_resume)
+approve = _with_client(_approve)
+status = _with_client(_status)

@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from backstop.cli import audit_cmd
 from backstop.cli.connect import client_from_args
 from backstop.cli.render import escape
 from backstop.core.errors import InvalidInput
@@ -24,25 +23,7 @@ from backstop.security.pki import (
 _FILE_NAMES = {"controller": "controller", "agent": "node", "client": "client"}
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.command == "agent":
-        return _enroll(args)
-    handlers = {
-        ("pki", "init"): _pki_init,
-        ("pki", "issue"): _pki_issue,
-        ("pki", "token"): _pki_token,
-        ("pki", "revoke"): _pki_revoke,
-        ("keys", "new"): _keys_new,
-        ("audit", "verify"): audit_cmd.verify,
-        ("audit", "export"): audit_cmd.export,
-        ("audit", "head"): audit_cmd.head,
-    }
-    if args.command == "whoami":
-        return _whoami(args)
-    return handlers[(args.command, args.subcommand)](args)
-
-
-def _pki_init(args: argparse.Namespace) -> int:
+def pki_init(args: argparse.Namespace) -> int:
     ca = CertificateAuthority.init(Path(args.dir))
     until = f"{ca.not_after:%Y-%m-%d}"
     print(f"CA {ca.name!r} created in {args.dir} (ca.crt, ca.key); valid until {until}")
@@ -50,7 +31,7 @@ def _pki_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pki_issue(args: argparse.Namespace) -> int:
+def pki_issue(args: argparse.Namespace) -> int:
     ca = CertificateAuthority.load(Path(args.dir))
     bundle = ca.issue(args.name, args.role, dns=args.dns, ips=args.ip, valid_days=args.days)
     out = Path(args.out)
@@ -67,7 +48,7 @@ def _pki_issue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pki_token(args: argparse.Namespace) -> int:
+def pki_token(args: argparse.Namespace) -> int:
     with client_from_args(args) as client:
         response = client.enrolment_token(args.node, args.ttl)
     print(response.token)
@@ -80,7 +61,7 @@ def _pki_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pki_revoke(args: argparse.Namespace) -> int:
+def pki_revoke(args: argparse.Namespace) -> int:
     if args.dir:
         return _revoke_at_ca(args)
     if not args.node or args.person or args.cert or args.serial:
@@ -133,7 +114,7 @@ def _revoke_at_ca(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys_new(args: argparse.Namespace) -> int:
+def keys_new(args: argparse.Namespace) -> int:
     key = generate_key()
     path = Path(args.out)
     key.save(path)
@@ -144,7 +125,7 @@ def _keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _whoami(args: argparse.Namespace) -> int:
+def whoami(args: argparse.Namespace) -> int:
     with client_from_args(args) as client:
         me = client.whoami()
     state = "authenticated" if me.authenticated else "unauthenticated (open mode)"
@@ -152,7 +133,7 @@ def _whoami(args: argparse.Namespace) -> int:
     return 0
 
 
-def _enroll(args: argparse.Namespace) -> int:
+def enroll(args: argparse.Namespace) -> int:
     from backstop.agent.enrol import enrol
 
     tls = enrol(args.enrol_address, args.token, Path(args.ca), args.node_id, Path(args.state_dir))
