@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot, ProcInfo
-from backstop.agent.discovery import (
+from backstop.agent.discovery import WorkloadDiscovery
+from backstop.agent.fingerprint import procfs as procfs_module
+from backstop.agent.fingerprint.weights import WeightsHasher
+from backstop.agent.grouping import group_workloads
+from backstop.agent.workload_record import (
     LABEL_BEHAVIOUR,
     LABEL_FRAMEWORK,
     LABEL_KIND,
     LABEL_NAME,
-    WorkloadDiscovery,
-    group_workloads,
 )
-from backstop.agent.fingerprint import procfs as procfs_module
-from backstop.agent.fingerprint.weights import WeightsHasher
 from backstop.core import ids
 from backstop.core.models import Behaviour, GpuProcess, GpuUse, WeightsFile, Workload
 from tests.agent.conftest import FakeClock

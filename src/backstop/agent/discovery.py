@@ -39,7 +39,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 from backstop.agent.collectors.processes import ProcessSnapshot, ProcInfo
 from backstop.agent.fingerprint import procfs
@@ -47,21 +46,16 @@ from backstop.agent.fingerprint.behaviour import classify
 from backstop.agent.fingerprint.framework import FrameworkMatch, combine_matches, match_process
 from backstop.agent.fingerprint.listeners import ListenSocketReader
 from backstop.agent.fingerprint.redact import redact_cmdline
-from backstop.agent.fingerprint.weights import WeightsHasher, is_weights_candidate, model_hash
+from backstop.agent.fingerprint.weights import WeightsHasher, is_weights_candidate
+from backstop.agent.grouping import WorkloadGroup, group_workloads
+from backstop.agent.workload_record import UtilisationAverage, assemble_workload, gpu_uses
 from backstop.core.ids import workload_id
-from backstop.core.models import Fingerprint, GpuProcess, GpuUse, WeightsFile, Workload
+from backstop.core.models import GpuProcess, WeightsFile, Workload
 
 log = logging.getLogger(__name__)
 
 MAX_WEIGHTS_PER_PROCESS = 64
 MAX_SEARCH_BACKOFF_S = 600.0
-UTIL_SMOOTHING = 0.3
-"""Weight of the newest sample in the moving average of a workload's GPU utilisation."""
-
-LABEL_FRAMEWORK = "backstop.io/framework"
-LABEL_BEHAVIOUR = "backstop.io/behaviour"
-LABEL_KIND = "backstop.io/kind"
-LABEL_NAME = "backstop.io/name"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +66,6 @@ class DiscoveryStats:
     maps_scans: int = 0
     listen_table_reads: int = 0
     netns_reads: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkloadGroup:
-    """Processes that form one workload, before fingerprinting."""
-
-    root_pid: int
-    pids: tuple[int, ...]
-    """Root first, then the others in pid order."""
-    container_id: str = ""
 
 
 @dataclass(slots=True)
@@ -105,51 +89,6 @@ class _ProcState:
 class _Backoff:
     retry_at: float
     attempts: int
-
-
-def group_workloads(procs: ProcessSnapshot, detected: Iterable[int]) -> list[WorkloadGroup]:
-    """Group detected pids into workloads (see the module docstring), ordered by root pid."""
-    table = procs.processes
-    detected_set = {pid for pid in detected if pid in table}
-    container_of_group: set[str] = set()
-    process_roots: set[int] = set()
-    for pid in detected_set:
-        container = table[pid].container_id
-        if not container:
-            top = pid
-            for ancestor in procs.ancestors(pid):
-                if ancestor in detected_set:
-                    top = ancestor
-            container = table[top].container_id
-            if not container:
-                process_roots.add(top)
-                continue
-        container_of_group.add(container)
-
-    groups: list[WorkloadGroup] = []
-    claimed: set[int] = set()
-    members: dict[str, list[int]] = {c: [] for c in container_of_group}
-    for pid, info in table.items():
-        if info.container_id in members:
-            members[info.container_id].append(pid)
-    for container, pids in members.items():
-        member_set = set(pids)
-        tops = [p for p in pids if table[p].ppid not in member_set]
-        root = min(tops or pids, key=lambda p: (table[p].create_time, p))
-        tree = set(member_set)
-        for pid in pids:
-            tree.update(procs.descendants(pid))
-        tree.discard(root)
-        ordered = (root, *sorted(tree))
-        claimed.update(ordered)
-        groups.append(WorkloadGroup(root, ordered, container))
-    for root in process_roots:
-        if root in claimed:
-            continue  # a descendant of a container workload: part of it already
-        rest = sorted(p for p in procs.descendants(root) if p not in claimed)
-        groups.append(WorkloadGroup(root, (root, *rest)))
-    groups.sort(key=lambda g: g.root_pid)
-    return groups
 
 
 class WorkloadDiscovery:
@@ -177,7 +116,7 @@ class WorkloadDiscovery:
         self._by_netns: dict[str, list[int]] | None = None
         """Pids per network namespace; rebuilt when processes come or go."""
         self._backoff: dict[int, _Backoff] = {}
-        self._util: dict[str, float] = {}
+        self._util = UtilisationAverage()
         self._fd_scans = 0
         self._maps_scans = 0
         self._listen_reads = 0
@@ -223,9 +162,7 @@ class WorkloadDiscovery:
             )
             for group in groups
         ]
-        live = {w.workload_id for w in workloads}
-        for gone in self._util.keys() - live:
-            del self._util[gone]
+        self._util.retain({w.workload_id for w in workloads})
         return workloads
 
     # -- process state ------------------------------------------------------------------
@@ -422,49 +359,27 @@ class WorkloadDiscovery:
             weights_by_path.update(state.weights)
         weights = tuple(weights_by_path[p] for p in sorted(weights_by_path))
 
-        members = set(group.pids)
-        memory: dict[str, int] = {}
-        for gp in gpu_processes:
-            if gp.pid in members:
-                memory[gp.gpu_uuid] = memory.get(gp.gpu_uuid, 0) + (gp.used_memory_bytes or 0)
-        gpus = tuple(GpuUse(uuid, memory[uuid]) for uuid in sorted(memory))
+        gpus = gpu_uses(group.pids, gpu_processes)
 
         framework = combine_matches(self._framework_match(table[pid]) for pid in group.pids)
         ports = tuple(sorted(self._ports(group.pids, listen)))
         wid = workload_id(self._node_id, root.pid, root.create_time, group.container_id)
-        util = self._smoothed_util(
+        util = self._util.update(
             wid, [gpu_util[g.gpu_uuid] for g in gpus if g.gpu_uuid in gpu_util]
         )
         behaviour, confidence = classify(ports, util, bool(weights), framework)
 
-        cmdline = self._redacted(root)
-
-        labels = {
-            LABEL_FRAMEWORK: framework,
-            LABEL_BEHAVIOUR: behaviour.value,
-            LABEL_KIND: "container" if group.container_id else "process",
-            LABEL_NAME: root.name,
-        }
-        return Workload(
-            workload_id=wid,
-            node_id=self._node_id,
-            root_pid=root.pid,
-            pids=group.pids,
-            fingerprint=Fingerprint(
-                exe=root.exe,
-                cmdline=cmdline,
-                cgroup=root.cgroup,
-                container_id=group.container_id or root.container_id,
-                framework=framework,
-                weights=weights,
-                listening_ports=ports,
-                gpus=gpus,
-                behaviour=behaviour,
-                behaviour_confidence=confidence,
-                model_hash=model_hash(weights),
-            ),
-            labels=MappingProxyType({k: v for k, v in labels.items() if v}),
-            started_at_s=root.create_time,
+        return assemble_workload(
+            self._node_id,
+            wid,
+            group,
+            root,
+            cmdline=self._redacted(root),
+            framework=framework,
+            weights=weights,
+            ports=ports,
+            gpus=gpus,
+            behaviour=(behaviour, confidence),
         )
 
     def _redacted(self, info: ProcInfo) -> tuple[str, ...]:
@@ -484,17 +399,3 @@ class WorkloadDiscovery:
             match = match_process(info.exe, info.cmdline, state.libraries)
             state.framework = cached = (info.exe, info.cmdline, match)
         return cached[2]
-
-    def _smoothed_util(self, wid: str, samples: Sequence[int]) -> float | None:
-        """Moving average of the workload's busiest GPU; ``None`` without samples."""
-        if not samples:
-            return self._util.get(wid)
-        current = float(max(samples))
-        previous = self._util.get(wid)
-        value = (
-            current
-            if previous is None
-            else (UTIL_SMOOTHING * current + (1 - UTIL_SMOOTHING) * previous)
-        )
-        self._util[wid] = value
-        return value

@@ -27,10 +27,11 @@ from typing import Any
 from backstop.agent import holds, metrics
 from backstop.agent.actuators.workload_actuator import ProcessActuator
 from backstop.agent.collectors.nvml import NvmlBackend
-from backstop.agent.records import outcomes_record, stored_ack, stub_workload
+from backstop.agent.records import outcomes_record, stored_ack
 from backstop.agent.state import AgentState, AppliedCorrection, AppliedWorkload
 from backstop.agent.throttle import Throttler
 from backstop.agent.verifier import CommandVerifier
+from backstop.agent.workload_actions import Effect, WorkloadActions, workload_outcome
 from backstop.core.models import (
     Action,
     ActionParams,
@@ -78,12 +79,11 @@ class Enforcer:
         self._node_id = node_id
         self._state = state
         self._refresh = refresh
-        self._actuator = actuator
-        self._gpu = gpu
-        self._default_grace_s = default_grace_s
         self._clock = clock
         self._verifier = verifier if verifier is not None else CommandVerifier(None, clock)
-        self._throttler = Throttler(node_id, state, actuator, gpu, clock)
+        self._actions = WorkloadActions(
+            Throttler(node_id, state, actuator, gpu, clock), default_grace_s=default_grace_s
+        )
         self._journal_log = journal
         self._queue: asyncio.Queue[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = (
             asyncio.Queue()
@@ -323,56 +323,16 @@ class Enforcer:
                 details={"action": spec.action.value, **details},
             )
 
-    async def _act(
-        self, spec: CorrectionSpec, workloads: list[Workload]
-    ) -> tuple[list[WorkloadOutcome], list[AppliedWorkload], dict[str, int], str]:
+    async def _act(self, spec: CorrectionSpec, workloads: list[Workload]) -> Effect:
         action = spec.action
         if action is Action.OBSERVE:
             interval = spec.params.sample_interval_s or ActionParams.DEFAULT_OBSERVE_INTERVAL_S
             self.observe = ObserveOverride(interval, spec.expires_at_s)
-            outcomes = [_outcome(w, "applied", f"sampling every {interval:g} s") for w in workloads]
+            outcomes = [
+                workload_outcome(w, "applied", f"sampling every {interval:g} s") for w in workloads
+            ]
             return outcomes, [], {}, f"sampling every {interval:g} s until expiry"
-        if not workloads:
-            return [], [], {}, "nothing in scope on this node yet; the correction stays in force"
-        previous_power: dict[str, int] = {}
-        if action is Action.THROTTLE:
-            results, previous_power = await asyncio.to_thread(
-                self._throttler.throttle, spec, workloads
-            )
-        elif action is Action.PAUSE:
-            results = await asyncio.to_thread(lambda: [self._actuator.pause(w) for w in workloads])
-        else:  # TERMINATE, SHUTDOWN: all trees at once, one shared grace period
-            grace = (
-                spec.params.grace_s if spec.params.grace_s is not None else self._default_grace_s
-            )
-            results = list(
-                await asyncio.gather(
-                    *(asyncio.to_thread(self._actuator.terminate, w, grace) for w in workloads)
-                )
-            )
-        outcomes = [
-            _outcome(w, r.outcome, r.to_workload_outcome().detail, r.pids)
-            for w, r in zip(workloads, results, strict=True)
-        ]
-        applied = [
-            AppliedWorkload(
-                w.workload_id,
-                w.root_pid,
-                list(r.pids or w.pids),
-                r.mechanism,
-                w.fingerprint.cgroup,
-                previous_cpu_max=r.previous if "cpu.max" in r.mechanism.split("+") else "",
-            )
-            for w, r in zip(workloads, results, strict=True)
-            if r.outcome == "applied"
-        ]
-        done = sum(1 for o in outcomes if o.outcome == "applied")
-        return (
-            outcomes,
-            applied,
-            previous_power,
-            f"{action.value}: {done}/{len(workloads)} workload(s)",
-        )
+        return await self._actions.act(spec, workloads)
 
     async def _resume(self, spec: CorrectionSpec) -> tuple[list[WorkloadOutcome], str]:
         target = self._state.corrections.get(spec.reverts)
@@ -385,29 +345,14 @@ class Enforcer:
         if target.action == Action.OBSERVE.value:
             self.observe = None
         if target.action == Action.PAUSE.value:
-            outcomes = await asyncio.to_thread(self._unpause, target, now)
+            outcomes = await asyncio.to_thread(self._actions.unpause, target, now)
         if target.action == Action.THROTTLE.value:
-            outcomes = await asyncio.to_thread(self._throttler.unthrottle, target)
+            outcomes = await asyncio.to_thread(self._actions.unthrottle, target)
         self._state.mark_reverted(spec.reverts)
         if target.action == Action.SHUTDOWN.value:
             return [], f"fence of {spec.reverts} lifted; terminated workloads are not restarted"
         done = sum(1 for o in outcomes if o.outcome == "applied")
         return outcomes, f"undid {target.action} of {spec.reverts}: {done} workload(s)"
-
-    def _unpause(self, target: AppliedCorrection, now: float) -> list[WorkloadOutcome]:
-        """Thaw the workloads this pause holds, unless another pause in force holds them."""
-        outcomes = []
-        for w in target.workloads:
-            others = holds.other_holders(
-                self._state, now, w.workload_id, Action.PAUSE.value, target.correction_id
-            )
-            if others:
-                detail = f"stays paused: also held by {', '.join(others)}"
-                outcomes.append(WorkloadOutcome(w.workload_id, tuple(w.pids), "skipped", detail))
-                continue
-            r = self._actuator.resume(stub_workload(self._node_id, w))
-            outcomes.append(WorkloadOutcome(w.workload_id, tuple(r.pids), r.outcome, r.detail))
-        return outcomes
 
     async def _reconcile(self, workloads: Sequence[Workload]) -> None:
         for correction in self._state.active(self._clock()):
@@ -462,7 +407,3 @@ class Enforcer:
                 in_force=in_force,
             )
         )
-
-
-def _outcome(w: Workload, outcome: str, detail: str, pids: Sequence[int] = ()) -> WorkloadOutcome:
-    return WorkloadOutcome(w.workload_id, tuple(pids or w.pids), outcome, detail)

@@ -39,6 +39,19 @@ class Throttler:
         self._gpu = gpu
         self._clock = clock
 
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def state(self) -> AgentState:
+        return self._state
+
+    @property
+    def actuator(self) -> ProcessActuator:
+        """The actuator whose cgroups it throttles; pause and terminate go through it too."""
+        return self._actuator
+
     def throttle(
         self, spec: CorrectionSpec, workloads: list[Workload]
     ) -> tuple[list[ActuationResult], dict[str, int]]:

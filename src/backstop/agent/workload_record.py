@@ -1,0 +1,105 @@
+"""The Workload record discovery reports, put together from what it found about a group.
+
+Owns the ``backstop.io/*`` labels the agent sets, the GPU memory a workload holds per GPU,
+the moving average of its GPU utilisation (for the behaviour class) and the assembly of the
+:class:`~backstop.core.models.Workload` with its fingerprint. Finding the processes, their
+sockets and weights is :mod:`backstop.agent.discovery`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import MappingProxyType
+
+from backstop.agent.collectors.processes import ProcInfo
+from backstop.agent.fingerprint.weights import model_hash
+from backstop.agent.grouping import WorkloadGroup
+from backstop.core.models import Behaviour, Fingerprint, GpuProcess, GpuUse, WeightsFile, Workload
+
+UTIL_SMOOTHING = 0.3
+"""Weight of the newest sample in the moving average of a workload's GPU utilisation."""
+
+LABEL_FRAMEWORK = "backstop.io/framework"
+LABEL_BEHAVIOUR = "backstop.io/behaviour"
+LABEL_KIND = "backstop.io/kind"
+LABEL_NAME = "backstop.io/name"
+
+
+class UtilisationAverage:
+    """Per workload id, the moving average of the busiest GPU it uses."""
+
+    def __init__(self) -> None:
+        self._util: dict[str, float] = {}
+
+    def update(self, wid: str, samples: Sequence[int]) -> float | None:
+        """Fold in the newest samples; the last average (``None``: never one) without any."""
+        if not samples:
+            return self._util.get(wid)
+        current = float(max(samples))
+        previous = self._util.get(wid)
+        value = (
+            current
+            if previous is None
+            else (UTIL_SMOOTHING * current + (1 - UTIL_SMOOTHING) * previous)
+        )
+        self._util[wid] = value
+        return value
+
+    def retain(self, live: set[str]) -> None:
+        """Forget the workloads not in ``live``."""
+        for gone in self._util.keys() - live:
+            del self._util[gone]
+
+
+def gpu_uses(pids: Iterable[int], gpu_processes: Sequence[GpuProcess]) -> tuple[GpuUse, ...]:
+    """The GPU memory the processes hold, summed per GPU, ordered by GPU uuid."""
+    members = set(pids)
+    memory: dict[str, int] = {}
+    for gp in gpu_processes:
+        if gp.pid in members:
+            memory[gp.gpu_uuid] = memory.get(gp.gpu_uuid, 0) + (gp.used_memory_bytes or 0)
+    return tuple(GpuUse(uuid, memory[uuid]) for uuid in sorted(memory))
+
+
+def assemble_workload(
+    node_id: str,
+    wid: str,
+    group: WorkloadGroup,
+    root: ProcInfo,
+    *,
+    cmdline: tuple[str, ...],
+    framework: str,
+    weights: tuple[WeightsFile, ...],
+    ports: tuple[int, ...],
+    gpus: tuple[GpuUse, ...],
+    behaviour: tuple[Behaviour, float],
+) -> Workload:
+    """The workload record with its fingerprint and labels (empty label values left out)."""
+    kind, confidence = behaviour
+    labels = {
+        LABEL_FRAMEWORK: framework,
+        LABEL_BEHAVIOUR: kind.value,
+        LABEL_KIND: "container" if group.container_id else "process",
+        LABEL_NAME: root.name,
+    }
+    return Workload(
+        workload_id=wid,
+        node_id=node_id,
+        root_pid=root.pid,
+        pids=group.pids,
+        fingerprint=Fingerprint(
+            exe=root.exe,
+            cmdline=cmdline,
+            cgroup=root.cgroup,
+            container_id=group.container_id or root.container_id,
+            framework=framework,
+            weights=weights,
+            listening_ports=ports,
+            gpus=gpus,
+            behaviour=kind,
+            behaviour_confidence=confidence,
+            model_hash=model_hash(weights),
+        ),
+        labels=MappingProxyType({k: v for k, v in labels.items() if v}),
+        started_at_s=root.create_time,
+    )
