@@ -28,26 +28,27 @@ surfaces as :class:`~backstop.core.errors.StoreError` (temporary: retry).
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import psycopg
-from psycopg import pq, sql
 from psycopg.rows import TupleRow
 
 from backstop.api.v1 import types_pb2
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
 from backstop.controller.store.base import NodeRecord, PendingCommand
+from backstop.controller.store.postgres_listener import (
+    Listener,
+    check_channel,
+    check_payload,
+    open_listener,
+)
 from backstop.controller.store.postgres_migrations import MIGRATIONS
+from backstop.controller.store.postgres_pool import ConnectionPool
 from backstop.controller.store.report_batch import plan_reports
 from backstop.controller.store.sqlite import (
     _FORGET_S,
@@ -82,187 +83,12 @@ from backstop.wire import convert
 
 log = logging.getLogger(__name__)
 
-Connection = psycopg.Connection[TupleRow]
 Cursor = psycopg.Cursor[TupleRow]
 
 LOCK_CLASS = 0x42535450
 """First key of every advisory lock Backstop takes (``b"BSTP"``); the second names the lock."""
 MIGRATION_LOCK = 1
 AUDIT_LOCK = 2
-
-MAX_CHANNEL_BYTES = 63
-"""PostgreSQL truncates longer identifiers, so a longer channel name is refused."""
-MAX_PAYLOAD_BYTES = 7999
-"""NOTIFY payloads must be shorter than 8000 bytes."""
-
-
-class _ConnectionPool:
-    """Up to ``size`` autocommit connections to one database, opened on demand and reused."""
-
-    def __init__(self, dsn: str, size: int, connect_timeout_s: int, wait_s: float) -> None:
-        self._dsn = dsn
-        self._size = size
-        self._connect_timeout_s = connect_timeout_s
-        self._wait_s = wait_s
-        self._idle: list[Connection] = []
-        self._opened = 0
-        self._closed = False
-        self._cond = threading.Condition()
-
-    def open_connection(self) -> Connection:
-        """A new autocommit connection outside the pool (the caller closes it)."""
-        try:
-            return psycopg.connect(
-                self._dsn,
-                autocommit=True,
-                connect_timeout=self._connect_timeout_s,
-                application_name="backstop-controller",
-            )
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
-
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """Borrow a connection; it goes back to the pool unless it broke."""
-        conn = self._checkout()
-        try:
-            yield conn
-        finally:
-            self._checkin(conn)
-
-    def _checkout(self) -> Connection:
-        deadline = time.monotonic() + self._wait_s
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise StoreError("the PostgreSQL store is closed")
-                if self._idle:
-                    return self._idle.pop()
-                if self._opened < self._size:
-                    self._opened += 1
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise StoreError(
-                        f"all {self._size} PostgreSQL connections stayed busy for "
-                        f"{self._wait_s:.0f} s"
-                    )
-                self._cond.wait(remaining)
-        try:
-            return self.open_connection()
-        except BaseException:
-            with self._cond:
-                self._opened -= 1
-                self._cond.notify()
-            raise
-
-    def _checkin(self, conn: Connection) -> None:
-        reusable = (
-            not conn.closed
-            and not conn.broken
-            and conn.info.transaction_status == pq.TransactionStatus.IDLE
-        )
-        with self._cond:
-            if reusable and not self._closed:
-                self._idle.append(conn)
-            else:
-                self._opened -= 1
-                conn.close()
-            self._cond.notify()
-
-    def close(self) -> None:
-        """Close idle connections now and borrowed ones when they come back."""
-        with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._opened -= len(idle)
-            self._cond.notify_all()
-        for conn in idle:
-            conn.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """One NOTIFY as a listener receives it."""
-
-    channel: str
-    payload: str
-    sender_pid: int
-    """The server process of the sending connection (tells replicas apart, and self from others)."""
-
-
-class Listener:
-    """A dedicated connection LISTENing on some channels; iterate it or call :meth:`get`.
-
-    Notifications sent before :meth:`PostgresStore.listen` returned are not seen, and none are
-    seen while the connection is down: after a :class:`StoreError`, open a new listener and
-    re-read the state the notifications were about. One thread reads; :meth:`close` may be called
-    from any thread and ends an iteration within ``wake_s``.
-    """
-
-    def __init__(self, conn: Connection, channels: Sequence[str], wake_s: float = 0.5) -> None:
-        self.channels = tuple(channels)
-        self._conn = conn
-        self._wake_s = wake_s
-        self._buffer: collections.deque[Notification] = collections.deque()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed.is_set()
-
-    def get(self, timeout_s: float) -> Notification | None:
-        """The next notification, or ``None`` if none came within ``timeout_s`` (or closed)."""
-        with self._lock:
-            if self._buffer:
-                return self._buffer.popleft()
-            if self._closed.is_set():
-                self._conn.close()
-                return None
-            try:
-                # Drain the generator: it may yield a whole packet's worth past ``stop_after``,
-                # and closing it early would lose the rest.
-                self._buffer.extend(
-                    Notification(n.channel, n.payload, n.pid)
-                    for n in self._conn.notifies(timeout=timeout_s, stop_after=1)
-                )
-            except psycopg.Error as exc:
-                self._conn.close()
-                if self._closed.is_set():
-                    return None
-                raise StoreError(f"listening on {', '.join(self.channels)} failed: {exc}") from exc
-            if self._closed.is_set():
-                self._conn.close()
-            return self._buffer.popleft() if self._buffer else None
-
-    def __iter__(self) -> Iterator[Notification]:
-        """Notifications as they come, until :meth:`close`."""
-        while not self._closed.is_set():
-            note = self.get(self._wake_s)
-            if note is not None:
-                yield note
-
-    def close(self) -> None:
-        """Stop listening and close the connection (now, or when a running ``get`` returns)."""
-        self._closed.set()
-        if self._lock.acquire(blocking=False):
-            try:
-                self._conn.close()
-            finally:
-                self._lock.release()
-
-    def __enter__(self) -> Listener:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class PostgresStore:
@@ -284,7 +110,7 @@ class PostgresStore:
         if pool_size < 1:
             raise InvalidInput(f"pool_size must be at least 1, got {pool_size}")
         self.dsn = dsn
-        self._pool = _ConnectionPool(dsn, pool_size, connect_timeout_s, pool_wait_s)
+        self._pool = ConnectionPool(dsn, pool_size, connect_timeout_s, pool_wait_s)
         self._migrate()
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -344,26 +170,14 @@ class PostgresStore:
         Delivered once committed (at once: this runs in its own transaction), at most once
         per listener, in order per sender. Listeners that are not connected miss it.
         """
-        _check_channel(channel)
-        if len(payload.encode()) > MAX_PAYLOAD_BYTES:
-            raise InvalidInput(f"notification payload over {MAX_PAYLOAD_BYTES} bytes")
+        check_channel(channel)
+        check_payload(payload)
         with self._tx() as cur:
             cur.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
     def listen(self, *channels: str, wake_s: float = 0.5) -> Listener:
         """A :class:`Listener` on its own connection, already LISTENing on ``channels``."""
-        if not channels:
-            raise InvalidInput("listen needs at least one channel")
-        for channel in channels:
-            _check_channel(channel)
-        conn = self._pool.open_connection()
-        try:
-            for channel in channels:
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        except psycopg.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot listen on {', '.join(channels)}: {exc}") from exc
-        return Listener(conn, channels, wake_s)
+        return open_listener(self._pool, channels, wake_s)
 
     # --- nodes and reports --------------------------------------------------------------
 
@@ -988,8 +802,3 @@ class PostgresStore:
 def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
     """Rows as ``width`` column lists, for ``unnest`` of one array parameter per column."""
     return [[row[i] for row in rows] for i in range(width)]
-
-
-def _check_channel(channel: str) -> None:
-    if not channel or len(channel.encode()) > MAX_CHANNEL_BYTES:
-        raise InvalidInput(f"channel name must be 1 to {MAX_CHANNEL_BYTES} bytes: {channel!r}")
