@@ -28,7 +28,6 @@ surfaces as :class:`~backstop.core.errors.StoreError` (temporary: retry).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,7 +36,6 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow
 
-from backstop.api.v1 import types_pb2
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
 from backstop.controller.store.base import NodeRecord, PendingCommand
@@ -50,18 +48,25 @@ from backstop.controller.store.postgres_listener import (
 from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.postgres_pool import ConnectionPool
 from backstop.controller.store.report_batch import plan_reports
+from backstop.controller.store.rows import (
+    audit_from_row,
+    audit_row,
+    correction_from_row,
+    node_info_bytes,
+    node_record,
+    outcomes_to_json,
+    pending_from_rows,
+    signatures_from_json,
+    signatures_to_json,
+    spec_to_bytes,
+    target_from_row,
+    workload_from_bytes,
+)
 from backstop.controller.store.sqlite import (
     _FORGET_S,
     _OPEN_STATES,
     _UNACKED,
     _UNSETTLED_STATES,
-    _audit_from_row,
-    _node_record,
-    _outcomes_from_json,
-    _outcomes_to_json,
-    _signatures_from_json,
-    _signatures_to_json,
-    pending_from_rows,
 )
 from backstop.core.errors import Conflict, InvalidInput, NotFound, StoreError
 from backstop.core.models import (
@@ -79,7 +84,6 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.security.audit import AuditEntry, next_entry
-from backstop.wire import convert
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +186,7 @@ class PostgresStore:
     # --- nodes and reports --------------------------------------------------------------
 
     def upsert_node(self, node: NodeInfo, now_s: float, replica: str = "") -> None:
-        info = convert.node_to_pb(node).SerializeToString(deterministic=True)
+        info = node_info_bytes(node)
         with self._tx() as cur:
             cur.execute(
                 """INSERT INTO nodes (node_id, info, connected, first_seen_s, last_seen_s, replica)
@@ -235,7 +239,7 @@ class PostgresStore:
                 FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
             args,
         )
-        return [_node_record(row) for row in rows]
+        return [node_record(row) for row in rows]
 
     def list_nodes(self) -> list[NodeRecord]:
         return self._node_records()
@@ -323,12 +327,7 @@ class PostgresStore:
             )
         else:
             rows = self._query("SELECT data FROM workloads ORDER BY node_id, workload_id")
-        result = []
-        for (data,) in rows:
-            msg = types_pb2.Workload()
-            msg.ParseFromString(data)
-            result.append(convert.workload_from_pb(msg))
-        return result
+        return [workload_from_bytes(data) for (data,) in rows]
 
     def prune_samples(self, older_than_s: float) -> int:
         with self._tx() as cur:
@@ -360,13 +359,13 @@ class PostgresStore:
                 (
                     spec.correction_id,
                     spec.action.value,
-                    spec_bytes if spec_bytes is not None else convert.spec_bytes(spec),
+                    spec_bytes if spec_bytes is not None else spec_to_bytes(spec),
                     state.value,
                     spec.created_at_s,
                     now_s,
                     spec.expires_at_s,
                     spec.reverts,
-                    _signatures_to_json(signatures),
+                    signatures_to_json(signatures),
                     approvals_required,
                 ),
             )
@@ -382,10 +381,10 @@ class PostgresStore:
             row = cur.fetchone()
             if row is None:
                 raise NotFound(f"no correction {correction_id!r}")
-            found = (*_signatures_from_json(row[0]), signature)
+            found = (*signatures_from_json(row[0]), signature)
             cur.execute(
                 "UPDATE corrections SET signatures=%s WHERE correction_id=%s",
-                (_signatures_to_json(found), correction_id),
+                (signatures_to_json(found), correction_id),
             )
 
     def spec_bytes(self, correction_id: str) -> bytes:
@@ -404,40 +403,13 @@ class PostgresStore:
         if not rows:
             return []
         targets: dict[str, list[TargetResult]] = {}
-        for cid, node_id, state, seq, message, outcomes, updated in self._query(
+        for cid, *target in self._query(
             """SELECT correction_id, node_id, state, sequence, message, outcomes, updated_at_s
                FROM targets WHERE correction_id = ANY(%s) ORDER BY node_id""",
             ([r[0] for r in rows],),
         ):
-            targets.setdefault(str(cid), []).append(
-                TargetResult(
-                    node_id=str(node_id),
-                    state=TargetState(state),
-                    sequence=int(seq),
-                    message=str(message),
-                    outcomes=_outcomes_from_json(str(outcomes)),
-                    updated_at_s=float(updated),
-                )
-            )
-        corrections = []
-        for cid, spec, state, message, updated, completed, sigs, required in rows:
-            signatures = _signatures_from_json(sigs)
-            corrections.append(
-                Correction(
-                    spec=convert.spec_from_bytes(bytes(spec)),
-                    state=CorrectionState(state),
-                    targets=tuple(targets.get(str(cid), ())),
-                    message=str(message),
-                    updated_at_s=float(updated),
-                    completed_at_s=None if completed is None else float(completed),
-                    signatures=signatures,
-                    approvals_required=int(required),
-                    approvers=tuple(
-                        dict.fromkeys(s.signer for s in signatures if s.role == "approver")
-                    ),
-                )
-            )
-        return corrections
+            targets.setdefault(str(cid), []).append(target_from_row(target))
+        return [correction_from_row(row, targets.get(str(cid), ())) for cid, *row in rows]
 
     def get_correction(self, correction_id: str) -> Correction | None:
         found = self._load_corrections("WHERE correction_id = %s", (correction_id,))
@@ -546,15 +518,7 @@ class PostgresStore:
         )
         if not rows:
             return None
-        state, seq, message, outcomes, updated = rows[0]
-        return TargetResult(
-            node_id,
-            TargetState(state),
-            int(seq),
-            str(message),
-            _outcomes_from_json(str(outcomes)),
-            float(updated),
-        )
+        return target_from_row((node_id, *rows[0]))
 
     def target_states(self, correction_id: str) -> dict[str, TargetState]:
         rows = self._query(
@@ -603,7 +567,7 @@ class PostgresStore:
                     (
                         ack.state.value,
                         ack.message,
-                        _outcomes_to_json(ack.outcomes),
+                        outcomes_to_json(ack.outcomes),
                         now_s,
                         ack.correction_id,
                         node_id,
@@ -640,7 +604,7 @@ class PostgresStore:
                 (
                     state.value,
                     message,
-                    _outcomes_to_json(outcomes),
+                    outcomes_to_json(outcomes),
                     now_s,
                     correction_id,
                     node_id,
@@ -708,26 +672,14 @@ class PostgresStore:
             "FROM audit ORDER BY seq DESC LIMIT 1"
         )
         row = cur.fetchone()
-        return _audit_from_row(row) if row else None
+        return audit_from_row(row) if row else None
 
     @staticmethod
     def _insert_audit(cur: Cursor, entries: Sequence[AuditEntry]) -> None:
         cur.executemany(
             "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    e.seq,
-                    e.ts,
-                    e.actor,
-                    e.action,
-                    e.subject,
-                    json.dumps(e.details, sort_keys=True),
-                    e.prev_hash,
-                    e.hash,
-                )
-                for e in entries
-            ],
+            [audit_row(e) for e in entries],
         )
 
     def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]:
@@ -736,7 +688,7 @@ class PostgresStore:
             "WHERE seq > %s ORDER BY seq LIMIT %s",
             (after_seq, limit if limit > 0 else None),
         )
-        return [_audit_from_row(r) for r in rows]
+        return [audit_from_row(r) for r in rows]
 
     def audit_head(self) -> AuditHead:
         rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")

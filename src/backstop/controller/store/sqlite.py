@@ -1,26 +1,37 @@
 """The embedded store: SQLite in WAL mode, with numbered schema migrations.
 
-Specs, workloads and GPU samples are stored as their protobuf bytes (``backstop.wire``), so the
+Specs, workloads and GPU samples are stored as their protobuf bytes (see ``store.rows``), so the
 bytes an agent receives (and, with signing, the bytes operators sign) are exactly what is kept.
 Columns that queries filter on are kept beside them.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from backstop.api.v1 import types_pb2
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
 from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.controller.store.migrations import MIGRATIONS
 from backstop.controller.store.report_batch import plan_reports
+from backstop.controller.store.rows import (
+    audit_from_row,
+    audit_row,
+    correction_from_row,
+    node_info_bytes,
+    node_record,
+    outcomes_to_json,
+    pending_from_rows,
+    signatures_from_json,
+    signatures_to_json,
+    spec_to_bytes,
+    target_from_row,
+    workload_from_bytes,
+)
 from backstop.core.errors import Conflict, NotFound, StoreError
 from backstop.core.models import (
     AuditHead,
@@ -37,7 +48,6 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.security.audit import AuditEntry, next_entry
-from backstop.wire import convert
 
 _OPEN_STATES = tuple(
     s.value for s in CorrectionState if not s.terminal and s != CorrectionState.PROPOSED
@@ -111,7 +121,7 @@ class SqliteStore:
     # --- nodes and reports --------------------------------------------------------------
 
     def upsert_node(self, node: NodeInfo, now_s: float, replica: str = "") -> None:
-        info = convert.node_to_pb(node).SerializeToString(deterministic=True)
+        info = node_info_bytes(node)
         with self._tx() as db:
             db.execute(
                 """INSERT INTO nodes (node_id, info, connected, first_seen_s, last_seen_s, replica)
@@ -163,7 +173,7 @@ class SqliteStore:
                 FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
             args,
         )
-        return [_node_record(row) for row in rows]
+        return [node_record(row) for row in rows]
 
     def list_nodes(self) -> list[NodeRecord]:
         return self._node_records()
@@ -239,12 +249,7 @@ class SqliteStore:
             )
         else:
             rows = self._query("SELECT data FROM workloads ORDER BY node_id, workload_id")
-        result = []
-        for (data,) in rows:
-            msg = types_pb2.Workload()
-            msg.ParseFromString(data)
-            result.append(convert.workload_from_pb(msg))
-        return result
+        return [workload_from_bytes(data) for (data,) in rows]
 
     def prune_samples(self, older_than_s: float) -> int:
         with self._tx() as db:
@@ -280,13 +285,13 @@ class SqliteStore:
                 (
                     spec.correction_id,
                     spec.action.value,
-                    spec_bytes if spec_bytes is not None else convert.spec_bytes(spec),
+                    spec_bytes if spec_bytes is not None else spec_to_bytes(spec),
                     state.value,
                     spec.created_at_s,
                     now_s,
                     spec.expires_at_s,
                     spec.reverts,
-                    _signatures_to_json(signatures),
+                    signatures_to_json(signatures),
                     approvals_required,
                 ),
             )
@@ -298,10 +303,10 @@ class SqliteStore:
             ).fetchone()
             if row is None:
                 raise NotFound(f"no correction {correction_id!r}")
-            found = (*_signatures_from_json(row[0]), signature)
+            found = (*signatures_from_json(row[0]), signature)
             db.execute(
                 "UPDATE corrections SET signatures=? WHERE correction_id=?",
-                (_signatures_to_json(found), correction_id),
+                (signatures_to_json(found), correction_id),
             )
 
     def spec_bytes(self, correction_id: str) -> bytes:
@@ -322,39 +327,13 @@ class SqliteStore:
         ids = [r[0] for r in rows]
         marks = ",".join("?" * len(ids))
         targets: dict[str, list[TargetResult]] = {}
-        for cid, node_id, state, seq, message, outcomes, updated in self._query(
+        for cid, *target in self._query(
             f"""SELECT correction_id, node_id, state, sequence, message, outcomes, updated_at_s
                 FROM targets WHERE correction_id IN ({marks}) ORDER BY node_id""",  # noqa: S608
             ids,
         ):
-            targets.setdefault(str(cid), []).append(
-                TargetResult(
-                    node_id=str(node_id),
-                    state=TargetState(state),
-                    sequence=int(seq),
-                    message=str(message),
-                    outcomes=_outcomes_from_json(str(outcomes)),
-                    updated_at_s=float(updated),
-                )
-            )
-        return [
-            Correction(
-                spec=convert.spec_from_bytes(spec),
-                state=CorrectionState(state),
-                targets=tuple(targets.get(str(cid), ())),
-                message=str(message),
-                updated_at_s=float(updated),
-                completed_at_s=None if completed is None else float(completed),
-                signatures=_signatures_from_json(sigs),
-                approvals_required=int(required),
-                approvers=tuple(
-                    dict.fromkeys(
-                        s.signer for s in _signatures_from_json(sigs) if s.role == "approver"
-                    )
-                ),
-            )
-            for cid, spec, state, message, updated, completed, sigs, required in rows
-        ]
+            targets.setdefault(str(cid), []).append(target_from_row(target))
+        return [correction_from_row(row, targets.get(str(cid), ())) for cid, *row in rows]
 
     def get_correction(self, correction_id: str) -> Correction | None:
         found = self._load_corrections("WHERE correction_id = ?", (correction_id,))
@@ -454,11 +433,7 @@ class SqliteStore:
         )
         if not rows:
             return None
-        state, seq, message, outcomes, updated = rows[0]
-        return TargetResult(
-            node_id, TargetState(state), int(seq), str(message),
-            _outcomes_from_json(str(outcomes)), float(updated),
-        )  # fmt: skip
+        return target_from_row((node_id, *rows[0]))
 
     def target_states(self, correction_id: str) -> dict[str, TargetState]:
         rows = self._query(
@@ -487,7 +462,7 @@ class SqliteStore:
             db.execute(
                 """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
                    WHERE correction_id=? AND node_id=?""",
-                (state.value, message, _outcomes_to_json(outcomes), now_s, correction_id, node_id),
+                (state.value, message, outcomes_to_json(outcomes), now_s, correction_id, node_id),
             )
         return TargetResult(node_id, state, int(row[0]), message, tuple(outcomes), now_s)
 
@@ -550,7 +525,7 @@ class SqliteStore:
                     (
                         ack.state.value,
                         ack.message,
-                        _outcomes_to_json(ack.outcomes),
+                        outcomes_to_json(ack.outcomes),
                         now_s,
                         ack.correction_id,
                         node_id,
@@ -565,23 +540,14 @@ class SqliteStore:
             "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
             "FROM audit ORDER BY seq DESC LIMIT 1"
         ).fetchone()
-        return _audit_from_row(row) if row else None
+        return audit_from_row(row) if row else None
 
     @staticmethod
     def _insert_audit(db: sqlite3.Connection, entry: AuditEntry) -> AuditEntry:
         db.execute(
             "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.seq,
-                entry.ts,
-                entry.actor,
-                entry.action,
-                entry.subject,
-                json.dumps(entry.details, sort_keys=True),
-                entry.prev_hash,
-                entry.hash,
-            ),
+            audit_row(entry),
         )
         return entry
 
@@ -607,7 +573,7 @@ class SqliteStore:
             "WHERE seq > ? ORDER BY seq LIMIT ?",
             (after_seq, limit if limit > 0 else -1),
         )
-        return [_audit_from_row(r) for r in rows]
+        return [audit_from_row(r) for r in rows]
 
     def audit_head(self) -> AuditHead:
         rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
@@ -667,92 +633,3 @@ class SqliteStore:
         """Certificates of this node issued at or before the returned time are revoked."""
         rows = self._query("SELECT revoked_at_s FROM revocations WHERE node_id=?", (node_id,))
         return float(rows[0][0]) if rows else None
-
-
-def _node_record(row: Sequence[Any]) -> NodeRecord:
-    """A NodeRecord from an (info, connected, last seen, workload count, replica, witnessed
-    seq, witnessed hash, journal seq, journal hash) row."""
-    info, connected, last_seen, count, replica, w_seq, w_hash, j_seq, j_hash = row
-    msg = types_pb2.Node()
-    msg.ParseFromString(info)
-    return NodeRecord(
-        convert.node_from_pb(msg),
-        bool(connected),
-        float(last_seen),
-        int(count),
-        str(replica),
-        witnessed_audit_head=AuditHead(int(w_seq), str(w_hash)),
-        journal_head=AuditHead(int(j_seq), str(j_hash)),
-    )
-
-
-def pending_from_rows(rows: Sequence[Sequence[Any]]) -> list[PendingCommand]:
-    """PendingCommands from (node, sequence, spec, signatures) rows; each spec parsed once."""
-    parsed: dict[bytes, tuple[CorrectionSpec, tuple[SignatureRecord, ...]]] = {}
-    pending = []
-    for node_id, seq, spec, sigs in rows:
-        data = bytes(spec)
-        known = parsed.get(data)
-        if known is None:
-            known = parsed[data] = (convert.spec_from_bytes(data), _signatures_from_json(sigs))
-        pending.append(PendingCommand(str(node_id), int(seq), known[0], data, known[1]))
-    return pending
-
-
-def _signatures_to_json(signatures: Sequence[SignatureRecord]) -> str:
-    return json.dumps(
-        [
-            {
-                "key_id": s.key_id,
-                "signer": s.signer,
-                "role": s.role,
-                "signature": base64.b64encode(s.signature).decode(),
-                "signed_at_s": s.signed_at_s,
-            }
-            for s in signatures
-        ]
-    )
-
-
-def _signatures_from_json(text: str) -> tuple[SignatureRecord, ...]:
-    return tuple(
-        SignatureRecord(
-            d["key_id"], d["signer"], d["role"], base64.b64decode(d["signature"]), d["signed_at_s"]
-        )
-        for d in json.loads(text)
-    )
-
-
-def _audit_from_row(row: Sequence[Any]) -> AuditEntry:
-    seq, ts, actor, action, subject, details, prev_hash, digest = row
-    return AuditEntry(
-        seq=int(seq),
-        ts=float(ts),
-        actor=str(actor),
-        action=str(action),
-        subject=str(subject),
-        details=json.loads(details),
-        prev_hash=str(prev_hash),
-        hash=str(digest),
-    )
-
-
-def _outcomes_to_json(outcomes: Sequence[WorkloadOutcome]) -> str:
-    return json.dumps(
-        [
-            {
-                "workload_id": o.workload_id,
-                "pids": list(o.pids),
-                "outcome": o.outcome,
-                "detail": o.detail,
-            }
-            for o in outcomes
-        ]
-    )
-
-
-def _outcomes_from_json(text: str) -> tuple[WorkloadOutcome, ...]:
-    return tuple(
-        WorkloadOutcome(d["workload_id"], tuple(d["pids"]), d["outcome"], d.get("detail", ""))
-        for d in json.loads(text)
-    )
