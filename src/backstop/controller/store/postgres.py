@@ -18,12 +18,9 @@ how writes from several replicas are kept apart, all within one transaction per 
   second sees the first one's ``used_at_s`` and gets ``False``;
 - migrations: applied under an advisory lock, so replicas starting together apply each once.
 
-:meth:`PostgresStore.notify` and :meth:`PostgresStore.listen` expose LISTEN/NOTIFY, the way a
-replica tells the others that something changed (a command for an agent connected elsewhere).
-
-Connections: a small pool (``pool_size``) of autocommit connections opened on demand; every
-method borrows one for one transaction. A connection that breaks is dropped, and the failure
-surfaces as :class:`~backstop.core.errors.StoreError` (temporary: retry).
+:meth:`PostgresStore.notify` and :meth:`PostgresStore.listen` expose LISTEN/NOTIFY (see
+``store.postgres_listener``); every method borrows a pooled connection (``store.postgres_pool``)
+for one transaction, and a broken one surfaces as :class:`~backstop.core.errors.StoreError`.
 """
 
 from __future__ import annotations
@@ -38,6 +35,7 @@ from psycopg.rows import TupleRow
 
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
+from backstop.controller.store.dialect import POSTGRES
 from backstop.controller.store.postgres_listener import (
     Listener,
     check_channel,
@@ -54,7 +52,7 @@ from backstop.controller.store.rows import (
     signatures_from_json,
     signatures_to_json,
 )
-from backstop.controller.store.sql_store import POSTGRES, SqlStore, Statement
+from backstop.controller.store.sql_store import SqlStore, Statement
 from backstop.core.errors import InvalidInput, NotFound, StoreError
 from backstop.core.models import (
     CommandAck,
@@ -115,7 +113,7 @@ class PostgresStore(SqlStore):
     def _query(self, query: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._pool.connection() as conn:
             try:
-                return conn.execute(_placeholders(query), args).fetchall()
+                return conn.execute(POSTGRES.placeholders(query), args).fetchall()
             except psycopg.Error as exc:
                 raise StoreError(f"store query failed: {exc}") from exc
 
@@ -123,7 +121,7 @@ class PostgresStore(SqlStore):
         counts = []
         with self._tx() as cur:
             for query, args in statements:
-                cur.execute(_placeholders(query), args)
+                cur.execute(POSTGRES.placeholders(query), args)
                 counts.append(cur.rowcount)
         return counts
 
@@ -432,8 +430,3 @@ class PostgresStore(SqlStore):
 def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
     """Rows as ``width`` column lists, for ``unnest`` of one array parameter per column."""
     return [[row[i] for row in rows] for i in range(width)]
-
-
-def _placeholders(query: str) -> str:
-    """A query written with ``?`` placeholders (as the shared ones are) in psycopg's ``%s``."""
-    return query.replace("?", "%s")

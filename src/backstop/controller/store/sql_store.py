@@ -2,19 +2,18 @@
 
 :class:`SqlStore` holds the queries and single-transaction writes that read and behave the same
 on SQLite and PostgreSQL; a backend subclasses it, supplies connections, transactions and the
-methods that differ in how concurrent writers are kept apart, and names its :class:`Dialect`:
-the few spellings the two databases disagree on (placeholders, list parameters, the larger of
-two values, no limit). Queries here are written with ``?`` placeholders.
+methods that differ in how concurrent writers are kept apart, and names its
+:class:`~backstop.controller.store.dialect.Dialect`. Queries here use ``?`` placeholders.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from backstop.controller.store.base import NodeRecord, PendingCommand
+from backstop.controller.store.dialect import Dialect
 from backstop.controller.store.rows import (
     AUDIT_COLUMNS,
     audit_from_row,
@@ -52,30 +51,6 @@ FORGET_S = 7 * 24 * 3600.0
 UNACKED = (TargetState.PENDING.value, TargetState.DISPATCHED.value, TargetState.UNREACHABLE.value)
 
 Statement = tuple[str, Sequence[object]]
-
-
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """How one database spells what the shared queries need."""
-
-    in_list: Callable[[str, Sequence[object]], tuple[str, tuple[object, ...]]]
-    """``column IN`` the values: the SQL fragment and its parameters."""
-    greatest: str
-    """The function giving the larger of two values (``MAX`` or ``GREATEST``)."""
-    no_limit: object
-    """The ``LIMIT`` parameter meaning no limit."""
-
-
-def _expanded_in(column: str, values: Sequence[object]) -> tuple[str, tuple[object, ...]]:
-    return f"{column} IN ({','.join('?' * len(values))})", tuple(values)
-
-
-def _array_in(column: str, values: Sequence[object]) -> tuple[str, tuple[object, ...]]:
-    return f"{column} = ANY(?)", (list(values),)
-
-
-SQLITE = Dialect(in_list=_expanded_in, greatest="MAX", no_limit=-1)
-POSTGRES = Dialect(in_list=_array_in, greatest="GREATEST", no_limit=None)
 
 
 class SqlStore(ABC):

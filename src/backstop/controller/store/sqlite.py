@@ -15,6 +15,7 @@ from typing import Any
 
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
+from backstop.controller.store.dialect import SQLITE
 from backstop.controller.store.migrations import MIGRATIONS
 from backstop.controller.store.report_batch import plan_reports
 from backstop.controller.store.rows import (
@@ -24,7 +25,7 @@ from backstop.controller.store.rows import (
     signatures_from_json,
     signatures_to_json,
 )
-from backstop.controller.store.sql_store import SQLITE, SqlStore, Statement
+from backstop.controller.store.sql_store import SqlStore, Statement
 from backstop.core.errors import NotFound, StoreError
 from backstop.core.models import (
     CommandAck,
