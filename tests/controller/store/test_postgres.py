@@ -16,7 +16,8 @@ from typing import TypeVar, cast
 import psycopg
 import pytest
 
-from backstop.controller.store.postgres import Notification, PostgresStore
+from backstop.controller.store.postgres import PostgresStore
+from backstop.controller.store.postgres_listener import Notification
 from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.sqlite import SqliteStore
 from backstop.core.errors import InvalidInput, StoreError

@@ -1,7 +1,8 @@
 """Persistence of nodes, workloads, samples and corrections.
 
 ``base.Store`` is the interface; ``sqlite.SqliteStore`` is the embedded default and
-``postgres.PostgresStore`` the store several controller replicas share.
+``postgres.PostgresStore`` the store several controller replicas share; both are
+``sql_store.SqlStore`` (the SQL they share) over a ``dialect`` and ``rows`` (the row codecs).
 ``open_store(url)`` picks the implementation from a URL.
 """
 

@@ -18,71 +18,54 @@ how writes from several replicas are kept apart, all within one transaction per 
   second sees the first one's ``used_at_s`` and gets ``False``;
 - migrations: applied under an advisory lock, so replicas starting together apply each once.
 
-:meth:`PostgresStore.notify` and :meth:`PostgresStore.listen` expose LISTEN/NOTIFY, the way a
-replica tells the others that something changed (a command for an agent connected elsewhere).
-
-Connections: a small pool (``pool_size``) of autocommit connections opened on demand; every
-method borrows one for one transaction. A connection that breaks is dropped, and the failure
-surfaces as :class:`~backstop.core.errors.StoreError` (temporary: retry).
+:meth:`PostgresStore.notify` and :meth:`PostgresStore.listen` expose LISTEN/NOTIFY (see
+``store.postgres_listener``); every method borrows a pooled connection (``store.postgres_pool``)
+for one transaction, and a broken one surfaces as :class:`~backstop.core.errors.StoreError`.
 """
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import psycopg
-from psycopg import pq, sql
 from psycopg.rows import TupleRow
 
-from backstop.api.v1 import types_pb2
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
-from backstop.controller.store.base import NodeRecord, PendingCommand
-from backstop.controller.store.postgres_migrations import MIGRATIONS
-from backstop.controller.store.report_batch import plan_reports
-from backstop.controller.store.sqlite import (
-    _FORGET_S,
-    _OPEN_STATES,
-    _UNACKED,
-    _UNSETTLED_STATES,
-    _audit_from_row,
-    _node_record,
-    _outcomes_from_json,
-    _outcomes_to_json,
-    _signatures_from_json,
-    _signatures_to_json,
-    pending_from_rows,
+from backstop.controller.store.dialect import POSTGRES
+from backstop.controller.store.postgres_listener import (
+    Listener,
+    check_channel,
+    check_payload,
+    open_listener,
 )
-from backstop.core.errors import Conflict, InvalidInput, NotFound, StoreError
+from backstop.controller.store.postgres_migrations import MIGRATIONS
+from backstop.controller.store.postgres_pool import ConnectionPool
+from backstop.controller.store.report_batch import plan_reports
+from backstop.controller.store.rows import (
+    audit_from_row,
+    audit_row,
+    outcomes_to_json,
+    signatures_from_json,
+    signatures_to_json,
+)
+from backstop.controller.store.sql_store import SqlStore, Statement
+from backstop.core.errors import InvalidInput, NotFound, StoreError
 from backstop.core.models import (
-    AuditHead,
     CommandAck,
-    Correction,
-    CorrectionSpec,
-    CorrectionState,
-    NodeInfo,
     Report,
     SignatureRecord,
     TargetResult,
     TargetState,
-    Workload,
     WorkloadOutcome,
 )
 from backstop.security.audit import AuditEntry, next_entry
-from backstop.wire import convert
 
 log = logging.getLogger(__name__)
 
-Connection = psycopg.Connection[TupleRow]
 Cursor = psycopg.Cursor[TupleRow]
 
 LOCK_CLASS = 0x42535450
@@ -90,188 +73,16 @@ LOCK_CLASS = 0x42535450
 MIGRATION_LOCK = 1
 AUDIT_LOCK = 2
 
-MAX_CHANNEL_BYTES = 63
-"""PostgreSQL truncates longer identifiers, so a longer channel name is refused."""
-MAX_PAYLOAD_BYTES = 7999
-"""NOTIFY payloads must be shorter than 8000 bytes."""
 
-
-class _ConnectionPool:
-    """Up to ``size`` autocommit connections to one database, opened on demand and reused."""
-
-    def __init__(self, dsn: str, size: int, connect_timeout_s: int, wait_s: float) -> None:
-        self._dsn = dsn
-        self._size = size
-        self._connect_timeout_s = connect_timeout_s
-        self._wait_s = wait_s
-        self._idle: list[Connection] = []
-        self._opened = 0
-        self._closed = False
-        self._cond = threading.Condition()
-
-    def open_connection(self) -> Connection:
-        """A new autocommit connection outside the pool (the caller closes it)."""
-        try:
-            return psycopg.connect(
-                self._dsn,
-                autocommit=True,
-                connect_timeout=self._connect_timeout_s,
-                application_name="backstop-controller",
-            )
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL: {exc}") from exc
-
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """Borrow a connection; it goes back to the pool unless it broke."""
-        conn = self._checkout()
-        try:
-            yield conn
-        finally:
-            self._checkin(conn)
-
-    def _checkout(self) -> Connection:
-        deadline = time.monotonic() + self._wait_s
-        with self._cond:
-            while True:
-                if self._closed:
-                    raise StoreError("the PostgreSQL store is closed")
-                if self._idle:
-                    return self._idle.pop()
-                if self._opened < self._size:
-                    self._opened += 1
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise StoreError(
-                        f"all {self._size} PostgreSQL connections stayed busy for "
-                        f"{self._wait_s:.0f} s"
-                    )
-                self._cond.wait(remaining)
-        try:
-            return self.open_connection()
-        except BaseException:
-            with self._cond:
-                self._opened -= 1
-                self._cond.notify()
-            raise
-
-    def _checkin(self, conn: Connection) -> None:
-        reusable = (
-            not conn.closed
-            and not conn.broken
-            and conn.info.transaction_status == pq.TransactionStatus.IDLE
-        )
-        with self._cond:
-            if reusable and not self._closed:
-                self._idle.append(conn)
-            else:
-                self._opened -= 1
-                conn.close()
-            self._cond.notify()
-
-    def close(self) -> None:
-        """Close idle connections now and borrowed ones when they come back."""
-        with self._cond:
-            self._closed = True
-            idle, self._idle = self._idle, []
-            self._opened -= len(idle)
-            self._cond.notify_all()
-        for conn in idle:
-            conn.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """One NOTIFY as a listener receives it."""
-
-    channel: str
-    payload: str
-    sender_pid: int
-    """The server process of the sending connection (tells replicas apart, and self from others)."""
-
-
-class Listener:
-    """A dedicated connection LISTENing on some channels; iterate it or call :meth:`get`.
-
-    Notifications sent before :meth:`PostgresStore.listen` returned are not seen, and none are
-    seen while the connection is down: after a :class:`StoreError`, open a new listener and
-    re-read the state the notifications were about. One thread reads; :meth:`close` may be called
-    from any thread and ends an iteration within ``wake_s``.
-    """
-
-    def __init__(self, conn: Connection, channels: Sequence[str], wake_s: float = 0.5) -> None:
-        self.channels = tuple(channels)
-        self._conn = conn
-        self._wake_s = wake_s
-        self._buffer: collections.deque[Notification] = collections.deque()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed.is_set()
-
-    def get(self, timeout_s: float) -> Notification | None:
-        """The next notification, or ``None`` if none came within ``timeout_s`` (or closed)."""
-        with self._lock:
-            if self._buffer:
-                return self._buffer.popleft()
-            if self._closed.is_set():
-                self._conn.close()
-                return None
-            try:
-                # Drain the generator: it may yield a whole packet's worth past ``stop_after``,
-                # and closing it early would lose the rest.
-                self._buffer.extend(
-                    Notification(n.channel, n.payload, n.pid)
-                    for n in self._conn.notifies(timeout=timeout_s, stop_after=1)
-                )
-            except psycopg.Error as exc:
-                self._conn.close()
-                if self._closed.is_set():
-                    return None
-                raise StoreError(f"listening on {', '.join(self.channels)} failed: {exc}") from exc
-            if self._closed.is_set():
-                self._conn.close()
-            return self._buffer.popleft() if self._buffer else None
-
-    def __iter__(self) -> Iterator[Notification]:
-        """Notifications as they come, until :meth:`close`."""
-        while not self._closed.is_set():
-            note = self.get(self._wake_s)
-            if note is not None:
-                yield note
-
-    def close(self) -> None:
-        """Stop listening and close the connection (now, or when a running ``get`` returns)."""
-        self._closed.set()
-        if self._lock.acquire(blocking=False):
-            try:
-                self._conn.close()
-            finally:
-                self._lock.release()
-
-    def __enter__(self) -> Listener:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class PostgresStore:
+class PostgresStore(SqlStore):
     """:class:`~backstop.controller.store.base.Store` on a PostgreSQL database, shared by replicas.
 
     ``dsn`` is a libpq connection string or URL (``postgresql://user@host:5432/db``). Opening
     applies pending migrations. ``pool_size`` bounds the connections this instance holds;
     a call waits up to ``pool_wait_s`` for a free one.
     """
+
+    dialect = POSTGRES
 
     def __init__(
         self,
@@ -284,7 +95,7 @@ class PostgresStore:
         if pool_size < 1:
             raise InvalidInput(f"pool_size must be at least 1, got {pool_size}")
         self.dsn = dsn
-        self._pool = _ConnectionPool(dsn, pool_size, connect_timeout_s, pool_wait_s)
+        self._pool = ConnectionPool(dsn, pool_size, connect_timeout_s, pool_wait_s)
         self._migrate()
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -302,9 +113,17 @@ class PostgresStore:
     def _query(self, query: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._pool.connection() as conn:
             try:
-                return conn.execute(query, args).fetchall()
+                return conn.execute(POSTGRES.placeholders(query), args).fetchall()
             except psycopg.Error as exc:
                 raise StoreError(f"store query failed: {exc}") from exc
+
+    def _write(self, *statements: Statement) -> list[int]:
+        counts = []
+        with self._tx() as cur:
+            for query, args in statements:
+                cur.execute(POSTGRES.placeholders(query), args)
+                counts.append(cur.rowcount)
+        return counts
 
     def _migrate(self) -> None:
         with self._tx() as cur:
@@ -327,11 +146,6 @@ class PostgresStore:
                 cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 log.info("applied store migration %d", version, extra={"version": version})
 
-    def schema_version(self) -> int:
-        """The newest migration applied to this database."""
-        rows = self._query("SELECT MAX(version) FROM schema_migrations")
-        return int(rows[0][0] or 0)
-
     def close(self) -> None:
         """Close this instance's connections (listeners stay open until closed themselves)."""
         self._pool.close()
@@ -344,97 +158,16 @@ class PostgresStore:
         Delivered once committed (at once: this runs in its own transaction), at most once
         per listener, in order per sender. Listeners that are not connected miss it.
         """
-        _check_channel(channel)
-        if len(payload.encode()) > MAX_PAYLOAD_BYTES:
-            raise InvalidInput(f"notification payload over {MAX_PAYLOAD_BYTES} bytes")
+        check_channel(channel)
+        check_payload(payload)
         with self._tx() as cur:
             cur.execute("SELECT pg_notify(%s, %s)", (channel, payload))
 
     def listen(self, *channels: str, wake_s: float = 0.5) -> Listener:
         """A :class:`Listener` on its own connection, already LISTENing on ``channels``."""
-        if not channels:
-            raise InvalidInput("listen needs at least one channel")
-        for channel in channels:
-            _check_channel(channel)
-        conn = self._pool.open_connection()
-        try:
-            for channel in channels:
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-        except psycopg.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot listen on {', '.join(channels)}: {exc}") from exc
-        return Listener(conn, channels, wake_s)
+        return open_listener(self._pool, channels, wake_s)
 
     # --- nodes and reports --------------------------------------------------------------
-
-    def upsert_node(self, node: NodeInfo, now_s: float, replica: str = "") -> None:
-        info = convert.node_to_pb(node).SerializeToString(deterministic=True)
-        with self._tx() as cur:
-            cur.execute(
-                """INSERT INTO nodes (node_id, info, connected, first_seen_s, last_seen_s, replica)
-                   VALUES (%s, %s, TRUE, %s, %s, %s)
-                   ON CONFLICT (node_id) DO UPDATE SET info=excluded.info, connected=TRUE,
-                       last_seen_s=excluded.last_seen_s, replica=excluded.replica""",
-                (node.node_id, info, now_s, now_s, replica),
-            )
-
-    def set_connected(self, node_id: str, connected: bool, now_s: float, replica: str = "") -> None:
-        with self._tx() as cur:
-            if connected:
-                cur.execute(
-                    "UPDATE nodes SET connected=TRUE, replica=%s, last_seen_s=%s WHERE node_id=%s",
-                    (replica, now_s, node_id),
-                )
-            else:
-                cur.execute(
-                    """UPDATE nodes SET connected=FALSE, replica='', last_seen_s=%s
-                       WHERE node_id=%s AND (%s='' OR replica=%s)""",
-                    (now_s, node_id, replica, replica),
-                )
-
-    def mark_all_disconnected(self) -> None:
-        with self._tx() as cur:
-            cur.execute("UPDATE nodes SET connected=FALSE, replica='' WHERE connected")
-
-    def heartbeat(self, replica: str, now_s: float, stale_after_s: float) -> int:
-        with self._tx() as cur:
-            cur.execute(
-                """INSERT INTO replicas (replica_id, heartbeat_s) VALUES (%s, %s)
-                   ON CONFLICT (replica_id) DO UPDATE SET heartbeat_s=excluded.heartbeat_s""",
-                (replica, now_s),
-            )
-            cur.execute(
-                """UPDATE nodes SET connected=FALSE, replica=''
-                   WHERE connected AND replica <> '' AND replica NOT IN
-                       (SELECT replica_id FROM replicas WHERE heartbeat_s >= %s)""",
-                (now_s - stale_after_s,),
-            )
-            released = cur.rowcount
-            cur.execute("DELETE FROM replicas WHERE heartbeat_s < %s", (now_s - _FORGET_S,))
-        return int(released)
-
-    def _node_records(self, where: str = "", args: Sequence[object] = ()) -> list[NodeRecord]:
-        rows = self._query(
-            f"""SELECT n.info, n.connected, n.last_seen_s,
-                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id), n.replica,
-                       n.witnessed_audit_seq, n.witnessed_audit_hash, n.journal_seq, n.journal_hash
-                FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
-            args,
-        )
-        return [_node_record(row) for row in rows]
-
-    def list_nodes(self) -> list[NodeRecord]:
-        return self._node_records()
-
-    def get_node(self, node_id: str) -> NodeRecord | None:
-        records = self._node_records("WHERE n.node_id = %s", (node_id,))
-        return records[0] if records else None
-
-    def record_report(self, report: Report, now_s: float) -> bool:
-        stored = self.record_reports([report], now_s)[0]
-        if stored is None:
-            raise NotFound(f"report from unknown node {report.node_id!r}")
-        return stored
 
     def record_reports(self, reports: Sequence[Report], now_s: float) -> list[bool | None]:
         """Store reports in one transaction: True stored, False a repeat, None unknown node.
@@ -482,82 +215,7 @@ class PostgresStore:
                         copy.write_row(row)
         return batch.results
 
-    def last_report_sequence(self, node_id: str) -> int:
-        rows = self._query("SELECT last_report_seq FROM nodes WHERE node_id=%s", (node_id,))
-        return int(rows[0][0]) if rows else 0
-
-    def record_node_heads(
-        self, node_id: str, witnessed_audit_head: AuditHead, journal_head: AuditHead
-    ) -> None:
-        w, j = witnessed_audit_head, journal_head
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE nodes SET
-                       witnessed_audit_hash = CASE WHEN witnessed_audit_seq < %s
-                           THEN %s ELSE witnessed_audit_hash END,
-                       witnessed_audit_seq = GREATEST(witnessed_audit_seq, %s),
-                       journal_hash = CASE WHEN journal_seq < %s THEN %s ELSE journal_hash END,
-                       journal_seq = GREATEST(journal_seq, %s)
-                   WHERE node_id = %s AND (witnessed_audit_seq < %s OR journal_seq < %s)""",
-                (w.seq, w.hash, w.seq, j.seq, j.hash, j.seq, node_id, w.seq, j.seq),
-            )
-
-    def list_workloads(self, node_id: str = "") -> list[Workload]:
-        if node_id:
-            rows = self._query(
-                "SELECT data FROM workloads WHERE node_id=%s ORDER BY workload_id", (node_id,)
-            )
-        else:
-            rows = self._query("SELECT data FROM workloads ORDER BY node_id, workload_id")
-        result = []
-        for (data,) in rows:
-            msg = types_pb2.Workload()
-            msg.ParseFromString(data)
-            result.append(convert.workload_from_pb(msg))
-        return result
-
-    def prune_samples(self, older_than_s: float) -> int:
-        with self._tx() as cur:
-            cur.execute("DELETE FROM gpu_samples WHERE sampled_at_s < %s", (older_than_s,))
-            return cur.rowcount
-
-    def count_samples(self) -> int:
-        return int(self._query("SELECT COUNT(*) FROM gpu_samples")[0][0])
-
     # --- corrections ---------------------------------------------------------------------
-
-    def create_correction(
-        self,
-        spec: CorrectionSpec,
-        state: CorrectionState,
-        now_s: float,
-        *,
-        spec_bytes: bytes | None = None,
-        signatures: Sequence[SignatureRecord] = (),
-        approvals_required: int = 0,
-    ) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                """INSERT INTO corrections (correction_id, action, spec, state, message,
-                       created_at_s, updated_at_s, expires_at_s, reverts, signatures,
-                       approvals_required)
-                   VALUES (%s, %s, %s, %s, '', %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (correction_id) DO NOTHING""",
-                (
-                    spec.correction_id,
-                    spec.action.value,
-                    spec_bytes if spec_bytes is not None else convert.spec_bytes(spec),
-                    state.value,
-                    spec.created_at_s,
-                    now_s,
-                    spec.expires_at_s,
-                    spec.reverts,
-                    _signatures_to_json(signatures),
-                    approvals_required,
-                ),
-            )
-            if cur.rowcount == 0:
-                raise Conflict(f"a correction {spec.correction_id} exists already")
 
     def add_signature(self, correction_id: str, signature: SignatureRecord) -> None:
         with self._tx() as cur:
@@ -568,103 +226,11 @@ class PostgresStore:
             row = cur.fetchone()
             if row is None:
                 raise NotFound(f"no correction {correction_id!r}")
-            found = (*_signatures_from_json(row[0]), signature)
+            found = (*signatures_from_json(row[0]), signature)
             cur.execute(
                 "UPDATE corrections SET signatures=%s WHERE correction_id=%s",
-                (_signatures_to_json(found), correction_id),
+                (signatures_to_json(found), correction_id),
             )
-
-    def spec_bytes(self, correction_id: str) -> bytes:
-        rows = self._query("SELECT spec FROM corrections WHERE correction_id=%s", (correction_id,))
-        if not rows:
-            raise NotFound(f"no correction {correction_id!r}")
-        return bytes(rows[0][0])
-
-    def _load_corrections(self, where: str, args: Sequence[object]) -> list[Correction]:
-        rows = self._query(
-            f"""SELECT correction_id, spec, state, message, updated_at_s, completed_at_s,
-                       signatures, approvals_required
-                FROM corrections {where}""",  # noqa: S608 - fixed fragments only
-            args,
-        )
-        if not rows:
-            return []
-        targets: dict[str, list[TargetResult]] = {}
-        for cid, node_id, state, seq, message, outcomes, updated in self._query(
-            """SELECT correction_id, node_id, state, sequence, message, outcomes, updated_at_s
-               FROM targets WHERE correction_id = ANY(%s) ORDER BY node_id""",
-            ([r[0] for r in rows],),
-        ):
-            targets.setdefault(str(cid), []).append(
-                TargetResult(
-                    node_id=str(node_id),
-                    state=TargetState(state),
-                    sequence=int(seq),
-                    message=str(message),
-                    outcomes=_outcomes_from_json(str(outcomes)),
-                    updated_at_s=float(updated),
-                )
-            )
-        corrections = []
-        for cid, spec, state, message, updated, completed, sigs, required in rows:
-            signatures = _signatures_from_json(sigs)
-            corrections.append(
-                Correction(
-                    spec=convert.spec_from_bytes(bytes(spec)),
-                    state=CorrectionState(state),
-                    targets=tuple(targets.get(str(cid), ())),
-                    message=str(message),
-                    updated_at_s=float(updated),
-                    completed_at_s=None if completed is None else float(completed),
-                    signatures=signatures,
-                    approvals_required=int(required),
-                    approvers=tuple(
-                        dict.fromkeys(s.signer for s in signatures if s.role == "approver")
-                    ),
-                )
-            )
-        return corrections
-
-    def get_correction(self, correction_id: str) -> Correction | None:
-        found = self._load_corrections("WHERE correction_id = %s", (correction_id,))
-        return found[0] if found else None
-
-    def list_corrections(self, limit: int = 100) -> list[Correction]:
-        return self._load_corrections(
-            "ORDER BY created_at_s DESC, correction_id DESC LIMIT %s", (limit,)
-        )
-
-    def list_open_corrections(self) -> list[Correction]:
-        return self._load_corrections(
-            "WHERE state = ANY(%s) ORDER BY created_at_s", (list(_OPEN_STATES),)
-        )
-
-    def expired_open_corrections(self, now_s: float) -> list[str]:
-        rows = self._query(
-            """SELECT correction_id FROM corrections
-               WHERE state = ANY(%s) AND expires_at_s <= %s ORDER BY expires_at_s""",
-            (list(_UNSETTLED_STATES), now_s),
-        )
-        return [str(r[0]) for r in rows]
-
-    def set_correction_state(
-        self,
-        correction_id: str,
-        state: CorrectionState,
-        message: str,
-        now_s: float,
-        completed: bool = False,
-    ) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE corrections SET state=%s, message=%s, updated_at_s=%s,
-                       completed_at_s=CASE WHEN %s THEN COALESCE(completed_at_s, %s)
-                                           ELSE completed_at_s END
-                   WHERE correction_id=%s""",
-                (state.value, message, now_s, completed, now_s, correction_id),
-            )
-            if cur.rowcount == 0:
-                raise NotFound(f"no correction {correction_id!r}")
 
     def add_target(self, correction_id: str, node_id: str, state: TargetState, now_s: float) -> int:
         with self._tx() as cur:
@@ -724,30 +290,6 @@ class PostgresStore:
             )
         return sequences
 
-    def get_target(self, correction_id: str, node_id: str) -> TargetResult | None:
-        rows = self._query(
-            "SELECT state, sequence, message, outcomes, updated_at_s FROM targets "
-            "WHERE correction_id=%s AND node_id=%s",
-            (correction_id, node_id),
-        )
-        if not rows:
-            return None
-        state, seq, message, outcomes, updated = rows[0]
-        return TargetResult(
-            node_id,
-            TargetState(state),
-            int(seq),
-            str(message),
-            _outcomes_from_json(str(outcomes)),
-            float(updated),
-        )
-
-    def target_states(self, correction_id: str) -> dict[str, TargetState]:
-        rows = self._query(
-            "SELECT node_id, state FROM targets WHERE correction_id=%s", (correction_id,)
-        )
-        return {str(n): TargetState(s) for n, s in rows}
-
     def record_acks(
         self, acks: Sequence[tuple[str, CommandAck]], now_s: float
     ) -> list[tuple[str, CommandAck]]:
@@ -789,7 +331,7 @@ class PostgresStore:
                     (
                         ack.state.value,
                         ack.message,
-                        _outcomes_to_json(ack.outcomes),
+                        outcomes_to_json(ack.outcomes),
                         now_s,
                         ack.correction_id,
                         node_id,
@@ -826,7 +368,7 @@ class PostgresStore:
                 (
                     state.value,
                     message,
-                    _outcomes_to_json(outcomes),
+                    outcomes_to_json(outcomes),
                     now_s,
                     correction_id,
                     node_id,
@@ -838,28 +380,6 @@ class PostgresStore:
         if row is None:
             return None
         return TargetResult(node_id, state, int(row[0]), message, tuple(outcomes), now_s)
-
-    def pending_commands(
-        self, node_id: str, after_sequence: int, now_s: float
-    ) -> list[PendingCommand]:
-        rows = self._query(
-            """SELECT t.node_id, t.sequence, c.spec, c.signatures FROM targets t
-               JOIN corrections c ON c.correction_id = t.correction_id
-               WHERE t.node_id=%s AND t.sequence > %s AND t.state = ANY(%s)
-                 AND c.expires_at_s > %s ORDER BY t.sequence""",
-            (node_id, after_sequence, list(_UNACKED), now_s),
-        )
-        return pending_from_rows(rows)
-
-    def pending_for_correction(self, correction_id: str, now_s: float) -> list[PendingCommand]:
-        rows = self._query(
-            """SELECT t.node_id, t.sequence, c.spec, c.signatures FROM targets t
-               JOIN corrections c ON c.correction_id = t.correction_id
-               WHERE t.correction_id=%s AND t.state = ANY(%s) AND c.expires_at_s > %s
-               ORDER BY t.node_id""",
-            (correction_id, list(_UNACKED), now_s),
-        )
-        return pending_from_rows(rows)
 
     # --- audit chain ---------------------------------------------------------------------
 
@@ -894,102 +414,19 @@ class PostgresStore:
             "FROM audit ORDER BY seq DESC LIMIT 1"
         )
         row = cur.fetchone()
-        return _audit_from_row(row) if row else None
+        return audit_from_row(row) if row else None
 
     @staticmethod
     def _insert_audit(cur: Cursor, entries: Sequence[AuditEntry]) -> None:
         cur.executemany(
             "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    e.seq,
-                    e.ts,
-                    e.actor,
-                    e.action,
-                    e.subject,
-                    json.dumps(e.details, sort_keys=True),
-                    e.prev_hash,
-                    e.hash,
-                )
-                for e in entries
-            ],
+            [audit_row(e) for e in entries],
         )
-
-    def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]:
-        rows = self._query(
-            "SELECT seq, ts, actor, action, subject, details, prev_hash, hash FROM audit "
-            "WHERE seq > %s ORDER BY seq LIMIT %s",
-            (after_seq, limit if limit > 0 else None),
-        )
-        return [_audit_from_row(r) for r in rows]
-
-    def audit_head(self) -> AuditHead:
-        rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        return AuditHead(int(rows[0][0]), str(rows[0][1])) if rows else AuditHead()
 
     # --- enrolment and certificates ------------------------------------------------------
-
-    def add_enrolment_token(
-        self, token_hash: str, node_id: str, now_s: float, expires_at_s: float
-    ) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO enrolment_tokens (token_hash, node_id, created_at_s, expires_at_s) "
-                "VALUES (%s, %s, %s, %s)",
-                (token_hash, node_id, now_s, expires_at_s),
-            )
-
-    def use_enrolment_token(self, token_hash: str, node_id: str, now_s: float) -> bool:
-        """Spend a token: True once for an unexpired token issued for this node."""
-        with self._tx() as cur:
-            cur.execute(
-                "UPDATE enrolment_tokens SET used_at_s=%s WHERE token_hash=%s AND node_id=%s "
-                "AND used_at_s IS NULL AND expires_at_s > %s",
-                (now_s, token_hash, node_id, now_s),
-            )
-            return cur.rowcount == 1
-
-    def record_certificate(
-        self, serial: str, node_id: str, issued_at_s: float, not_after_s: float
-    ) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO certificates (serial, node_id, issued_at_s, not_after_s) "
-                "VALUES (%s, %s, %s, %s)",
-                (serial, node_id, issued_at_s, not_after_s),
-            )
-
-    def certificate_issued_at(self, serial: str) -> float | None:
-        rows = self._query("SELECT issued_at_s FROM certificates WHERE serial=%s", (serial,))
-        return float(rows[0][0]) if rows else None
-
-    def revoke_node(self, node_id: str, now_s: float, reason: str) -> int:
-        """Refuse the node's certificates issued until now; returns how many known ones."""
-        with self._tx() as cur:
-            cur.execute(
-                "INSERT INTO revocations (node_id, revoked_at_s, reason) VALUES (%s, %s, %s) "
-                "ON CONFLICT (node_id) DO UPDATE SET revoked_at_s=excluded.revoked_at_s, "
-                "reason=excluded.reason",
-                (node_id, now_s, reason),
-            )
-            cur.execute(
-                "UPDATE certificates SET revoked_at_s=%s WHERE node_id=%s AND revoked_at_s IS NULL",
-                (now_s, node_id),
-            )
-            return cur.rowcount
-
-    def revoked_before(self, node_id: str) -> float | None:
-        """Certificates of this node issued at or before the returned time are revoked."""
-        rows = self._query("SELECT revoked_at_s FROM revocations WHERE node_id=%s", (node_id,))
-        return float(rows[0][0]) if rows else None
 
 
 def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
     """Rows as ``width`` column lists, for ``unnest`` of one array parameter per column."""
     return [[row[i] for row in rows] for i in range(width)]
-
-
-def _check_channel(channel: str) -> None:
-    if not channel or len(channel.encode()) > MAX_CHANNEL_BYTES:
-        raise InvalidInput(f"channel name must be 1 to {MAX_CHANNEL_BYTES} bytes: {channel!r}")

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from backstop.controller.store.rows import encoded_gpus, workload_bytes
 from backstop.core.models import Report
-from backstop.wire import convert
 
 
 @dataclass
@@ -38,7 +38,7 @@ class ReportBatch:
                 w.workload_id,
                 node_id,
                 w.fingerprint.model_hash,
-                convert.workload_to_pb(w).SerializeToString(deterministic=True),
+                workload_bytes(w),
                 now_s,
             )
             for node_id, report in self.latest.items()
@@ -62,8 +62,7 @@ def plan_reports(reports: Sequence[Report], last_sequence: Mapping[str, int]) ->
         last[node_id] = report.sequence
         batch.latest[node_id] = report
         batch.gpu_rows.extend(
-            (node_id, uuid, report.sampled_at_s, data)
-            for uuid, data in convert.encoded_gpus(report)
+            (node_id, uuid, report.sampled_at_s, data) for uuid, data in encoded_gpus(report)
         )
         batch.results.append(True)
     return batch

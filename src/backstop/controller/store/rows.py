@@ -1,0 +1,202 @@
+"""The store's rows and the core models they hold: the one place the store meets ``backstop.wire``.
+
+Specs, nodes, workloads and GPU samples are kept as their protobuf bytes, so the bytes an agent
+receives (and, with signing, the bytes operators sign) are exactly what is kept; signatures,
+outcomes and audit details are JSON text. This module owns both encodings and turns rows read
+back (tuples in the column order the store selects) into core models. Every backend stores the
+same bytes and text, so rows written by one read alike in the other.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from backstop.api.v1 import types_pb2
+from backstop.controller.store.base import NodeRecord, PendingCommand
+from backstop.core.models import (
+    AuditHead,
+    Correction,
+    CorrectionSpec,
+    CorrectionState,
+    NodeInfo,
+    Report,
+    SignatureRecord,
+    TargetResult,
+    TargetState,
+    Workload,
+    WorkloadOutcome,
+)
+from backstop.security.audit import AuditEntry
+from backstop.wire import convert
+
+AUDIT_COLUMNS = "seq, ts, actor, action, subject, details, prev_hash, hash"
+"""The audit table's columns, in the order :func:`audit_from_row` and :func:`audit_row` use."""
+
+
+def node_info_bytes(node: NodeInfo) -> bytes:
+    """A node's description as stored (deterministic protobuf bytes)."""
+    return convert.node_to_pb(node).SerializeToString(deterministic=True)
+
+
+def node_record(row: Sequence[Any]) -> NodeRecord:
+    """A NodeRecord from an (info, connected, last seen, workload count, replica, witnessed
+    seq, witnessed hash, journal seq, journal hash) row."""
+    info, connected, last_seen, count, replica, w_seq, w_hash, j_seq, j_hash = row
+    msg = types_pb2.Node()
+    msg.ParseFromString(info)
+    return NodeRecord(
+        convert.node_from_pb(msg),
+        bool(connected),
+        float(last_seen),
+        int(count),
+        str(replica),
+        witnessed_audit_head=AuditHead(int(w_seq), str(w_hash)),
+        journal_head=AuditHead(int(j_seq), str(j_hash)),
+    )
+
+
+def workload_bytes(workload: Workload) -> bytes:
+    """A workload as stored (deterministic protobuf bytes)."""
+    return convert.workload_to_pb(workload).SerializeToString(deterministic=True)
+
+
+def workload_from_bytes(data: bytes) -> Workload:
+    """The workload a stored row holds."""
+    msg = types_pb2.Workload()
+    msg.ParseFromString(data)
+    return convert.workload_from_pb(msg)
+
+
+def encoded_gpus(report: Report) -> tuple[tuple[str, bytes], ...]:
+    """The report's GPU samples as (uuid, encoded GpuSample), as they are stored."""
+    return convert.encoded_gpus(report)
+
+
+def spec_to_bytes(spec: CorrectionSpec) -> bytes:
+    """A correction spec as stored (the canonical bytes that are signed)."""
+    return convert.spec_bytes(spec)
+
+
+def target_from_row(row: Sequence[Any]) -> TargetResult:
+    """A TargetResult from a (node, state, sequence, message, outcomes, updated) row."""
+    node_id, state, seq, message, outcomes, updated = row
+    return TargetResult(
+        node_id=str(node_id),
+        state=TargetState(state),
+        sequence=int(seq),
+        message=str(message),
+        outcomes=outcomes_from_json(str(outcomes)),
+        updated_at_s=float(updated),
+    )
+
+
+def correction_from_row(row: Sequence[Any], targets: Sequence[TargetResult]) -> Correction:
+    """A Correction from a (spec, state, message, updated, completed, signatures, approvals
+    required) row and its targets."""
+    spec, state, message, updated, completed, sigs, required = row
+    signatures = signatures_from_json(sigs)
+    return Correction(
+        spec=convert.spec_from_bytes(bytes(spec)),
+        state=CorrectionState(state),
+        targets=tuple(targets),
+        message=str(message),
+        updated_at_s=float(updated),
+        completed_at_s=None if completed is None else float(completed),
+        signatures=signatures,
+        approvals_required=int(required),
+        approvers=tuple(dict.fromkeys(s.signer for s in signatures if s.role == "approver")),
+    )
+
+
+def pending_from_rows(rows: Sequence[Sequence[Any]]) -> list[PendingCommand]:
+    """PendingCommands from (node, sequence, spec, signatures) rows; each spec parsed once."""
+    parsed: dict[bytes, tuple[CorrectionSpec, tuple[SignatureRecord, ...]]] = {}
+    pending = []
+    for node_id, seq, spec, sigs in rows:
+        data = bytes(spec)
+        known = parsed.get(data)
+        if known is None:
+            known = parsed[data] = (convert.spec_from_bytes(data), signatures_from_json(sigs))
+        pending.append(PendingCommand(str(node_id), int(seq), known[0], data, known[1]))
+    return pending
+
+
+def signatures_to_json(signatures: Sequence[SignatureRecord]) -> str:
+    """Signatures as stored: a JSON list, signature bytes in base64."""
+    return json.dumps(
+        [
+            {
+                "key_id": s.key_id,
+                "signer": s.signer,
+                "role": s.role,
+                "signature": base64.b64encode(s.signature).decode(),
+                "signed_at_s": s.signed_at_s,
+            }
+            for s in signatures
+        ]
+    )
+
+
+def signatures_from_json(text: str) -> tuple[SignatureRecord, ...]:
+    """The signatures :func:`signatures_to_json` stored."""
+    return tuple(
+        SignatureRecord(
+            d["key_id"], d["signer"], d["role"], base64.b64decode(d["signature"]), d["signed_at_s"]
+        )
+        for d in json.loads(text)
+    )
+
+
+def audit_from_row(row: Sequence[Any]) -> AuditEntry:
+    """An AuditEntry from a row of :data:`AUDIT_COLUMNS`."""
+    seq, ts, actor, action, subject, details, prev_hash, digest = row
+    return AuditEntry(
+        seq=int(seq),
+        ts=float(ts),
+        actor=str(actor),
+        action=str(action),
+        subject=str(subject),
+        details=json.loads(details),
+        prev_hash=str(prev_hash),
+        hash=str(digest),
+    )
+
+
+def audit_row(entry: AuditEntry) -> tuple[object, ...]:
+    """An audit entry as the row of :data:`AUDIT_COLUMNS` that stores it."""
+    return (
+        entry.seq,
+        entry.ts,
+        entry.actor,
+        entry.action,
+        entry.subject,
+        json.dumps(entry.details, sort_keys=True),
+        entry.prev_hash,
+        entry.hash,
+    )
+
+
+def outcomes_to_json(outcomes: Sequence[WorkloadOutcome]) -> str:
+    """Workload outcomes as stored: a JSON list."""
+    return json.dumps(
+        [
+            {
+                "workload_id": o.workload_id,
+                "pids": list(o.pids),
+                "outcome": o.outcome,
+                "detail": o.detail,
+            }
+            for o in outcomes
+        ]
+    )
+
+
+def outcomes_from_json(text: str) -> tuple[WorkloadOutcome, ...]:
+    """The outcomes :func:`outcomes_to_json` stored."""
+    return tuple(
+        WorkloadOutcome(d["workload_id"], tuple(d["pids"]), d["outcome"], d.get("detail", ""))
+        for d in json.loads(text)
+    )

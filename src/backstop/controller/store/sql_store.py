@@ -1,0 +1,399 @@
+"""What both SQL backends do alike: every store method whose SQL needs no locking of its own.
+
+:class:`SqlStore` holds the queries and single-transaction writes that read and behave the same
+on SQLite and PostgreSQL; a backend subclasses it, supplies connections, transactions and the
+methods that differ in how concurrent writers are kept apart, and names its
+:class:`~backstop.controller.store.dialect.Dialect`. Queries here use ``?`` placeholders.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from backstop.controller.store.base import NodeRecord, PendingCommand
+from backstop.controller.store.dialect import Dialect
+from backstop.controller.store.rows import (
+    AUDIT_COLUMNS,
+    audit_from_row,
+    correction_from_row,
+    node_info_bytes,
+    node_record,
+    pending_from_rows,
+    signatures_to_json,
+    spec_to_bytes,
+    target_from_row,
+    workload_from_bytes,
+)
+from backstop.core.errors import Conflict, NotFound
+from backstop.core.models import (
+    AuditHead,
+    Correction,
+    CorrectionSpec,
+    CorrectionState,
+    NodeInfo,
+    Report,
+    SignatureRecord,
+    TargetResult,
+    TargetState,
+    Workload,
+)
+from backstop.security.audit import AuditEntry
+
+OPEN_STATES = tuple(
+    s.value for s in CorrectionState if not s.terminal and s != CorrectionState.PROPOSED
+)
+UNSETTLED_STATES = tuple(s.value for s in CorrectionState if not s.terminal)
+"""Proposed, approved or dispatched: a correction that can still expire."""
+FORGET_S = 7 * 24 * 3600.0
+"""A replica silent for this long is forgotten (its row deleted)."""
+UNACKED = (TargetState.PENDING.value, TargetState.DISPATCHED.value, TargetState.UNREACHABLE.value)
+
+Statement = tuple[str, Sequence[object]]
+
+
+class SqlStore(ABC):
+    """The shared half of :class:`~backstop.controller.store.base.Store` over SQL."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        """The rows one query returns."""
+
+    @abstractmethod
+    def _write(self, *statements: Statement) -> list[int]:
+        """Run the statements in one transaction; each one's row count."""
+
+    @abstractmethod
+    def record_reports(self, reports: Sequence[Report], now_s: float) -> list[bool | None]:
+        """Store reports in one transaction: True stored, False a repeat, None unknown node."""
+
+    def schema_version(self) -> int:
+        """The newest migration applied to this database."""
+        rows = self._query("SELECT MAX(version) FROM schema_migrations")
+        return int(rows[0][0] or 0)
+
+    # --- nodes and reports --------------------------------------------------------------
+
+    def upsert_node(self, node: NodeInfo, now_s: float, replica: str = "") -> None:
+        self._write(
+            (
+                """INSERT INTO nodes (node_id, info, connected, first_seen_s, last_seen_s, replica)
+                   VALUES (?, ?, TRUE, ?, ?, ?)
+                   ON CONFLICT (node_id) DO UPDATE SET info=excluded.info, connected=TRUE,
+                       last_seen_s=excluded.last_seen_s, replica=excluded.replica""",
+                (node.node_id, node_info_bytes(node), now_s, now_s, replica),
+            )
+        )
+
+    def mark_all_disconnected(self) -> None:
+        self._write(("UPDATE nodes SET connected=FALSE, replica='' WHERE connected", ()))
+
+    def set_connected(self, node_id: str, connected: bool, now_s: float, replica: str = "") -> None:
+        if connected:
+            self._write(
+                (
+                    "UPDATE nodes SET connected=TRUE, replica=?, last_seen_s=? WHERE node_id=?",
+                    (replica, now_s, node_id),
+                )
+            )
+        else:
+            self._write(
+                (
+                    """UPDATE nodes SET connected=FALSE, replica='', last_seen_s=?
+                       WHERE node_id=? AND (?='' OR replica=?)""",
+                    (now_s, node_id, replica, replica),
+                )
+            )
+
+    def heartbeat(self, replica: str, now_s: float, stale_after_s: float) -> int:
+        _, released, _ = self._write(
+            (
+                """INSERT INTO replicas (replica_id, heartbeat_s) VALUES (?, ?)
+                   ON CONFLICT (replica_id) DO UPDATE SET heartbeat_s=excluded.heartbeat_s""",
+                (replica, now_s),
+            ),
+            (
+                """UPDATE nodes SET connected=FALSE, replica=''
+                   WHERE connected AND replica <> '' AND replica NOT IN
+                       (SELECT replica_id FROM replicas WHERE heartbeat_s >= ?)""",
+                (now_s - stale_after_s,),
+            ),
+            ("DELETE FROM replicas WHERE heartbeat_s < ?", (now_s - FORGET_S,)),
+        )
+        return int(released)
+
+    def _node_records(self, where: str = "", args: Sequence[object] = ()) -> list[NodeRecord]:
+        rows = self._query(
+            f"""SELECT n.info, n.connected, n.last_seen_s,
+                       (SELECT COUNT(*) FROM workloads w WHERE w.node_id = n.node_id), n.replica,
+                       n.witnessed_audit_seq, n.witnessed_audit_hash, n.journal_seq, n.journal_hash
+                FROM nodes n {where} ORDER BY n.node_id""",  # noqa: S608 - fixed fragments only
+            args,
+        )
+        return [node_record(row) for row in rows]
+
+    def list_nodes(self) -> list[NodeRecord]:
+        return self._node_records()
+
+    def get_node(self, node_id: str) -> NodeRecord | None:
+        records = self._node_records("WHERE n.node_id = ?", (node_id,))
+        return records[0] if records else None
+
+    def record_report(self, report: Report, now_s: float) -> bool:
+        stored = self.record_reports([report], now_s)[0]
+        if stored is None:
+            raise NotFound(f"report from unknown node {report.node_id!r}")
+        return stored
+
+    def last_report_sequence(self, node_id: str) -> int:
+        rows = self._query("SELECT last_report_seq FROM nodes WHERE node_id=?", (node_id,))
+        return int(rows[0][0]) if rows else 0
+
+    def record_node_heads(
+        self, node_id: str, witnessed_audit_head: AuditHead, journal_head: AuditHead
+    ) -> None:
+        w, j, most = witnessed_audit_head, journal_head, self.dialect.greatest
+        self._write(
+            (
+                f"""UPDATE nodes SET
+                       witnessed_audit_hash = CASE WHEN witnessed_audit_seq < ?
+                           THEN ? ELSE witnessed_audit_hash END,
+                       witnessed_audit_seq = {most}(witnessed_audit_seq, ?),
+                       journal_hash = CASE WHEN journal_seq < ? THEN ? ELSE journal_hash END,
+                       journal_seq = {most}(journal_seq, ?)
+                   WHERE node_id = ? AND (witnessed_audit_seq < ? OR journal_seq < ?)""",  # noqa: S608
+                (w.seq, w.hash, w.seq, j.seq, j.hash, j.seq, node_id, w.seq, j.seq),
+            )
+        )
+
+    def list_workloads(self, node_id: str = "") -> list[Workload]:
+        if node_id:
+            rows = self._query(
+                "SELECT data FROM workloads WHERE node_id=? ORDER BY workload_id", (node_id,)
+            )
+        else:
+            rows = self._query("SELECT data FROM workloads ORDER BY node_id, workload_id")
+        return [workload_from_bytes(data) for (data,) in rows]
+
+    def prune_samples(self, older_than_s: float) -> int:
+        return self._write(("DELETE FROM gpu_samples WHERE sampled_at_s < ?", (older_than_s,)))[0]
+
+    def count_samples(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM gpu_samples")[0][0])
+
+    # --- corrections ---------------------------------------------------------------------
+
+    def create_correction(
+        self,
+        spec: CorrectionSpec,
+        state: CorrectionState,
+        now_s: float,
+        *,
+        spec_bytes: bytes | None = None,
+        signatures: Sequence[SignatureRecord] = (),
+        approvals_required: int = 0,
+    ) -> None:
+        (created,) = self._write(
+            (
+                """INSERT INTO corrections (correction_id, action, spec, state, message,
+                       created_at_s, updated_at_s, expires_at_s, reverts, signatures,
+                       approvals_required)
+                   VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (correction_id) DO NOTHING""",
+                (
+                    spec.correction_id,
+                    spec.action.value,
+                    spec_bytes if spec_bytes is not None else spec_to_bytes(spec),
+                    state.value,
+                    spec.created_at_s,
+                    now_s,
+                    spec.expires_at_s,
+                    spec.reverts,
+                    signatures_to_json(signatures),
+                    approvals_required,
+                ),
+            )
+        )
+        if created == 0:
+            raise Conflict(f"a correction {spec.correction_id} exists already")
+
+    def spec_bytes(self, correction_id: str) -> bytes:
+        rows = self._query("SELECT spec FROM corrections WHERE correction_id=?", (correction_id,))
+        if not rows:
+            raise NotFound(f"no correction {correction_id!r}")
+        return bytes(rows[0][0])
+
+    def _load_corrections(self, where: str, args: Sequence[object]) -> list[Correction]:
+        rows = self._query(
+            f"""SELECT correction_id, spec, state, message, updated_at_s, completed_at_s,
+                       signatures, approvals_required
+                FROM corrections {where}""",  # noqa: S608 - fixed fragments only
+            args,
+        )
+        if not rows:
+            return []
+        among, ids = self.dialect.in_list("correction_id", [r[0] for r in rows])
+        targets: dict[str, list[TargetResult]] = {}
+        for cid, *target in self._query(
+            f"""SELECT correction_id, node_id, state, sequence, message, outcomes, updated_at_s
+                FROM targets WHERE {among} ORDER BY node_id""",  # noqa: S608
+            ids,
+        ):
+            targets.setdefault(str(cid), []).append(target_from_row(target))
+        return [correction_from_row(row, targets.get(str(cid), ())) for cid, *row in rows]
+
+    def get_correction(self, correction_id: str) -> Correction | None:
+        found = self._load_corrections("WHERE correction_id = ?", (correction_id,))
+        return found[0] if found else None
+
+    def list_corrections(self, limit: int = 100) -> list[Correction]:
+        return self._load_corrections(
+            "ORDER BY created_at_s DESC, correction_id DESC LIMIT ?", (limit,)
+        )
+
+    def list_open_corrections(self) -> list[Correction]:
+        among, states = self.dialect.in_list("state", OPEN_STATES)
+        return self._load_corrections(f"WHERE {among} ORDER BY created_at_s", states)
+
+    def expired_open_corrections(self, now_s: float) -> list[str]:
+        among, states = self.dialect.in_list("state", UNSETTLED_STATES)
+        rows = self._query(
+            f"""SELECT correction_id FROM corrections
+                WHERE {among} AND expires_at_s <= ? ORDER BY expires_at_s""",  # noqa: S608
+            (*states, now_s),
+        )
+        return [str(r[0]) for r in rows]
+
+    def set_correction_state(
+        self,
+        correction_id: str,
+        state: CorrectionState,
+        message: str,
+        now_s: float,
+        completed: bool = False,
+    ) -> None:
+        (changed,) = self._write(
+            (
+                """UPDATE corrections SET state=?, message=?, updated_at_s=?,
+                       completed_at_s=CASE WHEN ? THEN COALESCE(completed_at_s, ?)
+                                           ELSE completed_at_s END
+                   WHERE correction_id=?""",
+                (state.value, message, now_s, completed, now_s, correction_id),
+            )
+        )
+        if changed == 0:
+            raise NotFound(f"no correction {correction_id!r}")
+
+    def get_target(self, correction_id: str, node_id: str) -> TargetResult | None:
+        rows = self._query(
+            "SELECT state, sequence, message, outcomes, updated_at_s FROM targets "
+            "WHERE correction_id=? AND node_id=?",
+            (correction_id, node_id),
+        )
+        return target_from_row((node_id, *rows[0])) if rows else None
+
+    def target_states(self, correction_id: str) -> dict[str, TargetState]:
+        rows = self._query(
+            "SELECT node_id, state FROM targets WHERE correction_id=?", (correction_id,)
+        )
+        return {str(n): TargetState(s) for n, s in rows}
+
+    def pending_commands(
+        self, node_id: str, after_sequence: int, now_s: float
+    ) -> list[PendingCommand]:
+        among, states = self.dialect.in_list("t.state", UNACKED)
+        rows = self._query(
+            f"""SELECT t.node_id, t.sequence, c.spec, c.signatures FROM targets t
+                JOIN corrections c ON c.correction_id = t.correction_id
+                WHERE t.node_id=? AND t.sequence > ? AND {among}
+                  AND c.expires_at_s > ? ORDER BY t.sequence""",  # noqa: S608
+            (node_id, after_sequence, *states, now_s),
+        )
+        return pending_from_rows(rows)
+
+    def pending_for_correction(self, correction_id: str, now_s: float) -> list[PendingCommand]:
+        among, states = self.dialect.in_list("t.state", UNACKED)
+        rows = self._query(
+            f"""SELECT t.node_id, t.sequence, c.spec, c.signatures FROM targets t
+                JOIN corrections c ON c.correction_id = t.correction_id
+                WHERE t.correction_id=? AND {among} AND c.expires_at_s > ?
+                ORDER BY t.node_id""",  # noqa: S608
+            (correction_id, *states, now_s),
+        )
+        return pending_from_rows(rows)
+
+    # --- audit chain ---------------------------------------------------------------------
+
+    def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]:
+        rows = self._query(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+            (after_seq, limit if limit > 0 else self.dialect.no_limit),
+        )
+        return [audit_from_row(r) for r in rows]
+
+    def audit_head(self) -> AuditHead:
+        rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return AuditHead(int(rows[0][0]), str(rows[0][1])) if rows else AuditHead()
+
+    # --- enrolment and certificates ------------------------------------------------------
+
+    def add_enrolment_token(
+        self, token_hash: str, node_id: str, now_s: float, expires_at_s: float
+    ) -> None:
+        self._write(
+            (
+                "INSERT INTO enrolment_tokens (token_hash, node_id, created_at_s, expires_at_s) "
+                "VALUES (?, ?, ?, ?)",
+                (token_hash, node_id, now_s, expires_at_s),
+            )
+        )
+
+    def use_enrolment_token(self, token_hash: str, node_id: str, now_s: float) -> bool:
+        """Spend a token: True once for an unexpired token issued for this node."""
+        (spent,) = self._write(
+            (
+                "UPDATE enrolment_tokens SET used_at_s=? WHERE token_hash=? AND node_id=? "
+                "AND used_at_s IS NULL AND expires_at_s > ?",
+                (now_s, token_hash, node_id, now_s),
+            )
+        )
+        return spent == 1
+
+    def record_certificate(
+        self, serial: str, node_id: str, issued_at_s: float, not_after_s: float
+    ) -> None:
+        self._write(
+            (
+                "INSERT INTO certificates (serial, node_id, issued_at_s, not_after_s) "
+                "VALUES (?, ?, ?, ?)",
+                (serial, node_id, issued_at_s, not_after_s),
+            )
+        )
+
+    def certificate_issued_at(self, serial: str) -> float | None:
+        rows = self._query("SELECT issued_at_s FROM certificates WHERE serial=?", (serial,))
+        return float(rows[0][0]) if rows else None
+
+    def revoke_node(self, node_id: str, now_s: float, reason: str) -> int:
+        """Refuse the node's certificates issued until now; returns how many known ones."""
+        _, revoked = self._write(
+            (
+                "INSERT INTO revocations (node_id, revoked_at_s, reason) VALUES (?, ?, ?) "
+                "ON CONFLICT (node_id) DO UPDATE SET revoked_at_s=excluded.revoked_at_s, "
+                "reason=excluded.reason",
+                (node_id, now_s, reason),
+            ),
+            (
+                "UPDATE certificates SET revoked_at_s=? WHERE node_id=? AND revoked_at_s IS NULL",
+                (now_s, node_id),
+            ),
+        )
+        return revoked
+
+    def revoked_before(self, node_id: str) -> float | None:
+        """Certificates of this node issued at or before the returned time are revoked."""
+        rows = self._query("SELECT revoked_at_s FROM revocations WHERE node_id=?", (node_id,))
+        return float(rows[0][0]) if rows else None
