@@ -5,7 +5,9 @@ gRPC failures become :mod:`backstop.core.errors` exceptions whose message says w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,23 @@ from backstop.core.errors import (
 )
 from backstop.core.models import AuditHead
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
+from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
 from backstop.wire import convert
 
 
 class WatchDeadline(BackstopError):
     """A watch reached its deadline before the correction finished."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHeads:
+    """The heads the controller lists for a node; a malformed one is the empty head."""
+
+    journal: AuditHead
+    """The agent journal's head the controller recorded."""
+    witnessed: AuditHead
+    """The controller's audit head the node reports having received."""
 
 
 class ControllerClient:
@@ -153,6 +166,13 @@ class ControllerClient:
     def list_nodes(self) -> list[types_pb2.Node]:
         return list(self._call("ListNodes", control_pb2.ListNodesRequest()).nodes)
 
+    def node_heads(self) -> dict[str, NodeHeads]:
+        """Every node's recorded journal head and witnessed audit head, by node id."""
+        return {
+            n.node_id: NodeHeads(_head(n.journal_head), _head(n.witnessed_audit_head))
+            for n in self.list_nodes()
+        }
+
     def list_workloads(self, node_id: str = "") -> list[types_pb2.Workload]:
         request = control_pb2.ListWorkloadsRequest(node_id=node_id)
         return list(self._call("ListWorkloads", request).workloads)
@@ -227,10 +247,11 @@ class ControllerClient:
         response: control_pb2.WhoAmIResponse = self._call("WhoAmI", control_pb2.WhoAmIRequest())
         return response
 
-    def audit(self, after_seq: int = 0) -> Iterator[control_pb2.AuditEntry]:
+    def audit(self, after_seq: int = 0) -> Iterator[AuditEntry]:
         request = control_pb2.ExportAuditRequest(after_seq=after_seq)
         try:
-            yield from self._stub.ExportAudit(request, timeout=max(self.timeout_s, 60.0))
+            for msg in self._stub.ExportAudit(request, timeout=max(self.timeout_s, 60.0)):
+                yield _entry(msg)
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
 
@@ -247,3 +268,23 @@ class ControllerClient:
                     f"see `backstop status {correction_id}`"
                 ) from exc
             raise self._error(exc) from exc
+
+
+def _head(msg: types_pb2.AuditHead) -> AuditHead:
+    try:
+        return convert.audit_head_from_pb(msg)
+    except InvalidInput:
+        return AuditHead()
+
+
+def _entry(msg: control_pb2.AuditEntry) -> AuditEntry:
+    return AuditEntry(
+        seq=msg.seq,
+        ts=msg.ts,
+        actor=msg.actor,
+        action=msg.action,
+        subject=msg.subject,
+        details=json.loads(msg.details_json),
+        prev_hash=msg.prev_hash,
+        hash=msg.hash,
+    )
