@@ -21,7 +21,7 @@ from backstop.core.errors import (
     Unavailable,
     error_for_status,
 )
-from backstop.core.models import AuditHead
+from backstop.core.models import AuditHead, Scope, Workload
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
@@ -40,6 +40,16 @@ class NodeHeads:
     """The agent journal's head the controller recorded."""
     witnessed: AuditHead
     """The controller's audit head the node reports having received."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """The targets the controller resolves a scope to now (PreviewScope)."""
+
+    node_ids: tuple[str, ...]
+    workloads: tuple[Workload, ...]
+    """At most the limit asked for; ``workload_count`` is the whole count."""
+    workload_count: int
 
 
 class ControllerClient:
@@ -225,10 +235,14 @@ class ControllerClient:
         correction: types_pb2.Correction = self._call("ApproveCorrection", request)
         return correction
 
-    def preview(self, scope: types_pb2.Scope, limit: int = 0) -> control_pb2.PreviewScopeResponse:
-        request = control_pb2.PreviewScopeRequest(scope=scope, limit=limit)
-        response: control_pb2.PreviewScopeResponse = self._call("PreviewScope", request)
-        return response
+    def preview(self, scope: Scope, limit: int = 0) -> Preview:
+        request = control_pb2.PreviewScopeRequest(scope=convert.scope_to_pb(scope), limit=limit)
+        found = self._call("PreviewScope", request)
+        return Preview(
+            tuple(found.node_ids),
+            tuple(convert.workload_from_pb(w) for w in found.workloads),
+            int(found.workload_count),
+        )
 
     def enrolment_token(
         self, node_id: str, ttl_s: float
