@@ -6,7 +6,7 @@ gRPC failures become :mod:`backstop.core.errors` exceptions whose message says w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,14 @@ from backstop.core.errors import (
     Unavailable,
     error_for_status,
 )
-from backstop.core.models import AuditHead, Scope, Workload
+from backstop.core.models import (
+    Action,
+    ActionParams,
+    AuditHead,
+    Scope,
+    SignatureRecord,
+    Workload,
+)
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
@@ -191,7 +198,25 @@ class ControllerClient:
         request = control_pb2.ListCorrectionsRequest(limit=limit)
         return list(self._call("ListCorrections", request).corrections)
 
-    def create(self, request: control_pb2.CreateCorrectionRequest) -> types_pb2.Correction:
+    def create(
+        self,
+        action: Action,
+        scope: Scope,
+        *,
+        reason: str,
+        issuer: str,
+        ttl_s: float,
+        params: ActionParams,
+    ) -> types_pb2.Correction:
+        """An unsigned correction: the controller writes and signs its spec."""
+        request = control_pb2.CreateCorrectionRequest(
+            action=convert.action_to_pb(action),
+            scope=convert.scope_to_pb(scope),
+            reason=reason,
+            issuer=issuer,
+            ttl_s=ttl_s,
+            params=convert.params_to_pb(params),
+        )
         correction: types_pb2.Correction = self._call("CreateCorrection", request)
         return correction
 
@@ -214,23 +239,32 @@ class ControllerClient:
         correction: types_pb2.Correction = self._call("GetCorrection", request)
         return correction
 
-    def create_signed(self, signed: types_pb2.SignedCorrection) -> types_pb2.Correction:
-        request = control_pb2.CreateCorrectionRequest(signed=signed)
+    def create_signed(
+        self, data: bytes, signatures: Sequence[SignatureRecord]
+    ) -> types_pb2.Correction:
+        """A correction whose spec bytes ``data`` the operator signed."""
+        request = control_pb2.CreateCorrectionRequest(
+            signed=convert.signed_correction(data, signatures)
+        )
         correction: types_pb2.Correction = self._call("CreateCorrection", request)
         return correction
 
     def resume_signed(
-        self, correction_id: str, signed: types_pb2.SignedCorrection
+        self, correction_id: str, data: bytes, signatures: Sequence[SignatureRecord]
     ) -> types_pb2.Correction:
-        request = control_pb2.ResumeCorrectionRequest(correction_id=correction_id, signed=signed)
+        request = control_pb2.ResumeCorrectionRequest(
+            correction_id=correction_id, signed=convert.signed_correction(data, signatures)
+        )
         correction: types_pb2.Correction = self._call("ResumeCorrection", request)
         return correction
 
     def approve_signed(
-        self, correction_id: str, approver: str, signature: types_pb2.Signature
+        self, correction_id: str, approver: str, signature: SignatureRecord
     ) -> types_pb2.Correction:
         request = control_pb2.ApproveCorrectionRequest(
-            correction_id=correction_id, approver=approver, signature=signature
+            correction_id=correction_id,
+            approver=approver,
+            signature=convert.signature_to_pb(signature),
         )
         correction: types_pb2.Correction = self._call("ApproveCorrection", request)
         return correction
