@@ -15,7 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-from backstop.api.v1 import control_pb2, types_pb2
 from backstop.cli.connect import client_from_args
 from backstop.cli.render import escape
 from backstop.core.errors import InvalidInput, NotFound
@@ -27,7 +26,6 @@ from backstop.security.witness import (
     verify_against_witnesses,
     verify_file_against_witnesses,
 )
-from backstop.wire import convert
 
 EXIT_BROKEN_CHAIN = 1
 
@@ -38,12 +36,12 @@ def verify(args: argparse.Namespace) -> int:
         raise InvalidInput("--node names whose journal to check: add --journal FILE")
     if journal and args.node:
         with client_from_args(args) as client:
-            nodes = {n.node_id: n for n in client.list_nodes()}
+            nodes = client.node_heads()
         if args.node not in nodes:
             raise NotFound(f"the controller knows no node {args.node!r}; see `backstop nodes`")
         witness = Witness(
             f"the controller's record of node {args.node}'s journal head",
-            _head(nodes[args.node].journal_head),
+            nodes[args.node].journal,
         )
         result = verify_file_against_witnesses(Path(journal), [witness])
         source = f"{journal} (node {args.node})"
@@ -54,11 +52,11 @@ def verify(args: argparse.Namespace) -> int:
         with client_from_args(args) as client:
             memory = client.heads
             mine = memory.get(client.controller) if memory is not None else AuditHead()
-            entries = [_entry(e) for e in client.audit()]
+            entries = list(client.audit())
             witnesses = [Witness(f"this CLI ({memory.path if memory else 'no memory'})", mine)]
             witnesses += [
-                Witness(f"node {n.node_id}", _head(n.witnessed_audit_head))
-                for n in client.list_nodes()
+                Witness(f"node {node_id}", heads.witnessed)
+                for node_id, heads in client.node_heads().items()
             ]
             result = verify_against_witnesses(entries, witnesses)
             if result.ok and result.chain.count:
@@ -74,7 +72,7 @@ def export(args: argparse.Namespace) -> int:
         entries = [e for e in audit.read_entries(Path(journal)) if e.seq > args.after]
     else:
         with client_from_args(args) as client:
-            entries = [_entry(e) for e in client.audit(args.after)]
+            entries = list(client.audit(args.after))
     audit.export_jsonl(entries, sys.stdout)
     return 0
 
@@ -89,27 +87,6 @@ def head(args: argparse.Namespace) -> int:
         where = escape(args.controller)
         print(f"audit head of controller {where}: entry {now.seq}, hash {now.hash}")
     return 0
-
-
-def _head(msg: types_pb2.AuditHead) -> AuditHead:
-    """A node's head as the controller listed it; a malformed one witnesses nothing."""
-    try:
-        return convert.audit_head_from_pb(msg)
-    except InvalidInput:
-        return AuditHead()
-
-
-def _entry(msg: control_pb2.AuditEntry) -> audit.AuditEntry:
-    return audit.AuditEntry(
-        seq=msg.seq,
-        ts=msg.ts,
-        actor=msg.actor,
-        action=msg.action,
-        subject=msg.subject,
-        details=json.loads(msg.details_json),
-        prev_hash=msg.prev_hash,
-        hash=msg.hash,
-    )
 
 
 def _print(result: WitnessResult, source: str, output: str) -> None:

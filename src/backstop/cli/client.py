@@ -5,7 +5,9 @@ gRPC failures become :mod:`backstop.core.errors` exceptions whose message says w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +21,42 @@ from backstop.core.errors import (
     Unavailable,
     error_for_status,
 )
-from backstop.core.models import AuditHead
+from backstop.core.models import (
+    Action,
+    ActionParams,
+    AuditHead,
+    Scope,
+    SignatureRecord,
+    Workload,
+)
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
+from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
 from backstop.wire import convert
 
 
 class WatchDeadline(BackstopError):
     """A watch reached its deadline before the correction finished."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHeads:
+    """The heads the controller lists for a node; a malformed one is the empty head."""
+
+    journal: AuditHead
+    """The agent journal's head the controller recorded."""
+    witnessed: AuditHead
+    """The controller's audit head the node reports having received."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """The targets the controller resolves a scope to now (PreviewScope)."""
+
+    node_ids: tuple[str, ...]
+    workloads: tuple[Workload, ...]
+    """At most the limit asked for; ``workload_count`` is the whole count."""
+    workload_count: int
 
 
 class ControllerClient:
@@ -153,6 +183,13 @@ class ControllerClient:
     def list_nodes(self) -> list[types_pb2.Node]:
         return list(self._call("ListNodes", control_pb2.ListNodesRequest()).nodes)
 
+    def node_heads(self) -> dict[str, NodeHeads]:
+        """Every node's recorded journal head and witnessed audit head, by node id."""
+        return {
+            n.node_id: NodeHeads(_head(n.journal_head), _head(n.witnessed_audit_head))
+            for n in self.list_nodes()
+        }
+
     def list_workloads(self, node_id: str = "") -> list[types_pb2.Workload]:
         request = control_pb2.ListWorkloadsRequest(node_id=node_id)
         return list(self._call("ListWorkloads", request).workloads)
@@ -161,7 +198,25 @@ class ControllerClient:
         request = control_pb2.ListCorrectionsRequest(limit=limit)
         return list(self._call("ListCorrections", request).corrections)
 
-    def create(self, request: control_pb2.CreateCorrectionRequest) -> types_pb2.Correction:
+    def create(
+        self,
+        action: Action,
+        scope: Scope,
+        *,
+        reason: str,
+        issuer: str,
+        ttl_s: float,
+        params: ActionParams,
+    ) -> types_pb2.Correction:
+        """An unsigned correction: the controller writes and signs its spec."""
+        request = control_pb2.CreateCorrectionRequest(
+            action=convert.action_to_pb(action),
+            scope=convert.scope_to_pb(scope),
+            reason=reason,
+            issuer=issuer,
+            ttl_s=ttl_s,
+            params=convert.params_to_pb(params),
+        )
         correction: types_pb2.Correction = self._call("CreateCorrection", request)
         return correction
 
@@ -184,31 +239,44 @@ class ControllerClient:
         correction: types_pb2.Correction = self._call("GetCorrection", request)
         return correction
 
-    def create_signed(self, signed: types_pb2.SignedCorrection) -> types_pb2.Correction:
-        request = control_pb2.CreateCorrectionRequest(signed=signed)
+    def create_signed(
+        self, data: bytes, signatures: Sequence[SignatureRecord]
+    ) -> types_pb2.Correction:
+        """A correction whose spec bytes ``data`` the operator signed."""
+        request = control_pb2.CreateCorrectionRequest(
+            signed=convert.signed_correction(data, signatures)
+        )
         correction: types_pb2.Correction = self._call("CreateCorrection", request)
         return correction
 
     def resume_signed(
-        self, correction_id: str, signed: types_pb2.SignedCorrection
+        self, correction_id: str, data: bytes, signatures: Sequence[SignatureRecord]
     ) -> types_pb2.Correction:
-        request = control_pb2.ResumeCorrectionRequest(correction_id=correction_id, signed=signed)
+        request = control_pb2.ResumeCorrectionRequest(
+            correction_id=correction_id, signed=convert.signed_correction(data, signatures)
+        )
         correction: types_pb2.Correction = self._call("ResumeCorrection", request)
         return correction
 
     def approve_signed(
-        self, correction_id: str, approver: str, signature: types_pb2.Signature
+        self, correction_id: str, approver: str, signature: SignatureRecord
     ) -> types_pb2.Correction:
         request = control_pb2.ApproveCorrectionRequest(
-            correction_id=correction_id, approver=approver, signature=signature
+            correction_id=correction_id,
+            approver=approver,
+            signature=convert.signature_to_pb(signature),
         )
         correction: types_pb2.Correction = self._call("ApproveCorrection", request)
         return correction
 
-    def preview(self, scope: types_pb2.Scope, limit: int = 0) -> control_pb2.PreviewScopeResponse:
-        request = control_pb2.PreviewScopeRequest(scope=scope, limit=limit)
-        response: control_pb2.PreviewScopeResponse = self._call("PreviewScope", request)
-        return response
+    def preview(self, scope: Scope, limit: int = 0) -> Preview:
+        request = control_pb2.PreviewScopeRequest(scope=convert.scope_to_pb(scope), limit=limit)
+        found = self._call("PreviewScope", request)
+        return Preview(
+            tuple(found.node_ids),
+            tuple(convert.workload_from_pb(w) for w in found.workloads),
+            int(found.workload_count),
+        )
 
     def enrolment_token(
         self, node_id: str, ttl_s: float
@@ -227,10 +295,11 @@ class ControllerClient:
         response: control_pb2.WhoAmIResponse = self._call("WhoAmI", control_pb2.WhoAmIRequest())
         return response
 
-    def audit(self, after_seq: int = 0) -> Iterator[control_pb2.AuditEntry]:
+    def audit(self, after_seq: int = 0) -> Iterator[AuditEntry]:
         request = control_pb2.ExportAuditRequest(after_seq=after_seq)
         try:
-            yield from self._stub.ExportAudit(request, timeout=max(self.timeout_s, 60.0))
+            for msg in self._stub.ExportAudit(request, timeout=max(self.timeout_s, 60.0)):
+                yield _entry(msg)
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
 
@@ -247,3 +316,23 @@ class ControllerClient:
                     f"see `backstop status {correction_id}`"
                 ) from exc
             raise self._error(exc) from exc
+
+
+def _head(msg: types_pb2.AuditHead) -> AuditHead:
+    try:
+        return convert.audit_head_from_pb(msg)
+    except InvalidInput:
+        return AuditHead()
+
+
+def _entry(msg: control_pb2.AuditEntry) -> AuditEntry:
+    return AuditEntry(
+        seq=msg.seq,
+        ts=msg.ts,
+        actor=msg.actor,
+        action=msg.action,
+        subject=msg.subject,
+        details=json.loads(msg.details_json),
+        prev_hash=msg.prev_hash,
+        hash=msg.hash,
+    )

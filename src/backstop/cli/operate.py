@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from backstop.api.v1 import control_pb2, types_pb2
+from backstop.api.v1 import types_pb2
 from backstop.cli import follow, render, signed
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import client_from_args
@@ -17,7 +17,7 @@ from backstop.cli.targets import targets_line
 from backstop.cli.verbs import Handler
 from backstop.core.errors import InvalidInput
 from backstop.core.ids import new_correction_id
-from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope
+from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope, SignatureRecord
 from backstop.core.scope import parse_model_hash, parse_selector, validate_scope
 from backstop.core.text import validate_reason
 from backstop.security.keys import load_private
@@ -208,17 +208,11 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
     if args.key:
         data = convert.spec_bytes(spec)
         _confirm(client, convert.spec_from_bytes(data), args)
-        return _report(client, client.create_signed(_signed(args, spec, data)), args, data)
+        signature = _issuer_signature(args, spec, data)
+        return _report(client, client.create_signed(data, (signature,)), args, data)
     _confirm(client, spec, args)
     correction = client.create(
-        control_pb2.CreateCorrectionRequest(
-            action=convert.action_to_pb(action),
-            scope=convert.scope_to_pb(scope),
-            reason=reason,
-            issuer=_user(args),
-            ttl_s=args.ttl,
-            params=convert.params_to_pb(params),
-        )
+        action, scope, reason=reason, issuer=_user(args), ttl_s=args.ttl, params=params
     )
     return _report(client, correction, args)
 
@@ -267,17 +261,17 @@ def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
             reverts=args.id,
         )
         data = convert.spec_bytes(spec)
-        return _report(client, client.resume_signed(args.id, _signed(args, spec, data)), args, data)
+        signature = _issuer_signature(args, spec, data)
+        return _report(client, client.resume_signed(args.id, data, (signature,)), args, data)
     correction = client.resume(args.id, args.reason, _user(args))
     return _report(client, correction, args)
 
 
-def _signed(
+def _issuer_signature(
     args: argparse.Namespace, spec: CorrectionSpec, data: bytes
-) -> types_pb2.SignedCorrection:
+) -> SignatureRecord:
     key = load_private(Path(args.key))
-    record = sign_correction(key, data, signer=spec.issuer, role="issuer", signed_at_s=time.time())
-    return convert.signed_correction(data, (record,))
+    return sign_correction(key, data, signer=spec.issuer, role="issuer", signed_at_s=time.time())
 
 
 def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
@@ -308,7 +302,7 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
         role="approver",
         signed_at_s=time.time(),
     )
-    correction = client.approve_signed(args.id, _user(args), convert.signature_to_pb(record))
+    correction = client.approve_signed(args.id, _user(args), record)
     if args.output == "json":
         print(render.to_json(correction))
     else:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from backstop.api.v1 import control_pb2, types_pb2
 from backstop.cli import render
-from backstop.cli.client import ControllerClient
+from backstop.cli.client import ControllerClient, Preview
 from backstop.core.errors import BackstopError, NotFound
-from backstop.core.models import Scope
-from backstop.wire import convert
+from backstop.core.models import Scope, Workload
 
 SHOWN_NODES = 5
 SHOWN_WORKLOADS = 3
@@ -18,7 +16,7 @@ def targets_line(client: ControllerClient, scope: Scope) -> str:
     """``targets: 2 node(s) (a, b); 3 workload(s): wl-1 on a (pid 123, vllm ...), ...``,
     as the controller resolves the scope now from the nodes' latest reports."""
     try:
-        found = client.preview(convert.scope_to_pb(scope), SHOWN_WORKLOADS)
+        found = client.preview(scope, SHOWN_WORKLOADS)
     except NotFound:
         raise  # e.g. an unknown node: acting on the scope would be refused the same way
     except BackstopError as exc:
@@ -27,13 +25,13 @@ def targets_line(client: ControllerClient, scope: Scope) -> str:
     return describe(found)
 
 
-def describe(found: control_pb2.PreviewScopeResponse) -> str:
+def describe(found: Preview) -> str:
     nodes = list(found.node_ids)
     node_text = ", ".join(render.escape(n) for n in nodes[:SHOWN_NODES])
     if len(nodes) > SHOWN_NODES:
         node_text += f", ... and {len(nodes) - SHOWN_NODES} more"
     line = f"targets: {len(nodes)} node(s)" + (f" ({node_text})" if nodes else "")
-    shown = [_workload(w) for w in list(found.workloads)[:SHOWN_WORKLOADS]]
+    shown = [_workload(w) for w in found.workloads[:SHOWN_WORKLOADS]]
     line += f"; {found.workload_count} workload(s)"
     if shown:
         line += ": " + ", ".join(shown)
@@ -42,7 +40,7 @@ def describe(found: control_pb2.PreviewScopeResponse) -> str:
     return line
 
 
-def _workload(w: types_pb2.Workload) -> str:
+def _workload(w: Workload) -> str:
     command = " ".join(w.fingerprint.cmdline)
     if len(command) > COMMAND_CHARS:
         command = command[:COMMAND_CHARS] + " ..."
