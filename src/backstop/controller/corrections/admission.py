@@ -16,7 +16,6 @@ from backstop.controller.corrections import rules
 from backstop.controller.corrections.delivery import Delivery
 from backstop.controller.corrections.records import Records
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, PermissionDenied
-from backstop.core.ids import new_correction_id
 from backstop.core.models import (
     Action,
     ActionParams,
@@ -28,6 +27,7 @@ from backstop.core.models import (
 )
 from backstop.core.scope import validate_scope
 from backstop.core.settings import ControllerSettings
+from backstop.core.specs import new_spec
 from backstop.core.text import validate_reason
 from backstop.security import quorum
 from backstop.security.command_check import MAX_CLOCK_SKEW_S, MAX_TTL_S
@@ -74,14 +74,13 @@ class Admission:
             raise InvalidInput("use resume ID to undo a correction")
         now = self._clock()
         ttl = request.ttl_s if request.ttl_s > 0 else self._settings.default_ttl_s
-        spec = CorrectionSpec(
-            correction_id=new_correction_id(),
-            action=request.action,
-            scope=request.scope,
-            reason=request.reason.strip(),
-            issuer=request.issuer,
-            created_at_s=now,
-            expires_at_s=now + ttl,
+        spec = new_spec(
+            request.action,
+            request.scope,
+            request.reason.strip(),
+            request.issuer,
+            now_s=now,
+            ttl_s=ttl,
             params=request.params,
         )
         return self._admit(spec, convert.spec_bytes(spec), (), caller)
@@ -287,14 +286,13 @@ class Admission:
             )
         original = self._records.get(correction_id)
         now = self._clock()
-        spec = CorrectionSpec(
-            correction_id=new_correction_id(),
-            action=Action.RESUME,
-            scope=original.spec.scope,
-            reason=reason.strip() or f"resume {correction_id}",
-            issuer=issuer,
-            created_at_s=now,
-            expires_at_s=now + self._settings.default_ttl_s,
+        spec = new_spec(
+            Action.RESUME,
+            original.spec.scope,
+            reason.strip() or f"resume {correction_id}",
+            issuer,
+            now_s=now,
+            ttl_s=self._settings.default_ttl_s,
             reverts=correction_id,
         )
         return self._admit(spec, convert.spec_bytes(spec), (), caller)
