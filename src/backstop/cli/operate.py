@@ -16,15 +16,13 @@ from backstop.cli.connect import client_from_args
 from backstop.cli.targets import targets_line
 from backstop.cli.verbs import Handler
 from backstop.core.errors import InvalidInput
-from backstop.core.ids import new_correction_id
 from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope, SignatureRecord
 from backstop.core.scope import parse_model_hash, parse_selector, validate_scope
+from backstop.core.specs import DEFAULT_EXPIRY_S, new_spec
 from backstop.core.text import validate_reason
 from backstop.security.keys import load_private
 from backstop.security.quorum import sign_correction
 from backstop.wire import convert
-
-DEFAULT_TTL_S = 3600.0
 
 
 def _with_client(verb: Callable[[ControllerClient, argparse.Namespace], int]) -> Handler:
@@ -195,14 +193,13 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
     reason = args.reason.strip()
     validate_reason(reason)
     now = time.time()
-    spec = CorrectionSpec(
-        correction_id=new_correction_id(),
-        action=action,
-        scope=scope,
-        reason=reason,
-        issuer=_user(args),
-        created_at_s=now,
-        expires_at_s=now + (args.ttl or DEFAULT_TTL_S),
+    spec = new_spec(
+        action,
+        scope,
+        reason,
+        _user(args),
+        now_s=now,
+        ttl_s=args.ttl or DEFAULT_EXPIRY_S,
         params=params,
     )
     if args.key:
@@ -250,14 +247,12 @@ def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
     if args.key:
         original = signed.view(client.get(args.id)).spec
         now = time.time()
-        spec = CorrectionSpec(
-            correction_id=new_correction_id(),
-            action=Action.RESUME,
-            scope=original.scope,
-            reason=args.reason.strip() or f"resume {args.id}",
-            issuer=_user(args),
-            created_at_s=now,
-            expires_at_s=now + DEFAULT_TTL_S,
+        spec = new_spec(
+            Action.RESUME,
+            original.scope,
+            args.reason.strip() or f"resume {args.id}",
+            _user(args),
+            now_s=now,
             reverts=args.id,
         )
         data = convert.spec_bytes(spec)

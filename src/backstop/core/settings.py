@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backstop.core.specs import DEFAULT_EXPIRY_S
+
 DEFAULT_CONTROLLER = "127.0.0.1:7443"
 
 
@@ -35,7 +37,7 @@ class ControllerSettings:
     """How often agents are asked to report (sent in the Welcome message)."""
     ack_timeout_s: float = 10.0
     """A dispatched target without acknowledgement after this long becomes unreachable."""
-    default_ttl_s: float = 3600.0
+    default_ttl_s: float = DEFAULT_EXPIRY_S
     """Corrections expire after this long unless the request says otherwise."""
     sample_retention_s: float = 24 * 3600.0
     """GPU samples older than this are pruned."""

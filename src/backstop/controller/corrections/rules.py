@@ -1,4 +1,4 @@
-"""Which corrections the controller admits: undo is as guarded as do.
+"""Which corrections and approvals the controller admits: undo is as guarded as do.
 
 - ``reverts`` is allowed on a resume only, and a resume must carry it: an observe (or anything
   else) naming a correction it "reverts" is refused, so nothing but a completed resume can mark
@@ -14,17 +14,32 @@
 
 Each check raises a :class:`~backstop.core.errors.BackstopError` whose message says why; the
 engine audits it as ``correction.refused`` before answering.
+
+An approval (``ApproveCorrection``, :func:`check_approval`) is an approver's own Ed25519
+signature over the exact spec bytes of a correction waiting for its quorum (``proposed``), by
+someone other than its issuer, once per person, before the correction expires. For a resume,
+the correction it undoes must still be in force, and the quorum counted is the one for undoing
+that correction's action, so approving a resume of a shutdown takes as many approvers as the
+shutdown did.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from backstop.controller.settling import acted_on
+from backstop.controller.corrections.settling import acted_on, rfc3339
 from backstop.controller.store.base import NodeRecord
-from backstop.core.errors import Conflict, InvalidInput, NotFound
-from backstop.core.models import Action, Correction, CorrectionSpec, CorrectionState
+from backstop.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from backstop.core.models import (
+    Action,
+    Correction,
+    CorrectionSpec,
+    CorrectionState,
+    SignatureRecord,
+)
 from backstop.core.scope import node_in_scope
+from backstop.security import quorum
+from backstop.security.identities import TrustPolicy
 
 Lookup = Callable[[str], Correction | None]
 
@@ -73,3 +88,40 @@ def targets(
     if original is not None:
         return [t.node_id for t in original.targets]
     return sorted(n for n in known if node_in_scope(spec.scope, n))
+
+
+def check_approval(
+    correction: Correction,
+    signature: SignatureRecord | None,
+    approver: str,
+    *,
+    policy: TrustPolicy,
+    spec_bytes: bytes,
+    lookup: Lookup,
+    now_s: float,
+) -> tuple[SignatureRecord, Correction | None]:
+    """Raise for an approval the rules refuse; else the signature and, for a resume, the
+    correction it undoes."""
+    cid = correction.spec.correction_id
+    if correction.state is not CorrectionState.PROPOSED:
+        raise Conflict(f"{cid} is {correction.state.value}, not waiting for approval")
+    if signature is None:
+        raise PermissionDenied("an approval must be signed (--key)")
+    if signature.signer != approver or signature.role != "approver":
+        raise PermissionDenied(f"{approver} can only add their own approver signature")
+    if approver == correction.spec.issuer:
+        raise PermissionDenied(f"{approver} issued {cid} and cannot approve it")
+    if approver in correction.approvers:
+        raise Conflict(f"{approver} already approved {cid}")
+    if correction.spec.expires_at_s <= now_s:
+        raise Conflict(f"{cid} expired at {rfc3339(correction.spec.expires_at_s)}")
+    original = None
+    if correction.spec.reverts:  # a resume: what it undoes must still be in force
+        original = lookup(correction.spec.reverts)
+        if original is None:
+            raise NotFound(f"no correction {correction.spec.reverts!r} to resume")
+        check_in_force(original)
+    problem = quorum.signature_problem(spec_bytes, signature, policy)
+    if problem:
+        raise PermissionDenied(problem)
+    return signature, original
