@@ -37,7 +37,8 @@ from backstop.core.models import (
     TargetState,
     Workload,
 )
-from backstop.security.audit import AuditEntry, FileAuditLog, read_entries, verify_file
+from backstop.security.audit import AuditEntry, read_entries, verify_file
+from backstop.security.audit_file import FileAuditLog
 from backstop.security.identities import TrustPolicyFile
 from backstop.security.keys import OperatorKey, generate_key
 from backstop.security.quorum import sign_correction

@@ -18,12 +18,12 @@ from backstop.core.errors import Conflict, InvalidInput
 from backstop.security.audit import (
     GENESIS_HASH,
     AuditEntry,
-    FileAuditLog,
     export_jsonl,
     next_entry,
     verify,
     verify_file,
 )
+from backstop.security.audit_file import FileAuditLog
 
 CHAIN_LENGTH = 50
 

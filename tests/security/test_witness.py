@@ -6,7 +6,8 @@ import dataclasses
 from pathlib import Path
 
 from backstop.core.models import AuditHead
-from backstop.security.audit import AuditEntry, FileAuditLog, next_entry, verify
+from backstop.security.audit import AuditEntry, next_entry, verify
+from backstop.security.audit_file import FileAuditLog
 from backstop.security.witness import (
     Witness,
     verify_against_witnesses,

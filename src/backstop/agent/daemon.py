@@ -28,7 +28,8 @@ from backstop.link.identity import check_link_security, link_credentials, link_t
 from backstop.link.peer_check import controller_check
 from backstop.link.session import ControllerSession
 from backstop.link.spool import ReportSpool
-from backstop.security.audit import JOURNAL_FILE, FileAuditLog
+from backstop.security.audit import JOURNAL_FILE
+from backstop.security.audit_file import FileAuditLog
 from backstop.security.identities import TrustPolicyFile
 from backstop.telemetry.endpoint import TelemetryServer
 

@@ -45,7 +45,7 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.core.scope import parse_selector, workload_in_scope
-from backstop.security.audit import FileAuditLog
+from backstop.security.audit_file import FileAuditLog
 from backstop.wire import convert
 
 log = logging.getLogger(__name__)

@@ -49,7 +49,8 @@ from backstop.link.reporting import (
     run_with_reports,
     stateless_session,
 )
-from backstop.security.audit import JOURNAL_FILE, FileAuditLog
+from backstop.security.audit import JOURNAL_FILE
+from backstop.security.audit_file import FileAuditLog
 from backstop.security.command_check import NOTHING_HERE, UNKNOWN, CommandCheck
 from backstop.security.identities import TrustPolicyFile
 
