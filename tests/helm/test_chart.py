@@ -387,7 +387,7 @@ def _exported_metrics() -> dict[str, str]:
     """Every metric the controller, agent and link export: name -> type."""
     from backstop.agent import metrics as agent_metrics
     from backstop.controller import metrics as controller_metrics
-    from backstop.link import metrics as link_metrics
+    from backstop.uplink import metrics as link_metrics
 
     exported: dict[str, str] = {}
     for module in (agent_metrics, controller_metrics, link_metrics):

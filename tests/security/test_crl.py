@@ -12,11 +12,11 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from backstop.core.errors import InvalidInput, PermissionDenied
-from backstop.link.peer_check import ControllerCertificateCheck, remote_certificates
 from backstop.security.crl import CRL_FILE, RevocationList, load_crl, revoke, revoked_serials
 from backstop.security.issued import issued_to, record_issued
 from backstop.security.pki import CertificateAuthority, peer_identity, write_public
 from backstop.security.tls import channel_credentials, server_credentials
+from backstop.uplink.peer_check import ControllerCertificateCheck, remote_certificates
 from tests.support.secure import tampered_crl
 
 
@@ -154,7 +154,7 @@ def test_the_cluster_and_cloud_agents_check_the_controller_against_the_list(
     """The operator's cluster agent and the cloud agent join through ``stateless_session``:
     it carries the same controller check as the node agent, on ``TLS_DIR/crl.pem``."""
     from backstop.core.models import CommandAck, NodeInfo, TargetState
-    from backstop.link.reporting import stateless_session
+    from backstop.uplink.reporting import stateless_session
 
     ca = CertificateAuthority.load(ca_dir)
     controller = ca.issue("controller", "controller", dns=["localhost"])

@@ -24,14 +24,14 @@ from backstop.agent.verifier import CommandVerifier
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, Workload
 from backstop.core.settings import AgentSettings
 from backstop.core.tasks import run_until_one_fails
-from backstop.link.identity import check_link_security, link_credentials, link_tls_dir
-from backstop.link.peer_check import controller_check
-from backstop.link.session import ControllerSession
-from backstop.link.spool import ReportSpool
 from backstop.security.audit import JOURNAL_FILE
 from backstop.security.audit_file import FileAuditLog
 from backstop.security.identities import TrustPolicyFile
 from backstop.telemetry.endpoint import TelemetryServer
+from backstop.uplink.identity import check_link_security, link_credentials, link_tls_dir
+from backstop.uplink.peer_check import controller_check
+from backstop.uplink.session import ControllerSession
+from backstop.uplink.spool import ReportSpool
 
 log = logging.getLogger(__name__)
 

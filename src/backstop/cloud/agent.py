@@ -1,6 +1,6 @@
 """The cloud agent: one controller stream for one cloud account.
 
-It connects through the same :class:`~backstop.link.session.ControllerSession` a node agent
+It connects through the same :class:`~backstop.uplink.session.ControllerSession` a node agent
 uses, as node ``<provider>-<account>`` labelled ``backstop.io/kind=cloud``:
 
 - up, every report interval: the account's GPU instances and endpoints as workloads (labels
@@ -42,17 +42,17 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.core.scope import is_label, node_in_scope, workload_in_scope
-from backstop.link.identity import check_link_security, link_tls_dir
-from backstop.link.reporting import (
+from backstop.security.audit import JOURNAL_FILE
+from backstop.security.audit_file import FileAuditLog
+from backstop.security.command_check import NOTHING_HERE, UNKNOWN, CommandCheck
+from backstop.security.identities import TrustPolicyFile
+from backstop.uplink.identity import check_link_security, link_tls_dir
+from backstop.uplink.reporting import (
     ReportSequence,
     acknowledge,
     run_with_reports,
     stateless_session,
 )
-from backstop.security.audit import JOURNAL_FILE
-from backstop.security.audit_file import FileAuditLog
-from backstop.security.command_check import NOTHING_HERE, UNKNOWN, CommandCheck
-from backstop.security.identities import TrustPolicyFile
 
 log = logging.getLogger(__name__)
 

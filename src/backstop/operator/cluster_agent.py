@@ -1,6 +1,6 @@
 """The operator as the cluster's agent: one controller stream for the whole cluster.
 
-It connects through the same :class:`~backstop.link.session.ControllerSession` a node agent
+It connects through the same :class:`~backstop.uplink.session.ControllerSession` a node agent
 uses, as node ``k8s-<cluster>`` labelled ``backstop.io/kind=kubernetes``:
 
 - up: reports of the cluster's GPU-requesting workloads (one ``Workload`` per Deployment,
@@ -41,13 +41,6 @@ from backstop.core.models import (
     Workload,
     WorkloadOutcome,
 )
-from backstop.link.identity import check_link_security, link_tls_dir
-from backstop.link.reporting import (
-    ReportSequence,
-    acknowledge,
-    run_with_reports,
-    stateless_session,
-)
 from backstop.operator import commands
 from backstop.operator.crd import CorrectionResource, Phase, TargetRecord, parse_correction
 from backstop.operator.crd import TargetState as ObjectState
@@ -57,6 +50,13 @@ from backstop.operator.scope import GPU_RESOURCE, WorkloadView, workload_id, wor
 from backstop.operator.settings import OperatorSettings
 from backstop.security.command_check import NOTHING_HERE, UNKNOWN, CommandCheck
 from backstop.security.identities import TrustPolicyFile
+from backstop.uplink.identity import check_link_security, link_tls_dir
+from backstop.uplink.reporting import (
+    ReportSequence,
+    acknowledge,
+    run_with_reports,
+    stateless_session,
+)
 
 log = logging.getLogger(__name__)
 

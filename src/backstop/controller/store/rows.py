@@ -14,7 +14,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from backstop.api.v1 import types_pb2
 from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.core.models import (
     AuditHead,
@@ -30,7 +29,7 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.security.audit import AuditEntry
-from backstop.wire import convert
+from backstop.wire import convert, stored
 
 AUDIT_COLUMNS = "seq, ts, actor, action, subject, details, prev_hash, hash"
 """The audit table's columns, in the order :func:`audit_from_row` and :func:`audit_row` use."""
@@ -38,17 +37,15 @@ AUDIT_COLUMNS = "seq, ts, actor, action, subject, details, prev_hash, hash"
 
 def node_info_bytes(node: NodeInfo) -> bytes:
     """A node's description as stored (deterministic protobuf bytes)."""
-    return convert.node_to_pb(node).SerializeToString(deterministic=True)
+    return stored.node_bytes(node)
 
 
 def node_record(row: Sequence[Any]) -> NodeRecord:
     """A NodeRecord from an (info, connected, last seen, workload count, replica, witnessed
     seq, witnessed hash, journal seq, journal hash) row."""
     info, connected, last_seen, count, replica, w_seq, w_hash, j_seq, j_hash = row
-    msg = types_pb2.Node()
-    msg.ParseFromString(info)
     return NodeRecord(
-        convert.node_from_pb(msg),
+        stored.node_from_bytes(info),
         bool(connected),
         float(last_seen),
         int(count),
@@ -60,14 +57,12 @@ def node_record(row: Sequence[Any]) -> NodeRecord:
 
 def workload_bytes(workload: Workload) -> bytes:
     """A workload as stored (deterministic protobuf bytes)."""
-    return convert.workload_to_pb(workload).SerializeToString(deterministic=True)
+    return stored.workload_bytes(workload)
 
 
 def workload_from_bytes(data: bytes) -> Workload:
     """The workload a stored row holds."""
-    msg = types_pb2.Workload()
-    msg.ParseFromString(data)
-    return convert.workload_from_pb(msg)
+    return stored.workload_from_bytes(data)
 
 
 def encoded_gpus(report: Report) -> tuple[tuple[str, bytes], ...]:

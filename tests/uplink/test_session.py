@@ -29,9 +29,9 @@ from backstop.core.models import (
     Scope,
     TargetState,
 )
-from backstop.link import session as session_module
-from backstop.link.session import PROTOCOL_VERSION, ControllerSession
-from backstop.link.spool import ReportSpool
+from backstop.uplink import session as session_module
+from backstop.uplink.session import PROTOCOL_VERSION, ControllerSession
+from backstop.uplink.spool import ReportSpool
 from backstop.wire import convert
 
 NODE = "node-a"

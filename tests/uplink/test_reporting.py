@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from backstop.core.models import CommandAck, NodeInfo, TargetState
-from backstop.link.reporting import ReportSequence, stateless_session
+from backstop.uplink.reporting import ReportSequence, stateless_session
 
 
 def test_a_clock_sequence_adopts_a_stored_one_ahead_of_it() -> None:

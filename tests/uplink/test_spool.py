@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backstop.link.spool import ReportSpool
+from backstop.uplink.spool import ReportSpool
 
 
 def _fill(spool: ReportSpool, first: int, last: int, size: int = 100) -> None:

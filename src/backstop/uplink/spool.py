@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from backstop.link import metrics
+from backstop.uplink import metrics
 
 log = logging.getLogger(__name__)
 

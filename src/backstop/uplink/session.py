@@ -26,8 +26,8 @@ from backstop.api.v1 import agent_pb2, agent_pb2_grpc
 from backstop.core.errors import PermissionDenied
 from backstop.core.models import AuditHead, Command, CommandAck, NodeInfo, Report, TargetState
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
-from backstop.link import metrics
-from backstop.link.spool import ReportSpool
+from backstop.uplink import metrics
+from backstop.uplink.spool import ReportSpool
 from backstop.wire import convert
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.core.tasks import run_until_one_fails
-from backstop.link.identity import link_credentials
-from backstop.link.peer_check import controller_check
-from backstop.link.session import ControllerSession
-from backstop.link.spool import ReportSpool
+from backstop.uplink.identity import link_credentials
+from backstop.uplink.peer_check import controller_check
+from backstop.uplink.session import ControllerSession
+from backstop.uplink.spool import ReportSpool
 
 log = logging.getLogger(__name__)
 
