@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client as k8s
 
 from backstop.cli.main import build_parser
-from backstop.security.pki import peer_identity
+from backstop.security.peers import peer_identity
 from tests.helm.conftest import CI_VALUES, render
 from tests.helm.conftest import only as only_object
 from tests.support.cluster import LocalCluster

@@ -14,7 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from backstop.core.errors import InvalidInput, PermissionDenied
 from backstop.security.crl import CRL_FILE, RevocationList, load_crl, revoke, revoked_serials
 from backstop.security.issued import issued_to, record_issued
-from backstop.security.pki import CertificateAuthority, peer_identity, write_public
+from backstop.security.peers import peer_identity
+from backstop.security.pki import CertificateAuthority, write_public
 from backstop.security.tls import channel_credentials, server_credentials
 from backstop.uplink.peer_check import ControllerCertificateCheck, remote_certificates
 from tests.support.secure import tampered_crl

@@ -16,15 +16,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from backstop.core.errors import Conflict, InvalidInput
+from backstop.security.peers import new_enrolment_token, peer_identity, token_hash, token_matches
 from backstop.security.pki import (
     CA_CERT_FILE,
     CA_KEY_FILE,
     CertificateAuthority,
     make_csr,
-    new_enrolment_token,
-    peer_identity,
-    token_hash,
-    token_matches,
     write_private,
     write_public,
 )

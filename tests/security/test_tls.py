@@ -21,14 +21,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from backstop.core.errors import InvalidInput
-from backstop.security.pki import (
-    CertBundle,
-    CertificateAuthority,
-    PeerIdentity,
-    peer_identity,
-    write_private,
-    write_public,
-)
+from backstop.security.peers import PeerIdentity, peer_identity
+from backstop.security.pki import CertBundle, CertificateAuthority, write_private, write_public
 from backstop.security.tls import (
     channel_credentials,
     peer_identity_from_context,

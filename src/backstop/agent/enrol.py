@@ -13,7 +13,8 @@ import grpc
 
 from backstop.api.v1 import enrolment_pb2, enrolment_pb2_grpc
 from backstop.core.errors import InvalidInput, PermissionDenied, Unavailable
-from backstop.security.pki import make_csr, peer_identity, write_private, write_public
+from backstop.security.peers import peer_identity
+from backstop.security.pki import make_csr, write_private, write_public
 from backstop.security.tls import channel_credentials
 
 TIMEOUT_S = 15.0

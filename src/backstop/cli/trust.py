@@ -13,12 +13,8 @@ from backstop.core.errors import InvalidInput
 from backstop.security.crl import CRL_FILE, revoke
 from backstop.security.issued import issued_to, record_issued
 from backstop.security.keys import generate_key
-from backstop.security.pki import (
-    CertificateAuthority,
-    peer_identity,
-    write_private,
-    write_public,
-)
+from backstop.security.peers import peer_identity
+from backstop.security.pki import CertificateAuthority, write_private, write_public
 
 _FILE_NAMES = {"controller": "controller", "agent": "node", "client": "client"}
 

@@ -17,7 +17,8 @@ from backstop.core.errors import PermissionDenied
 from backstop.security.crl import RevocationList, revoke
 from backstop.security.identities import Role, TrustPolicy, TrustPolicyFile
 from backstop.security.issued import issued_to
-from backstop.security.pki import CA_KEY_FILE, CertificateAuthority, PeerIdentity, PeerRole
+from backstop.security.peers import PeerIdentity, PeerRole
+from backstop.security.pki import CA_KEY_FILE, CertificateAuthority
 from backstop.security.tls import peer_identity_from_context
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from backstop.core.errors import (
 )
 from backstop.core.models import Correction
 from backstop.security.identities import Role
-from backstop.security.pki import new_enrolment_token
+from backstop.security.peers import new_enrolment_token
 from backstop.wire import convert
 
 log = logging.getLogger(__name__)

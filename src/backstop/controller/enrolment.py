@@ -24,7 +24,8 @@ from backstop.controller.refusals import RefusalLog
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput, PermissionDenied
 from backstop.security.issued import record_issued
-from backstop.security.pki import CertificateAuthority, peer_identity, token_hash
+from backstop.security.peers import peer_identity, token_hash
+from backstop.security.pki import CertificateAuthority
 from backstop.wire import convert
 
 log = logging.getLogger(__name__)

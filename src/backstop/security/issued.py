@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from backstop.core.errors import InvalidInput
-from backstop.security.pki import peer_identity
+from backstop.security.peers import peer_identity
 
 log = logging.getLogger(__name__)
 

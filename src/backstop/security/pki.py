@@ -1,9 +1,9 @@
-"""Backstop's certificate authority: keys, certificates, CSRs and enrolment tokens.
+"""Backstop's certificate authority: keys, certificates and CSRs.
 
 Every peer (controller replica, node agent, operator client) holds an ECDSA P-256 key and a
 certificate signed by the Backstop CA with SHA-256. The certificate names the peer in its
 subject (``CN`` = name, ``OU`` = role) so a server reads who is calling from the TLS handshake
-alone (:func:`peer_identity`). Roles decide the extended key usage:
+alone (:func:`backstop.security.peers.peer_identity`). Roles decide the extended key usage:
 
 ==========  ==========================  =====================================
 role        extended key usage          subject alternative names
@@ -17,17 +17,13 @@ The CA decides the subject of every certificate it signs: :meth:`CertificateAuth
 takes only the public key from a CSR (after checking the CSR's own signature) and ignores the
 subject and extensions the requester asked for.
 
-Enrolment tokens are bearer secrets shown once to an operator; only their SHA-256 is stored.
-This module holds the primitives; storage, expiry and one-time use belong to the store.
+Enrolment tokens and reading a certificate's identity are in :mod:`backstop.security.peers`.
 
 Private files are written atomically with mode 0600 (:func:`write_private`).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import ipaddress
 import logging
 import re
@@ -36,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -46,22 +42,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from backstop.core.errors import Conflict, InvalidInput
 from backstop.core.files import write_atomically
+from backstop.security.peers import PEER_ROLES, PeerRole, load_certificate, single_attribute
 
 logger = logging.getLogger(__name__)
-
-PeerRole = Literal["controller", "agent", "client"]
-"""What a certificate's holder is (not an operator's role); carried in the subject's ``OU``."""
-
-PEER_ROLES: Final[frozenset[str]] = frozenset({"controller", "agent", "client"})
-"""Every valid :data:`PeerRole`."""
 
 CA_CERT_FILE: Final = "ca.crt"
 """File name of the CA certificate inside a CA directory."""
 CA_KEY_FILE: Final = "ca.key"
 """File name of the CA private key inside a CA directory (mode 0600)."""
-
-TOKEN_PREFIX: Final = "bst_"  # noqa: S105 (a public marker, not a secret)
-"""Prefix of every enrolment token, so a leaked one is easy to recognise and grep for."""
 
 _CLOCK_SKEW: Final = timedelta(minutes=5)
 """Certificates start this long in the past so peers with slightly slow clocks accept them."""
@@ -87,22 +75,6 @@ class CertBundle:
     """The X.509 certificate (PEM)."""
     key_pem: bytes
     """The unencrypted PKCS#8 private key (PEM); write it with :func:`write_private`."""
-
-
-@dataclass(frozen=True, slots=True)
-class PeerIdentity:
-    """Who a certificate names, as read from an already verified certificate."""
-
-    name: str
-    """The subject's common name: node name, replica name or operator name."""
-    role: PeerRole
-    """The subject's organisational unit."""
-    serial: str
-    """The certificate serial number, lowercase hexadecimal without ``0x``."""
-    fingerprint_sha256: str
-    """SHA-256 of the certificate's DER encoding, lowercase hexadecimal."""
-    not_after: datetime
-    """End of validity (timezone-aware, UTC)."""
 
 
 class CertificateAuthority:
@@ -193,7 +165,7 @@ class CertificateAuthority:
             logger.warning(
                 "CA private key %s is readable by group or others; chmod 600 it", key_path
             )
-        certificate = _load_certificate(cert_pem, str(cert_path))
+        certificate = load_certificate(cert_pem, str(cert_path))
         constraints = _extension(certificate, x509.BasicConstraints)
         if constraints is None or not constraints.ca:
             raise InvalidInput(f"{cert_path} is not a CA certificate")
@@ -213,7 +185,7 @@ class CertificateAuthority:
     @property
     def name(self) -> str:
         """The CA's common name."""
-        return _single_attribute(self._certificate.subject, NameOID.COMMON_NAME) or ""
+        return single_attribute(self._certificate.subject, NameOID.COMMON_NAME) or ""
 
     @property
     def not_after(self) -> datetime:
@@ -382,50 +354,6 @@ def make_csr(name: str) -> tuple[bytes, bytes]:
     return _private_pem(key), csr.public_bytes(serialization.Encoding.PEM)
 
 
-def peer_identity(cert_pem: bytes | str) -> PeerIdentity:
-    """Read who a certificate names (CN, OU), its serial, fingerprint and end of validity.
-
-    This does not verify the certificate: call it on certificates the TLS handshake (or the
-    caller) has already verified against the CA. :class:`InvalidInput` when the certificate
-    does not carry exactly one common name and one known role.
-    """
-    raw = cert_pem.encode("ascii") if isinstance(cert_pem, str) else cert_pem
-    certificate = _load_certificate(raw, "peer certificate")
-    name = _single_attribute(certificate.subject, NameOID.COMMON_NAME)
-    role = _single_attribute(certificate.subject, NameOID.ORGANIZATIONAL_UNIT_NAME)
-    if not name:
-        raise InvalidInput("peer certificate has no single common name")
-    if role not in PEER_ROLES:
-        raise InvalidInput(f"peer certificate has no known role (OU={role!r})")
-    return PeerIdentity(
-        name=name,
-        role=cast(PeerRole, role),
-        serial=format(certificate.serial_number, "x"),
-        fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex(),
-        not_after=certificate.not_valid_after_utc,
-    )
-
-
-def new_enrolment_token() -> tuple[str, str]:
-    """A fresh enrolment token and its hash: ``(token, token_hash)``.
-
-    The token is 32 random bytes, URL-safe base64 without padding, prefixed with ``bst_``.
-    Show the token once; store only the hash.
-    """
-    token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
-    return token, token_hash(token)
-
-
-def token_hash(token: str) -> str:
-    """The SHA-256 of a token (lowercase hex): the only form in which a token is stored."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def token_matches(token: str, expected_hash: str) -> bool:
-    """Whether ``token`` hashes to ``expected_hash``, compared in constant time."""
-    return hmac.compare_digest(token_hash(token), expected_hash.lower())
-
-
 def write_private(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     """Write a secret file atomically with mode 0600 (whatever the umask).
 
@@ -450,13 +378,6 @@ def _read(path: Path, what: str) -> bytes:
         raise InvalidInput(f"cannot read {what} {path}: {exc}") from exc
 
 
-def _load_certificate(pem: bytes, what: str) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise InvalidInput(f"{what} is not a PEM X.509 certificate") from exc
-
-
 def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -477,14 +398,6 @@ def _random_serial() -> int:
         serial = secrets.randbits(128)
         if serial:
             return serial
-
-
-def _single_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
-    attributes = name.get_attributes_for_oid(oid)
-    if len(attributes) != 1:
-        return None
-    value = attributes[0].value
-    return value if isinstance(value, str) else None
 
 
 def _extension(certificate: x509.Certificate, kind: type[_E]) -> _E | None:

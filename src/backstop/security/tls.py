@@ -45,7 +45,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from backstop.core.errors import InvalidInput
-from backstop.security.pki import PeerIdentity, peer_identity
+from backstop.security.peers import PeerIdentity, peer_identity
 
 logger = logging.getLogger(__name__)
 

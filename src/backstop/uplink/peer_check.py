@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from backstop.core.errors import PermissionDenied
 from backstop.security.crl import CRL_FILE, RevocationList
-from backstop.security.pki import peer_identity
+from backstop.security.peers import peer_identity
 
 log = logging.getLogger(__name__)
 
