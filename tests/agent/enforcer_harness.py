@@ -42,7 +42,7 @@ from backstop.security.audit_file import FileAuditLog
 from backstop.security.identities import TrustPolicyFile
 from backstop.security.keys import OperatorKey, generate_key
 from backstop.security.quorum import sign_correction
-from backstop.wire.convert import spec_bytes
+from backstop.wire.correction_convert import spec_bytes
 from tests.support.cgroups import cgroup2_mount
 from tests.support.workloads import WorkloadFactory, WorkloadProcess, proc_state, wait_until
 

@@ -23,7 +23,7 @@ from backstop.core.models import Action, Command, TargetState
 from backstop.security.audit import verify_file
 from backstop.security.keys import generate_key
 from backstop.security.quorum import sign_correction
-from backstop.wire.convert import spec_bytes
+from backstop.wire.correction_convert import spec_bytes
 from tests.agent.enforcer_harness import (  # noqa: F401 - the fixtures are used by name
     WORKLOAD_ID,
     Agent,

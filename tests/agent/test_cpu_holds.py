@@ -19,7 +19,7 @@ from backstop.agent.actuators.workload_actuator import ProcessActuator
 from backstop.agent.enforcer import Enforcer
 from backstop.agent.state import AgentState
 from backstop.core.models import Action, ActionParams, Command, CorrectionSpec, Scope, TargetState
-from backstop.wire.convert import spec_bytes
+from backstop.wire.correction_convert import spec_bytes
 from tests.agent.enforcer_harness import workloads_fixture  # noqa: F401 - used by name
 from tests.support.cgroups import scratch_cgroup
 from tests.support.workloads import WorkloadFactory, WorkloadProcess

@@ -22,7 +22,7 @@ from backstop.core.ids import new_correction_id
 from backstop.core.models import Action, CorrectionSpec, Scope
 from backstop.security.keys import generate_key, verify
 from backstop.security.quorum import sign_correction
-from backstop.wire import convert
+from backstop.wire import correction_convert
 from tests.cli.compromised import CompromisedControl, Lies, serve
 from tests.cli.terminal import run_on_terminal
 
@@ -50,16 +50,16 @@ def _correction(tmp: Path) -> tuple[types_pb2.Correction, bytes]:
         created_at_s=now,
         expires_at_s=now + 3600,
     )
-    data = convert.spec_bytes(signed_spec)
+    data = correction_convert.spec_bytes(signed_spec)
     issuer = sign_correction(generate_key(), data, signer="alice", role="issuer", signed_at_s=now)
-    shown = convert.spec_to_pb(signed_spec)
-    shown.scope.CopyFrom(convert.scope_to_pb(Scope(node_ids=("node-a",))))  # the lie
+    shown = correction_convert.spec_to_pb(signed_spec)
+    shown.scope.CopyFrom(correction_convert.scope_to_pb(Scope(node_ids=("node-a",))))  # the lie
     shown.reason = "routine check"
     correction = types_pb2.Correction(
         spec=shown,
         signed_spec=data,
         state=types_pb2.CORRECTION_STATE_PROPOSED,
-        signatures=[convert.signature_to_pb(issuer)],
+        signatures=[correction_convert.signature_to_pb(issuer)],
         approvals_required=2,
         message="waiting for approvals: 0 of 2",
     )
@@ -120,7 +120,9 @@ def test_approve_shows_and_signs_the_signed_bytes_not_the_controllers_copy(
     assert b"\x1b" not in session.transcript
     assert "\u202e" not in text
     # the targets of the signed scope, before the question
-    assert [convert.scope_from_pb(p.scope) for p in double.service.previews] == [Scope(all=True)]
+    assert [correction_convert.scope_from_pb(p.scope) for p in double.service.previews] == [
+        Scope(all=True)
+    ]
     targets = text.index("targets: 2 node(s) (node-a, node-b); 3 workload(s): ")
     assert (
         "wl-1 on node-a (pid 101, vllm serve m1), wl-2 on node-b (pid 102, vllm serve m2)"

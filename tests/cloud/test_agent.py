@@ -27,7 +27,7 @@ from backstop.core.models import Action, Command, CorrectionSpec, Scope, TargetS
 from backstop.security.audit import verify_file
 from backstop.security.keys import generate_key
 from backstop.security.quorum import sign_correction
-from backstop.wire.convert import spec_bytes
+from backstop.wire.correction_convert import spec_bytes
 from tests.support.fake_gce import FakeGce
 from tests.support.moto_server import REGION, MotoServer
 

@@ -19,7 +19,7 @@ from backstop.core.models import (
     SignatureRecord,
 )
 from backstop.core.settings import ControllerSettings
-from backstop.wire import convert
+from backstop.wire import correction_convert
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -82,7 +82,7 @@ class RecordingLink:
         signatures: tuple[SignatureRecord, ...],
         audit_head: AuditHead,
     ) -> None:
-        self.sent.append((sequence, convert.spec_from_bytes(spec_bytes)))
+        self.sent.append((sequence, correction_convert.spec_from_bytes(spec_bytes)))
         self.heads.append(audit_head)
 
     def close(self, reason: str) -> None:

@@ -26,7 +26,7 @@ from backstop.core.settings import ControllerSettings
 from backstop.security.identities import Role, TrustPolicyFile
 from backstop.security.keys import OperatorKey, generate_key
 from backstop.security.quorum import sign_correction
-from backstop.wire import convert
+from backstop.wire import correction_convert
 from tests.controller.conftest import Clock, RecordingLink, node
 from tests.controller.test_corrections import _ack, _request
 
@@ -49,7 +49,7 @@ def _spec(clock: Clock, action: Action, scope: Scope, reverts: str = "") -> Corr
 
 
 def _signed(spec: CorrectionSpec, *approvers: str) -> tuple[bytes, tuple[SignatureRecord, ...]]:
-    data = convert.spec_bytes(spec)
+    data = correction_convert.spec_bytes(spec)
     sigs = [sign_correction(KEYS["alice"], data, signer="alice", role="issuer", signed_at_s=1.0)]
     sigs += [
         sign_correction(KEYS[a], data, signer=a, role="approver", signed_at_s=1.0)

@@ -20,7 +20,7 @@ from backstop.controller.server import ControllerServer
 from backstop.controller.store import Store, open_store
 from backstop.core.models import Report
 from backstop.core.settings import ControllerSettings
-from backstop.wire import convert
+from backstop.wire import convert, correction_convert
 from tests.controller.conftest import node
 
 Scenario = Callable[[ControllerServer, str], Coroutine[Any, Any, None]]
@@ -210,7 +210,7 @@ def test_commands_flow_down_and_acks_complete_the_correction(tmp_path: Path) -> 
             msg = await call.read()
             while msg.WhichOneof("body") != "command":
                 msg = await call.read()
-            spec = convert.spec_from_bytes(msg.command.correction.spec)
+            spec = correction_convert.spec_from_bytes(msg.command.correction.spec)
             assert spec.correction_id == created.spec.correction_id
             assert msg.command.sequence == 1
             ack = agent_pb2.CommandAck(

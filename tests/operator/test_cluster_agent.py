@@ -20,7 +20,7 @@ from backstop.operator.inventory import ClusterReader
 from backstop.operator.kube import KubeApi
 from backstop.operator.scope import WorkloadKind, WorkloadView
 from backstop.operator.settings import OperatorSettings
-from backstop.wire.convert import spec_bytes
+from backstop.wire.correction_convert import spec_bytes
 
 
 def view(**changes: Any) -> WorkloadView:

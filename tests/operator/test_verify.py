@@ -10,7 +10,7 @@ from backstop.security.command_check import CommandCheck
 from backstop.security.identities import TrustPolicyFile
 from backstop.security.keys import generate_key
 from backstop.security.quorum import sign_correction
-from backstop.wire.convert import spec_bytes
+from backstop.wire.correction_convert import spec_bytes
 
 NOW = 1_700_000_000.0
 

@@ -13,7 +13,7 @@ from backstop.security.command_check import NOTHING_HERE, UNKNOWN, CommandCheck,
 from backstop.security.identities import TrustPolicyFile
 from backstop.security.keys import OperatorKey, generate_key
 from backstop.security.quorum import sign_correction
-from backstop.wire.convert import spec_bytes
+from backstop.wire.correction_convert import spec_bytes
 
 NOW = 1_700_000_000.0
 PEOPLE = {"alice": "operator", "bob": "approver", "carol": "approver"}

@@ -23,7 +23,7 @@ from backstop.core.models import Action, AuditHead, CorrectionSpec, Hold, Scope,
 from backstop.demo import model_server
 from backstop.security.keys import generate_key, load_private
 from backstop.security.quorum import sign_correction
-from backstop.wire import convert
+from backstop.wire import convert, correction_convert
 from tests.e2e.conftest import start_model_in_cgroup
 from tests.support.cgroups import cgroup2_mount, scratch_cgroup
 from tests.support.cluster import LocalCluster, ModelServer, proc_state, tree, wait_for
@@ -63,7 +63,7 @@ class Attack:
         self, spec: CorrectionSpec, issuer: str, *approvers: str
     ) -> tuple[bytes, types_pb2.SignedCorrection]:
         """What the operators sign (the double only ever gets these bytes)."""
-        data = convert.spec_bytes(spec)
+        data = correction_convert.spec_bytes(spec)
         people = [(issuer, "issuer"), *((a, "approver") for a in approvers)]
         records = [
             sign_correction(
@@ -75,7 +75,7 @@ class Attack:
             )
             for p, role in people
         ]
-        return data, convert.signed_correction(data, records)
+        return data, correction_convert.signed_correction(data, records)
 
     def deliver(
         self,
@@ -201,13 +201,13 @@ def test_replays_renumbered_and_forged_commands_are_refused_and_lock_nothing_out
 
     # forged: unsigned, and signed with a key the trust policy does not know
     unsigned = spec(Action.PAUSE)
-    rogue.send(5, convert.spec_bytes(unsigned))
+    rogue.send(5, correction_convert.spec_bytes(unsigned))
     refused = rogue.ack_for(unsigned.correction_id, 5)
     assert (refused.state, refused.message) == (TargetState.REFUSED, "no issuer signature by alice")
     stranger = spec(Action.PAUSE)
-    data = convert.spec_bytes(stranger)
+    data = correction_convert.spec_bytes(stranger)
     record = sign_correction(generate_key(), data, signer="alice", role="issuer", signed_at_s=1.0)
-    rogue.send(6, data, convert.signed_correction(data, (record,)))
+    rogue.send(6, data, correction_convert.signed_correction(data, (record,)))
     forged = rogue.ack_for(stranger.correction_id, 6)
     assert forged.state is TargetState.REFUSED
     assert "unknown key" in forged.message

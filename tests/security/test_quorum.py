@@ -18,7 +18,7 @@ from backstop.security.quorum import (
     check,
     sign_correction,
 )
-from backstop.wire.convert import spec_bytes
+from backstop.wire.correction_convert import spec_bytes
 
 ROLES = {
     "alice": "operator",

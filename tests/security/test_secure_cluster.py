@@ -26,7 +26,7 @@ from backstop.core.models import Action, CorrectionSpec, Scope
 from backstop.security.keys import generate_key, load_private
 from backstop.security.quorum import sign_correction
 from backstop.security.tls import channel_credentials
-from backstop.wire import convert
+from backstop.wire import correction_convert
 from tests.e2e.conftest import start_model_in_cgroup
 from tests.support.cgroups import scratch_cgroup
 from tests.support.cluster import LocalCluster, ModelServer, proc_state, tree, wait_for
@@ -169,11 +169,11 @@ def test_terminate_needs_two_distinct_approvers(secured: Secured) -> None:
 def _signed_request(
     spec: CorrectionSpec, key_path: Path, signer: str
 ) -> types_pb2.SignedCorrection:
-    data = convert.spec_bytes(spec)
+    data = correction_convert.spec_bytes(spec)
     record = sign_correction(
         load_private(key_path), data, signer=signer, role="issuer", signed_at_s=time.time()
     )
-    return convert.signed_correction(data, (record,))
+    return correction_convert.signed_correction(data, (record,))
 
 
 def _stub(secured: Secured, who: str) -> tuple[grpc.Channel, control_pb2_grpc.ControlServiceStub]:

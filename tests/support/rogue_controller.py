@@ -22,7 +22,7 @@ import grpc
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 from backstop.core.models import AuditHead, CommandAck, Report
 from backstop.security.tls import server_credentials
-from backstop.wire import convert
+from backstop.wire import convert, correction_convert
 
 
 class RogueController(agent_pb2_grpc.AgentGatewayServicer):
@@ -79,7 +79,7 @@ class RogueController(agent_pb2_grpc.AgentGatewayServicer):
                 kind = message.WhichOneof("body")
                 with self._lock:
                     if kind == "ack":
-                        self.acks.append(convert.ack_from_pb(message.ack))
+                        self.acks.append(correction_convert.ack_from_pb(message.ack))
                     elif kind == "report":
                         self.reports.append(convert.report_from_pb(message.report, node_id))
                 if kind == "report":

@@ -32,7 +32,7 @@ from backstop.core.models import (
 from backstop.uplink import session as session_module
 from backstop.uplink.session import PROTOCOL_VERSION, ControllerSession
 from backstop.uplink.spool import ReportSpool
-from backstop.wire import convert
+from backstop.wire import correction_convert
 
 NODE = "node-a"
 HEAD = "ab" * 32
@@ -220,7 +220,7 @@ def test_a_command_goes_to_the_handler_and_its_ack_to_the_controller(
     tmp_path: Path, sleeps: RecordedSleeps
 ) -> None:
     spec = _spec()
-    data = convert.spec_bytes(spec)
+    data = correction_convert.spec_bytes(spec)
     handled: list[Command] = []
 
     async def apply(command: Command) -> CommandAck:
@@ -235,7 +235,7 @@ def test_a_command_goes_to_the_handler_and_its_ack_to_the_controller(
             agent_pb2.ControllerMessage(
                 command=agent_pb2.Command(
                     sequence=7,
-                    correction=convert.signed_correction(data),
+                    correction=correction_convert.signed_correction(data),
                     audit_head=types_pb2.AuditHead(seq=3, hash=HEAD),
                 )
             )
@@ -243,7 +243,7 @@ def test_a_command_goes_to_the_handler_and_its_ack_to_the_controller(
         ack = await stream.next("ack")
         assert ack.correction_id == spec.correction_id
         assert ack.sequence == 7
-        assert ack.state == convert.target_state_to_pb(TargetState.APPLIED)
+        assert ack.state == correction_convert.target_state_to_pb(TargetState.APPLIED)
         assert ack.message == "paused 1"
 
     _run(tmp_path, scenario, on_command=apply)
@@ -270,7 +270,10 @@ def test_reports_go_out_in_sequence_and_leave_the_spool_once_acknowledged(
         stream.send(
             agent_pb2.ControllerMessage(
                 command=agent_pb2.Command(
-                    sequence=1, correction=convert.signed_correction(convert.spec_bytes(_spec()))
+                    sequence=1,
+                    correction=correction_convert.signed_correction(
+                        correction_convert.spec_bytes(_spec())
+                    ),
                 )
             )
         )

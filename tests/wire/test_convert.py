@@ -22,7 +22,7 @@ from backstop.core.models import (
     Workload,
     WorkloadOutcome,
 )
-from backstop.wire import convert
+from backstop.wire import convert, correction_convert
 
 
 def _workload() -> Workload:
@@ -107,13 +107,13 @@ def test_spec_bytes_are_deterministic_and_round_trip() -> None:
         expires_at_s=2.0,
         params=ActionParams(power_fraction=0.5),
     )
-    assert convert.spec_bytes(spec) == convert.spec_bytes(spec)
-    assert convert.spec_from_bytes(convert.spec_bytes(spec)) == spec
+    assert correction_convert.spec_bytes(spec) == correction_convert.spec_bytes(spec)
+    assert correction_convert.spec_from_bytes(correction_convert.spec_bytes(spec)) == spec
 
 
 def test_garbage_spec_bytes_are_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="not a valid CorrectionSpec"):
-        convert.spec_from_bytes(b"\xff\xff\xff\xff")
+        correction_convert.spec_from_bytes(b"\xff\xff\xff\xff")
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,7 @@ def test_invalid_specs_are_refused(mutate: object, message: str) -> None:
     msg = types_pb2.CorrectionSpec(correction_id="cor-1", action=types_pb2.ACTION_PAUSE)
     mutate(msg)  # type: ignore[operator]
     with pytest.raises(InvalidInput, match=message):
-        convert.spec_from_pb(msg)
+        correction_convert.spec_from_pb(msg)
 
 
 def test_ack_round_trip_and_state_check() -> None:
@@ -142,10 +142,10 @@ def test_ack_round_trip_and_state_check() -> None:
         "ok",
         (WorkloadOutcome("wl-1", (1, 2), "applied", "sigstop"),),
     )
-    assert convert.ack_from_pb(convert.ack_to_pb(ack)) == ack
+    assert correction_convert.ack_from_pb(correction_convert.ack_to_pb(ack)) == ack
     bad = agent_pb2.CommandAck(correction_id="cor-1", state=types_pb2.TARGET_STATE_DISPATCHED)
     with pytest.raises(InvalidInput, match="cannot report state"):
-        convert.ack_from_pb(bad)
+        correction_convert.ack_from_pb(bad)
 
 
 def test_behaviour_confidence_out_of_range_is_refused() -> None:

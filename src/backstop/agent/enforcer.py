@@ -46,7 +46,7 @@ from backstop.core.models import (
 )
 from backstop.core.scope import parse_selector, workload_in_scope
 from backstop.security.audit_file import FileAuditLog
-from backstop.wire import convert
+from backstop.wire import correction_convert
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class Enforcer:
             if applied.ack_state != "applying":
                 continue
             data = bytes.fromhex(applied.spec)
-            command = Command(applied.sequence, convert.spec_from_bytes(data), data)
+            command = Command(applied.sequence, correction_convert.spec_from_bytes(data), data)
             self._audit("command.recovered", command.spec, sequence=applied.sequence)
             acks.append(await self._enqueue(functools.partial(self._execute, command)))
         return acks
@@ -265,7 +265,7 @@ class Enforcer:
             created_at_s=now,
             expires_at_s=now + LEASE_HOLD_S,
         )
-        data = convert.spec_bytes(spec)
+        data = correction_convert.spec_bytes(spec)
         self._audit("lease.engage", spec, silent_s=round(silent_s, 1))
         command = Command(0, spec, data)
         self._journal(command, CommandAck(spec.correction_id, 0, TargetState.PENDING), [])
@@ -358,7 +358,7 @@ class Enforcer:
         for correction in self._state.active(self._clock()):
             if correction.action not in (a.value for a in STICKY_ACTIONS):
                 continue
-            spec = convert.spec_from_bytes(bytes.fromhex(correction.spec))
+            spec = correction_convert.spec_from_bytes(bytes.fromhex(correction.spec))
             handled = {w.workload_id for w in correction.workloads}
             new = [
                 w

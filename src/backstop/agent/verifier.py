@@ -26,7 +26,7 @@ from backstop.agent.state import AgentState
 from backstop.core.models import Action, Command
 from backstop.security.command_check import NOTHING_HERE, CommandCheck
 from backstop.security.identities import TrustPolicyFile
-from backstop.wire import convert
+from backstop.wire import correction_convert
 
 
 class CommandVerifier:
@@ -51,7 +51,7 @@ class CommandVerifier:
         if spec.action is Action.RESUME:
             target = state.corrections.get(spec.reverts)
             if target is not None:
-                scope = convert.spec_from_bytes(bytes.fromhex(target.spec)).scope
+                scope = correction_convert.spec_from_bytes(bytes.fromhex(target.spec)).scope
                 if scope != spec.scope:
                     return (
                         f"a resume must keep the scope of {spec.reverts}, which it reverts; "

@@ -32,7 +32,7 @@ from backstop.core.models import (
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
-from backstop.wire import convert
+from backstop.wire import convert, correction_convert
 
 
 class WatchDeadline(BackstopError):
@@ -210,12 +210,12 @@ class ControllerClient:
     ) -> types_pb2.Correction:
         """An unsigned correction: the controller writes and signs its spec."""
         request = control_pb2.CreateCorrectionRequest(
-            action=convert.action_to_pb(action),
-            scope=convert.scope_to_pb(scope),
+            action=correction_convert.action_to_pb(action),
+            scope=correction_convert.scope_to_pb(scope),
             reason=reason,
             issuer=issuer,
             ttl_s=ttl_s,
-            params=convert.params_to_pb(params),
+            params=correction_convert.params_to_pb(params),
         )
         correction: types_pb2.Correction = self._call("CreateCorrection", request)
         return correction
@@ -244,7 +244,7 @@ class ControllerClient:
     ) -> types_pb2.Correction:
         """A correction whose spec bytes ``data`` the operator signed."""
         request = control_pb2.CreateCorrectionRequest(
-            signed=convert.signed_correction(data, signatures)
+            signed=correction_convert.signed_correction(data, signatures)
         )
         correction: types_pb2.Correction = self._call("CreateCorrection", request)
         return correction
@@ -253,7 +253,8 @@ class ControllerClient:
         self, correction_id: str, data: bytes, signatures: Sequence[SignatureRecord]
     ) -> types_pb2.Correction:
         request = control_pb2.ResumeCorrectionRequest(
-            correction_id=correction_id, signed=convert.signed_correction(data, signatures)
+            correction_id=correction_id,
+            signed=correction_convert.signed_correction(data, signatures),
         )
         correction: types_pb2.Correction = self._call("ResumeCorrection", request)
         return correction
@@ -264,13 +265,15 @@ class ControllerClient:
         request = control_pb2.ApproveCorrectionRequest(
             correction_id=correction_id,
             approver=approver,
-            signature=convert.signature_to_pb(signature),
+            signature=correction_convert.signature_to_pb(signature),
         )
         correction: types_pb2.Correction = self._call("ApproveCorrection", request)
         return correction
 
     def preview(self, scope: Scope, limit: int = 0) -> Preview:
-        request = control_pb2.PreviewScopeRequest(scope=convert.scope_to_pb(scope), limit=limit)
+        request = control_pb2.PreviewScopeRequest(
+            scope=correction_convert.scope_to_pb(scope), limit=limit
+        )
         found = self._call("PreviewScope", request)
         return Preview(
             tuple(found.node_ids),

@@ -22,7 +22,7 @@ from backstop.core.specs import DEFAULT_EXPIRY_S, new_spec
 from backstop.core.text import validate_reason
 from backstop.security.keys import load_private
 from backstop.security.quorum import sign_correction
-from backstop.wire import convert
+from backstop.wire import correction_convert
 
 
 def _with_client(verb: Callable[[ControllerClient, argparse.Namespace], int]) -> Handler:
@@ -165,7 +165,7 @@ def params_from_args(args: argparse.Namespace) -> ActionParams:
         grace_s=getattr(args, "grace", None),
         sample_interval_s=getattr(args, "interval", None),
     )
-    convert.validate_params(params)
+    correction_convert.validate_params(params)
     return params
 
 
@@ -203,8 +203,8 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
         params=params,
     )
     if args.key:
-        data = convert.spec_bytes(spec)
-        _confirm(client, convert.spec_from_bytes(data), args)
+        data = correction_convert.spec_bytes(spec)
+        _confirm(client, correction_convert.spec_from_bytes(data), args)
         signature = _issuer_signature(args, spec, data)
         return _report(client, client.create_signed(data, (signature,)), args, data)
     _confirm(client, spec, args)
@@ -255,7 +255,7 @@ def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
             now_s=now,
             reverts=args.id,
         )
-        data = convert.spec_bytes(spec)
+        data = correction_convert.spec_bytes(spec)
         signature = _issuer_signature(args, spec, data)
         return _report(client, client.resume_signed(args.id, data, (signature,)), args, data)
     correction = client.resume(args.id, args.reason, _user(args))

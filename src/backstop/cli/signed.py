@@ -15,7 +15,7 @@ from backstop.api.v1 import types_pb2
 from backstop.cli import render
 from backstop.core.errors import BackstopError, InvalidInput
 from backstop.core.models import CorrectionSpec, Scope
-from backstop.wire import convert
+from backstop.wire import correction_convert
 
 BANNER = "WARNING: THE CONTROLLER'S COPY OF THIS CORRECTION DIFFERS FROM THE SIGNED BYTES."
 
@@ -39,12 +39,12 @@ def view(c: types_pb2.Correction, data: bytes = b"") -> SignedView:
     data = data or bytes(c.signed_spec)
     if not data:
         return SignedView(
-            convert.spec_from_pb(c.spec),
+            correction_convert.spec_from_pb(c.spec),
             b"",
             ("note: the controller sent no signed bytes; shown is the controller's own copy",),
         )
     try:
-        spec = convert.spec_from_bytes(data)
+        spec = correction_convert.spec_from_bytes(data)
     except BackstopError as exc:
         raise InvalidInput(
             f"the signed bytes the controller sent are not a valid correction ({exc.message}); "
@@ -57,7 +57,7 @@ def view(c: types_pb2.Correction, data: bytes = b"") -> SignedView:
 
 def _differences(spec: CorrectionSpec, shown: types_pb2.CorrectionSpec) -> tuple[str, ...]:
     try:
-        theirs = convert.spec_from_pb(shown)
+        theirs = correction_convert.spec_from_pb(shown)
     except BackstopError as exc:
         return (BANNER, f"  the controller's copy is not a valid correction: {exc.message}")
     if theirs == spec:

@@ -31,7 +31,7 @@ from backstop.core.errors import (
 from backstop.core.models import Correction
 from backstop.security.identities import Role
 from backstop.security.peers import new_enrolment_token
-from backstop.wire import convert
+from backstop.wire import checks, convert, correction_convert
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
 
     def _out(self, correction: Correction) -> types_pb2.Correction:
         """A correction as returned, with the audit head now (for the caller to witness)."""
-        msg = convert.correction_to_pb(correction)
+        msg = correction_convert.correction_to_pb(correction)
         msg.audit_head.CopyFrom(convert.audit_head_to_pb(self._store.audit_head()))
         return msg
 
@@ -146,7 +146,9 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self._caller(context, Role.VIEWER, "listing corrections")
         limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         head = convert.audit_head_to_pb(self._store.audit_head())
-        corrections = [convert.correction_to_pb(c) for c in self._store.list_corrections(limit)]
+        corrections = [
+            correction_convert.correction_to_pb(c) for c in self._store.list_corrections(limit)
+        ]
         for msg in corrections:
             msg.audit_head.CopyFrom(head)
         return control_pb2.ListCorrectionsResponse(corrections=corrections)
@@ -159,22 +161,22 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
             caller = self._caller(context, Role.VIEWER, "creating a correction")
             correction = self._engine.create_signed(
                 request.signed.spec,
-                convert.signatures_from_pb(request.signed.signatures),
+                correction_convert.signatures_from_pb(request.signed.signatures),
                 caller,
             )
             return self._out(correction)
         caller = self._caller(context, Role.VIEWER, "creating a correction", request.issuer)
-        action = convert.action_from_pb(request.action)
+        action = correction_convert.action_from_pb(request.action)
         if request.ttl_s < 0:
             raise InvalidInput("ttl must not be negative")
         correction = self._engine.create(
             CreateRequest(
                 action=action,
-                scope=convert.scope_from_pb(request.scope),
+                scope=correction_convert.scope_from_pb(request.scope),
                 reason=request.reason,
                 issuer=request.issuer,
                 ttl_s=request.ttl_s,
-                params=convert.params_from_pb(request.params),
+                params=correction_convert.params_from_pb(request.params),
             ),
             caller,
         )
@@ -186,7 +188,9 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     ) -> types_pb2.Correction:
         caller = self._caller(context, Role.VIEWER, "approving", request.approver)
         signature = (
-            convert.signature_from_pb(request.signature) if request.HasField("signature") else None
+            correction_convert.signature_from_pb(request.signature)
+            if request.HasField("signature")
+            else None
         )
         correction = self._engine.approve(request.correction_id, signature, caller)
         return self._out(correction)
@@ -199,7 +203,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
             caller = self._caller(context, Role.VIEWER, "resuming")
             correction = self._engine.create_signed(
                 request.signed.spec,
-                convert.signatures_from_pb(request.signed.signatures),
+                correction_convert.signatures_from_pb(request.signed.signatures),
                 caller,
             )
             return self._out(correction)
@@ -262,7 +266,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self, request: control_pb2.PreviewScopeRequest, context: Any
     ) -> control_pb2.PreviewScopeResponse:
         self._caller(context, Role.VIEWER, "previewing a scope")
-        found = preview(self._store, convert.scope_from_pb(request.scope), request.limit)
+        found = preview(self._store, correction_convert.scope_from_pb(request.scope), request.limit)
         return control_pb2.PreviewScopeResponse(
             node_ids=list(found.node_ids),
             workload_count=found.workload_count,
@@ -274,7 +278,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self, request: control_pb2.CreateEnrolmentTokenRequest, context: Any
     ) -> control_pb2.CreateEnrolmentTokenResponse:
         caller = self._caller(context, Role.ADMIN, "creating an enrolment token")
-        node_id = convert.node_id_text(request.node_id)
+        node_id = checks.node_id_text(request.node_id)
         ttl = request.ttl_s or DEFAULT_TOKEN_TTL_S
         if not 0 < ttl <= MAX_TOKEN_TTL_S:
             raise InvalidInput(f"token ttl must be within (0, {MAX_TOKEN_TTL_S:g}] seconds")
@@ -289,7 +293,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self, request: control_pb2.RevokeNodeRequest, context: Any
     ) -> control_pb2.RevokeNodeResponse:
         caller = self._caller(context, Role.ADMIN, "revoking a node")
-        node_id = convert.node_id_text(request.node_id)
+        node_id = checks.node_id_text(request.node_id)
         self._engine.audit(caller.name, "node.revoke", node_id, reason=request.reason)
         count = self._store.revoke_node(node_id, time.time(), request.reason)
         self._engine.disconnect(node_id, "the node's certificate was revoked")

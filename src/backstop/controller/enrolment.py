@@ -26,7 +26,7 @@ from backstop.core.errors import BackstopError, InvalidInput, PermissionDenied
 from backstop.security.issued import record_issued
 from backstop.security.peers import peer_identity, token_hash
 from backstop.security.pki import CertificateAuthority
-from backstop.wire import convert
+from backstop.wire import checks
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class EnrolmentService(enrolment_pb2_grpc.EnrolmentServicer):  # type: ignore[mi
     ) -> enrolment_pb2.EnrollResponse:
         peer = context.peer()
         try:
-            node_id = convert.node_id_text(request.node_id)
+            node_id = checks.node_id_text(request.node_id)
             if len(request.csr_pem) > MAX_CSR_BYTES:
                 raise InvalidInput("the CSR is too large")
             if not self._store.use_enrolment_token(token_hash(request.token), node_id, time.time()):

@@ -30,7 +30,7 @@ from backstop.core.errors import BackstopError, InvalidInput
 from backstop.core.models import AuditHead, Report, SignatureRecord
 from backstop.core.settings import ControllerSettings
 from backstop.security.tls import peer_identity_from_context
-from backstop.wire import convert
+from backstop.wire import checks, convert, correction_convert
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class StreamLink:
     ) -> None:
         command = agent_pb2.Command(
             sequence=sequence,
-            correction=convert.signed_correction(spec_bytes, signatures),
+            correction=correction_convert.signed_correction(spec_bytes, signatures),
             audit_head=convert.audit_head_to_pb(audit_head),
         )
         self.queue.put_nowait(agent_pb2.ControllerMessage(command=command))
@@ -275,7 +275,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             return None
         try:
             convert.node_from_pb(first.hello.node)
-            convert.counter(first.hello.last_command_sequence, "last_command_sequence")
+            checks.counter(first.hello.last_command_sequence, "last_command_sequence")
             convert.audit_head_from_pb(first.hello.witnessed_audit_head)
             convert.audit_head_from_pb(first.hello.journal_head)
         except InvalidInput as exc:
@@ -417,7 +417,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 link.heads.note(report.witnessed_audit_head, report.journal_head)
             self._queue_report(link, report)
         elif kind == "ack":
-            self._engine.queue_ack(node_id, convert.ack_from_pb(message.ack))
+            self._engine.queue_ack(node_id, correction_convert.ack_from_pb(message.ack))
         elif kind == "hello":
             raise InvalidInput("Hello may only be the first message of a stream")
         else:

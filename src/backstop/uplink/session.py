@@ -28,7 +28,7 @@ from backstop.core.models import AuditHead, Command, CommandAck, NodeInfo, Repor
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.uplink import metrics
 from backstop.uplink.spool import ReportSpool
-from backstop.wire import convert
+from backstop.wire import convert, correction_convert
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class ControllerSession:
                 extra={"controller": self._address, "controller_id": welcome.welcome.controller_id},
             )
             for ack in self._on_connected() if self._on_connected else []:
-                self._send_ack(convert.ack_to_pb(ack))
+                self._send_ack(correction_convert.ack_to_pb(ack))
             writer = asyncio.create_task(self._write_loop(call))
             try:
                 await self._read_loop(call)
@@ -246,8 +246,8 @@ class ControllerSession:
 
     async def _handle_command(self, msg: agent_pb2.Command) -> None:
         try:
-            spec = convert.spec_from_bytes(msg.correction.spec)
-            signatures = convert.signatures_from_pb(msg.correction.signatures)
+            spec = correction_convert.spec_from_bytes(msg.correction.spec)
+            signatures = correction_convert.signatures_from_pb(msg.correction.signatures)
             audit_head = convert.audit_head_from_pb(msg.audit_head)
         except Exception as exc:  # noqa: BLE001 - any malformed command is refused, not fatal
             log.warning("refused malformed command", extra={"sequence": msg.sequence})
@@ -255,7 +255,7 @@ class ControllerSession:
                 agent_pb2.CommandAck(
                     correction_id="malformed",
                     sequence=msg.sequence,
-                    state=convert.target_state_to_pb(TargetState.REFUSED),
+                    state=correction_convert.target_state_to_pb(TargetState.REFUSED),
                     message=f"malformed command: {exc}",
                 )
             )
@@ -268,4 +268,4 @@ class ControllerSession:
             audit_head=audit_head,
         )
         result = await self._on_command(command)
-        self._send_ack(convert.ack_to_pb(result))
+        self._send_ack(correction_convert.ack_to_pb(result))

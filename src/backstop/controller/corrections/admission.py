@@ -32,8 +32,8 @@ from backstop.core.text import validate_reason
 from backstop.security import quorum
 from backstop.security.command_check import MAX_CLOCK_SKEW_S, MAX_TTL_S
 from backstop.security.identities import Role
-from backstop.wire import convert
-from backstop.wire.convert import validate_params
+from backstop.wire import correction_convert
+from backstop.wire.correction_convert import validate_params
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,14 @@ class Admission:
             ttl_s=ttl,
             params=request.params,
         )
-        return self._admit(spec, convert.spec_bytes(spec), (), caller)
+        return self._admit(spec, correction_convert.spec_bytes(spec), (), caller)
 
     def create_signed(
         self, data: bytes, signatures: tuple[SignatureRecord, ...], caller: Caller
     ) -> Correction:
         """A correction built and signed by its issuer; these exact bytes are what agents get.
         A resume among them (``reverts`` set) is checked by ``rules``."""
-        return self._admit(convert.spec_from_bytes(data), data, signatures, caller)
+        return self._admit(correction_convert.spec_from_bytes(data), data, signatures, caller)
 
     def _check_spec(self, spec: CorrectionSpec, caller: Caller) -> None:
         now = self._clock()
@@ -141,7 +141,9 @@ class Admission:
             "correction.propose" if waiting else "correction.create",
             spec.correction_id,
             action=spec.action.value,
-            scope=convert.scope_to_pb(spec.scope).SerializeToString(deterministic=True).hex(),
+            scope=correction_convert.scope_to_pb(spec.scope)
+            .SerializeToString(deterministic=True)
+            .hex(),
             reason=spec.reason,
             issuer=spec.issuer,
             reverts=spec.reverts,
@@ -295,4 +297,4 @@ class Admission:
             ttl_s=self._settings.default_ttl_s,
             reverts=correction_id,
         )
-        return self._admit(spec, convert.spec_bytes(spec), (), caller)
+        return self._admit(spec, correction_convert.spec_bytes(spec), (), caller)

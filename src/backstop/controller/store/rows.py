@@ -29,7 +29,7 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.security.audit import AuditEntry
-from backstop.wire import convert, stored
+from backstop.wire import convert, correction_convert, stored
 
 AUDIT_COLUMNS = "seq, ts, actor, action, subject, details, prev_hash, hash"
 """The audit table's columns, in the order :func:`audit_from_row` and :func:`audit_row` use."""
@@ -72,7 +72,7 @@ def encoded_gpus(report: Report) -> tuple[tuple[str, bytes], ...]:
 
 def spec_to_bytes(spec: CorrectionSpec) -> bytes:
     """A correction spec as stored (the canonical bytes that are signed)."""
-    return convert.spec_bytes(spec)
+    return correction_convert.spec_bytes(spec)
 
 
 def target_from_row(row: Sequence[Any]) -> TargetResult:
@@ -94,7 +94,7 @@ def correction_from_row(row: Sequence[Any], targets: Sequence[TargetResult]) -> 
     spec, state, message, updated, completed, sigs, required = row
     signatures = signatures_from_json(sigs)
     return Correction(
-        spec=convert.spec_from_bytes(bytes(spec)),
+        spec=correction_convert.spec_from_bytes(bytes(spec)),
         state=CorrectionState(state),
         targets=tuple(targets),
         message=str(message),
@@ -114,7 +114,10 @@ def pending_from_rows(rows: Sequence[Sequence[Any]]) -> list[PendingCommand]:
         data = bytes(spec)
         known = parsed.get(data)
         if known is None:
-            known = parsed[data] = (convert.spec_from_bytes(data), signatures_from_json(sigs))
+            known = parsed[data] = (
+                correction_convert.spec_from_bytes(data),
+                signatures_from_json(sigs),
+            )
         pending.append(PendingCommand(str(node_id), int(seq), known[0], data, known[1]))
     return pending
 
