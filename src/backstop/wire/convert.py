@@ -20,7 +20,7 @@ from backstop.core.models import (
     WeightsFile,
     Workload,
 )
-from backstop.wire import checks
+from backstop.wire.checks import MAX_ID_LEN, counter, finite, ident, labels, opt, text
 
 MAX_HOLDS = 256
 """Holds listed per workload; more are not kept (a report is bounded as a whole)."""
@@ -51,11 +51,11 @@ def gpu_to_pb(gpu: GpuSample) -> types_pb2.GpuSample:
 
 
 def gpu_from_pb(msg: types_pb2.GpuSample) -> GpuSample:
-    fields = {name: checks.opt(msg, name) for name in _GPU_OPTIONAL}
+    fields = {name: opt(msg, name) for name in _GPU_OPTIONAL}
     return GpuSample(
         index=msg.index,
-        uuid=checks.text(msg.uuid, "GPU uuid", checks.MAX_ID_LEN),
-        name=checks.text(msg.name, "GPU name", 256),
+        uuid=text(msg.uuid, "GPU uuid", MAX_ID_LEN),
+        name=text(msg.name, "GPU name", 256),
         **fields,
     )
 
@@ -97,18 +97,18 @@ def fingerprint_from_pb(msg: types_pb2.Fingerprint) -> Fingerprint:
     if not (0.0 <= confidence <= 1.0) or math.isnan(confidence):
         raise InvalidInput("behaviour_confidence must be within [0, 1]")
     return Fingerprint(
-        exe=checks.text(msg.exe, "exe"),
-        cmdline=tuple(checks.text(a, "cmdline argument") for a in msg.cmdline),
-        cgroup=checks.text(msg.cgroup, "cgroup"),
-        container_id=checks.text(msg.container_id, "container id", checks.MAX_ID_LEN),
-        framework=checks.text(msg.framework, "framework", 64),
+        exe=text(msg.exe, "exe"),
+        cmdline=tuple(text(a, "cmdline argument") for a in msg.cmdline),
+        cgroup=text(msg.cgroup, "cgroup"),
+        container_id=text(msg.container_id, "container id", MAX_ID_LEN),
+        framework=text(msg.framework, "framework", 64),
         weights=tuple(
             WeightsFile(
-                path=checks.text(w.path, "weights path"),
-                format=checks.text(w.format, "weights format", 32),
+                path=text(w.path, "weights path"),
+                format=text(w.format, "weights format", 32),
                 size_bytes=w.size_bytes,
-                header_sha256=checks.text(w.header_sha256, "header hash", 64),
-                sampled_sha256=checks.text(w.sampled_sha256, "sampled hash", 64),
+                header_sha256=text(w.header_sha256, "header hash", 64),
+                sampled_sha256=text(w.sampled_sha256, "sampled hash", 64),
             )
             for w in msg.weights
         ),
@@ -116,7 +116,7 @@ def fingerprint_from_pb(msg: types_pb2.Fingerprint) -> Fingerprint:
         gpus=tuple(GpuUse(g.gpu_uuid, g.used_memory_bytes) for g in msg.gpus),
         behaviour=behaviour,
         behaviour_confidence=confidence,
-        model_hash=checks.text(msg.model_hash, "model hash", 64),
+        model_hash=text(msg.model_hash, "model hash", 64),
     )
 
 
@@ -137,21 +137,18 @@ def workload_to_pb(wl: Workload) -> types_pb2.Workload:
 def workload_from_pb(msg: types_pb2.Workload, node_id: str | None = None) -> Workload:
     """Convert; when ``node_id`` is given (the authenticated sender), it overrides the message."""
     return Workload(
-        workload_id=checks.ident(msg.workload_id, "workload id"),
-        node_id=node_id if node_id is not None else checks.ident(msg.node_id, "node id"),
+        workload_id=ident(msg.workload_id, "workload id"),
+        node_id=node_id if node_id is not None else ident(msg.node_id, "node id"),
         root_pid=msg.root_pid,
         pids=tuple(msg.pids),
         fingerprint=fingerprint_from_pb(msg.fingerprint),
-        labels={
-            checks.text(k, "label key", 317): checks.text(v, "label value", 256)
-            for k, v in msg.labels.items()
-        },
-        state=checks.text(msg.state, "workload state", 32) or "running",
-        started_at_s=checks.finite(msg.started_at_s, "started_at_s"),
+        labels=labels(msg.labels),
+        state=text(msg.state, "workload state", 32) or "running",
+        started_at_s=finite(msg.started_at_s, "started_at_s"),
         holds=tuple(
             Hold(
-                checks.ident(h.correction_id, "hold correction id"),
-                checks.text(h.action, "hold action", 32),
+                ident(h.correction_id, "hold correction id"),
+                text(h.action, "hold action", 32),
             )
             for h in msg.holds[:MAX_HOLDS]
         ),
@@ -183,16 +180,13 @@ def node_to_pb(
 
 def node_from_pb(msg: types_pb2.Node) -> NodeInfo:
     return NodeInfo(
-        node_id=checks.ident(msg.node_id, "node id"),
-        hostname=checks.text(msg.hostname, "hostname", 256),
-        agent_version=checks.text(msg.agent_version, "agent version", 64),
-        labels={
-            checks.text(k, "label key", 317): checks.text(v, "label value", 256)
-            for k, v in msg.labels.items()
-        },
+        node_id=ident(msg.node_id, "node id"),
+        hostname=text(msg.hostname, "hostname", 256),
+        agent_version=text(msg.agent_version, "agent version", 64),
+        labels=labels(msg.labels),
         gpus=tuple(gpu_from_pb(g) for g in msg.gpus),
         nvml_available=msg.nvml_available,
-        capabilities=tuple(checks.text(c, "capability", 64) for c in msg.capabilities),
+        capabilities=tuple(text(c, "capability", 64) for c in msg.capabilities),
     )
 
 
@@ -233,11 +227,11 @@ def report_from_pb(msg: agent_pb2.Report, node_id: str, *, decode_gpus: bool = T
         raise InvalidInput("a GPU uuid appears twice in one report")
     return Report(
         node_id=node_id,
-        sequence=checks.counter(msg.sequence, "report sequence"),
-        sampled_at_s=checks.finite(msg.sampled_at_s, "sampled_at_s"),
+        sequence=counter(msg.sequence, "report sequence"),
+        sampled_at_s=finite(msg.sampled_at_s, "sampled_at_s"),
         gpus=gpus,
         workloads=workloads,
-        dropped_reports=checks.counter(msg.dropped_reports, "dropped_reports"),
+        dropped_reports=counter(msg.dropped_reports, "dropped_reports"),
         encoded_gpus=encoded,
         journal_head=audit_head_from_pb(msg.journal_head),
         witnessed_audit_head=audit_head_from_pb(msg.witnessed_audit_head),
@@ -255,13 +249,13 @@ def audit_head_from_pb(msg: types_pb2.AuditHead) -> AuditHead:
         raise InvalidInput("an audit head hash must be 64 lower-case hex digits")
     if bool(msg.seq) != bool(head_hash):
         raise InvalidInput("an audit head has both an index and a hash, or neither")
-    return AuditHead(checks.counter(msg.seq, "audit head index"), head_hash)
+    return AuditHead(counter(msg.seq, "audit head index"), head_hash)
 
 
 def _gpu_checked(msg: types_pb2.GpuSample) -> str:
     """What ``gpu_from_pb`` checks, without building a GpuSample; the uuid."""
-    checks.text(msg.name, "GPU name", 256)
-    return checks.text(msg.uuid, "GPU uuid", checks.MAX_ID_LEN)
+    text(msg.name, "GPU name", 256)
+    return text(msg.uuid, "GPU uuid", MAX_ID_LEN)
 
 
 def encoded_gpus(report: Report) -> tuple[tuple[str, bytes], ...]:

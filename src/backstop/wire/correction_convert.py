@@ -21,7 +21,7 @@ from backstop.core.models import (
     TargetState,
     WorkloadOutcome,
 )
-from backstop.wire import checks
+from backstop.wire.checks import MAX_ID_LEN, counter, finite, ident, optf, text
 
 _ACTION_TO_PB: dict[Action, types_pb2.Action] = {
     a: getattr(types_pb2, f"ACTION_{a.name}") for a in Action
@@ -87,13 +87,13 @@ def scope_to_pb(scope: Scope) -> types_pb2.Scope:
 def scope_from_pb(msg: types_pb2.Scope) -> Scope:
     return Scope(
         all=msg.all,
-        node_ids=tuple(checks.ident(n, "node id") for n in msg.node_ids),
+        node_ids=tuple(ident(n, "node id") for n in msg.node_ids),
         selector=tuple(
-            (checks.text(r.key, "label key", 317), checks.text(r.value, "label value", 63), r.equal)
+            (text(r.key, "label key", 317), text(r.value, "label value", 63), r.equal)
             for r in msg.selector
         ),
-        model_hashes=tuple(checks.text(h, "model hash", 64).lower() for h in msg.model_hashes),
-        workload_ids=tuple(checks.ident(w, "workload id") for w in msg.workload_ids),
+        model_hashes=tuple(text(h, "model hash", 64).lower() for h in msg.model_hashes),
+        workload_ids=tuple(ident(w, "workload id") for w in msg.workload_ids),
     )
 
 
@@ -108,10 +108,10 @@ def params_to_pb(params: ActionParams) -> types_pb2.ActionParams:
 
 def params_from_pb(msg: types_pb2.ActionParams) -> ActionParams:
     params = ActionParams(
-        power_fraction=checks.optf(msg, "power_fraction"),
-        cpu_fraction=checks.optf(msg, "cpu_fraction"),
-        grace_s=checks.optf(msg, "grace_s"),
-        sample_interval_s=checks.optf(msg, "sample_interval_s"),
+        power_fraction=optf(msg, "power_fraction"),
+        cpu_fraction=optf(msg, "cpu_fraction"),
+        grace_s=optf(msg, "grace_s"),
+        sample_interval_s=optf(msg, "sample_interval_s"),
     )
     validate_params(params)
     return params
@@ -144,13 +144,13 @@ def spec_to_pb(spec: CorrectionSpec) -> types_pb2.CorrectionSpec:
 
 def spec_from_pb(msg: types_pb2.CorrectionSpec) -> CorrectionSpec:
     return CorrectionSpec(
-        correction_id=checks.ident(msg.correction_id, "correction id"),
+        correction_id=ident(msg.correction_id, "correction id"),
         action=action_from_pb(msg.action),
         scope=scope_from_pb(msg.scope),
-        reason=checks.text(msg.reason, "reason"),
-        issuer=checks.text(msg.issuer, "issuer", 256),
-        created_at_s=checks.finite(msg.created_at_s, "created_at_s"),
-        expires_at_s=checks.finite(msg.expires_at_s, "expires_at_s"),
+        reason=text(msg.reason, "reason"),
+        issuer=text(msg.issuer, "issuer", 256),
+        created_at_s=finite(msg.created_at_s, "created_at_s"),
+        expires_at_s=finite(msg.expires_at_s, "expires_at_s"),
         params=params_from_pb(msg.params),
         reverts=msg.reverts,
     )
@@ -182,10 +182,10 @@ def outcomes_to_pb(outcomes: Iterable[WorkloadOutcome]) -> list[types_pb2.Worklo
 def outcomes_from_pb(msgs: Iterable[types_pb2.WorkloadOutcome]) -> tuple[WorkloadOutcome, ...]:
     return tuple(
         WorkloadOutcome(
-            workload_id=checks.text(o.workload_id, "workload id", checks.MAX_ID_LEN),
+            workload_id=text(o.workload_id, "workload id", MAX_ID_LEN),
             pids=tuple(o.pids),
-            outcome=checks.text(o.outcome, "outcome", 16),
-            detail=checks.text(o.detail, "outcome detail"),
+            outcome=text(o.outcome, "outcome", 16),
+            detail=text(o.detail, "outcome detail"),
         )
         for o in msgs
     )
@@ -258,10 +258,10 @@ def ack_from_pb(msg: agent_pb2.CommandAck) -> CommandAck:
     if state not in (TargetState.APPLIED, TargetState.FAILED, TargetState.REFUSED):
         raise InvalidInput(f"an acknowledgement cannot report state {state.value}")
     return CommandAck(
-        correction_id=checks.ident(msg.correction_id, "correction id"),
-        sequence=checks.counter(msg.sequence, "ack sequence"),
+        correction_id=ident(msg.correction_id, "correction id"),
+        sequence=counter(msg.sequence, "ack sequence"),
         state=state,
-        message=checks.text(msg.message, "ack message"),
+        message=text(msg.message, "ack message"),
         outcomes=outcomes_from_pb(msg.outcomes),
     )
 
@@ -285,8 +285,8 @@ def signature_from_pb(msg: types_pb2.Signature) -> SignatureRecord:
     if len(msg.signature) > 128:
         raise InvalidInput("signature is longer than an Ed25519 signature")
     return SignatureRecord(
-        key_id=checks.text(msg.key_id, "key id", 64),
-        signer=checks.text(msg.signer, "signer", 256),
+        key_id=text(msg.key_id, "key id", 64),
+        signer=text(msg.signer, "signer", 256),
         role=msg.role,
         signature=bytes(msg.signature),
         signed_at_s=msg.signed_at_s,
