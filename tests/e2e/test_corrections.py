@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -171,19 +170,15 @@ def test_controller_restart_mid_stream_loses_nothing(nodes: Nodes) -> None:
     assert nodes.b1.ask() is not None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_metrics_and_health_endpoints(tmp_path: Path) -> None:
     local = LocalCluster(tmp_path)
     try:
-        controller_metrics = f"127.0.0.1:{free_port()}"
-        agent_metrics = f"127.0.0.1:{free_port()}"
-        local.start_controller("127.0.0.1:0", "--metrics-listen", controller_metrics)
-        local.start_agent("node-m", None, "--metrics-listen", agent_metrics)
+        # Port 0 and the bound port from the log: a port picked free here may be taken by the
+        # time the daemon binds it (the controller's own gRPC port 0 can land on it).
+        local.start_controller("127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
+        controller_metrics = local.logged("controller", "metrics listening")["address"]
+        local.start_agent("node-m", None, "--metrics-listen", "127.0.0.1:0")
+        agent_metrics = local.logged("agent-node-m", "metrics listening")["address"]
         wait_for(lambda: local.json("nodes") or None, 20, "the agent")
 
         def agent_healthy() -> bool:

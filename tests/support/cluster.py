@@ -29,12 +29,18 @@ from backstop.demo.processes import stop_process_groups
 T = TypeVar("T")
 
 
+class ProcessExited(AssertionError):
+    """A daemon the test waits on is gone; waiting longer cannot help."""
+
+
 def wait_for(probe: Callable[[], T | None], timeout_s: float = 15.0, what: str = "") -> T:
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
             value = probe()
+        except ProcessExited:
+            raise
         except Exception as exc:
             last_error = exc
             value = None
@@ -153,12 +159,49 @@ class LocalCluster:
             ],
         )
         self.controllers[name] = proc
-        lines = wait_for(lambda: ready.read_text().split() if ready.exists() else None, 20, name)
+        lines = self.wait_while_running(
+            name, lambda: ready.read_text().split() if ready.exists() else None, 30
+        )
         if name == "controller":
             self.controller = proc
             self.address = lines[0]
             self.enrol_address = lines[1] if len(lines) > 1 else ""
         return str(lines[0])
+
+    def wait_while_running(self, name: str, probe: Callable[[], T | None], timeout_s: float) -> T:
+        """``probe`` until it answers; fails at once, with the log's tail, if ``name`` exits."""
+        proc = self.controllers.get(name) or self.agents[name.removeprefix("agent-")]
+
+        def answer() -> T | None:
+            if proc.poll() is not None:
+                raise ProcessExited(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+            return probe()
+
+        try:
+            return wait_for(answer, timeout_s, name)
+        except ProcessExited:
+            raise
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- {name}.log ---\n{self.log_tail(name)}") from exc
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.workdir / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def logged(self, name: str, msg: str, timeout_s: float = 20) -> dict[str, Any]:
+        """The first JSON log entry of ``name`` whose message is ``msg``, once it is written."""
+
+        def entry() -> dict[str, Any] | None:
+            path = self.workdir / f"{name}.log"
+            for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+                if line.startswith("{"):
+                    record = json.loads(line)
+                    if record.get("msg") == msg:
+                        return dict(record)
+            return None
+
+        return self.wait_while_running(name, entry, timeout_s)
 
     def kill_controller(self, name: str = "controller") -> None:
         proc = self.controllers[name]

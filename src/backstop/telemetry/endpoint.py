@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,6 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from backstop.core.listen import cannot_listen
 from backstop.core.netaddr import split_host_port
+
+log = logging.getLogger(__name__)
 
 
 class TelemetryServer:
@@ -33,7 +36,10 @@ class TelemetryServer:
         return int(self._server.server_address[1])
 
     def start(self) -> TelemetryServer:
+        """Serve from now on, logging the bound port (the one to scrape when asked for port 0)."""
         self._thread.start()
+        host = str(self._server.server_address[0])
+        log.info("metrics listening", extra={"address": f"{host}:{self.port}", "port": self.port})
         return self
 
     def stop(self) -> None:
