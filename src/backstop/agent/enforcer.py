@@ -45,6 +45,7 @@ from backstop.core.models import (
     WorkloadOutcome,
 )
 from backstop.core.scope import parse_selector, workload_in_scope
+from backstop.core.specs import new_spec
 from backstop.security.audit_file import FileAuditLog
 from backstop.wire import correction_convert
 
@@ -256,14 +257,14 @@ class Enforcer:
     async def _engage_lease(self, selector: str, silent_s: float) -> None:
         now = self._clock()
         scope = Scope(selector=parse_selector(selector)) if selector else Scope(all=True)
-        spec = CorrectionSpec(
+        spec = new_spec(
+            Action.PAUSE,
+            scope,
+            f"lease expired: no word from the controller for {silent_s:.0f} s",
+            self._node_id,
+            now_s=now,
+            ttl_s=LEASE_HOLD_S,
             correction_id=f"lease-{int(now * 1000):x}",
-            action=Action.PAUSE,
-            scope=scope,
-            reason=f"lease expired: no word from the controller for {silent_s:.0f} s",
-            issuer=self._node_id,
-            created_at_s=now,
-            expires_at_s=now + LEASE_HOLD_S,
         )
         data = correction_convert.spec_bytes(spec)
         self._audit("lease.engage", spec, silent_s=round(silent_s, 1))
@@ -287,15 +288,15 @@ class Enforcer:
             if not lease.correction_id.startswith("lease-"):
                 continue
             now = self._clock()
-            spec = CorrectionSpec(
-                correction_id=f"lease-lift-{int(now * 1000):x}",
-                action=Action.RESUME,
-                scope=Scope(all=True),
-                reason="controller heard again",
-                issuer=self._node_id,
-                created_at_s=now,
-                expires_at_s=now + 60,
+            spec = new_spec(
+                Action.RESUME,
+                Scope(all=True),
+                "controller heard again",
+                self._node_id,
+                now_s=now,
+                ttl_s=60,
                 reverts=lease.correction_id,
+                correction_id=f"lease-lift-{int(now * 1000):x}",
             )
             self._audit("lease.lift", spec, reverts=lease.correction_id)
             _, message = await self._resume(spec)

@@ -22,10 +22,12 @@ def new_spec(
     reverts: str = "",
     ttl_s: float = DEFAULT_EXPIRY_S,
     params: ActionParams | None = None,
+    correction_id: str = "",
 ) -> CorrectionSpec:
-    """A fresh spec with a new correction id, created ``now_s``, expiring ``ttl_s`` later."""
+    """A fresh spec created ``now_s``, expiring ``ttl_s`` later; its id is ``correction_id``
+    (an agent's own lease ids) or else a new random one."""
     return CorrectionSpec(
-        correction_id=new_correction_id(),
+        correction_id=correction_id or new_correction_id(),
         action=action,
         scope=scope,
         reason=reason,
