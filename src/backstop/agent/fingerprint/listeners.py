@@ -18,15 +18,14 @@ exits; the socket stays bound to the namespace it was made in.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import socket
 import struct
-import threading
 from pathlib import Path
 
 from backstop.agent.fingerprint.procfs import read_listen_sockets
+from backstop.agent.netns import socket_in_namespace
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,6 @@ NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 TCP_LISTEN = 10
-CLONE_NEWNET = 0x40000000
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _DIAG_REQ = struct.Struct("=BBBBI48x")
@@ -172,30 +170,4 @@ def _diag_socket() -> socket.socket:
 
 def _diag_socket_in(ns_path: Path) -> socket.socket:
     """A sock_diag socket created inside the namespace at ``ns_path`` (needs CAP_SYS_ADMIN)."""
-    result: list[socket.socket | OSError] = []
-
-    def enter_and_create() -> None:
-        try:
-            fd = os.open(ns_path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            result.append(exc)
-            return
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.setns(fd, CLONE_NEWNET) != 0:
-                errno = ctypes.get_errno()
-                result.append(OSError(errno, f"setns: {os.strerror(errno)}"))
-                return
-            result.append(_diag_socket())
-        except OSError as exc:
-            result.append(exc)
-        finally:
-            os.close(fd)
-
-    thread = threading.Thread(target=enter_and_create, name="backstop-netns", daemon=True)
-    thread.start()
-    thread.join()
-    outcome = result[0] if result else OSError("namespace thread produced nothing")
-    if isinstance(outcome, OSError):
-        raise outcome
-    return outcome
+    return socket_in_namespace(ns_path, _diag_socket)
