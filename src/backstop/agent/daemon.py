@@ -19,6 +19,7 @@ from backstop.agent.collectors.processes import ProcessCollector
 from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.enforcer import Enforcer
 from backstop.agent.sampler import NodeSample, Sampler
+from backstop.agent.serving.tracker import ServingTracker
 from backstop.agent.state import AgentState
 from backstop.agent.verifier import CommandVerifier
 from backstop.core.models import Command, CommandAck, NodeInfo, Report, Workload
@@ -58,6 +59,7 @@ class AgentDaemon:
             ProcessCollector(proc_root=settings.proc_root),
             WorkloadDiscovery(self.node_id, proc_root=settings.proc_root),
             cgroup_prefixes=settings.cgroup_prefixes,
+            serving=ServingTracker(proc_root=settings.proc_root),
         )
         self.actuator = ProcessActuator(
             proc_root=settings.proc_root, default_grace_s=settings.default_grace_s

@@ -8,9 +8,10 @@ change.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -18,12 +19,16 @@ from backstop.agent import metrics
 from backstop.agent.collectors.nvml import GpuSnapshot, NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot
 from backstop.agent.discovery import WorkloadDiscovery
+from backstop.agent.serving.tracker import ServingTracker
 from backstop.core.errors import BackstopError
 from backstop.core.models import GpuSample, Workload
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+SERVING_BUDGET_S = 1.0
+"""Time one sample may spend asking model servers; the rest keep their previous stats."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +46,10 @@ class Sampler:
         processes: ProcessCollector,
         discovery: WorkloadDiscovery,
         cgroup_prefixes: tuple[str, ...] = (),
+        serving: ServingTracker | None = None,
     ) -> None:
         self._nvml = nvml
+        self._serving = serving
         self._processes = processes
         self._discovery = discovery
         self._prefixes = tuple(p.rstrip("/") + "/" for p in cgroup_prefixes)
@@ -92,6 +99,13 @@ class Sampler:
             "discovery", lambda: self._discovery.discover(procs, gpu.processes, util), no_workloads
         )
         errors += [error] if error else []
+        tracker = self._serving
+        if tracker is not None and workloads:
+            found = list(workloads)
+            workloads, error = self._timed(
+                "serving", lambda: _with_serving(tracker, found, now), found
+            )
+            errors += [error] if error else []
         self._publish_gpu_metrics(gpu.gpus)
         metrics.WORKLOADS.set(len(workloads))
         return NodeSample(now, gpu.gpus, tuple(workloads), tuple(errors))
@@ -110,3 +124,23 @@ class Sampler:
                 metrics.GPU_POWER_LIMIT.labels(**labels).set(g.power_limit_mw / 1000)
             if g.temperature_c is not None:
                 metrics.GPU_TEMPERATURE.labels(**labels).set(g.temperature_c)
+
+
+def _with_serving(
+    tracker: ServingTracker, workloads: Sequence[Workload], now: float
+) -> list[Workload]:
+    """Each workload with what its own model server says, within ``SERVING_BUDGET_S``."""
+    tracker.retain(w.workload_id for w in workloads)
+    deadline = time.monotonic() + SERVING_BUDGET_S
+    out = []
+    for w in workloads:
+        ports = w.fingerprint.listening_ports
+        if not ports:
+            out.append(w)
+            continue
+        if time.monotonic() < deadline:
+            stats = tracker.stats(w.workload_id, w.root_pid, ports, now)
+        else:
+            stats = tracker.last(w.workload_id)
+        out.append(dataclasses.replace(w, serving=stats) if stats is not None else w)
+    return out

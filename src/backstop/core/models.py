@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from backstop.core.serving import ServingStats
+
 EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -205,6 +207,8 @@ class Workload:
     started_at_s: float = 0.0
     holds: tuple[Hold, ...] = ()
     """Every correction in force on this workload, oldest first."""
+    serving: ServingStats | None = None
+    """What its own model server says about its work (``None``: no server answered)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,10 @@
 
 It writes a safetensors weights file, maps it into memory (as serving frameworks do), starts a
 worker child process, and answers HTTP requests on a loopback port with a completion computed
-from the mapped weights. ``python -m backstop.demo.model_server --port 0 --ready-file F``.
+from the mapped weights. Like vLLM it serves Prometheus metrics on the same port, under vLLM's
+own names (``vllm:generation_tokens_total`` and the rest), so the agent reads its tokens/s
+the way it reads a real server's. ``python -m backstop.demo.model_server --port 0
+--ready-file F``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+MODEL_NAME = "backstop-demo-tiny"
 VOCAB = ("the", "model", "is", "paused", "serving", "tokens", "safely", "now", "compute", "gpu")
 
 
@@ -48,7 +54,7 @@ def write_weights(path: Path, rows: int = 256, cols: int = 64, seed: int = 7) ->
         value = (value * 1103515245 + 12345) % 2**31
         data += struct.pack("<f", (value % 1000) / 1000.0)
     header = {
-        "__metadata__": {"format": "pt", "name": "backstop-demo-tiny"},
+        "__metadata__": {"format": "pt", "name": MODEL_NAME},
         "embed": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [0, len(data)]},
     }
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -73,17 +79,41 @@ class Model:
         return " ".join(words)
 
 
-def _handler(model: Model) -> type[BaseHTTPRequestHandler]:
+class ServingMetrics:
+    """The counters and gauges vLLM exports, under its names, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["model_name"]
+        counter = Counter(
+            "vllm:generation_tokens", "Generated tokens", labels, registry=self.registry
+        )
+        self.generated = counter.labels(MODEL_NAME)
+        counter = Counter("vllm:prompt_tokens", "Prompt tokens", labels, registry=self.registry)
+        self.prompt = counter.labels(MODEL_NAME)
+        gauge = Gauge("vllm:num_requests_running", "Running", labels, registry=self.registry)
+        self.running = gauge.labels(MODEL_NAME)
+        gauge = Gauge("vllm:num_requests_waiting", "Waiting", labels, registry=self.registry)
+        gauge.labels(MODEL_NAME).set(0)
+
+
+def _handler(model: Model, served: ServingMetrics) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urlparse(self.path)
             if url.path == "/healthz":
                 body = b"ok\n"
+            elif url.path == "/metrics":
+                body = generate_latest(served.registry)
             elif url.path == "/generate":
                 prompt = parse_qs(url.query).get("prompt", [""])[0]
-                body = json.dumps({"completion": model.complete(prompt)}).encode() + b"\n"
+                with served.running.track_inprogress():
+                    completion = model.complete(prompt)
+                served.prompt.inc(len(prompt.split()))
+                served.generated.inc(len(completion.split()))
+                body = json.dumps({"completion": completion}).encode() + b"\n"
             else:
-                self.send_error(404, "try /generate?prompt=... or /healthz")
+                self.send_error(404, "try /generate?prompt=..., /metrics or /healthz")
                 return
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -125,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         write_weights(weights)
     model = Model(weights)
     worker = subprocess.Popen([sys.executable, "-m", "backstop.demo.model_server", "--worker"])
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(model))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(model, ServingMetrics()))
 
     def on_term(*_: object) -> None:
         worker.terminate()

@@ -21,6 +21,7 @@ from backstop.core.models import (
     Workload,
 )
 from backstop.wire.checks import MAX_ID_LEN, counter, finite, ident, labels, opt, text
+from backstop.wire.serving_convert import serving_from_pb, serving_to_pb
 
 MAX_HOLDS = 256
 """Holds listed per workload; more are not kept (a report is bounded as a whole)."""
@@ -131,6 +132,7 @@ def workload_to_pb(wl: Workload) -> types_pb2.Workload:
         state=wl.state,
         started_at_s=wl.started_at_s,
         holds=[types_pb2.Hold(correction_id=h.correction_id, action=h.action) for h in wl.holds],
+        serving=serving_to_pb(wl.serving) if wl.serving is not None else None,
     )
 
 
@@ -152,6 +154,7 @@ def workload_from_pb(msg: types_pb2.Workload, node_id: str | None = None) -> Wor
             )
             for h in msg.holds[:MAX_HOLDS]
         ),
+        serving=serving_from_pb(msg.serving) if msg.HasField("serving") else None,
     )
 
 

@@ -127,7 +127,7 @@ def test_a_counter_that_went_back_gives_no_rate_not_a_negative_one() -> None:
     assert restarted.generated_tokens_per_s is None
 
 
-def test_ports_without_a_known_server_are_left_alone_until_the_retry() -> None:
+def test_ports_are_probed_one_per_reading_and_left_alone_until_the_retry() -> None:
     asked: list[tuple[int, str]] = []
 
     def probe(port: int, path: str, connect: object) -> str:
@@ -135,13 +135,30 @@ def test_ports_without_a_known_server_are_left_alone_until_the_retry() -> None:
         raise ProbeFailed("nothing here")
 
     tracker = ServingTracker(interval_s=1.0, retry_s=60.0, probe=probe)
-    assert tracker.stats("w1", 0, [22, 9000, 8080, 7000, 6000], 0.0) is None
-    assert sorted({port for port, _ in asked}) == [22, 6000, 7000, 8080]  # lowest four ports
+    ports = [22, 9000, 8080, 7000, 6000]
+    for now in (0.0, 2.0, 4.0, 6.0, 8.0, 10.0):
+        assert tracker.stats("w1", 0, ports, now) is None
+    assert asked == [(p, path) for p in (22, 6000, 7000, 8080) for path in ("/metrics", "/api/ps")]
     asked.clear()
-    tracker.stats("w1", 0, [22, 9000, 8080, 7000, 6000], 30.0)
-    assert asked == []
-    tracker.stats("w1", 0, [22, 9000, 8080, 7000, 6000], 61.0)
-    assert len(asked) == 8  # /metrics and /api/ps on each again
+    tracker.stats("w1", 0, ports, 61.0)
+    assert asked == [(22, "/metrics"), (22, "/api/ps")]  # the retry, still one port a reading
+
+
+def test_a_server_that_stops_answering_costs_one_request_then_rests() -> None:
+    answers = ["vllm:num_requests_running 2\n"]
+
+    def probe(port: int, path: str, connect: object) -> str:
+        if not answers:
+            raise ProbeFailed("timed out")  # paused: the kernel accepts, nobody answers
+        return answers.pop()
+
+    tracker = ServingTracker(interval_s=1.0, retry_s=60.0, probe=probe)
+    assert tracker.stats("w1", 0, [8000], 0.0) is not None
+    assert tracker.stats("w1", 0, [8000], 2.0) is None
+    reads = tracker.reads
+    for now in (4.0, 6.0, 8.0):
+        tracker.stats("w1", 0, [8000], now)
+    assert tracker.reads == reads
 
 
 class _Ollama(BaseHTTPRequestHandler):

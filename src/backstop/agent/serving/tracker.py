@@ -1,10 +1,11 @@
 """Per-workload serving telemetry: which port answers, and rates from counter deltas.
 
-A workload's listening ports are probed (at most ``MAX_PORTS`` of them, lowest first) until
-one answers like a known server; that port is then read at most once per ``interval_s``. A
-port that answered nothing useful is left alone for ``retry_s``. Rates come from the change
-of a counter between two readings; a counter that went backwards (the server restarted)
-gives no rate for that interval rather than a negative or a wrong one.
+A workload's listening ports are probed (at most ``MAX_PORTS`` of them, lowest first, one per
+reading) until one answers like a known server; that port is then read at most once per
+``interval_s``. A port that answered nothing useful, or stopped answering, is left alone for
+``retry_s``; so a reading costs at most two bounded requests, whatever the workload does.
+Rates come from the change of a counter between two readings; a counter that went backwards
+(the server restarted) gives no rate for that interval rather than a negative or a wrong one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class _Seen:
     path: str = ""
     last: Scrape | None = None
     last_at_s: float = 0.0
+    """When it was last read or probed."""
+    scraped_at_s: float = 0.0
+    """When ``last`` was read."""
     stats: ServingStats | None = None
     refused: dict[int, float] = field(default_factory=dict)
     """Ports that answered nothing useful, and when."""
@@ -76,13 +80,26 @@ class ServingTracker:
         seen = self._seen.setdefault(workload_id, _Seen())
         if seen.last_at_s and now_s - seen.last_at_s < self._interval_s:
             return seen.stats
+        return self._reading(seen, pid, ports, now_s)
+
+    def last(self, workload_id: str) -> ServingStats | None:
+        """The latest stats without reading (when the sample has no time left to read)."""
+        seen = self._seen.get(workload_id)
+        return seen.stats if seen is not None else None
+
+    def _reading(
+        self, seen: _Seen, pid: int, ports: Sequence[int], now_s: float
+    ) -> ServingStats | None:
+        seen.last_at_s = now_s
         connect = self._connector(pid)
         if seen.port and seen.port in ports:
             scrape = self._read(seen.port, seen.path, connect)
             if scrape is not None:
                 self._update(seen, scrape, now_s)
                 return seen.stats
+            seen.refused[seen.port] = now_s  # stopped answering (paused, or restarting)
             seen.port, seen.last, seen.stats = 0, None, None
+            return None
         for port in sorted(ports)[:MAX_PORTS]:
             if now_s - seen.refused.get(port, -self._retry_s) < self._retry_s:
                 continue
@@ -93,7 +110,7 @@ class ServingTracker:
                     self._update(seen, scrape, now_s)
                     return seen.stats
             seen.refused[port] = now_s
-        seen.last_at_s = now_s
+            break  # one unknown port per reading: a reading costs at most two requests
         return None
 
     def retain(self, live: Iterable[str]) -> None:
@@ -113,7 +130,7 @@ class ServingTracker:
 
     def _update(self, seen: _Seen, scrape: Scrape, now_s: float) -> None:
         before = seen.last if seen.last is not None else Scrape(scrape.server)
-        elapsed = now_s - seen.last_at_s if seen.last is not None else 0.0
+        elapsed = now_s - seen.scraped_at_s if seen.last is not None else 0.0
 
         def rate(total: float | None, earlier: float | None) -> float | None:
             if total is None or earlier is None or elapsed <= 0 or total < earlier:
@@ -133,7 +150,7 @@ class ServingTracker:
             inferences_per_s=rate(scrape.inferences_total, before.inferences_total),
             sampled_at_s=now_s,
         )
-        seen.last, seen.last_at_s = scrape, now_s
+        seen.last, seen.scraped_at_s = scrape, now_s
 
     def _connector(self, pid: int) -> Connect:
         """Loopback in the agent's namespace, or a socket made inside the workload's."""

@@ -139,7 +139,7 @@ class Fingerprint(_message.Message):
     def __init__(self, exe: _Optional[str] = ..., cmdline: _Optional[_Iterable[str]] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., framework: _Optional[str] = ..., weights: _Optional[_Iterable[_Union[WeightsFile, _Mapping]]] = ..., listening_ports: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[_Union[GpuUse, _Mapping]]] = ..., behaviour: _Optional[str] = ..., behaviour_confidence: _Optional[float] = ..., model_hash: _Optional[str] = ...) -> None: ...
 
 class Workload(_message.Message):
-    __slots__ = ("workload_id", "node_id", "root_pid", "pids", "fingerprint", "labels", "state", "started_at_s", "holds")
+    __slots__ = ("workload_id", "node_id", "root_pid", "pids", "fingerprint", "labels", "state", "started_at_s", "holds", "serving")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +156,7 @@ class Workload(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_S_FIELD_NUMBER: _ClassVar[int]
     HOLDS_FIELD_NUMBER: _ClassVar[int]
+    SERVING_FIELD_NUMBER: _ClassVar[int]
     workload_id: str
     node_id: str
     root_pid: int
@@ -165,7 +166,30 @@ class Workload(_message.Message):
     state: str
     started_at_s: float
     holds: _containers.RepeatedCompositeFieldContainer[Hold]
-    def __init__(self, workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., root_pid: _Optional[int] = ..., pids: _Optional[_Iterable[int]] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., started_at_s: _Optional[float] = ..., holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ...) -> None: ...
+    serving: ServingStats
+    def __init__(self, workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., root_pid: _Optional[int] = ..., pids: _Optional[_Iterable[int]] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., started_at_s: _Optional[float] = ..., holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., serving: _Optional[_Union[ServingStats, _Mapping]] = ...) -> None: ...
+
+class ServingStats(_message.Message):
+    __slots__ = ("server", "port", "model_name", "generated_tokens_per_s", "prompt_tokens_per_s", "requests_running", "requests_waiting", "inferences_per_s", "sampled_at_s")
+    SERVER_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_WAITING_FIELD_NUMBER: _ClassVar[int]
+    INFERENCES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    server: str
+    port: int
+    model_name: str
+    generated_tokens_per_s: float
+    prompt_tokens_per_s: float
+    requests_running: float
+    requests_waiting: float
+    inferences_per_s: float
+    sampled_at_s: float
+    def __init__(self, server: _Optional[str] = ..., port: _Optional[int] = ..., model_name: _Optional[str] = ..., generated_tokens_per_s: _Optional[float] = ..., prompt_tokens_per_s: _Optional[float] = ..., requests_running: _Optional[float] = ..., requests_waiting: _Optional[float] = ..., inferences_per_s: _Optional[float] = ..., sampled_at_s: _Optional[float] = ...) -> None: ...
 
 class Hold(_message.Message):
     __slots__ = ("correction_id", "action")
