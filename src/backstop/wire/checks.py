@@ -7,7 +7,7 @@ Shared by the observation (:mod:`backstop.wire.convert`) and correction
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from backstop.core.errors import InvalidInput
 
@@ -25,6 +25,15 @@ def opt(msg: object, name: str) -> int | None:
 def optf(msg: object, name: str) -> float | None:
     """An optional float field, or None when unset."""
     return float(getattr(msg, name)) if msg.HasField(name) else None  # type: ignore[attr-defined]
+
+
+def set_present(msg: object, source: object, names: Sequence[str]) -> None:
+    """Copy each of ``names`` from ``source`` onto ``msg`` unless it is ``None`` (unset stays
+    unset: an optional field the source does not know is absent, never zero)."""
+    for name in names:
+        value = getattr(source, name)
+        if value is not None:
+            setattr(msg, name, value)
 
 
 def text(value: str, what: str, limit: int = MAX_TEXT_LEN) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from backstop.api.v1 import types_pb2
 from backstop.core.errors import InvalidInput
 from backstop.core.serving import ServingStats
-from backstop.wire.checks import finite, optf, text
+from backstop.wire.checks import finite, optf, set_present, text
 
 MAX_MODEL_NAME = 512
 _QUANTITIES = (
@@ -28,10 +28,7 @@ def serving_to_pb(stats: ServingStats) -> types_pb2.ServingStats:
         model_name=stats.model_name,
         sampled_at_s=stats.sampled_at_s,
     )
-    for name in _QUANTITIES:
-        value = getattr(stats, name)
-        if value is not None:
-            setattr(msg, name, value)
+    set_present(msg, stats, _QUANTITIES)
     return msg
 
 
