@@ -19,7 +19,11 @@ _INNERMOST = re.compile(rb"\[\]|\{\}")
 
 
 def nesting_depth_exceeds(data: bytes, max_depth: int) -> bool:
-    """Whether ``data`` nests arrays and objects deeper than ``max_depth`` (or unbalanced)."""
+    """Whether ``data`` nests arrays and objects deeper than ``max_depth`` levels.
+
+    Brackets that do not pair up also count as too deep: ``json.loads`` is not asked to
+    find that out by recursing into them.
+    """
     brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     for _ in range(max_depth):
         if not brackets:
@@ -33,8 +37,17 @@ def load_json(data: bytes, *, max_bytes: int, max_depth: int, what: str) -> obje
     if len(data) > max_bytes:
         raise InvalidWeights(f"{what} is {len(data)} bytes, over the limit of {max_bytes}")
     if nesting_depth_exceeds(data, max_depth):
-        raise InvalidWeights(f"{what} nests deeper than {max_depth} levels")
+        if _balanced(data):
+            raise InvalidWeights(f"{what} nests deeper than {max_depth} levels")
+        raise InvalidWeights(f"{what} is not JSON: its brackets do not pair up")
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as exc:
         raise InvalidWeights(f"{what} is not JSON: {exc}") from exc
+
+
+def _balanced(data: bytes) -> bool:
+    brackets = _STRING.sub(b"", data)
+    return brackets.count(b"[") == brackets.count(b"]") and brackets.count(b"{") == brackets.count(
+        b"}"
+    )
