@@ -259,3 +259,24 @@ def test_the_sample_budget_holds_for_any_tensor_count() -> None:
 )
 def test_size_class(parameters: int, expected: str) -> None:
     assert size_class(parameters) == expected
+
+
+def test_a_hub_cache_blob_is_grouped_through_its_snapshot_names(
+    tmp_path: Path, tensors: dict[str, np.ndarray], single: Path
+) -> None:
+    """The hub cache: contents in blobs/<hash>, names in snapshots/<rev>/ as symlinks."""
+    built = write_sharded(tmp_path / "built", tensors, 2)
+    repo = tmp_path / "hub" / "models--org--tiny"
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    blobs = []
+    for number, path in enumerate([*built, built[0].parent / "model.safetensors.index.json"]):
+        blob = repo / "blobs" / f"{number:040x}"
+        path.rename(blob)
+        (snapshot / path.name).symlink_to(Path("../../blobs") / blob.name)
+        blobs.append(blob)
+    result = identify([blobs[1]])  # what /proc/PID/maps shows: the blob
+    assert result.valid, result.reason
+    assert [Path(f.path).name for f in result.files] == [p.name for p in built]
+    assert result.model_id == identify([single]).model_id

@@ -138,6 +138,9 @@ def test_wrong_magic(tmp_path: Path) -> None:
     pt = tmp_path / "m.pt"
     pt.write_bytes(b"\x00\x01 nothing like a checkpoint")
     refused(pt, "wrong magic")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\x07 not protobuf")
+    refused(model, "wrong magic")
 
 
 @pytest.mark.parametrize("version", [1, 4, 0x7FFFFFFF])

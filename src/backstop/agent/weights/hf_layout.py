@@ -107,7 +107,8 @@ def group_shards(paths: Sequence[Path], limits: Limits) -> tuple[list[ShardGroup
     groups: dict[tuple[Path, ...], ShardGroup] = {}
     indexes: dict[Path, list[tuple[Path, ShardGroup]]] = {}
     read = 0
-    for path in paths:
+    for given in paths:
+        path = snapshot_name(given)
         directory = path.parent
         if directory not in indexes:
             indexes[directory], cost = _indexes_in(directory, limits)
@@ -117,6 +118,29 @@ def group_shards(paths: Sequence[Path], limits: Limits) -> tuple[list[ShardGroup
             group = _siblings(path)
         groups.setdefault(group.files, group)
     return list(groups.values()), read
+
+
+def snapshot_name(path: Path) -> Path:
+    """The name a Hugging Face cache blob has in a snapshot, or ``path`` itself.
+
+    The hub cache keeps file contents in ``<repo>/blobs/<hash>`` and names them through
+    symbolic links in ``<repo>/snapshots/<revision>/``; a workload that opened a shard has the
+    blob open. Its snapshot name is where the index, the other shards and ``config.json`` are.
+    """
+    if path.parent.name != "blobs":
+        return path
+    try:
+        target = path.resolve()
+        with os.scandir(path.parent.parent / "snapshots") as revisions:
+            folders = [e.path for _, e in zip(range(MAX_DIR_ENTRIES), revisions, strict=False)]
+        for folder in sorted(folders):
+            with os.scandir(folder) as entries:
+                for _, entry in zip(range(MAX_DIR_ENTRIES), entries, strict=False):
+                    if entry.is_symlink() and Path(entry.path).resolve() == target:
+                        return Path(entry.path)
+    except OSError:
+        return path
+    return path
 
 
 def _indexes_in(directory: Path, limits: Limits) -> tuple[list[tuple[Path, ShardGroup]], int]:

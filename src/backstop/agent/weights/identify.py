@@ -84,6 +84,8 @@ def _choose(path: Path, prefix: bytes) -> tuple[str, Parser]:
         raise InvalidWeights("wrong magic: neither a zip archive nor a pickle")
     if suffix == ".gguf":
         raise InvalidWeights("wrong magic: no GGUF magic")
+    if suffix == ".onnx" and not onnx.looks_like(prefix):
+        raise InvalidWeights("wrong magic: does not start with a protobuf field")
     if suffix in _BY_SUFFIX:
         return _BY_SUFFIX[suffix]
     raise InvalidWeights("not a recognised weights format")
