@@ -232,3 +232,28 @@ def test_nesting_depth_is_measured_without_recursion() -> None:
     assert load_json(b'{"s": "\\"]]]"}', max_bytes=100, max_depth=1, what="x") == {"s": '"]]]'}
     with pytest.raises(InvalidWeights, match="over the limit"):
         load_json(b"[]" * 100, max_bytes=10, max_depth=4, what="x")
+
+
+def test_a_zip_directory_over_the_header_budget(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "m.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(20_000):
+            archive.writestr(f"archive/data/{i}", b"")
+    parsed = parse_file(path, Limits(max_header_bytes=256 * 1024))
+    assert not parsed.valid
+    assert "header over the limit" in parsed.reason
+    assert parsed.bytes_read <= 256 * 1024
+
+
+def test_a_compressed_data_pkl_is_not_inflated_past_the_limit(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "m.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\0" * (64 * MIB))
+    assert path.stat().st_size < MIB
+    refused(
+        path, "archive/data.pkl is 67108864 bytes, over 1048576", limits=Limits(max_json_bytes=MIB)
+    )
