@@ -38,6 +38,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import PurePosixPath
 
+from backstop.agent.weights.reader import open_readonly, pread_full
 from backstop.core.models import WeightsFile
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class WeightsHasher:
     def _hash_new(
         self, path: str | os.PathLike[str], shown: str, fmt: str, key: _CacheKey
     ) -> WeightsFile:
-        fd = _open_readonly(path)
+        fd = open_readonly(path)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != key[:2]:
@@ -233,25 +234,9 @@ class WeightsHasher:
 
     def _pread(self, fd: int, length: int, offset: int) -> bytes:
         """Read up to ``length`` bytes at ``offset`` (short only at end of file), counted."""
-        parts: list[bytes] = []
-        got = 0
-        while got < length:
-            block = os.pread(fd, length - got, offset + got)
-            if not block:
-                break
-            parts.append(block)
-            got += len(block)
-        self.bytes_read += got
-        return b"".join(parts)
-
-
-def _open_readonly(path: str | os.PathLike[str]) -> int:
-    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
-    try:
-        return os.open(path, flags | os.O_NOATIME)
-    except PermissionError:
-        # O_NOATIME needs file ownership or CAP_FOWNER.
-        return os.open(path, flags)
+        data = pread_full(fd, length, offset)
+        self.bytes_read += len(data)
+        return data
 
 
 def _is_pytorch(prefix: bytes) -> bool:
