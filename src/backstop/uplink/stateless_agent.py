@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 class StatelessAgent(ABC):
     """One controller stream for an agent that speaks for many machines as node ``node_id``
     and keeps no command state: its session, its report numbering and the check of every
-    command against the trust policy (none when ``insecure``). The link's security is checked
-    by the subclass before it is built."""
+    command (signatures too when there is a trust policy). The link's security is checked by
+    the subclass before it is built."""
 
     def __init__(self, settings: LinkSettings, node_id: str) -> None:
         self.node_id = node_id
