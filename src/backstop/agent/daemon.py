@@ -38,14 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def _check_security_settings(settings: AgentSettings) -> None:
-    check_link_security(
-        controller=settings.controller,
-        insecure=settings.insecure,
-        tls=link_tls_dir(settings.tls_dir, settings.state_dir),
-        trust_policy=settings.trust_policy,
-        who="node",
-        enrol_hint="backstop agent enroll",
-    )
+    check_link_security(settings, who="node", enrol_hint="backstop agent enroll")
 
 
 class AgentDaemon:

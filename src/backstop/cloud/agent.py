@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from backstop import __version__
 from backstop.cloud.resources import CloudResource, Provider, hold_key
 from backstop.cloud.settings import CloudSettings
 from backstop.core.errors import BackstopError
@@ -44,15 +40,10 @@ from backstop.core.models import (
 from backstop.core.scope import is_label, node_in_scope, workload_in_scope
 from backstop.security.audit import JOURNAL_FILE
 from backstop.security.audit_file import FileAuditLog
-from backstop.security.command_check import NOTHING_HERE, UNKNOWN, CommandCheck
-from backstop.security.identities import TrustPolicyFile
-from backstop.uplink.identity import check_link_security, link_tls_dir
-from backstop.uplink.reporting import (
-    ReportSequence,
-    acknowledge,
-    run_with_reports,
-    stateless_session,
-)
+from backstop.security.command_check import NOTHING_HERE, UNKNOWN
+from backstop.uplink.identity import check_link_security
+from backstop.uplink.reporting import acknowledge, run_with_reports
+from backstop.uplink.stateless_agent import StatelessAgent
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +52,12 @@ HOLDING = (Action.PAUSE, Action.TERMINATE, Action.SHUTDOWN)
 MAX_LABELS = 64
 
 
-def tls_dir(settings: CloudSettings) -> Path:
-    return link_tls_dir(settings.tls_dir, settings.state_dir)
-
-
 def check_settings(settings: CloudSettings) -> None:
     """Refuse settings that cannot work, and a link without what its mode needs, before any
     cloud API is called."""
     settings.validate()
     check_link_security(
-        controller=settings.controller,
-        insecure=settings.insecure,
-        tls=tls_dir(settings),
-        trust_policy=settings.trust_policy,
+        settings,
         who="cloud agent",
         enrol_hint="backstop agent enroll --node-id NODE --state-dir STATE_DIR",
     )
@@ -108,47 +92,33 @@ def workload_record(r: CloudResource, node_id: str, provider: str) -> Workload:
     )
 
 
-class CloudAgent:
+class CloudAgent(StatelessAgent):
     """Reports one account up, applies commands to its resources, keeps holds in force."""
 
     def __init__(self, settings: CloudSettings, provider: Provider) -> None:
         check_settings(settings)
         self.settings = settings
         self.provider = provider
-        self.node_id = settings.node_id or f"{provider.name}-{provider.account}".lower()
-        self._sequence = ReportSequence()
         self._resources: list[CloudResource] = []
         self._lock = asyncio.Lock()
-        policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
-        self._check = CommandCheck(policy)
+        super().__init__(
+            settings, settings.node_id or f"{provider.name}-{provider.account}".lower()
+        )
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.journal = FileAuditLog(settings.state_dir / JOURNAL_FILE)
-        self.session = stateless_session(
-            settings.controller,
-            self.inventory,
-            self.on_command,
-            insecure=settings.insecure,
-            tls=tls_dir(settings),
-            state_dir=settings.state_dir,
-            reconnect_max_s=settings.reconnect_max_s,
-            sequence=self._sequence,
-        )
 
     # -- up ---------------------------------------------------------------------------------
 
     def inventory(self) -> NodeInfo:
-        return NodeInfo(
-            node_id=self.node_id,
-            hostname=socket.gethostname(),
-            agent_version=__version__,
-            labels={
+        return self.node_info(
+            {
                 "backstop.io/kind": "cloud",
                 "backstop.io/provider": self.provider.name,
                 "backstop.io/account": self.provider.account,
                 "backstop.io/resources": str(len(self._resources)),
                 "backstop.io/gpus": str(sum(len(r.gpus) for r in self._resources)),
             },
-            capabilities=CAPABILITIES,
+            CAPABILITIES,
         )
 
     async def sync(self) -> Report:
@@ -168,14 +138,8 @@ class CloudAgent:
                             "could not stop a held resource",
                             extra={"workload_id": r.workload_id, "error": exc.message},
                         )
-        return Report(
-            node_id=self.node_id,
-            sequence=self._sequence.next(),
-            sampled_at_s=time.time(),
-            workloads=tuple(
-                workload_record(r, self.node_id, self.provider.name) for r in resources
-            ),
-            dropped_reports=self.session.dropped_reports,
+        return self.report(
+            tuple(workload_record(r, self.node_id, self.provider.name) for r in resources)
         )
 
     async def _list(self) -> list[CloudResource]:
@@ -196,12 +160,8 @@ class CloudAgent:
     async def on_command(self, command: Command) -> CommandAck:
         spec = command.spec
         cid = spec.correction_id
-        undone: str | None = NOTHING_HERE
-        if spec.action is Action.RESUME and self._check.enforcing_signatures:
-            undone = await self._undone_action(spec)
-        problem = self._check.problem(command, reverts_action=undone)
+        problem = await self.refusal(command)
         if problem:
-            log.warning("command refused", extra={"correction_id": cid, "reason": problem})
             self.journal.append(
                 actor=spec.issuer, action="command.refused", subject=cid, details={"why": problem}
             )
@@ -225,7 +185,7 @@ class CloudAgent:
         state = TargetState.FAILED if failed else TargetState.APPLIED
         return acknowledge(command, state, summary, outcomes)
 
-    async def _undone_action(self, spec: CorrectionSpec) -> str | None:
+    async def undone_action(self, spec: CorrectionSpec) -> str | None:
         """The action a resume undoes, from the hold marks named after the reverted correction
         (its quorum is the resume's); no mark: nothing to undo; the account unreadable:
         unknown (the highest resume quorum)."""

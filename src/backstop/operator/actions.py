@@ -216,16 +216,23 @@ class Actions:
 
     # -- nodes ------------------------------------------------------------------------------
 
+    def _converge_node(
+        self, node: NodeView, plan: Callable[[Mapping[str, Any]], P]
+    ) -> tuple[P, Mapping[str, Any], bool] | TargetRecord:
+        """:meth:`_converge` on ``node``, or its Gone or Failed record when that cannot be."""
+        try:
+            return self._converge(Kind.NODE, "", node.name, node.raw, plan)
+        except NotFound:
+            return _node_record(node, TargetState.GONE, "deleted meanwhile")
+        except _PERMANENT as exc:
+            return _node_record(node, TargetState.FAILED, exc.message)
+
     def fence(self, node: NodeView, c: CorrectionResource) -> TargetRecord:
         """Cordon ``node`` and taint it so nothing new is scheduled there."""
-        try:
-            plan, obj, wrote = self._converge(
-                Kind.NODE, "", node.name, node.raw, lambda o: marks.plan_fence(o, c.name)
-            )
-        except NotFound:
-            return TargetRecord("Node", "", node.name, TargetState.GONE, None, "deleted meanwhile")
-        except _PERMANENT as exc:
-            return TargetRecord("Node", "", node.name, TargetState.FAILED, None, exc.message)
+        done = self._converge_node(node, lambda o: marks.plan_fence(o, c.name))
+        if isinstance(done, TargetRecord):
+            return done
+        plan, obj, wrote = done
         if wrote:
             self._event(
                 obj,
@@ -237,26 +244,22 @@ class Actions:
             )
             log.warning("node fenced", extra={"node": node.name, "correction_id": c.name})
         note = "was cordoned before" if plan.was_unschedulable else ""
-        return TargetRecord("Node", "", node.name, TargetState.CORDONED, None, note)
+        return _node_record(node, TargetState.CORDONED, note)
 
     def unfence(self, node: NodeView, c: CorrectionResource, *, why: str) -> TargetRecord | None:
         """Lift ``c``'s fence from ``node``. None: ``c`` did not fence it."""
         if c.name not in node.holders:
             return None
-        try:
-            plan, obj, wrote = self._converge(
-                Kind.NODE, "", node.name, node.raw, lambda o: marks.plan_unfence(o, c.name)
-            )
-        except NotFound:
-            return TargetRecord("Node", "", node.name, TargetState.GONE, None, "deleted meanwhile")
-        except _PERMANENT as exc:
-            return TargetRecord("Node", "", node.name, TargetState.FAILED, None, exc.message)
+        done = self._converge_node(node, lambda o: marks.plan_unfence(o, c.name))
+        if isinstance(done, TargetRecord):
+            return done
+        plan, obj, wrote = done
         if not wrote:
             return None
         if plan.remaining:
             message = f"still fenced by {', '.join(plan.remaining)}"
             self._event(obj, "Node", "BackstopStillFenced", f"{why}; {message}")
-            return TargetRecord("Node", "", node.name, TargetState.STILL_HELD, None, message)
+            return _node_record(node, TargetState.STILL_HELD, message)
         note = "left cordoned: it was cordoned before the shutdown" if plan.left_cordoned else ""
         self._event(
             obj,
@@ -265,4 +268,8 @@ class Actions:
             f"taint removed{', ' + note if note else ''}: {why}",
         )
         log.warning("node unfenced", extra={"node": node.name, "correction_id": c.name})
-        return TargetRecord("Node", "", node.name, TargetState.UNCORDONED, None, note)
+        return _node_record(node, TargetState.UNCORDONED, note)
+
+
+def _node_record(node: NodeView, state: TargetState, message: str = "") -> TargetRecord:
+    return TargetRecord("Node", "", node.name, state, None, message)

@@ -20,13 +20,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import socket
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from backstop import __version__
 from backstop.core.errors import BackstopError, NotFound
 from backstop.core.models import (
     Action,
@@ -48,15 +44,10 @@ from backstop.operator.inventory import ClusterReader
 from backstop.operator.kube import AlreadyExists, Kind, KubeApi
 from backstop.operator.scope import GPU_RESOURCE, WorkloadView, workload_id, workload_labels
 from backstop.operator.settings import OperatorSettings
-from backstop.security.command_check import NOTHING_HERE, UNKNOWN, CommandCheck
-from backstop.security.identities import TrustPolicyFile
-from backstop.uplink.identity import check_link_security, link_tls_dir
-from backstop.uplink.reporting import (
-    ReportSequence,
-    acknowledge,
-    run_with_reports,
-    stateless_session,
-)
+from backstop.security.command_check import NOTHING_HERE, UNKNOWN
+from backstop.uplink.identity import check_link_security
+from backstop.uplink.reporting import acknowledge, run_with_reports
+from backstop.uplink.stateless_agent import StatelessAgent
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +68,10 @@ WaitSettled = Callable[[str, float], Awaitable[CorrectionResource | None]]
 def check_security(settings: OperatorSettings) -> None:
     """Refuse to start without what the chosen mode needs (as a node agent does)."""
     check_link_security(
-        controller=settings.controller,
-        insecure=settings.insecure,
-        tls=tls_dir(settings),
-        trust_policy=settings.trust_policy,
+        settings,
         who="cluster",
         enrol_hint=f"backstop agent enroll --node-id {settings.node_id}; or --no-controller",
     )
-
-
-def tls_dir(settings: OperatorSettings) -> Path:
-    return link_tls_dir(settings.tls_dir, settings.state_dir)
 
 
 def _created_at(obj: Mapping[str, object]) -> float:
@@ -142,7 +126,7 @@ class _Counts:
     gpus: int = 0
 
 
-class ClusterAgent:
+class ClusterAgent(StatelessAgent):
     """Reports the cluster up, turns commands into Corrections, acknowledges their outcome."""
 
     def __init__(
@@ -157,41 +141,25 @@ class ClusterAgent:
     ) -> None:
         check_security(settings)
         self.settings = settings
-        self.node_id = settings.node_id
+        super().__init__(settings, settings.node_id)
         self._kube = kube
         self._reader = reader
         self._nudge = nudge
         self._wait_settled = wait_settled
         self._holds = holds
         self._counts = _Counts()
-        self._sequence = ReportSequence()
-        policy = TrustPolicyFile(settings.trust_policy) if settings.trust_policy else None
-        self._check = CommandCheck(policy)
-        self.session = stateless_session(
-            settings.controller,
-            self.inventory,
-            self.on_command,
-            insecure=settings.insecure,
-            tls=tls_dir(settings),
-            state_dir=settings.state_dir,
-            reconnect_max_s=settings.reconnect_max_s,
-            sequence=self._sequence,
-        )
 
     # -- up ---------------------------------------------------------------------------------
 
     def inventory(self) -> NodeInfo:
-        return NodeInfo(
-            node_id=self.node_id,
-            hostname=socket.gethostname(),
-            agent_version=__version__,
-            labels={
+        return self.node_info(
+            {
                 "backstop.io/kind": "kubernetes",
                 "backstop.io/cluster": self.settings.cluster_name,
                 "backstop.io/gpu-nodes": str(self._counts.gpu_nodes),
                 "backstop.io/gpus": str(self._counts.gpus),
             },
-            capabilities=CAPABILITIES,
+            CAPABILITIES,
         )
 
     def snapshot(self) -> Report:
@@ -205,13 +173,7 @@ class ClusterAgent:
             for w in views
             if w.gpus_per_pod > 0
         )
-        return Report(
-            node_id=self.node_id,
-            sequence=self._sequence.next(),
-            sampled_at_s=time.time(),
-            workloads=workloads,
-            dropped_reports=self.session.dropped_reports,
-        )
+        return self.report(workloads)
 
     async def run(self) -> None:
         """The stream and the reports, until cancelled."""
@@ -227,19 +189,14 @@ class ClusterAgent:
     async def on_command(self, command: Command) -> CommandAck:
         """Apply a controller command through a Correction; acknowledge its outcome."""
         spec = command.spec
-        cid = spec.correction_id
 
         def ack(
             state: TargetState, message: str, outcomes: Sequence[WorkloadOutcome] = ()
         ) -> CommandAck:
             return acknowledge(command, state, message, outcomes)
 
-        undone: str | None = NOTHING_HERE
-        if spec.action is Action.RESUME and self._check.enforcing_signatures:
-            undone = await self._undone_action(spec)
-        problem = self._check.problem(command, reverts_action=undone)
+        problem = await self.refusal(command)
         if problem:
-            log.warning("command refused", extra={"correction_id": cid, "reason": problem})
             return ack(TargetState.REFUSED, problem)
         decision = commands.plan(spec, self.node_id)
         if isinstance(decision, commands.NothingHere):
@@ -255,7 +212,7 @@ class ClusterAgent:
         state, message = _settled_state(decision.name, found, self.settings.ack_wait_s)
         return ack(state, message, [_outcome(t) for t in found.targets] if found else [])
 
-    async def _undone_action(self, spec: CorrectionSpec) -> str | None:
+    async def undone_action(self, spec: CorrectionSpec) -> str | None:
         """The action of the Correction a resume reverts, from that Correction's spec (its
         quorum is the resume's); nothing here: nothing to undo; unreadable: unknown."""
         if not spec.reverts:

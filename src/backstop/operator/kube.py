@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT_S = 30.0
+_CORRECTIONS = (crd.GROUP, crd.VERSION, crd.PLURAL)
+"""Where the custom-objects API finds Corrections: group, version, plural."""
 JsonObject = dict[str, Any]
 
 
@@ -149,7 +151,7 @@ class KubeApi:
         if kind is Kind.NODE:
             return core.list_node, ()
         if kind is Kind.CORRECTION:
-            return self._custom.list_cluster_custom_object, (crd.GROUP, crd.VERSION, crd.PLURAL)
+            return self._custom.list_cluster_custom_object, _CORRECTIONS
         table: dict[Kind, tuple[Callable[..., Any], Callable[..., Any]]] = {
             Kind.DEPLOYMENT: (
                 apps.list_deployment_for_all_namespaces,
@@ -189,14 +191,7 @@ class KubeApi:
         if kind is Kind.NODE:
             return self._call(what, self._core.read_node, name)
         if kind is Kind.CORRECTION:
-            return self._call(
-                what,
-                self._custom.get_cluster_custom_object,
-                crd.GROUP,
-                crd.VERSION,
-                crd.PLURAL,
-                name,
-            )
+            return self._call(what, self._custom.get_cluster_custom_object, *_CORRECTIONS, name)
         raise InvalidInput(f"the operator does not read single {kind.value}s")
 
     def watch(
@@ -254,16 +249,8 @@ class KubeApi:
         if kind is Kind.NODE:
             return self._call(what, self._core.patch_node, name, dict(body), **options)
         if kind is Kind.CORRECTION:
-            return self._call(
-                what,
-                self._custom.patch_cluster_custom_object,
-                crd.GROUP,
-                crd.VERSION,
-                crd.PLURAL,
-                name,
-                dict(body),
-                **options,
-            )
+            fn = self._custom.patch_cluster_custom_object
+            return self._call(what, fn, *_CORRECTIONS, name, dict(body), **options)
         raise InvalidInput(f"the operator does not patch {kind.value}s")
 
     def patch_correction_status(self, name: str, body: Mapping[str, Any]) -> JsonObject:
@@ -271,9 +258,7 @@ class KubeApi:
         return self._call(
             f"update status of Correction {name}",
             self._custom.patch_cluster_custom_object_status,
-            crd.GROUP,
-            crd.VERSION,
-            crd.PLURAL,
+            *_CORRECTIONS,
             name,
             dict(body),
             _content_type=MERGE_PATCH,
@@ -284,9 +269,7 @@ class KubeApi:
         return self._call(
             f"create Correction {name}",
             self._custom.create_cluster_custom_object,
-            crd.GROUP,
-            crd.VERSION,
-            crd.PLURAL,
+            *_CORRECTIONS,
             dict(body),
         )
 

@@ -665,6 +665,15 @@ static nvmlReturn_t device(nvmlDevice_t dev, int field, struct gpu **out, int *i
     return NVML_ERROR_GPU_IS_LOST; /* the GPU left the scenario: fell off the bus */
 }
 
+/* device() for a call that writes its result through OUT: no OUT is an invalid argument,
+ * reported after the GPU's own errors. */
+static nvmlReturn_t device_out(nvmlDevice_t dev, int field, struct gpu **g, int *index,
+                               const void *out) {
+    nvmlReturn_t r = device(dev, field, g, index);
+    if (r) return r;
+    return out ? NVML_SUCCESS : NVML_ERROR_INVALID_ARGUMENT;
+}
+
 static nvmlReturn_t copy_string(const char *s, char *buf, unsigned int length) {
     if (!buf) return NVML_ERROR_INVALID_ARGUMENT;
     if (strlen(s) + 1 > length) return NVML_ERROR_INSUFFICIENT_SIZE;
@@ -804,11 +813,9 @@ API nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t dev, char *uuid, unsigned int le
 static nvmlReturn_t do_index(nvmlDevice_t dev, unsigned int *index) {
     struct gpu *g;
     int i;
-    nvmlReturn_t r = device(dev, F_INDEX, &g, &i);
-    if (r) return r;
-    if (!index) return NVML_ERROR_INVALID_ARGUMENT;
-    *index = (unsigned int)i;
-    return NVML_SUCCESS;
+    nvmlReturn_t r = device_out(dev, F_INDEX, &g, &i, index);
+    if (!r) *index = (unsigned int)i;
+    return r;
 }
 API nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t dev, unsigned int *index) {
     LOCKED(do_index(dev, index));
@@ -818,9 +825,8 @@ API nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t dev, unsigned int *index) {
 
 static nvmlReturn_t do_util(nvmlDevice_t dev, nvmlUtilization_t *u) {
     struct gpu *g;
-    nvmlReturn_t r = device(dev, F_UTIL, &g, NULL);
+    nvmlReturn_t r = device_out(dev, F_UTIL, &g, NULL, u);
     if (r) return r;
-    if (!u) return NVML_ERROR_INVALID_ARGUMENT;
     u->gpu = g->util;
     u->memory = g->mem_util;
     return NVML_SUCCESS;
@@ -832,9 +838,8 @@ API nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t dev, nvmlUtilization
 /* v1 counts reserved memory as used, like the real call. */
 static nvmlReturn_t do_memory(nvmlDevice_t dev, nvmlMemory_t *m) {
     struct gpu *g;
-    nvmlReturn_t r = device(dev, F_MEMORY, &g, NULL);
+    nvmlReturn_t r = device_out(dev, F_MEMORY, &g, NULL, m);
     if (r) return r;
-    if (!m) return NVML_ERROR_INVALID_ARGUMENT;
     m->total = g->mem_total;
     m->used = g->mem_used + g->mem_reserved;
     m->free = g->mem_total - m->used;
@@ -846,9 +851,8 @@ API nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t dev, nvmlMemory_t *m) {
 
 static nvmlReturn_t do_memory_v2(nvmlDevice_t dev, nvmlMemory_v2_t *m) {
     struct gpu *g;
-    nvmlReturn_t r = device(dev, F_MEMORY, &g, NULL);
+    nvmlReturn_t r = device_out(dev, F_MEMORY, &g, NULL, m);
     if (r) return r;
-    if (!m) return NVML_ERROR_INVALID_ARGUMENT;
     if (m->version != NVML_MEMORY_V2_VERSION) return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
     m->total = g->mem_total;
     m->reserved = g->mem_reserved;
@@ -860,37 +864,55 @@ API nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t dev, nvmlMemory_v2_t *m
     LOCKED(do_memory_v2(dev, m));
 }
 
-static nvmlReturn_t do_temp(nvmlDevice_t dev, int sensor, unsigned int *temp) {
+/* The value of FIELD, one of the unsigned-int readings, for GPU g behind handle h. */
+static unsigned int reading(const struct gpu *g, const struct nvmlDevice_st *h, int field) {
+    switch (field) {
+    case F_TEMP: return g->temp;
+    case F_SM_CLOCK: return g->sm_clock;
+    case F_MEM_CLOCK: return g->mem_clock;
+    case F_GRAPHICS_CLOCK: return g->graphics_clock;
+    case F_POWER_LIMIT: return current_limit(g, h);
+    case F_DEFAULT_LIMIT: return g->default_limit;
+    case F_POWER: { /* drawn power, never above the limit in force */
+        unsigned int limit = current_limit(g, h);
+        return g->power < limit ? g->power : limit;
+    }
+    default: return 0;
+    }
+}
+
+/* A call that reads one unsigned int of a GPU (FIELD) into OUT. */
+static nvmlReturn_t read_uint(nvmlDevice_t dev, int field, unsigned int *out) {
     struct gpu *g;
-    nvmlReturn_t r = device(dev, F_TEMP, &g, NULL);
-    if (r) return r;
-    if (!temp || sensor != NVML_TEMPERATURE_GPU) return NVML_ERROR_INVALID_ARGUMENT;
-    *temp = g->temp;
-    return NVML_SUCCESS;
+    nvmlReturn_t r = device_out(dev, field, &g, NULL, out);
+    if (!r) *out = reading(g, dev, field);
+    return r;
+}
+
+/* An exported call that reads one unsigned int of a GPU. */
+#define UINT_READING(name, field)                                  \
+    API nvmlReturn_t name(nvmlDevice_t dev, unsigned int *out) { \
+        LOCKED(read_uint(dev, field, out));                        \
+    }
+
+static nvmlReturn_t do_temp(nvmlDevice_t dev, int sensor, unsigned int *temp) {
+    /* another sensor is an invalid argument, as a missing TEMP is */
+    return read_uint(dev, F_TEMP, sensor == NVML_TEMPERATURE_GPU ? temp : NULL);
 }
 API nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t dev, int sensor, unsigned int *temp) {
     LOCKED(do_temp(dev, sensor, temp));
 }
 
 static nvmlReturn_t do_clock(nvmlDevice_t dev, int type, unsigned int *clock) {
-    struct gpu *g;
-    int field;
     switch (type) {
-    case NVML_CLOCK_GRAPHICS: field = F_GRAPHICS_CLOCK; break;
-    case NVML_CLOCK_SM: field = F_SM_CLOCK; break;
-    case NVML_CLOCK_MEM: field = F_MEM_CLOCK; break;
+    case NVML_CLOCK_GRAPHICS: return read_uint(dev, F_GRAPHICS_CLOCK, clock);
+    case NVML_CLOCK_SM: return read_uint(dev, F_SM_CLOCK, clock);
+    case NVML_CLOCK_MEM: return read_uint(dev, F_MEM_CLOCK, clock);
     default: {
         nvmlReturn_t r = ready();
         return r ? r : NVML_ERROR_INVALID_ARGUMENT;
     }
     }
-    nvmlReturn_t r = device(dev, field, &g, NULL);
-    if (r) return r;
-    if (!clock) return NVML_ERROR_INVALID_ARGUMENT;
-    *clock = type == NVML_CLOCK_SM ? g->sm_clock
-             : type == NVML_CLOCK_MEM ? g->mem_clock
-                                      : g->graphics_clock;
-    return NVML_SUCCESS;
 }
 API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t dev, int type, unsigned int *clock) {
     LOCKED(do_clock(dev, type, clock));
@@ -898,45 +920,10 @@ API nvmlReturn_t nvmlDeviceGetClockInfo(nvmlDevice_t dev, int type, unsigned int
 
 /* ---- power ------------------------------------------------------------ */
 
-static nvmlReturn_t do_power(nvmlDevice_t dev, unsigned int *power) {
-    struct gpu *g;
-    nvmlReturn_t r = device(dev, F_POWER, &g, NULL);
-    if (r) return r;
-    if (!power) return NVML_ERROR_INVALID_ARGUMENT;
-    unsigned int limit = current_limit(g, dev);
-    *power = g->power < limit ? g->power : limit;
-    return NVML_SUCCESS;
-}
-API nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t dev, unsigned int *power) {
-    LOCKED(do_power(dev, power));
-}
-
-static nvmlReturn_t do_limit(nvmlDevice_t dev, unsigned int *limit) {
-    struct gpu *g;
-    nvmlReturn_t r = device(dev, F_POWER_LIMIT, &g, NULL);
-    if (r) return r;
-    if (!limit) return NVML_ERROR_INVALID_ARGUMENT;
-    *limit = current_limit(g, dev);
-    return NVML_SUCCESS;
-}
-API nvmlReturn_t nvmlDeviceGetPowerManagementLimit(nvmlDevice_t dev, unsigned int *limit) {
-    LOCKED(do_limit(dev, limit));
-}
-API nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t dev, unsigned int *limit) {
-    LOCKED(do_limit(dev, limit));
-}
-
-static nvmlReturn_t do_default_limit(nvmlDevice_t dev, unsigned int *limit) {
-    struct gpu *g;
-    nvmlReturn_t r = device(dev, F_DEFAULT_LIMIT, &g, NULL);
-    if (r) return r;
-    if (!limit) return NVML_ERROR_INVALID_ARGUMENT;
-    *limit = g->default_limit;
-    return NVML_SUCCESS;
-}
-API nvmlReturn_t nvmlDeviceGetPowerManagementDefaultLimit(nvmlDevice_t dev, unsigned int *limit) {
-    LOCKED(do_default_limit(dev, limit));
-}
+UINT_READING(nvmlDeviceGetPowerUsage, F_POWER)
+UINT_READING(nvmlDeviceGetPowerManagementLimit, F_POWER_LIMIT)
+UINT_READING(nvmlDeviceGetEnforcedPowerLimit, F_POWER_LIMIT)
+UINT_READING(nvmlDeviceGetPowerManagementDefaultLimit, F_DEFAULT_LIMIT)
 
 static nvmlReturn_t do_constraints(nvmlDevice_t dev, unsigned int *min, unsigned int *max) {
     struct gpu *g;
@@ -1008,30 +995,17 @@ static nvmlReturn_t do_processes(nvmlDevice_t dev, int graphics, int v1, unsigne
     return NVML_SUCCESS;
 }
 
-API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t dev, unsigned int *count,
-                                                         nvmlProcessInfo_t *infos) {
-    LOCKED(do_processes(dev, 0, 0, count, infos));
-}
-API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t dev, unsigned int *count,
-                                                         nvmlProcessInfo_t *infos) {
-    LOCKED(do_processes(dev, 0, 0, count, infos));
-}
-API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t dev, unsigned int *count,
-                                                      nvmlProcessInfo_v1_t *infos) {
-    LOCKED(do_processes(dev, 0, 1, count, infos));
-}
-API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t dev, unsigned int *count,
-                                                          nvmlProcessInfo_t *infos) {
-    LOCKED(do_processes(dev, 1, 0, count, infos));
-}
-API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t dev, unsigned int *count,
-                                                          nvmlProcessInfo_t *infos) {
-    LOCKED(do_processes(dev, 1, 0, count, infos));
-}
-API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t dev, unsigned int *count,
-                                                       nvmlProcessInfo_v1_t *infos) {
-    LOCKED(do_processes(dev, 1, 1, count, infos));
-}
+/* An exported process listing: GRAPHICS or compute processes, in V1 or current records. */
+#define PROCESS_LISTING(name, info_t, graphics, v1)                               \
+    API nvmlReturn_t name(nvmlDevice_t dev, unsigned int *count, info_t *infos) { \
+        LOCKED(do_processes(dev, graphics, v1, count, infos));                    \
+    }
+PROCESS_LISTING(nvmlDeviceGetComputeRunningProcesses_v3, nvmlProcessInfo_t, 0, 0)
+PROCESS_LISTING(nvmlDeviceGetComputeRunningProcesses_v2, nvmlProcessInfo_t, 0, 0)
+PROCESS_LISTING(nvmlDeviceGetComputeRunningProcesses, nvmlProcessInfo_v1_t, 0, 1)
+PROCESS_LISTING(nvmlDeviceGetGraphicsRunningProcesses_v3, nvmlProcessInfo_t, 1, 0)
+PROCESS_LISTING(nvmlDeviceGetGraphicsRunningProcesses_v2, nvmlProcessInfo_t, 1, 0)
+PROCESS_LISTING(nvmlDeviceGetGraphicsRunningProcesses, nvmlProcessInfo_v1_t, 1, 1)
 
 /* ---- test hook -------------------------------------------------------- */
 

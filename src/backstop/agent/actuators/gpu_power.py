@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Protocol
 
 from backstop.agent.collectors.nvml import PowerLimits
@@ -61,21 +61,16 @@ def throttle_gpus(
         or not 0 < fraction <= 1
     ):
         raise InvalidInput(f"power fraction must be in (0, 1], not {fraction!r}")
-    if record is None:
-        record = {}
+    kept: MutableMapping[str, int] = {} if record is None else record
     previous: dict[str, int] = {}
-    failures: dict[str, BackstopError] = {}
-    for gpu_uuid in dict.fromkeys(gpu_uuids):
-        try:
-            limits = backend.power_limits(gpu_uuid)
-            target = throttled_limit(limits, fraction)
-            record.setdefault(gpu_uuid, limits.current_mw)
-            previous[gpu_uuid] = record[gpu_uuid]
-            if limits.current_mw != target:
-                backend.set_power_limit(gpu_uuid, target)
-        except BackstopError as exc:
-            failures[gpu_uuid] = exc
-            continue
+
+    def throttle(gpu_uuid: str) -> None:
+        limits = backend.power_limits(gpu_uuid)
+        target = throttled_limit(limits, fraction)
+        kept.setdefault(gpu_uuid, limits.current_mw)
+        previous[gpu_uuid] = kept[gpu_uuid]
+        if limits.current_mw != target:
+            backend.set_power_limit(gpu_uuid, target)
         logger.info(
             "GPU %s throttled to %d mW (%.0f%% of default %d mW; before Backstop: %d mW)",
             gpu_uuid,
@@ -85,7 +80,8 @@ def throttle_gpus(
             previous[gpu_uuid],
             extra={"gpu_uuid": gpu_uuid},
         )
-    _raise_failures("throttle", failures)
+
+    _on_each_gpu("throttle", dict.fromkeys(gpu_uuids), throttle)
     return previous
 
 
@@ -95,20 +91,28 @@ def restore_gpus(backend: PowerControl, previous: Mapping[str, int]) -> None:
     Idempotent: restoring twice sets the same values. Raises like :func:`throttle_gpus`
     after trying every GPU.
     """
-    failures: dict[str, BackstopError] = {}
-    for gpu_uuid, limit_mw in previous.items():
-        try:
-            backend.set_power_limit(gpu_uuid, limit_mw)
-        except BackstopError as exc:
-            failures[gpu_uuid] = exc
-            continue
+
+    def restore(gpu_uuid: str) -> None:
+        backend.set_power_limit(gpu_uuid, previous[gpu_uuid])
         logger.info(
             "GPU %s power limit restored to %d mW",
             gpu_uuid,
-            limit_mw,
+            previous[gpu_uuid],
             extra={"gpu_uuid": gpu_uuid},
         )
-    _raise_failures("restore", failures)
+
+    _on_each_gpu("restore", previous, restore)
+
+
+def _on_each_gpu(action: str, gpu_uuids: Iterable[str], act: Callable[[str], None]) -> None:
+    """``act`` on every GPU in turn, then one error for those where it failed."""
+    failures: dict[str, BackstopError] = {}
+    for gpu_uuid in gpu_uuids:
+        try:
+            act(gpu_uuid)
+        except BackstopError as exc:
+            failures[gpu_uuid] = exc
+    _raise_failures(action, failures)
 
 
 def _raise_failures(action: str, failures: Mapping[str, BackstopError]) -> None:

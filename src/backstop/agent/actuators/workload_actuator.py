@@ -383,20 +383,17 @@ class ProcessActuator:
         current = cgroups.read_cpu_max(placement.directory)
         wanted = CpuMax.for_cores(cores, current.period_us)
         if current.quota_us is not None and current.quota_us <= (wanted.quota_us or 0):
-            return t.reply.applied(
-                Mechanism.CPU_MAX,
-                t.pids,
-                f"already throttled: cpu.max of {cg} is {current.render()!r} (<= {cores:g} cores)",
-                leaves_behind=f"cpu.max {current.render()!r} on {cg}",
-                previous=current.render(),
+            previous = current
+            detail = (
+                f"already throttled: cpu.max of {cg} is {current.render()!r} (<= {cores:g} cores)"
             )
-        previous = cgroups.write_cpu_max(placement.directory, wanted)
+            left = f"cpu.max {current.render()!r} on {cg}"
+        else:
+            previous = cgroups.write_cpu_max(placement.directory, wanted)
+            detail = f"cpu.max of {cg} set to {wanted.render()!r} ({cores:g} cores)"
+            left = f"cpu.max {wanted.render()!r} on {cg} until restored"
         return t.reply.applied(
-            Mechanism.CPU_MAX,
-            t.pids,
-            f"cpu.max of {cg} set to {wanted.render()!r} ({cores:g} cores)",
-            leaves_behind=f"cpu.max {wanted.render()!r} on {cg} until restored",
-            previous=previous.render(),
+            Mechanism.CPU_MAX, t.pids, detail, leaves_behind=left, previous=previous.render()
         )
 
     def _restore(self, t: _Target, value: CpuMax) -> ActuationResult:
