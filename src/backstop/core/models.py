@@ -146,6 +146,29 @@ class WeightsFile:
     size_bytes: int
     header_sha256: str
     sampled_sha256: str
+    invalid_reason: str = ""
+    """Why the file is not valid weights of its format; ``""`` when it parsed."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifiedModel:
+    """The model a workload's weights make up, identified by its tensors
+    (:mod:`backstop.agent.weights`): the same ``model_id`` whatever the sharding, tensor
+    order or metadata; ``structure_id`` shared by fine-tunes of one architecture."""
+
+    model_id: str = ""
+    structure_id: str = ""
+    architecture: str = ""
+    name: str = ""
+    parameters: int = 0
+    formats: tuple[str, ...] = ()
+    quantisation: str = ""
+    size_class: str = ""
+    context_length: int = 0
+    tensors: int = 0
+    valid: bool = False
+    invalid_reason: str = ""
+    bytes_read: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +188,8 @@ class Fingerprint:
     behaviour_confidence: float = 0.0
     model_hash: str = ""
     """Hash over the sampled hashes of all weights files; empty when none were found."""
+    model: IdentifiedModel | None = None
+    """The model its weights make up; ``None`` when it holds no weights file."""
 
 
 @dataclass(frozen=True, slots=True)

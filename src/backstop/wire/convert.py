@@ -30,6 +30,7 @@ from backstop.wire.checks import (
     set_present,
     text,
 )
+from backstop.wire.model_convert import model_from_pb, model_to_pb
 from backstop.wire.serving_convert import serving_from_pb, serving_to_pb
 
 MAX_HOLDS = 256
@@ -81,6 +82,7 @@ def fingerprint_to_pb(fp: Fingerprint) -> types_pb2.Fingerprint:
                 size_bytes=w.size_bytes,
                 header_sha256=w.header_sha256,
                 sampled_sha256=w.sampled_sha256,
+                invalid_reason=w.invalid_reason,
             )
             for w in fp.weights
         ],
@@ -92,6 +94,7 @@ def fingerprint_to_pb(fp: Fingerprint) -> types_pb2.Fingerprint:
         behaviour=fp.behaviour.value,
         behaviour_confidence=fp.behaviour_confidence,
         model_hash=fp.model_hash,
+        model=model_to_pb(fp.model) if fp.model is not None else None,
     )
 
 
@@ -116,6 +119,7 @@ def fingerprint_from_pb(msg: types_pb2.Fingerprint) -> Fingerprint:
                 size_bytes=w.size_bytes,
                 header_sha256=text(w.header_sha256, "header hash", 64),
                 sampled_sha256=text(w.sampled_sha256, "sampled hash", 64),
+                invalid_reason=text(w.invalid_reason, "weights invalid reason", 1024),
             )
             for w in msg.weights
         ),
@@ -124,6 +128,7 @@ def fingerprint_from_pb(msg: types_pb2.Fingerprint) -> Fingerprint:
         behaviour=behaviour,
         behaviour_confidence=confidence,
         model_hash=text(msg.model_hash, "model hash", 64),
+        model=model_from_pb(msg.model) if msg.HasField("model") else None,
     )
 
 

@@ -99,21 +99,53 @@ class GpuUse(_message.Message):
     def __init__(self, gpu_uuid: _Optional[str] = ..., used_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class WeightsFile(_message.Message):
-    __slots__ = ("path", "format", "size_bytes", "header_sha256", "sampled_sha256")
+    __slots__ = ("path", "format", "size_bytes", "header_sha256", "sampled_sha256", "invalid_reason")
     PATH_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     HEADER_SHA256_FIELD_NUMBER: _ClassVar[int]
     SAMPLED_SHA256_FIELD_NUMBER: _ClassVar[int]
+    INVALID_REASON_FIELD_NUMBER: _ClassVar[int]
     path: str
     format: str
     size_bytes: int
     header_sha256: str
     sampled_sha256: str
-    def __init__(self, path: _Optional[str] = ..., format: _Optional[str] = ..., size_bytes: _Optional[int] = ..., header_sha256: _Optional[str] = ..., sampled_sha256: _Optional[str] = ...) -> None: ...
+    invalid_reason: str
+    def __init__(self, path: _Optional[str] = ..., format: _Optional[str] = ..., size_bytes: _Optional[int] = ..., header_sha256: _Optional[str] = ..., sampled_sha256: _Optional[str] = ..., invalid_reason: _Optional[str] = ...) -> None: ...
+
+class ModelIdentity(_message.Message):
+    __slots__ = ("model_id", "structure_id", "architecture", "name", "parameters", "formats", "quantisation", "size_class", "context_length", "tensors", "valid", "invalid_reason", "bytes_read")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    STRUCTURE_ID_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    FORMATS_FIELD_NUMBER: _ClassVar[int]
+    QUANTISATION_FIELD_NUMBER: _ClassVar[int]
+    SIZE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    INVALID_REASON_FIELD_NUMBER: _ClassVar[int]
+    BYTES_READ_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    structure_id: str
+    architecture: str
+    name: str
+    parameters: int
+    formats: _containers.RepeatedScalarFieldContainer[str]
+    quantisation: str
+    size_class: str
+    context_length: int
+    tensors: int
+    valid: bool
+    invalid_reason: str
+    bytes_read: int
+    def __init__(self, model_id: _Optional[str] = ..., structure_id: _Optional[str] = ..., architecture: _Optional[str] = ..., name: _Optional[str] = ..., parameters: _Optional[int] = ..., formats: _Optional[_Iterable[str]] = ..., quantisation: _Optional[str] = ..., size_class: _Optional[str] = ..., context_length: _Optional[int] = ..., tensors: _Optional[int] = ..., valid: _Optional[bool] = ..., invalid_reason: _Optional[str] = ..., bytes_read: _Optional[int] = ...) -> None: ...
 
 class Fingerprint(_message.Message):
-    __slots__ = ("exe", "cmdline", "cgroup", "container_id", "framework", "weights", "listening_ports", "gpus", "behaviour", "behaviour_confidence", "model_hash")
+    __slots__ = ("exe", "cmdline", "cgroup", "container_id", "framework", "weights", "listening_ports", "gpus", "behaviour", "behaviour_confidence", "model_hash", "model")
     EXE_FIELD_NUMBER: _ClassVar[int]
     CMDLINE_FIELD_NUMBER: _ClassVar[int]
     CGROUP_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +157,7 @@ class Fingerprint(_message.Message):
     BEHAVIOUR_FIELD_NUMBER: _ClassVar[int]
     BEHAVIOUR_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     exe: str
     cmdline: _containers.RepeatedScalarFieldContainer[str]
     cgroup: str
@@ -136,7 +169,8 @@ class Fingerprint(_message.Message):
     behaviour: str
     behaviour_confidence: float
     model_hash: str
-    def __init__(self, exe: _Optional[str] = ..., cmdline: _Optional[_Iterable[str]] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., framework: _Optional[str] = ..., weights: _Optional[_Iterable[_Union[WeightsFile, _Mapping]]] = ..., listening_ports: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[_Union[GpuUse, _Mapping]]] = ..., behaviour: _Optional[str] = ..., behaviour_confidence: _Optional[float] = ..., model_hash: _Optional[str] = ...) -> None: ...
+    model: ModelIdentity
+    def __init__(self, exe: _Optional[str] = ..., cmdline: _Optional[_Iterable[str]] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., framework: _Optional[str] = ..., weights: _Optional[_Iterable[_Union[WeightsFile, _Mapping]]] = ..., listening_ports: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[_Union[GpuUse, _Mapping]]] = ..., behaviour: _Optional[str] = ..., behaviour_confidence: _Optional[float] = ..., model_hash: _Optional[str] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ...) -> None: ...
 
 class Workload(_message.Message):
     __slots__ = ("workload_id", "node_id", "root_pid", "pids", "fingerprint", "labels", "state", "started_at_s", "holds", "serving")
