@@ -33,6 +33,7 @@ device and inode match the mapping.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -45,8 +46,14 @@ from backstop.agent.fingerprint import procfs
 from backstop.agent.fingerprint.behaviour import classify
 from backstop.agent.fingerprint.framework import FrameworkMatch, combine_matches, match_process
 from backstop.agent.fingerprint.listeners import ListenSocketReader
+from backstop.agent.fingerprint.model_identity import FileModel, ModelIdentifier
 from backstop.agent.fingerprint.redact import redact_cmdline
-from backstop.agent.fingerprint.weights import WeightsHasher, is_weights_candidate
+from backstop.agent.fingerprint.weights import (
+    WeightsHasher,
+    claims_weights,
+    expected_format,
+    is_weights_candidate,
+)
 from backstop.agent.grouping import WorkloadGroup, group_workloads
 from backstop.agent.workload_record import UtilisationAverage, assemble_workload, gpu_uses
 from backstop.core.ids import workload_id
@@ -79,6 +86,8 @@ class _ProcState:
     content_scanned_at: float | None = None
     libraries: tuple[str, ...] = ()
     weights: dict[str, WeightsFile] = field(default_factory=dict)
+    models: dict[str, FileModel] = field(default_factory=dict)
+    """Per weights path, what identity knows of the file (see ``model_identity``)."""
     redacted: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     """(cmdline, redacted cmdline) as last computed."""
     framework: tuple[str, tuple[str, ...], FrameworkMatch] | None = None
@@ -99,6 +108,7 @@ class WorkloadDiscovery:
         node_id: str,
         proc_root: Path = Path("/proc"),
         hasher: WeightsHasher | None = None,
+        identifier: ModelIdentifier | None = None,
         rescan_interval_s: float = 30.0,
         *,
         listeners: ListenSocketReader | None = None,
@@ -108,6 +118,7 @@ class WorkloadDiscovery:
         self._root = proc_root
         self._listeners = listeners if listeners is not None else ListenSocketReader(proc_root)
         self._hasher = hasher if hasher is not None else WeightsHasher()
+        self._identifier = identifier if identifier is not None else ModelIdentifier()
         self._interval = rescan_interval_s
         self._clock = clock
         self._states: dict[int, _ProcState] = {}
@@ -163,6 +174,7 @@ class WorkloadDiscovery:
             for group in groups
         ]
         self._util.retain({w.workload_id for w in workloads})
+        self._identifier.forget_unused()
         return workloads
 
     # -- process state ------------------------------------------------------------------
@@ -290,7 +302,7 @@ class WorkloadDiscovery:
         ):
             return
         state.content_scanned_at = now
-        found: dict[str, WeightsFile] = {}
+        found: dict[str, tuple[WeightsFile, FileModel | None]] = {}
         fd_dir = self._root / str(pid) / "fd"
         for fd, target in self._scan_fds(pid, listen, now):
             path = target.removesuffix(procfs.DELETED_SUFFIX)
@@ -302,9 +314,9 @@ class WorkloadDiscovery:
                     continue  # the fd was closed and reused since the listing
             except OSError:
                 continue
-            weights = self._hasher.hash_file(link, display_path=path)
-            if weights is not None:
-                found[path] = weights
+            weighed = self._weigh(pid, link, path)
+            if weighed is not None:
+                found[path] = weighed
         self._maps_scans += 1
         mapped = procfs.read_maps(self._root, pid) or []
         state.libraries = tuple(m.path for m in mapped if ".so" in os.path.basename(m.path))
@@ -312,29 +324,40 @@ class WorkloadDiscovery:
         for mapping in mapped:
             if mapping.path in found or not is_weights_candidate(mapping.path):
                 continue
-            weights = self._hash_mapping(pid, mapping)
-            if weights is not None:
-                found[mapping.path] = weights
-        for path, weights in found.items():
-            state.weights.pop(path, None)
-            state.weights[path] = weights
-        while len(state.weights) > MAX_WEIGHTS_PER_PROCESS:
-            state.weights.pop(next(iter(state.weights)))
+            weighed = self._weigh_mapping(pid, mapping)
+            if weighed is not None:
+                found[mapping.path] = weighed
+        _remember(state, found)
 
-    def _hash_mapping(self, pid: int, mapping: procfs.MappedFile) -> WeightsFile | None:
-        """Hash a mapped file through ``map_files``, else through the process's root."""
+    def _weigh_mapping(
+        self, pid: int, mapping: procfs.MappedFile
+    ) -> tuple[WeightsFile, FileModel | None] | None:
+        """A mapped file through ``map_files``, else through the process's root."""
         base = self._root / str(pid)
         link = base / "map_files" / mapping.address_range
-        weights = self._hasher.hash_file(link, display_path=mapping.path)
-        if weights is not None or mapping.deleted:
-            return weights
-        if os.path.lexists(link):
-            return None  # readable link, not weights
-        return self._hasher.hash_file(
+        weighed = self._weigh(pid, link, mapping.path)
+        if weighed is not None or mapping.deleted or os.path.lexists(link):
+            return weighed  # a readable link that is not weights stays unread elsewhere
+        return self._weigh(
+            pid,
             base / "root" / mapping.path.lstrip("/"),
-            display_path=mapping.path,
+            mapping.path,
             expected_id=(mapping.device, mapping.inode),
         )
+
+    def _weigh(
+        self, pid: int, link: Path, path: str, expected_id: tuple[int, int] | None = None
+    ) -> tuple[WeightsFile, FileModel | None] | None:
+        """The file's hashes and identity; a file that does not parse is kept, with why."""
+        weights = self._hasher.hash_file(link, display_path=path, expected_id=expected_id)
+        model = self._identifier.file(link, path, self._root / str(pid) / "root", expected_id)
+        if model is None or model.valid:
+            return (weights, model) if weights is not None else None
+        if weights is None:
+            if not claims_weights(path):
+                return None  # a .bin or .pth of another kind: Python's own .pth files
+            weights = WeightsFile(path, expected_format(path), model.size_bytes, "", "")
+        return dataclasses.replace(weights, invalid_reason=model.reason), model
 
     # -- workloads ----------------------------------------------------------------------
 
@@ -355,9 +378,12 @@ class WorkloadDiscovery:
         states = [self._states[pid] for pid in group.pids if pid in self._states]
 
         weights_by_path: dict[str, WeightsFile] = {}
+        models_by_path: dict[str, FileModel] = {}
         for state in states:
             weights_by_path.update(state.weights)
+            models_by_path.update(state.models)
         weights = tuple(weights_by_path[p] for p in sorted(weights_by_path))
+        model = self._identifier.workload(list(models_by_path.values()))
 
         gpus = gpu_uses(group.pids, gpu_processes)
 
@@ -380,6 +406,7 @@ class WorkloadDiscovery:
             ports=ports,
             gpus=gpus,
             behaviour=(behaviour, confidence),
+            model=model,
         )
 
     def _redacted(self, info: ProcInfo) -> tuple[str, ...]:
@@ -399,3 +426,17 @@ class WorkloadDiscovery:
             match = match_process(info.exe, info.cmdline, state.libraries)
             state.framework = cached = (info.exe, info.cmdline, match)
         return cached[2]
+
+
+def _remember(state: _ProcState, found: Mapping[str, tuple[WeightsFile, FileModel | None]]) -> None:
+    """Keep what a scan found, newest last; the oldest go beyond ``MAX_WEIGHTS_PER_PROCESS``."""
+    for path, (weights, model) in found.items():
+        state.weights.pop(path, None)
+        state.weights[path] = weights
+        state.models.pop(path, None)
+        if model is not None:
+            state.models[path] = model
+    while len(state.weights) > MAX_WEIGHTS_PER_PROCESS:
+        oldest = next(iter(state.weights))
+        state.weights.pop(oldest)
+        state.models.pop(oldest, None)

@@ -14,7 +14,15 @@ from types import MappingProxyType
 from backstop.agent.collectors.processes import ProcInfo
 from backstop.agent.fingerprint.weights import model_hash
 from backstop.agent.grouping import WorkloadGroup
-from backstop.core.models import Behaviour, Fingerprint, GpuProcess, GpuUse, WeightsFile, Workload
+from backstop.core.models import (
+    Behaviour,
+    Fingerprint,
+    GpuProcess,
+    GpuUse,
+    IdentifiedModel,
+    WeightsFile,
+    Workload,
+)
 
 UTIL_SMOOTHING = 0.3
 """Weight of the newest sample in the moving average of a workload's GPU utilisation."""
@@ -73,6 +81,7 @@ def assemble_workload(
     ports: tuple[int, ...],
     gpus: tuple[GpuUse, ...],
     behaviour: tuple[Behaviour, float],
+    model: IdentifiedModel | None = None,
 ) -> Workload:
     """The workload record with its fingerprint and labels (empty label values left out)."""
     kind, confidence = behaviour
@@ -99,6 +108,7 @@ def assemble_workload(
             behaviour=kind,
             behaviour_confidence=confidence,
             model_hash=model_hash(weights),
+            model=model,
         ),
         labels=MappingProxyType({k: v for k, v in labels.items() if v}),
         started_at_s=root.create_time,

@@ -76,6 +76,16 @@ def expected_format(path: str) -> str:
     return ""
 
 
+_UNAMBIGUOUS_SUFFIXES = frozenset({".safetensors", ".gguf", ".onnx"})
+
+
+def claims_weights(path: str) -> bool:
+    """Whether the name says weights and nothing else (``.safetensors``, ``.gguf``,
+    ``.onnx``): such a file that does not parse is reported invalid. ``.bin``, ``.pth`` and
+    Ollama blob names are shared with other files, and count only when their content does."""
+    return PurePosixPath(path).suffix.lower() in _UNAMBIGUOUS_SUFFIXES
+
+
 def is_weights_candidate(path: str) -> bool:
     """Whether a file name could be a weights file (no I/O)."""
     return bool(expected_format(path))

@@ -66,14 +66,7 @@ def read_json(path: Path, limits: Limits) -> tuple[object, int]:
 def read_index(path: Path, limits: Limits) -> tuple[dict[str, str], int]:
     """An index's ``weight_map`` (tensor name to shard file name) and the bytes read."""
     value, read = read_json(path, limits)
-    weight_map = value.get("weight_map") if isinstance(value, dict) else None
-    if not isinstance(weight_map, dict) or not all(
-        isinstance(v, str) and "/" not in v for v in weight_map.values()
-    ):
-        raise InvalidWeights(f"{path.name} has no weight_map of shard file names")
-    if len(weight_map) > limits.max_tensors:
-        raise InvalidWeights(f"{path.name} lists over {limits.max_tensors} tensors")
-    return {str(k): v for k, v in weight_map.items()}, read
+    return weight_map_from_json(value, path.name, limits), read
 
 
 def read_config(directory: Path, limits: Limits) -> tuple[HfConfig | None, int]:
@@ -85,8 +78,13 @@ def read_config(directory: Path, limits: Limits) -> tuple[HfConfig | None, int]:
         value, read = read_json(path, limits)
     except (OSError, InvalidWeights):
         return None, 0
+    return config_from_json(value), read
+
+
+def config_from_json(value: object) -> HfConfig | None:
+    """What a parsed ``config.json`` says of the model (``None`` when it is not an object)."""
     if not isinstance(value, dict):
-        return None, read
+        return None
     architectures = value.get("architectures")
     quant = value.get("quantization_config")
     context = value.get("max_position_embeddings", 0)
@@ -99,7 +97,7 @@ def read_config(directory: Path, limits: Limits) -> tuple[HfConfig | None, int]:
         quantisation=str(quant.get("quant_method", "")) if isinstance(quant, dict) else "",
         context_length=context if isinstance(context, int) else 0,
         sizes={f"config.{k}": str(value[k]) for k in CONFIG_KEYS if k in value},
-    ), read
+    )
 
 
 def group_shards(paths: Sequence[Path], limits: Limits) -> tuple[list[ShardGroup], int]:
@@ -161,6 +159,25 @@ def _indexes_in(directory: Path, limits: Limits) -> tuple[list[tuple[Path, Shard
         files = tuple(directory / f for f in sorted(set(weight_map.values())))
         found.append((index, ShardGroup(files, index, weight_map)))
     return found, read
+
+
+def index_name_for(shard_name: str) -> str:
+    """The index ``save_pretrained`` writes beside a shard (``model-00001-of-00004.safetensors``
+    -> ``model.safetensors.index.json``); ``""`` when the name is not a shard's."""
+    match = _SHARD.match(shard_name)
+    return f"{match['stem']}{match['suffix']}{INDEX_SUFFIX}" if match else ""
+
+
+def weight_map_from_json(value: object, what: str, limits: Limits) -> dict[str, str]:
+    """An index's ``weight_map`` (tensor name to shard file name), checked."""
+    weight_map = value.get("weight_map") if isinstance(value, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(v, str) and "/" not in v for v in weight_map.values()
+    ):
+        raise InvalidWeights(f"{what} has no weight_map of shard file names")
+    if len(weight_map) > limits.max_tensors:
+        raise InvalidWeights(f"{what} lists over {limits.max_tensors} tensors")
+    return {str(k): v for k, v in weight_map.items()}
 
 
 def _siblings(path: Path) -> ShardGroup:
