@@ -188,9 +188,18 @@ def test_protected_pids_are_refused_before_any_signal(signaller: TreeSignaller) 
         signaller.stop_tree(ref(1))
     with pytest.raises(ProtectedProcess, match="agent itself"):
         signaller.send(ref(os.getpid()), signal.SIGSTOP)
+
+
+def test_the_agents_ancestors_are_refused(workloads: WorkloadFactory) -> None:
+    # The "agent" is a child of a workload here, so its ancestor is a process of the test's
+    # own (the test's own parent may be init, when the run was started detached).
+    w = workloads.start(children=1)
+    as_agent_child = TreeSignaller(guard=SignalGuard(agent_pid=w.child_pids[0]))
     with pytest.raises(ProtectedProcess, match="ancestor"):
-        signaller.terminate_tree(ref(os.getppid()), grace_s=0.1)
-    assert proc_state(os.getppid()) != "T"
+        as_agent_child.terminate_tree(ref(w.pid), grace_s=0.1)
+    with pytest.raises(ProtectedProcess, match="ancestor"):
+        as_agent_child.send(ref(os.getpid()), signal.SIGSTOP)
+    assert proc_state(w.pid) != "T"
 
 
 def test_a_tree_containing_the_agent_is_refused(workloads: WorkloadFactory) -> None:

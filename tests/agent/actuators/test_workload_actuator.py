@@ -244,8 +244,8 @@ def test_a_reused_root_pid_is_left_alone(
 
 @pytest.mark.parametrize(
     ("pid", "why"),
-    [(1, "init"), (os.getpid(), "agent itself"), (os.getppid(), "ancestor")],
-    ids=["init", "agent", "parent"],
+    [(1, "init"), (os.getpid(), "agent itself")],
+    ids=["init", "agent"],
 )
 def test_protected_pids_are_refused(actuator: ProcessActuator, pid: int, why: str) -> None:
     workload = Workload("wl-x", "node-test", pid, (pid,), Fingerprint())
@@ -253,6 +253,21 @@ def test_protected_pids_are_refused(actuator: ProcessActuator, pid: int, why: st
         assert result.outcome == Outcome.FAILED
         assert why in result.detail
     assert proc_state(pid) != "T"
+
+
+def test_the_agents_ancestor_is_refused(workloads: WorkloadFactory) -> None:
+    # The "agent" is a workload's child, so the workload's root is its ancestor (the test's
+    # own parent may be init when the run was started detached).
+    w = workloads.start(children=1)
+    as_agent_child = ProcessActuator(agent_pid=w.child_pids[0], settle_timeout_s=5.0)
+    workload = Workload("wl-x", "node-test", w.pid, (w.pid,), Fingerprint())
+    for result in (
+        as_agent_child.pause(workload),
+        as_agent_child.terminate(workload, grace_s=0.1),
+    ):
+        assert result.outcome == Outcome.FAILED
+        assert "ancestor" in result.detail
+    assert "T" not in states(w)
 
 
 def test_a_workload_whose_tree_holds_the_agent_is_refused(
