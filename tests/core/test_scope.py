@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from backstop.core.errors import InvalidInput
-from backstop.core.models import Fingerprint, Scope, WeightsFile, Workload
+from backstop.core.models import Fingerprint, IdentifiedModel, Scope, WeightsFile, Workload
 from backstop.core.scope import (
     parse_model_hash,
     parse_selector,
@@ -57,6 +59,13 @@ def test_model_hash_prefix_matches_model_and_weights_hashes() -> None:
     assert parse_model_hash("sha256:ABCDEF012345") == "abcdef012345"
     with pytest.raises(InvalidInput, match="hex digits"):
         parse_model_hash("abc")
+
+
+def test_model_id_prefix_matches_the_identified_model() -> None:
+    identified = IdentifiedModel(model_id="e1" * 32, structure_id="f2" * 32, valid=True)
+    wl = dataclasses.replace(_workload(), fingerprint=Fingerprint(model=identified))
+    assert workload_in_scope(Scope(model_hashes=("e1e1e1e1e1e1",)), wl)
+    assert not workload_in_scope(Scope(model_hashes=("f2f2f2f2f2f2",)), wl)  # structure: no
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "0123456789a", "sha256:", "0123456789abcdeg"])

@@ -119,7 +119,8 @@ def workload_in_scope(scope: Scope, workload: Workload) -> bool:
     if scope.selector and not selector_matches(scope.selector, workload.labels):
         return False
     if scope.model_hashes:
-        hashes = [workload.fingerprint.model_hash]
+        model = workload.fingerprint.model
+        hashes = [workload.fingerprint.model_hash, model.model_id if model else ""]
         hashes += [w.sampled_sha256 for w in workload.fingerprint.weights]
         hashes += [w.header_sha256 for w in workload.fingerprint.weights]
         if not any(h and h.startswith(p) for p in scope.model_hashes for h in hashes):
