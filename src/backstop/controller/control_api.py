@@ -107,6 +107,16 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         msg.audit_head.CopyFrom(convert.audit_head_to_pb(self._store.audit_head()))
         return msg
 
+    def _create_signed(
+        self, signed: types_pb2.SignedCorrection, context: Any, what: str
+    ) -> types_pb2.Correction:
+        """A correction (a resume too) given as the issuer signed it: spec bytes, signatures."""
+        caller = self._caller(context, Role.VIEWER, what)
+        correction = self._engine.create_signed(
+            signed.spec, correction_convert.signatures_from_pb(signed.signatures), caller
+        )
+        return self._out(correction)
+
     @_rpc
     async def ListNodes(self, request: Any, context: Any) -> control_pb2.ListNodesResponse:
         self._caller(context, Role.VIEWER, "listing nodes")
@@ -158,13 +168,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self, request: control_pb2.CreateCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
         if request.HasField("signed"):
-            caller = self._caller(context, Role.VIEWER, "creating a correction")
-            correction = self._engine.create_signed(
-                request.signed.spec,
-                correction_convert.signatures_from_pb(request.signed.signatures),
-                caller,
-            )
-            return self._out(correction)
+            return self._create_signed(request.signed, context, "creating a correction")
         caller = self._caller(context, Role.VIEWER, "creating a correction", request.issuer)
         action = correction_convert.action_from_pb(request.action)
         if request.ttl_s < 0:
@@ -200,13 +204,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self, request: control_pb2.ResumeCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
         if request.HasField("signed"):
-            caller = self._caller(context, Role.VIEWER, "resuming")
-            correction = self._engine.create_signed(
-                request.signed.spec,
-                correction_convert.signatures_from_pb(request.signed.signatures),
-                caller,
-            )
-            return self._out(correction)
+            return self._create_signed(request.signed, context, "resuming")
         if not request.issuer:
             raise InvalidInput("the issuer is missing")
         caller = self._caller(context, Role.VIEWER, "resuming", request.issuer)
