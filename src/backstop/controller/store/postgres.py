@@ -35,6 +35,7 @@ from psycopg.rows import TupleRow
 
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
+from backstop.controller.store.base import NewTarget
 from backstop.controller.store.dialect import POSTGRES
 from backstop.controller.store.postgres_listener import (
     Listener,
@@ -52,15 +53,13 @@ from backstop.controller.store.rows import (
     signatures_from_json,
     signatures_to_json,
 )
-from backstop.controller.store.sql_store import SqlStore, Statement
+from backstop.controller.store.sql_store import AUDIT_HEAD, AUDIT_INSERT, SqlStore, Statement
 from backstop.core.errors import InvalidInput, NotFound, StoreError
 from backstop.core.models import (
     CommandAck,
     Report,
     SignatureRecord,
-    TargetResult,
     TargetState,
-    WorkloadOutcome,
 )
 from backstop.security.audit import AuditEntry, next_entry
 
@@ -254,10 +253,7 @@ class PostgresStore(SqlStore):
             return sequence
 
     def add_targets(
-        self,
-        correction_id: str,
-        targets: Sequence[tuple[str, TargetState, str]],
-        now_s: float,
+        self, correction_id: str, targets: Sequence[NewTarget], now_s: float
     ) -> dict[str, int]:
         """Record many targets in one transaction; returns each node's command sequence."""
         if not targets:
@@ -349,38 +345,6 @@ class PostgresStore(SqlStore):
                 )
         return applied
 
-    def update_target(
-        self,
-        correction_id: str,
-        node_id: str,
-        state: TargetState,
-        *,
-        message: str,
-        outcomes: Sequence[WorkloadOutcome],
-        now_s: float,
-        only_if: TargetState | None = None,
-    ) -> TargetResult | None:
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE targets SET state=%s, message=%s, outcomes=%s, updated_at_s=%s
-                   WHERE correction_id=%s AND node_id=%s AND (%s::text IS NULL OR state=%s)
-                   RETURNING sequence""",
-                (
-                    state.value,
-                    message,
-                    outcomes_to_json(outcomes),
-                    now_s,
-                    correction_id,
-                    node_id,
-                    only_if.value if only_if else None,
-                    only_if.value if only_if else None,
-                ),
-            )
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return TargetResult(node_id, state, int(row[0]), message, tuple(outcomes), now_s)
-
     # --- audit chain ---------------------------------------------------------------------
 
     def append_audit(
@@ -409,20 +373,13 @@ class PostgresStore(SqlStore):
         cur.execute(
             "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (LOCK_CLASS, AUDIT_LOCK)
         )
-        cur.execute(
-            "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
-            "FROM audit ORDER BY seq DESC LIMIT 1"
-        )
+        cur.execute(AUDIT_HEAD)
         row = cur.fetchone()
         return audit_from_row(row) if row else None
 
     @staticmethod
     def _insert_audit(cur: Cursor, entries: Sequence[AuditEntry]) -> None:
-        cur.executemany(
-            "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [audit_row(e) for e in entries],
-        )
+        cur.executemany(POSTGRES.placeholders(AUDIT_INSERT), [audit_row(e) for e in entries])
 
     # --- enrolment and certificates ------------------------------------------------------
 

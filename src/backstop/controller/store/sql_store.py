@@ -20,6 +20,7 @@ from backstop.controller.store.rows import (
     correction_from_row,
     node_info_bytes,
     node_record,
+    outcomes_to_json,
     pending_from_rows,
     signatures_to_json,
     spec_to_bytes,
@@ -38,6 +39,7 @@ from backstop.core.models import (
     TargetResult,
     TargetState,
     Workload,
+    WorkloadOutcome,
 )
 from backstop.security.audit import AuditEntry
 
@@ -49,6 +51,11 @@ UNSETTLED_STATES = tuple(s.value for s in CorrectionState if not s.terminal)
 FORGET_S = 7 * 24 * 3600.0
 """A replica silent for this long is forgotten (its row deleted)."""
 UNACKED = (TargetState.PENDING.value, TargetState.DISPATCHED.value, TargetState.UNREACHABLE.value)
+
+AUDIT_HEAD = f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"  # noqa: S608
+"""The chain's newest entry, which a backend reads under its lock before appending."""
+AUDIT_INSERT = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+"""One entry, as :func:`~backstop.controller.store.rows.audit_row` gives it."""
 
 Statement = tuple[str, Sequence[object]]
 
@@ -300,6 +307,43 @@ class SqlStore(ABC):
             "SELECT node_id, state FROM targets WHERE correction_id=?", (correction_id,)
         )
         return {str(n): TargetState(s) for n, s in rows}
+
+    def update_target(
+        self,
+        correction_id: str,
+        node_id: str,
+        state: TargetState,
+        *,
+        message: str,
+        outcomes: Sequence[WorkloadOutcome],
+        now_s: float,
+        only_if: TargetState | None = None,
+    ) -> TargetResult | None:
+        only = only_if.value if only_if else None
+        (changed,) = self._write(
+            (
+                """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
+                   WHERE correction_id=? AND node_id=? AND (CAST(? AS TEXT) IS NULL OR state=?)""",
+                (
+                    state.value,
+                    message,
+                    outcomes_to_json(outcomes),
+                    now_s,
+                    correction_id,
+                    node_id,
+                    only,
+                    only,
+                ),
+            )
+        )
+        if changed == 0:
+            return None
+        # a target's sequence is set when it is added and never changes: read it afterwards
+        rows = self._query(
+            "SELECT sequence FROM targets WHERE correction_id=? AND node_id=?",
+            (correction_id, node_id),
+        )
+        return TargetResult(node_id, state, int(rows[0][0]), message, tuple(outcomes), now_s)
 
     def pending_commands(
         self, node_id: str, after_sequence: int, now_s: float

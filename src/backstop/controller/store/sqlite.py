@@ -15,6 +15,7 @@ from typing import Any
 
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
+from backstop.controller.store.base import NewTarget
 from backstop.controller.store.dialect import SQLITE
 from backstop.controller.store.migrations import MIGRATIONS
 from backstop.controller.store.report_batch import plan_reports
@@ -25,15 +26,13 @@ from backstop.controller.store.rows import (
     signatures_from_json,
     signatures_to_json,
 )
-from backstop.controller.store.sql_store import SqlStore, Statement
+from backstop.controller.store.sql_store import AUDIT_HEAD, AUDIT_INSERT, SqlStore, Statement
 from backstop.core.errors import NotFound, StoreError
 from backstop.core.models import (
     CommandAck,
     Report,
     SignatureRecord,
-    TargetResult,
     TargetState,
-    WorkloadOutcome,
 )
 from backstop.security.audit import AuditEntry, next_entry
 
@@ -172,10 +171,7 @@ class SqliteStore(SqlStore):
             return int(sequence)
 
     def add_targets(
-        self,
-        correction_id: str,
-        targets: Sequence[tuple[str, TargetState, str]],
-        now_s: float,
+        self, correction_id: str, targets: Sequence[NewTarget], now_s: float
     ) -> dict[str, int]:
         """Record many targets in one transaction; returns each node's command sequence."""
         sequences: dict[str, int] = {}
@@ -196,31 +192,6 @@ class SqliteStore(SqlStore):
                 [(correction_id, n, s.value, sequences[n], m, now_s) for n, s, m in targets],
             )
         return sequences
-
-    def update_target(
-        self,
-        correction_id: str,
-        node_id: str,
-        state: TargetState,
-        *,
-        message: str,
-        outcomes: Sequence[WorkloadOutcome],
-        now_s: float,
-        only_if: TargetState | None = None,
-    ) -> TargetResult | None:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT sequence, state FROM targets WHERE correction_id=? AND node_id=?",
-                (correction_id, node_id),
-            ).fetchone()
-            if row is None or (only_if is not None and row[1] != only_if.value):
-                return None
-            db.execute(
-                """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
-                   WHERE correction_id=? AND node_id=?""",
-                (state.value, message, outcomes_to_json(outcomes), now_s, correction_id, node_id),
-            )
-        return TargetResult(node_id, state, int(row[0]), message, tuple(outcomes), now_s)
 
     def record_acks(
         self, acks: Sequence[tuple[str, CommandAck]], now_s: float
@@ -268,19 +239,12 @@ class SqliteStore(SqlStore):
 
     @staticmethod
     def _audit_head(db: sqlite3.Connection) -> AuditEntry | None:
-        row = db.execute(
-            "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
-            "FROM audit ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+        row = db.execute(AUDIT_HEAD).fetchone()
         return audit_from_row(row) if row else None
 
     @staticmethod
     def _insert_audit(db: sqlite3.Connection, entry: AuditEntry) -> AuditEntry:
-        db.execute(
-            "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            audit_row(entry),
-        )
+        db.execute(AUDIT_INSERT, audit_row(entry))
         return entry
 
     # --- audit chain ---------------------------------------------------------------------
