@@ -69,7 +69,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self._store = store
         self._engine = engine
         self._authz = engine.authz
-        self._refusals = refusals if refusals is not None else RefusalLog(engine.audit)
+        self._refusals = refusals if refusals is not None else RefusalLog(engine.records.audit)
 
     def _identify(self, context: Any, what: str, claimed: str = "") -> Caller:
         """The caller; a refusal is audited (aggregated) under their certificate's name."""
@@ -282,7 +282,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
             raise InvalidInput(f"token ttl must be within (0, {MAX_TOKEN_TTL_S:g}] seconds")
         token, digest = new_enrolment_token()
         now = time.time()
-        self._engine.audit(caller.name, "token.create", node_id, expires_at_s=now + ttl)
+        self._engine.records.audit(caller.name, "token.create", node_id, expires_at_s=now + ttl)
         self._store.add_enrolment_token(digest, node_id, now, now + ttl)
         return control_pb2.CreateEnrolmentTokenResponse(token=token, expires_at_s=now + ttl)
 
@@ -292,9 +292,9 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     ) -> control_pb2.RevokeNodeResponse:
         caller = self._caller(context, Role.ADMIN, "revoking a node")
         node_id = checks.node_id_text(request.node_id)
-        self._engine.audit(caller.name, "node.revoke", node_id, reason=request.reason)
+        self._engine.records.audit(caller.name, "node.revoke", node_id, reason=request.reason)
         count = self._store.revoke_node(node_id, time.time(), request.reason)
-        self._engine.disconnect(node_id, "the node's certificate was revoked")
+        self._engine.delivery.disconnect(node_id, "the node's certificate was revoked")
         listed = self._authz.revoke_certificates(node_id, "agent")
         if listed is None:
             log.warning(
