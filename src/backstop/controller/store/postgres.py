@@ -26,7 +26,7 @@ for one transaction, and a broken one surfaces as :class:`~backstop.core.errors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,22 +46,17 @@ from backstop.controller.store.postgres_listener import (
 from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.postgres_pool import ConnectionPool
 from backstop.controller.store.report_batch import plan_reports
-from backstop.controller.store.rows import (
-    audit_from_row,
-    audit_row,
-    outcomes_to_json,
-    signatures_from_json,
-    signatures_to_json,
+from backstop.controller.store.rows import audit_from_row, audit_row
+from backstop.controller.store.sql_store import (
+    AUDIT_HEAD,
+    AUDIT_INSERT,
+    Rewrite,
+    SqlStore,
+    Statement,
 )
-from backstop.controller.store.sql_store import AUDIT_HEAD, AUDIT_INSERT, SqlStore, Statement
-from backstop.core.errors import InvalidInput, NotFound, StoreError
-from backstop.core.models import (
-    CommandAck,
-    Report,
-    SignatureRecord,
-    TargetState,
-)
-from backstop.security.audit import AuditEntry, next_entry
+from backstop.core.errors import InvalidInput, StoreError
+from backstop.core.models import CommandAck, Report, TargetState
+from backstop.security.audit import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -216,21 +211,6 @@ class PostgresStore(SqlStore):
 
     # --- corrections ---------------------------------------------------------------------
 
-    def add_signature(self, correction_id: str, signature: SignatureRecord) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "SELECT signatures FROM corrections WHERE correction_id=%s FOR NO KEY UPDATE",
-                (correction_id,),
-            )
-            row = cur.fetchone()
-            if row is None:
-                raise NotFound(f"no correction {correction_id!r}")
-            found = (*signatures_from_json(row[0]), signature)
-            cur.execute(
-                "UPDATE corrections SET signatures=%s WHERE correction_id=%s",
-                (signatures_to_json(found), correction_id),
-            )
-
     def add_target(self, correction_id: str, node_id: str, state: TargetState, now_s: float) -> int:
         with self._tx() as cur:
             # The upsert locks the counter row until commit: other replicas wait here, then
@@ -289,12 +269,7 @@ class PostgresStore(SqlStore):
     def record_acks(
         self, acks: Sequence[tuple[str, CommandAck]], now_s: float
     ) -> list[tuple[str, CommandAck]]:
-        """Apply (node, ack) pairs and their audit entries in one transaction.
-
-        Acks for targets that do not exist, that repeat what is already recorded (re-sent
-        after a reconnect) or that would change a final outcome (audited as ``ack.ignored``)
-        change nothing and are left out of the returned list (see ``store.acks``).
-        """
+        """The chain and the target rows compared are locked first: an ack is applied once."""
         if not acks:
             return []
         applied: list[tuple[str, CommandAck]] = []
@@ -323,42 +298,26 @@ class PostgresStore(SqlStore):
                 entries.append(prev)
                 if decision is AckDecision.IGNORE:
                     continue  # a final outcome stays
-                updates.append(
-                    (
-                        ack.state.value,
-                        ack.message,
-                        outcomes_to_json(ack.outcomes),
-                        now_s,
-                        ack.correction_id,
-                        node_id,
-                    )
-                )
+                updates.append(acks_rules.applied_row(node_id, ack, now_s))
                 current[key] = (ack.state.value, ack.message)
                 applied.append((node_id, ack))
             if entries:
                 self._insert_audit(cur, entries)
             if updates:
-                cur.executemany(
-                    """UPDATE targets SET state=%s, message=%s, outcomes=%s, updated_at_s=%s
-                       WHERE correction_id=%s AND node_id=%s""",
-                    updates,
-                )
+                cur.executemany(POSTGRES.placeholders(acks_rules.APPLY_SQL), updates)
         return applied
 
     # --- audit chain ---------------------------------------------------------------------
 
-    def append_audit(
-        self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
-    ) -> AuditEntry:
+    def _rewrite(self, query: str, args: Sequence[object], rewrite: Rewrite) -> None:
         with self._tx() as cur:
-            entry = next_entry(
-                self._lock_audit_head(cur),
-                ts=ts,
-                actor=actor,
-                action=action,
-                subject=subject,
-                details=details,
-            )
+            cur.execute(POSTGRES.placeholders(f"{query} FOR NO KEY UPDATE"), args)
+            for statement, values in rewrite(cur.fetchall()):
+                cur.execute(POSTGRES.placeholders(statement), values)
+
+    def _chain(self, make: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
+        with self._tx() as cur:
+            entry = make(self._lock_audit_head(cur))
             self._insert_audit(cur, [entry])
             return entry
 

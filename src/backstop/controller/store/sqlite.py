@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,22 +19,17 @@ from backstop.controller.store.base import NewTarget
 from backstop.controller.store.dialect import SQLITE
 from backstop.controller.store.migrations import MIGRATIONS
 from backstop.controller.store.report_batch import plan_reports
-from backstop.controller.store.rows import (
-    audit_from_row,
-    audit_row,
-    outcomes_to_json,
-    signatures_from_json,
-    signatures_to_json,
+from backstop.controller.store.rows import audit_from_row, audit_row
+from backstop.controller.store.sql_store import (
+    AUDIT_HEAD,
+    AUDIT_INSERT,
+    Rewrite,
+    SqlStore,
+    Statement,
 )
-from backstop.controller.store.sql_store import AUDIT_HEAD, AUDIT_INSERT, SqlStore, Statement
-from backstop.core.errors import NotFound, StoreError
-from backstop.core.models import (
-    CommandAck,
-    Report,
-    SignatureRecord,
-    TargetState,
-)
-from backstop.security.audit import AuditEntry, next_entry
+from backstop.core.errors import StoreError
+from backstop.core.models import CommandAck, Report, TargetState
+from backstop.security.audit import AuditEntry
 
 
 class SqliteStore(SqlStore):
@@ -136,19 +131,6 @@ class SqliteStore(SqlStore):
 
     # --- corrections ---------------------------------------------------------------------
 
-    def add_signature(self, correction_id: str, signature: SignatureRecord) -> None:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT signatures FROM corrections WHERE correction_id=?", (correction_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no correction {correction_id!r}")
-            found = (*signatures_from_json(row[0]), signature)
-            db.execute(
-                "UPDATE corrections SET signatures=? WHERE correction_id=?",
-                (signatures_to_json(found), correction_id),
-            )
-
     def add_target(self, correction_id: str, node_id: str, state: TargetState, now_s: float) -> int:
         with self._tx() as db:
             db.execute(
@@ -196,12 +178,7 @@ class SqliteStore(SqlStore):
     def record_acks(
         self, acks: Sequence[tuple[str, CommandAck]], now_s: float
     ) -> list[tuple[str, CommandAck]]:
-        """Apply (node, ack) pairs and their audit entries in one transaction.
-
-        Acks for targets that do not exist, that repeat what is already recorded (re-sent
-        after a reconnect) or that would change a final outcome (audited as ``ack.ignored``)
-        change nothing and are left out of the returned list (see ``store.acks``).
-        """
+        """The transaction holds the database's write lock: acks are compared, then applied."""
         applied: list[tuple[str, CommandAck]] = []
         with self._tx() as db:
             prev = self._audit_head(db)
@@ -222,20 +199,18 @@ class SqliteStore(SqlStore):
                 )
                 if decision is AckDecision.IGNORE:
                     continue
-                db.execute(
-                    """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
-                       WHERE correction_id=? AND node_id=?""",
-                    (
-                        ack.state.value,
-                        ack.message,
-                        outcomes_to_json(ack.outcomes),
-                        now_s,
-                        ack.correction_id,
-                        node_id,
-                    ),
-                )
+                db.execute(acks_rules.APPLY_SQL, acks_rules.applied_row(node_id, ack, now_s))
                 applied.append((node_id, ack))
         return applied
+
+    def _rewrite(self, query: str, args: Sequence[object], rewrite: Rewrite) -> None:
+        with self._tx() as db:  # BEGIN IMMEDIATE: the write lock is held before the read
+            for statement, values in rewrite(db.execute(query, args).fetchall()):
+                db.execute(statement, values)
+
+    def _chain(self, make: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
+        with self._tx() as db:
+            return self._insert_audit(db, make(self._audit_head(db)))
 
     @staticmethod
     def _audit_head(db: sqlite3.Connection) -> AuditEntry | None:
@@ -248,19 +223,5 @@ class SqliteStore(SqlStore):
         return entry
 
     # --- audit chain ---------------------------------------------------------------------
-
-    def append_audit(
-        self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
-    ) -> AuditEntry:
-        with self._tx() as db:
-            entry = next_entry(
-                self._audit_head(db),
-                ts=ts,
-                actor=actor,
-                action=action,
-                subject=subject,
-                details=details,
-            )
-            return self._insert_audit(db, entry)
 
     # --- enrolment and certificates ------------------------------------------------------
