@@ -69,7 +69,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self._store = store
         self._engine = engine
         self._authz = engine.authz
-        self._refusals = refusals if refusals is not None else RefusalLog(engine.audit)
+        self._refusals = refusals if refusals is not None else RefusalLog(engine.records.audit)
 
     def _identify(self, context: Any, what: str, claimed: str = "") -> Caller:
         """The caller; a refusal is audited (aggregated) under their certificate's name."""
@@ -106,6 +106,16 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         msg = correction_convert.correction_to_pb(correction)
         msg.audit_head.CopyFrom(convert.audit_head_to_pb(self._store.audit_head()))
         return msg
+
+    def _create_signed(
+        self, signed: types_pb2.SignedCorrection, context: Any, what: str
+    ) -> types_pb2.Correction:
+        """A correction (a resume too) given as the issuer signed it: spec bytes, signatures."""
+        caller = self._caller(context, Role.VIEWER, what)
+        correction = self._engine.create_signed(
+            signed.spec, correction_convert.signatures_from_pb(signed.signatures), caller
+        )
+        return self._out(correction)
 
     @_rpc
     async def ListNodes(self, request: Any, context: Any) -> control_pb2.ListNodesResponse:
@@ -158,13 +168,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self, request: control_pb2.CreateCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
         if request.HasField("signed"):
-            caller = self._caller(context, Role.VIEWER, "creating a correction")
-            correction = self._engine.create_signed(
-                request.signed.spec,
-                correction_convert.signatures_from_pb(request.signed.signatures),
-                caller,
-            )
-            return self._out(correction)
+            return self._create_signed(request.signed, context, "creating a correction")
         caller = self._caller(context, Role.VIEWER, "creating a correction", request.issuer)
         action = correction_convert.action_from_pb(request.action)
         if request.ttl_s < 0:
@@ -200,13 +204,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self, request: control_pb2.ResumeCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
         if request.HasField("signed"):
-            caller = self._caller(context, Role.VIEWER, "resuming")
-            correction = self._engine.create_signed(
-                request.signed.spec,
-                correction_convert.signatures_from_pb(request.signed.signatures),
-                caller,
-            )
-            return self._out(correction)
+            return self._create_signed(request.signed, context, "resuming")
         if not request.issuer:
             raise InvalidInput("the issuer is missing")
         caller = self._caller(context, Role.VIEWER, "resuming", request.issuer)
@@ -284,7 +282,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
             raise InvalidInput(f"token ttl must be within (0, {MAX_TOKEN_TTL_S:g}] seconds")
         token, digest = new_enrolment_token()
         now = time.time()
-        self._engine.audit(caller.name, "token.create", node_id, expires_at_s=now + ttl)
+        self._engine.records.audit(caller.name, "token.create", node_id, expires_at_s=now + ttl)
         self._store.add_enrolment_token(digest, node_id, now, now + ttl)
         return control_pb2.CreateEnrolmentTokenResponse(token=token, expires_at_s=now + ttl)
 
@@ -294,9 +292,9 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     ) -> control_pb2.RevokeNodeResponse:
         caller = self._caller(context, Role.ADMIN, "revoking a node")
         node_id = checks.node_id_text(request.node_id)
-        self._engine.audit(caller.name, "node.revoke", node_id, reason=request.reason)
+        self._engine.records.audit(caller.name, "node.revoke", node_id, reason=request.reason)
         count = self._store.revoke_node(node_id, time.time(), request.reason)
-        self._engine.disconnect(node_id, "the node's certificate was revoked")
+        self._engine.delivery.disconnect(node_id, "the node's certificate was revoked")
         listed = self._authz.revoke_certificates(node_id, "agent")
         if listed is None:
             log.warning(

@@ -47,7 +47,7 @@ class EnrolmentService(enrolment_pb2_grpc.EnrolmentServicer):  # type: ignore[mi
         self._engine = engine
         self._ca = ca
         self._ca_dir = ca_dir
-        self._refusals = refusals if refusals is not None else RefusalLog(engine.audit)
+        self._refusals = refusals if refusals is not None else RefusalLog(engine.records.audit)
 
     async def Enroll(
         self, request: enrolment_pb2.EnrollRequest, context: Any
@@ -61,7 +61,7 @@ class EnrolmentService(enrolment_pb2_grpc.EnrolmentServicer):  # type: ignore[mi
                 raise PermissionDenied(
                     "enrolment token unknown, expired, already used, or issued for another node"
                 )
-            self._engine.audit(node_id, "node.enrol", node_id, peer=peer)
+            self._engine.records.audit(node_id, "node.enrol", node_id, peer=peer)
             cert_pem = self._ca.sign_csr(
                 request.csr_pem, name=node_id, role="agent", valid_days=AGENT_CERT_DAYS
             )

@@ -136,7 +136,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
     ) -> None:
         self._store = store
         self._engine = engine
-        self._refusals = refusals if refusals is not None else RefusalLog(engine.audit)
+        self._refusals = refusals if refusals is not None else RefusalLog(engine.records.audit)
         self._settings = settings
         self._controller_id = controller_id
         self._mutual_tls = mutual_tls
@@ -417,7 +417,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 link.heads.note(report.witnessed_audit_head, report.journal_head)
             self._queue_report(link, report)
         elif kind == "ack":
-            self._engine.queue_ack(node_id, correction_convert.ack_from_pb(message.ack))
+            self._engine.progress.queue_ack(node_id, correction_convert.ack_from_pb(message.ack))
         elif kind == "hello":
             raise InvalidInput("Hello may only be the first message of a stream")
         else:

@@ -78,7 +78,7 @@ class ControllerServer:
             replica_id=self.controller_id,
             fanout=self.fanout,
         )
-        self.refusals = RefusalLog(self.engine.audit)
+        self.refusals = RefusalLog(self.engine.records.audit)
         self._gateway = AgentGateway(
             self.store,
             self.engine,
@@ -140,8 +140,9 @@ class ControllerServer:
         if self._telemetry is not None:
             self._telemetry.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        delivery = self.engine.delivery
         self._tasks.append(
-            asyncio.create_task(self.fanout.run(self.engine.on_replica_event, self.engine.resync))
+            asyncio.create_task(self.fanout.run(delivery.on_replica_event, delivery.resync))
         )
         log.info(
             "controller listening",

@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from backstop.core.closing import ClosedOnExit
 from backstop.core.errors import Conflict, InvalidInput, StoreError
 from backstop.security.audit import AuditEntry, next_entry, read_entries
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 _TAIL_BLOCK = 64 * 1024
 
 
-class FileAuditLog:
+class FileAuditLog(ClosedOnExit):
     """An append-only audit chain in a JSON-lines file; thread-safe, one writer process.
 
     Opening takes an exclusive ``flock`` (a second writer gets ``Conflict``) and reads the
@@ -116,17 +116,6 @@ class FileAuditLog:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-
-    def __enter__(self) -> FileAuditLog:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _lock_exclusively(fd: int, path: Path) -> None:

@@ -11,10 +11,27 @@ from __future__ import annotations
 
 import enum
 
+from backstop.controller.store.rows import outcomes_to_json
 from backstop.core.models import CommandAck, TargetResult, TargetState
 from backstop.security.audit import AuditEntry, next_entry
 
 FINAL = frozenset(s.value for s in TargetState if s.terminal)
+
+APPLY_SQL = """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
+               WHERE correction_id=? AND node_id=?"""
+"""What an applied ack writes (``?`` placeholders), with the values of :func:`applied_row`."""
+
+
+def applied_row(node_id: str, ack: CommandAck, now_s: float) -> tuple[object, ...]:
+    """The values :data:`APPLY_SQL` writes for an ack the node's target takes."""
+    return (
+        ack.state.value,
+        ack.message,
+        outcomes_to_json(ack.outcomes),
+        now_s,
+        ack.correction_id,
+        node_id,
+    )
 
 
 class AckDecision(enum.Enum):

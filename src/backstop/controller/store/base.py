@@ -48,6 +48,10 @@ class PendingCommand:
     signatures: tuple[SignatureRecord, ...]
 
 
+NewTarget = tuple[str, TargetState, str]
+"""A target to add: its node, state and message."""
+
+
 class Store(Protocol):
     """Durable state of the controller. Every method is a single transaction."""
 
@@ -131,10 +135,7 @@ class Store(Protocol):
         ...
 
     def add_targets(
-        self,
-        correction_id: str,
-        targets: Sequence[tuple[str, TargetState, str]],
-        now_s: float,
+        self, correction_id: str, targets: Sequence[NewTarget], now_s: float
     ) -> dict[str, int]:
         """Record (node, state, message) targets in one transaction; each node's sequence."""
         ...

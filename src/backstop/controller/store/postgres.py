@@ -26,7 +26,7 @@ for one transaction, and a broken one surfaces as :class:`~backstop.core.errors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,6 +35,7 @@ from psycopg.rows import TupleRow
 
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
+from backstop.controller.store.base import NewTarget
 from backstop.controller.store.dialect import POSTGRES
 from backstop.controller.store.postgres_listener import (
     Listener,
@@ -45,24 +46,17 @@ from backstop.controller.store.postgres_listener import (
 from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.postgres_pool import ConnectionPool
 from backstop.controller.store.report_batch import plan_reports
-from backstop.controller.store.rows import (
-    audit_from_row,
-    audit_row,
-    outcomes_to_json,
-    signatures_from_json,
-    signatures_to_json,
+from backstop.controller.store.rows import audit_from_row, audit_row
+from backstop.controller.store.sql_store import (
+    AUDIT_HEAD,
+    AUDIT_INSERT,
+    Rewrite,
+    SqlStore,
+    Statement,
 )
-from backstop.controller.store.sql_store import SqlStore, Statement
-from backstop.core.errors import InvalidInput, NotFound, StoreError
-from backstop.core.models import (
-    CommandAck,
-    Report,
-    SignatureRecord,
-    TargetResult,
-    TargetState,
-    WorkloadOutcome,
-)
-from backstop.security.audit import AuditEntry, next_entry
+from backstop.core.errors import InvalidInput, StoreError
+from backstop.core.models import CommandAck, Report, TargetState
+from backstop.security.audit import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -217,21 +211,6 @@ class PostgresStore(SqlStore):
 
     # --- corrections ---------------------------------------------------------------------
 
-    def add_signature(self, correction_id: str, signature: SignatureRecord) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "SELECT signatures FROM corrections WHERE correction_id=%s FOR NO KEY UPDATE",
-                (correction_id,),
-            )
-            row = cur.fetchone()
-            if row is None:
-                raise NotFound(f"no correction {correction_id!r}")
-            found = (*signatures_from_json(row[0]), signature)
-            cur.execute(
-                "UPDATE corrections SET signatures=%s WHERE correction_id=%s",
-                (signatures_to_json(found), correction_id),
-            )
-
     def add_target(self, correction_id: str, node_id: str, state: TargetState, now_s: float) -> int:
         with self._tx() as cur:
             # The upsert locks the counter row until commit: other replicas wait here, then
@@ -254,10 +233,7 @@ class PostgresStore(SqlStore):
             return sequence
 
     def add_targets(
-        self,
-        correction_id: str,
-        targets: Sequence[tuple[str, TargetState, str]],
-        now_s: float,
+        self, correction_id: str, targets: Sequence[NewTarget], now_s: float
     ) -> dict[str, int]:
         """Record many targets in one transaction; returns each node's command sequence."""
         if not targets:
@@ -293,12 +269,7 @@ class PostgresStore(SqlStore):
     def record_acks(
         self, acks: Sequence[tuple[str, CommandAck]], now_s: float
     ) -> list[tuple[str, CommandAck]]:
-        """Apply (node, ack) pairs and their audit entries in one transaction.
-
-        Acks for targets that do not exist, that repeat what is already recorded (re-sent
-        after a reconnect) or that would change a final outcome (audited as ``ack.ignored``)
-        change nothing and are left out of the returned list (see ``store.acks``).
-        """
+        """The chain and the target rows compared are locked first: an ack is applied once."""
         if not acks:
             return []
         applied: list[tuple[str, CommandAck]] = []
@@ -327,74 +298,26 @@ class PostgresStore(SqlStore):
                 entries.append(prev)
                 if decision is AckDecision.IGNORE:
                     continue  # a final outcome stays
-                updates.append(
-                    (
-                        ack.state.value,
-                        ack.message,
-                        outcomes_to_json(ack.outcomes),
-                        now_s,
-                        ack.correction_id,
-                        node_id,
-                    )
-                )
+                updates.append(acks_rules.applied_row(node_id, ack, now_s))
                 current[key] = (ack.state.value, ack.message)
                 applied.append((node_id, ack))
             if entries:
                 self._insert_audit(cur, entries)
             if updates:
-                cur.executemany(
-                    """UPDATE targets SET state=%s, message=%s, outcomes=%s, updated_at_s=%s
-                       WHERE correction_id=%s AND node_id=%s""",
-                    updates,
-                )
+                cur.executemany(POSTGRES.placeholders(acks_rules.APPLY_SQL), updates)
         return applied
-
-    def update_target(
-        self,
-        correction_id: str,
-        node_id: str,
-        state: TargetState,
-        *,
-        message: str,
-        outcomes: Sequence[WorkloadOutcome],
-        now_s: float,
-        only_if: TargetState | None = None,
-    ) -> TargetResult | None:
-        with self._tx() as cur:
-            cur.execute(
-                """UPDATE targets SET state=%s, message=%s, outcomes=%s, updated_at_s=%s
-                   WHERE correction_id=%s AND node_id=%s AND (%s::text IS NULL OR state=%s)
-                   RETURNING sequence""",
-                (
-                    state.value,
-                    message,
-                    outcomes_to_json(outcomes),
-                    now_s,
-                    correction_id,
-                    node_id,
-                    only_if.value if only_if else None,
-                    only_if.value if only_if else None,
-                ),
-            )
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return TargetResult(node_id, state, int(row[0]), message, tuple(outcomes), now_s)
 
     # --- audit chain ---------------------------------------------------------------------
 
-    def append_audit(
-        self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
-    ) -> AuditEntry:
+    def _rewrite(self, query: str, args: Sequence[object], rewrite: Rewrite) -> None:
         with self._tx() as cur:
-            entry = next_entry(
-                self._lock_audit_head(cur),
-                ts=ts,
-                actor=actor,
-                action=action,
-                subject=subject,
-                details=details,
-            )
+            cur.execute(POSTGRES.placeholders(f"{query} FOR NO KEY UPDATE"), args)
+            for statement, values in rewrite(cur.fetchall()):
+                cur.execute(POSTGRES.placeholders(statement), values)
+
+    def _chain(self, make: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
+        with self._tx() as cur:
+            entry = make(self._lock_audit_head(cur))
             self._insert_audit(cur, [entry])
             return entry
 
@@ -409,20 +332,13 @@ class PostgresStore(SqlStore):
         cur.execute(
             "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (LOCK_CLASS, AUDIT_LOCK)
         )
-        cur.execute(
-            "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
-            "FROM audit ORDER BY seq DESC LIMIT 1"
-        )
+        cur.execute(AUDIT_HEAD)
         row = cur.fetchone()
         return audit_from_row(row) if row else None
 
     @staticmethod
     def _insert_audit(cur: Cursor, entries: Sequence[AuditEntry]) -> None:
-        cur.executemany(
-            "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            [audit_row(e) for e in entries],
-        )
+        cur.executemany(POSTGRES.placeholders(AUDIT_INSERT), [audit_row(e) for e in entries])
 
     # --- enrolment and certificates ------------------------------------------------------
 

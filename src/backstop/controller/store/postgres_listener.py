@@ -10,12 +10,12 @@ import collections
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 
 import psycopg
 from psycopg import sql
 
 from backstop.controller.store.postgres_pool import Connection, ConnectionPool
+from backstop.core.closing import ClosedOnExit
 from backstop.core.errors import InvalidInput, StoreError
 
 MAX_CHANNEL_BYTES = 63
@@ -34,7 +34,7 @@ class Notification:
     """The server process of the sending connection (tells replicas apart, and self from others)."""
 
 
-class Listener:
+class Listener(ClosedOnExit):
     """A dedicated connection LISTENing on some channels; iterate it or call :meth:`get`.
 
     Notifications sent before :meth:`PostgresStore.listen` returned are not seen, and none are
@@ -95,17 +95,6 @@ class Listener:
                 self._conn.close()
             finally:
                 self._lock.release()
-
-    def __enter__(self) -> Listener:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def check_channel(channel: str) -> None:

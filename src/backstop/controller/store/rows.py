@@ -2,8 +2,9 @@
 
 Specs, nodes, workloads and GPU samples are kept as their protobuf bytes, so the bytes an agent
 receives (and, with signing, the bytes operators sign) are exactly what is kept; signatures,
-outcomes and audit details are JSON text. This module owns both encodings and turns rows read
-back (tuples in the column order the store selects) into core models. Every backend stores the
+outcomes and audit details are JSON text. This module passes on wire's protobuf encodings,
+owns the JSON ones and turns rows read back (tuples in the column order the store selects) into
+core models. Every backend stores the
 same bytes and text, so rows written by one read alike in the other.
 """
 
@@ -20,24 +21,40 @@ from backstop.core.models import (
     Correction,
     CorrectionSpec,
     CorrectionState,
-    NodeInfo,
-    Report,
     SignatureRecord,
     TargetResult,
     TargetState,
-    Workload,
     WorkloadOutcome,
 )
 from backstop.security.audit import AuditEntry
-from backstop.wire import convert, correction_convert, stored
+from backstop.wire import correction_convert, stored
+from backstop.wire.convert import encoded_gpus
+from backstop.wire.correction_convert import spec_bytes as spec_to_bytes
+from backstop.wire.stored import node_bytes as node_info_bytes
+from backstop.wire.stored import workload_bytes, workload_from_bytes
+
+# The protobuf encodings are passed on as wire writes them (the bytes are what the store keeps).
+__all__ = [
+    "AUDIT_COLUMNS",
+    "audit_from_row",
+    "audit_row",
+    "correction_from_row",
+    "encoded_gpus",
+    "node_info_bytes",
+    "node_record",
+    "outcomes_from_json",
+    "outcomes_to_json",
+    "pending_from_rows",
+    "signatures_from_json",
+    "signatures_to_json",
+    "spec_to_bytes",
+    "target_from_row",
+    "workload_bytes",
+    "workload_from_bytes",
+]
 
 AUDIT_COLUMNS = "seq, ts, actor, action, subject, details, prev_hash, hash"
 """The audit table's columns, in the order :func:`audit_from_row` and :func:`audit_row` use."""
-
-
-def node_info_bytes(node: NodeInfo) -> bytes:
-    """A node's description as stored (deterministic protobuf bytes)."""
-    return stored.node_bytes(node)
 
 
 def node_record(row: Sequence[Any]) -> NodeRecord:
@@ -53,26 +70,6 @@ def node_record(row: Sequence[Any]) -> NodeRecord:
         witnessed_audit_head=AuditHead(int(w_seq), str(w_hash)),
         journal_head=AuditHead(int(j_seq), str(j_hash)),
     )
-
-
-def workload_bytes(workload: Workload) -> bytes:
-    """A workload as stored (deterministic protobuf bytes)."""
-    return stored.workload_bytes(workload)
-
-
-def workload_from_bytes(data: bytes) -> Workload:
-    """The workload a stored row holds."""
-    return stored.workload_from_bytes(data)
-
-
-def encoded_gpus(report: Report) -> tuple[tuple[str, bytes], ...]:
-    """The report's GPU samples as (uuid, encoded GpuSample), as they are stored."""
-    return convert.encoded_gpus(report)
-
-
-def spec_to_bytes(spec: CorrectionSpec) -> bytes:
-    """A correction spec as stored (the canonical bytes that are signed)."""
-    return correction_convert.spec_bytes(spec)
 
 
 def target_from_row(row: Sequence[Any]) -> TargetResult:

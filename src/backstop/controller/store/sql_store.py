@@ -1,15 +1,18 @@
-"""What both SQL backends do alike: every store method whose SQL needs no locking of its own.
+"""What both SQL backends do alike: every store method whose SQL reads the same on both.
 
 :class:`SqlStore` holds the queries and single-transaction writes that read and behave the same
-on SQLite and PostgreSQL; a backend subclasses it, supplies connections, transactions and the
-methods that differ in how concurrent writers are kept apart, and names its
+on SQLite and PostgreSQL; a backend subclasses it, supplies connections, transactions, the two
+locked steps the shared methods build on (a locked read-then-write, an append to the audit
+chain) and the methods that differ in how concurrent writers are kept apart, and names its
 :class:`~backstop.controller.store.dialect.Dialect`. Queries here use ``?`` placeholders.
+Enrolment tokens, certificates and revocations come from its base,
+:class:`~backstop.controller.store.sql_enrolment.SqlEnrolment`.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from backstop.controller.store.base import NodeRecord, PendingCommand
@@ -20,12 +23,15 @@ from backstop.controller.store.rows import (
     correction_from_row,
     node_info_bytes,
     node_record,
+    outcomes_to_json,
     pending_from_rows,
+    signatures_from_json,
     signatures_to_json,
     spec_to_bytes,
     target_from_row,
     workload_from_bytes,
 )
+from backstop.controller.store.sql_enrolment import SqlEnrolment
 from backstop.core.errors import Conflict, NotFound
 from backstop.core.models import (
     AuditHead,
@@ -38,8 +44,9 @@ from backstop.core.models import (
     TargetResult,
     TargetState,
     Workload,
+    WorkloadOutcome,
 )
-from backstop.security.audit import AuditEntry
+from backstop.security.audit import AuditEntry, next_entry
 
 OPEN_STATES = tuple(
     s.value for s in CorrectionState if not s.terminal and s != CorrectionState.PROPOSED
@@ -50,21 +57,30 @@ FORGET_S = 7 * 24 * 3600.0
 """A replica silent for this long is forgotten (its row deleted)."""
 UNACKED = (TargetState.PENDING.value, TargetState.DISPATCHED.value, TargetState.UNREACHABLE.value)
 
+AUDIT_HEAD = f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"  # noqa: S608
+"""The chain's newest entry, which a backend reads under its lock before appending."""
+AUDIT_INSERT = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+"""One entry, as :func:`~backstop.controller.store.rows.audit_row` gives it."""
+
 Statement = tuple[str, Sequence[object]]
+Rewrite = Callable[[list[Any]], Sequence[Statement]]
+"""What a locked read-then-write makes of the rows read: the statements to run."""
 
 
-class SqlStore(ABC):
+class SqlStore(SqlEnrolment):
     """The shared half of :class:`~backstop.controller.store.base.Store` over SQL."""
 
     dialect: Dialect
 
     @abstractmethod
-    def _query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        """The rows one query returns."""
+    def _rewrite(self, query: str, args: Sequence[object], rewrite: Rewrite) -> None:
+        """In one transaction: lock and read the rows ``query`` selects, then run the
+        statements ``rewrite`` makes of them (raising in ``rewrite`` changes nothing)."""
 
     @abstractmethod
-    def _write(self, *statements: Statement) -> list[int]:
-        """Run the statements in one transaction; each one's row count."""
+    def _chain(self, make: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
+        """Append the entry ``make`` builds on the chain's newest one, holding the chain
+        meanwhile so that no other writer appends in between (the chain never forks)."""
 
     @abstractmethod
     def record_reports(self, reports: Sequence[Report], now_s: float) -> list[bool | None]:
@@ -220,6 +236,22 @@ class SqlStore(ABC):
         if created == 0:
             raise Conflict(f"a correction {spec.correction_id} exists already")
 
+    def add_signature(self, correction_id: str, signature: SignatureRecord) -> None:
+        def appended(rows: list[Any]) -> list[Statement]:
+            if not rows:
+                raise NotFound(f"no correction {correction_id!r}")
+            found = (*signatures_from_json(rows[0][0]), signature)
+            return [
+                (
+                    "UPDATE corrections SET signatures=? WHERE correction_id=?",
+                    (signatures_to_json(found), correction_id),
+                )
+            ]
+
+        self._rewrite(
+            "SELECT signatures FROM corrections WHERE correction_id=?", (correction_id,), appended
+        )
+
     def spec_bytes(self, correction_id: str) -> bytes:
         rows = self._query("SELECT spec FROM corrections WHERE correction_id=?", (correction_id,))
         if not rows:
@@ -301,6 +333,43 @@ class SqlStore(ABC):
         )
         return {str(n): TargetState(s) for n, s in rows}
 
+    def update_target(
+        self,
+        correction_id: str,
+        node_id: str,
+        state: TargetState,
+        *,
+        message: str,
+        outcomes: Sequence[WorkloadOutcome],
+        now_s: float,
+        only_if: TargetState | None = None,
+    ) -> TargetResult | None:
+        only = only_if.value if only_if else None
+        (changed,) = self._write(
+            (
+                """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
+                   WHERE correction_id=? AND node_id=? AND (CAST(? AS TEXT) IS NULL OR state=?)""",
+                (
+                    state.value,
+                    message,
+                    outcomes_to_json(outcomes),
+                    now_s,
+                    correction_id,
+                    node_id,
+                    only,
+                    only,
+                ),
+            )
+        )
+        if changed == 0:
+            return None
+        # a target's sequence is set when it is added and never changes: read it afterwards
+        rows = self._query(
+            "SELECT sequence FROM targets WHERE correction_id=? AND node_id=?",
+            (correction_id, node_id),
+        )
+        return TargetResult(node_id, state, int(rows[0][0]), message, tuple(outcomes), now_s)
+
     def pending_commands(
         self, node_id: str, after_sequence: int, now_s: float
     ) -> list[PendingCommand]:
@@ -327,6 +396,15 @@ class SqlStore(ABC):
 
     # --- audit chain ---------------------------------------------------------------------
 
+    def append_audit(
+        self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
+    ) -> AuditEntry:
+        return self._chain(
+            lambda head: next_entry(
+                head, ts=ts, actor=actor, action=action, subject=subject, details=details
+            )
+        )
+
     def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]:
         rows = self._query(
             f"SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
@@ -337,63 +415,3 @@ class SqlStore(ABC):
     def audit_head(self) -> AuditHead:
         rows = self._query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         return AuditHead(int(rows[0][0]), str(rows[0][1])) if rows else AuditHead()
-
-    # --- enrolment and certificates ------------------------------------------------------
-
-    def add_enrolment_token(
-        self, token_hash: str, node_id: str, now_s: float, expires_at_s: float
-    ) -> None:
-        self._write(
-            (
-                "INSERT INTO enrolment_tokens (token_hash, node_id, created_at_s, expires_at_s) "
-                "VALUES (?, ?, ?, ?)",
-                (token_hash, node_id, now_s, expires_at_s),
-            )
-        )
-
-    def use_enrolment_token(self, token_hash: str, node_id: str, now_s: float) -> bool:
-        """Spend a token: True once for an unexpired token issued for this node."""
-        (spent,) = self._write(
-            (
-                "UPDATE enrolment_tokens SET used_at_s=? WHERE token_hash=? AND node_id=? "
-                "AND used_at_s IS NULL AND expires_at_s > ?",
-                (now_s, token_hash, node_id, now_s),
-            )
-        )
-        return spent == 1
-
-    def record_certificate(
-        self, serial: str, node_id: str, issued_at_s: float, not_after_s: float
-    ) -> None:
-        self._write(
-            (
-                "INSERT INTO certificates (serial, node_id, issued_at_s, not_after_s) "
-                "VALUES (?, ?, ?, ?)",
-                (serial, node_id, issued_at_s, not_after_s),
-            )
-        )
-
-    def certificate_issued_at(self, serial: str) -> float | None:
-        rows = self._query("SELECT issued_at_s FROM certificates WHERE serial=?", (serial,))
-        return float(rows[0][0]) if rows else None
-
-    def revoke_node(self, node_id: str, now_s: float, reason: str) -> int:
-        """Refuse the node's certificates issued until now; returns how many known ones."""
-        _, revoked = self._write(
-            (
-                "INSERT INTO revocations (node_id, revoked_at_s, reason) VALUES (?, ?, ?) "
-                "ON CONFLICT (node_id) DO UPDATE SET revoked_at_s=excluded.revoked_at_s, "
-                "reason=excluded.reason",
-                (node_id, now_s, reason),
-            ),
-            (
-                "UPDATE certificates SET revoked_at_s=? WHERE node_id=? AND revoked_at_s IS NULL",
-                (now_s, node_id),
-            ),
-        )
-        return revoked
-
-    def revoked_before(self, node_id: str) -> float | None:
-        """Certificates of this node issued at or before the returned time are revoked."""
-        rows = self._query("SELECT revoked_at_s FROM revocations WHERE node_id=?", (node_id,))
-        return float(rows[0][0]) if rows else None

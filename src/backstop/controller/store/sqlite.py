@@ -9,33 +9,27 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
+from backstop.controller.store.base import NewTarget
 from backstop.controller.store.dialect import SQLITE
 from backstop.controller.store.migrations import MIGRATIONS
 from backstop.controller.store.report_batch import plan_reports
-from backstop.controller.store.rows import (
-    audit_from_row,
-    audit_row,
-    outcomes_to_json,
-    signatures_from_json,
-    signatures_to_json,
+from backstop.controller.store.rows import audit_from_row, audit_row
+from backstop.controller.store.sql_store import (
+    AUDIT_HEAD,
+    AUDIT_INSERT,
+    Rewrite,
+    SqlStore,
+    Statement,
 )
-from backstop.controller.store.sql_store import SqlStore, Statement
-from backstop.core.errors import NotFound, StoreError
-from backstop.core.models import (
-    CommandAck,
-    Report,
-    SignatureRecord,
-    TargetResult,
-    TargetState,
-    WorkloadOutcome,
-)
-from backstop.security.audit import AuditEntry, next_entry
+from backstop.core.errors import StoreError
+from backstop.core.models import CommandAck, Report, TargetState
+from backstop.security.audit import AuditEntry
 
 
 class SqliteStore(SqlStore):
@@ -137,19 +131,6 @@ class SqliteStore(SqlStore):
 
     # --- corrections ---------------------------------------------------------------------
 
-    def add_signature(self, correction_id: str, signature: SignatureRecord) -> None:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT signatures FROM corrections WHERE correction_id=?", (correction_id,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no correction {correction_id!r}")
-            found = (*signatures_from_json(row[0]), signature)
-            db.execute(
-                "UPDATE corrections SET signatures=? WHERE correction_id=?",
-                (signatures_to_json(found), correction_id),
-            )
-
     def add_target(self, correction_id: str, node_id: str, state: TargetState, now_s: float) -> int:
         with self._tx() as db:
             db.execute(
@@ -172,10 +153,7 @@ class SqliteStore(SqlStore):
             return int(sequence)
 
     def add_targets(
-        self,
-        correction_id: str,
-        targets: Sequence[tuple[str, TargetState, str]],
-        now_s: float,
+        self, correction_id: str, targets: Sequence[NewTarget], now_s: float
     ) -> dict[str, int]:
         """Record many targets in one transaction; returns each node's command sequence."""
         sequences: dict[str, int] = {}
@@ -197,40 +175,10 @@ class SqliteStore(SqlStore):
             )
         return sequences
 
-    def update_target(
-        self,
-        correction_id: str,
-        node_id: str,
-        state: TargetState,
-        *,
-        message: str,
-        outcomes: Sequence[WorkloadOutcome],
-        now_s: float,
-        only_if: TargetState | None = None,
-    ) -> TargetResult | None:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT sequence, state FROM targets WHERE correction_id=? AND node_id=?",
-                (correction_id, node_id),
-            ).fetchone()
-            if row is None or (only_if is not None and row[1] != only_if.value):
-                return None
-            db.execute(
-                """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
-                   WHERE correction_id=? AND node_id=?""",
-                (state.value, message, outcomes_to_json(outcomes), now_s, correction_id, node_id),
-            )
-        return TargetResult(node_id, state, int(row[0]), message, tuple(outcomes), now_s)
-
     def record_acks(
         self, acks: Sequence[tuple[str, CommandAck]], now_s: float
     ) -> list[tuple[str, CommandAck]]:
-        """Apply (node, ack) pairs and their audit entries in one transaction.
-
-        Acks for targets that do not exist, that repeat what is already recorded (re-sent
-        after a reconnect) or that would change a final outcome (audited as ``ack.ignored``)
-        change nothing and are left out of the returned list (see ``store.acks``).
-        """
+        """The transaction holds the database's write lock: acks are compared, then applied."""
         applied: list[tuple[str, CommandAck]] = []
         with self._tx() as db:
             prev = self._audit_head(db)
@@ -251,52 +199,29 @@ class SqliteStore(SqlStore):
                 )
                 if decision is AckDecision.IGNORE:
                     continue
-                db.execute(
-                    """UPDATE targets SET state=?, message=?, outcomes=?, updated_at_s=?
-                       WHERE correction_id=? AND node_id=?""",
-                    (
-                        ack.state.value,
-                        ack.message,
-                        outcomes_to_json(ack.outcomes),
-                        now_s,
-                        ack.correction_id,
-                        node_id,
-                    ),
-                )
+                db.execute(acks_rules.APPLY_SQL, acks_rules.applied_row(node_id, ack, now_s))
                 applied.append((node_id, ack))
         return applied
 
+    def _rewrite(self, query: str, args: Sequence[object], rewrite: Rewrite) -> None:
+        with self._tx() as db:  # BEGIN IMMEDIATE: the write lock is held before the read
+            for statement, values in rewrite(db.execute(query, args).fetchall()):
+                db.execute(statement, values)
+
+    def _chain(self, make: Callable[[AuditEntry | None], AuditEntry]) -> AuditEntry:
+        with self._tx() as db:
+            return self._insert_audit(db, make(self._audit_head(db)))
+
     @staticmethod
     def _audit_head(db: sqlite3.Connection) -> AuditEntry | None:
-        row = db.execute(
-            "SELECT seq, ts, actor, action, subject, details, prev_hash, hash "
-            "FROM audit ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+        row = db.execute(AUDIT_HEAD).fetchone()
         return audit_from_row(row) if row else None
 
     @staticmethod
     def _insert_audit(db: sqlite3.Connection, entry: AuditEntry) -> AuditEntry:
-        db.execute(
-            "INSERT INTO audit (seq, ts, actor, action, subject, details, prev_hash, hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            audit_row(entry),
-        )
+        db.execute(AUDIT_INSERT, audit_row(entry))
         return entry
 
     # --- audit chain ---------------------------------------------------------------------
-
-    def append_audit(
-        self, *, ts: float, actor: str, action: str, subject: str, details: dict[str, Any]
-    ) -> AuditEntry:
-        with self._tx() as db:
-            entry = next_entry(
-                self._audit_head(db),
-                ts=ts,
-                actor=actor,
-                action=action,
-                subject=subject,
-                details=details,
-            )
-            return self._insert_audit(db, entry)
 
     # --- enrolment and certificates ------------------------------------------------------
