@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from types import TracebackType
 
 from backstop.agent.weights.model import InvalidWeights
+from backstop.core.closing import ClosedOnExit
 
 WINDOW_BYTES = 64 * 1024
 
@@ -42,7 +42,7 @@ def pread_full(fd: int, length: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-class WeightsReader:
+class WeightsReader(ClosedOnExit):
     """Reads one open file; ``header_budget`` bounds what header reads may cost."""
 
     def __init__(self, path: str | os.PathLike[str], header_budget: int) -> None:
@@ -61,17 +61,6 @@ class WeightsReader:
 
     def close(self) -> None:
         os.close(self._fd)
-
-    def __enter__(self) -> WeightsReader:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def pread(self, length: int, offset: int) -> bytes:
         """Up to ``length`` bytes at ``offset``, short only at the end of the file; counted."""
