@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import grpc
 
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
+from backstop.controller import fleet_models
 from backstop.controller.authz import Caller, Refused
 from backstop.controller.corrections import CorrectionsEngine, CreateRequest
 from backstop.controller.preview import preview
@@ -28,10 +29,11 @@ from backstop.core.errors import (
     NotFound,
     status_name_for,
 )
-from backstop.core.models import Correction
+from backstop.core.models import Correction, Workload
+from backstop.core.scope import parse_model_hash
 from backstop.security.identities import Role
 from backstop.security.peers import new_enrolment_token
-from backstop.wire import checks, convert, correction_convert
+from backstop.wire import checks, convert, correction_convert, fleet_convert
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +147,32 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         if request.node_id and self._store.get_node(request.node_id) is None:
             raise NotFound(f"unknown node {request.node_id!r}; see `backstop nodes`")
         workloads = self._store.list_workloads(request.node_id)
+        if request.model_id:
+            prefix = parse_model_hash(request.model_id)
+            workloads = [w for w in workloads if _holds_model(w, prefix)]
         return control_pb2.ListWorkloadsResponse(
             workloads=[convert.workload_to_pb(w) for w in workloads]
+        )
+
+    @_rpc
+    async def ListModels(
+        self, request: control_pb2.ListModelsRequest, context: Any
+    ) -> control_pb2.ListModelsResponse:
+        self._caller(context, Role.VIEWER, "listing models")
+        prefix = parse_model_hash(request.model_id) if request.model_id else ""
+        workloads = [w for w in self._store.list_workloads() if _holds_model(w, prefix)]
+        sightings = self._store.list_model_sightings(prefix)
+        models = fleet_models.summarize(workloads, sightings)
+        if prefix and not models:
+            raise NotFound(f"no model {prefix!r} has been seen; see `backstop models`")
+        if prefix and len(models) > 1:
+            raise InvalidInput(
+                f"model prefix {prefix!r} matches {len(models)} models; give more digits"
+            )
+        history = fleet_models.history(workloads, sightings) if prefix else []
+        return control_pb2.ListModelsResponse(
+            models=[fleet_convert.summary_to_pb(m) for m in models],
+            history=[fleet_convert.sighting_to_pb(s) for s in history],
         )
 
     @_rpc
@@ -315,3 +341,9 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         return control_pb2.WhoAmIResponse(
             name=caller.name, role=caller.role.value, authenticated=caller.authenticated
         )
+
+
+def _holds_model(workload: Workload, prefix: str) -> bool:
+    """Whether the workload holds an identified model whose id starts with ``prefix``."""
+    model = workload.fingerprint.model
+    return model is not None and bool(model.model_id) and model.model_id.startswith(prefix)

@@ -188,6 +188,7 @@ class ControllerServer:
                         )
                 if now - last_prune > PRUNE_INTERVAL_S:
                     self.store.prune_samples(now - self.settings.sample_retention_s)
+                    self.store.prune_model_sightings(now - self.settings.model_history_s)
                     last_prune = now
             except Exception:
                 log.exception("housekeeping failed; retrying")

@@ -40,6 +40,8 @@ class ControllerSettings:
     default_ttl_s: float = DEFAULT_EXPIRY_S
     """Corrections expire after this long unless the request says otherwise."""
     sample_retention_s: float = 24 * 3600.0
+    model_history_s: float = 90 * 24 * 3600.0
+    """How long a model's sightings are kept after a workload last held it."""
     """GPU samples older than this are pruned."""
     max_message_bytes: int = 8 * 1024 * 1024
     """Largest gRPC message accepted; larger ones are refused with RESOURCE_EXHAUSTED."""

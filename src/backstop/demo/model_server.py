@@ -62,6 +62,19 @@ def write_weights(path: Path, rows: int = 256, cols: int = 64, seed: int = 7) ->
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(data))
 
 
+def write_config(path: Path) -> None:
+    """The Hugging Face ``config.json`` that sits beside the weights (what the model is)."""
+    config = {
+        "architectures": ["BackstopDemoForCausalLM"],
+        "model_type": "backstop-demo",
+        "_name_or_path": MODEL_NAME,
+        "hidden_size": 64,
+        "vocab_size": 256,
+        "max_position_embeddings": 2048,
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 class Model:
     def __init__(self, path: Path) -> None:
         self._file = open(path, "rb")  # noqa: SIM115 - kept open: the mapping must stay visible
@@ -153,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = directory / "model.safetensors"
     if not weights.exists():
         write_weights(weights)
+        write_config(directory / "config.json")
     model = Model(weights)
     worker = subprocess.Popen([sys.executable, "-m", "backstop.demo.model_server", "--worker"])
     server = ThreadingHTTPServer(("127.0.0.1", args.port), _handler(model, ServingMetrics()))

@@ -1,4 +1,5 @@
-"""Nodes and workloads as the controller's store keeps them: deterministic protobuf bytes.
+"""Nodes, workloads and identified models as the controller's store keeps them: deterministic
+protobuf bytes.
 
 The store reads and writes these blobs through this module only, so it never touches the
 generated messages itself.
@@ -11,8 +12,8 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from backstop.api.v1 import types_pb2
-from backstop.core.models import NodeInfo, Workload
-from backstop.wire import convert
+from backstop.core.models import IdentifiedModel, NodeInfo, Workload
+from backstop.wire import convert, model_convert
 
 M = TypeVar("M", bound=Message)
 
@@ -40,3 +41,13 @@ def workload_bytes(workload: Workload) -> bytes:
 def workload_from_bytes(data: bytes) -> Workload:
     """The workload a stored row holds."""
     return convert.workload_from_pb(_parsed(types_pb2.Workload(), data))
+
+
+def model_bytes(model: IdentifiedModel) -> bytes:
+    """An identified model as its history keeps it."""
+    return model_convert.model_to_pb(model).SerializeToString(deterministic=True)
+
+
+def model_from_bytes(data: bytes) -> IdentifiedModel:
+    """The model a stored sighting holds."""
+    return model_convert.model_from_pb(_parsed(types_pb2.ModelIdentity(), data))

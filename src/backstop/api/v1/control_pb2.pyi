@@ -18,10 +18,12 @@ class ListNodesResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[_types_pb2.Node, _Mapping]]] = ...) -> None: ...
 
 class ListWorkloadsRequest(_message.Message):
-    __slots__ = ("node_id",)
+    __slots__ = ("node_id", "model_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: str
-    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+    model_id: str
+    def __init__(self, node_id: _Optional[str] = ..., model_id: _Optional[str] = ...) -> None: ...
 
 class ListWorkloadsResponse(_message.Message):
     __slots__ = ("workloads",)
@@ -182,3 +184,55 @@ class WhoAmIResponse(_message.Message):
     role: str
     authenticated: bool
     def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., authenticated: _Optional[bool] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models", "history")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelSummary]
+    history: _containers.RepeatedCompositeFieldContainer[ModelSighting]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelSummary, _Mapping]]] = ..., history: _Optional[_Iterable[_Union[ModelSighting, _Mapping]]] = ...) -> None: ...
+
+class ModelSummary(_message.Message):
+    __slots__ = ("model", "copies", "node_ids", "gpu_uuids", "gpu_memory_bytes", "tokens_per_second", "served_names", "first_seen_s", "last_seen_s")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    COPIES_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    GPU_UUIDS_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    SERVED_NAMES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_S_FIELD_NUMBER: _ClassVar[int]
+    model: _types_pb2.ModelIdentity
+    copies: int
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    gpu_uuids: _containers.RepeatedScalarFieldContainer[str]
+    gpu_memory_bytes: int
+    tokens_per_second: float
+    served_names: _containers.RepeatedScalarFieldContainer[str]
+    first_seen_s: float
+    last_seen_s: float
+    def __init__(self, model: _Optional[_Union[_types_pb2.ModelIdentity, _Mapping]] = ..., copies: _Optional[int] = ..., node_ids: _Optional[_Iterable[str]] = ..., gpu_uuids: _Optional[_Iterable[str]] = ..., gpu_memory_bytes: _Optional[int] = ..., tokens_per_second: _Optional[float] = ..., served_names: _Optional[_Iterable[str]] = ..., first_seen_s: _Optional[float] = ..., last_seen_s: _Optional[float] = ...) -> None: ...
+
+class ModelSighting(_message.Message):
+    __slots__ = ("model_id", "workload_id", "node_id", "first_seen_s", "last_seen_s", "running")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_S_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    workload_id: str
+    node_id: str
+    first_seen_s: float
+    last_seen_s: float
+    running: bool
+    def __init__(self, model_id: _Optional[str] = ..., workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., first_seen_s: _Optional[float] = ..., last_seen_s: _Optional[float] = ..., running: _Optional[bool] = ...) -> None: ...

@@ -105,6 +105,11 @@ class ControlServiceStub:
                 request_serializer=backstop_dot_v1_dot_control__pb2.GetAuditHeadRequest.SerializeToString,
                 response_deserializer=backstop_dot_v1_dot_types__pb2.AuditHead.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/backstop.v1.ControlService/ListModels',
+                request_serializer=backstop_dot_v1_dot_control__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -203,6 +208,14 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """One row per identified model, with its copies in the nodes' latest reports; with a
+        model id, that model and every workload that has held it (role: viewer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -275,6 +288,11 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.GetAuditHead,
                     request_deserializer=backstop_dot_v1_dot_control__pb2.GetAuditHeadRequest.FromString,
                     response_serializer=backstop_dot_v1_dot_types__pb2.AuditHead.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.ListModelsRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -655,6 +673,33 @@ class ControlService:
             '/backstop.v1.ControlService/GetAuditHead',
             backstop_dot_v1_dot_control__pb2.GetAuditHeadRequest.SerializeToString,
             backstop_dot_v1_dot_types__pb2.AuditHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/ListModels',
+            backstop_dot_v1_dot_control__pb2.ListModelsRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

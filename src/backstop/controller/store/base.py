@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from backstop.core.fleet import ModelSighting
 from backstop.core.models import (
     AuditHead,
     CommandAck,
@@ -97,6 +98,13 @@ class Store(Protocol):
     def list_workloads(self, node_id: str = "") -> list[Workload]: ...
     def prune_samples(self, older_than_s: float) -> int: ...
     def count_samples(self) -> int: ...
+
+    # model history
+    def list_model_sightings(self, model_prefix: str = "") -> list[ModelSighting]:
+        """Workloads seen holding the models whose id starts with ``model_prefix``."""
+        ...
+
+    def prune_model_sightings(self, older_than_s: float) -> int: ...
 
     # corrections
     def create_correction(

@@ -122,3 +122,19 @@ MIGRATIONS += (
     ALTER TABLE nodes ADD COLUMN journal_hash TEXT NOT NULL DEFAULT ''
     """,
 )
+
+MIGRATIONS += (
+    # 5: model history — each workload seen holding an identified model, first and last seen
+    """
+    CREATE TABLE model_sightings (
+        model_id TEXT NOT NULL,
+        workload_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        first_seen_s REAL NOT NULL,
+        last_seen_s REAL NOT NULL,
+        model BLOB NOT NULL,
+        PRIMARY KEY (model_id, workload_id)
+    );
+    CREATE INDEX model_sightings_seen ON model_sightings(last_seen_s)
+    """,
+)

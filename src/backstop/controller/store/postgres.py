@@ -47,6 +47,7 @@ from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.postgres_pool import ConnectionPool
 from backstop.controller.store.report_batch import plan_reports
 from backstop.controller.store.rows import audit_from_row, audit_row
+from backstop.controller.store.sql_models import SIGHTING_UPSERT
 from backstop.controller.store.sql_store import (
     AUDIT_HEAD,
     AUDIT_INSERT,
@@ -90,6 +91,7 @@ class PostgresStore(SqlStore):
             raise InvalidInput(f"pool_size must be at least 1, got {pool_size}")
         self.dsn = dsn
         self._pool = ConnectionPool(dsn, pool_size, connect_timeout_s, pool_wait_s)
+        self._sighted: dict[tuple[str, str], float] = {}
         self._migrate()
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -207,6 +209,9 @@ class PostgresStore(SqlStore):
                     copy.set_types(["text", "text", "float8", "bytea"])
                     for row in batch.gpu_rows:
                         copy.write_row(row)
+            sightings = batch.sighting_rows(now_s, self._sighted)
+            if sightings:
+                cur.executemany(POSTGRES.placeholders(SIGHTING_UPSERT), sightings)
         return batch.results
 
     # --- corrections ---------------------------------------------------------------------

@@ -118,4 +118,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE nodes ADD COLUMN journal_seq BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE nodes ADD COLUMN journal_hash TEXT NOT NULL DEFAULT '';
     """,
+    # 5: model history — each workload seen holding an identified model, first and last seen
+    """
+    CREATE TABLE model_sightings (
+        model_id TEXT NOT NULL,
+        workload_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        first_seen_s DOUBLE PRECISION NOT NULL,
+        last_seen_s DOUBLE PRECISION NOT NULL,
+        model BYTEA NOT NULL,
+        PRIMARY KEY (model_id, workload_id)
+    );
+    CREATE INDEX model_sightings_seen ON model_sightings(last_seen_s);
+    """,
 )

@@ -13,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from backstop.controller.store.rows import encoded_gpus, workload_bytes
+from backstop.controller.store.rows import encoded_gpus, model_bytes, workload_bytes
 from backstop.core.models import Report
+
+SIGHTING_REFRESH_S = 60.0
+"""How often a workload's sighting of its model is written again (its last-seen time)."""
+MAX_REMEMBERED_SIGHTINGS = 100_000
 
 
 @dataclass
@@ -44,6 +48,30 @@ class ReportBatch:
             for node_id, report in self.latest.items()
             for w in report.workloads
         ]
+
+    def sighting_rows(
+        self, now_s: float, written: dict[tuple[str, str], float]
+    ) -> list[tuple[str, str, str, float, float, bytes]]:
+        """(model, workload, node, first seen, last seen, encoded model) of each workload that
+        holds an identified model, unless ``written`` (model, workload -> when) says it was
+        written less than ``SIGHTING_REFRESH_S`` ago; ``written`` is updated."""
+        if len(written) > MAX_REMEMBERED_SIGHTINGS:
+            for key in [k for k, at in written.items() if now_s - at >= SIGHTING_REFRESH_S]:
+                del written[key]
+        rows = []
+        for node_id, report in self.latest.items():
+            for w in report.workloads:
+                model = w.fingerprint.model
+                if model is None or not model.model_id:
+                    continue
+                key = (model.model_id, w.workload_id)
+                if now_s - written.get(key, -SIGHTING_REFRESH_S) < SIGHTING_REFRESH_S:
+                    continue
+                written[key] = now_s
+                rows.append(
+                    (model.model_id, w.workload_id, node_id, now_s, now_s, model_bytes(model))
+                )
+        return rows
 
 
 def plan_reports(reports: Sequence[Report], last_sequence: Mapping[str, int]) -> ReportBatch:

@@ -30,8 +30,8 @@ from backstop.security.audit import AuditEntry
 from backstop.wire import correction_convert, stored
 from backstop.wire.convert import encoded_gpus
 from backstop.wire.correction_convert import spec_bytes as spec_to_bytes
+from backstop.wire.stored import model_bytes, model_from_bytes, workload_bytes, workload_from_bytes
 from backstop.wire.stored import node_bytes as node_info_bytes
-from backstop.wire.stored import workload_bytes, workload_from_bytes
 
 # The protobuf encodings are passed on as wire writes them (the bytes are what the store keeps).
 __all__ = [
@@ -40,6 +40,8 @@ __all__ = [
     "audit_row",
     "correction_from_row",
     "encoded_gpus",
+    "model_bytes",
+    "model_from_bytes",
     "node_info_bytes",
     "node_record",
     "outcomes_from_json",

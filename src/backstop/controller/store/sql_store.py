@@ -5,8 +5,9 @@ on SQLite and PostgreSQL; a backend subclasses it, supplies connections, transac
 locked steps the shared methods build on (a locked read-then-write, an append to the audit
 chain) and the methods that differ in how concurrent writers are kept apart, and names its
 :class:`~backstop.controller.store.dialect.Dialect`. Queries here use ``?`` placeholders.
-Enrolment tokens, certificates and revocations come from its base,
-:class:`~backstop.controller.store.sql_enrolment.SqlEnrolment`.
+Enrolment tokens, certificates and revocations come from its base
+:class:`~backstop.controller.store.sql_enrolment.SqlEnrolment`, model history from
+:class:`~backstop.controller.store.sql_models.SqlModels`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from backstop.controller.store.rows import (
     workload_from_bytes,
 )
 from backstop.controller.store.sql_enrolment import SqlEnrolment
+from backstop.controller.store.sql_models import SqlModels
 from backstop.core.errors import Conflict, NotFound
 from backstop.core.models import (
     AuditHead,
@@ -67,7 +69,7 @@ Rewrite = Callable[[list[Any]], Sequence[Statement]]
 """What a locked read-then-write makes of the rows read: the statements to run."""
 
 
-class SqlStore(SqlEnrolment):
+class SqlStore(SqlEnrolment, SqlModels):
     """The shared half of :class:`~backstop.controller.store.base.Store` over SQL."""
 
     dialect: Dialect

@@ -20,6 +20,7 @@ from backstop.controller.store.dialect import SQLITE
 from backstop.controller.store.migrations import MIGRATIONS
 from backstop.controller.store.report_batch import plan_reports
 from backstop.controller.store.rows import audit_from_row, audit_row
+from backstop.controller.store.sql_models import SIGHTING_UPSERT
 from backstop.controller.store.sql_store import (
     AUDIT_HEAD,
     AUDIT_INSERT,
@@ -48,6 +49,7 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._sighted: dict[tuple[str, str], float] = {}
         self._migrate()
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -127,6 +129,7 @@ class SqliteStore(SqlStore):
                    VALUES (?, ?, ?, ?)""",
                 batch.gpu_rows,
             )
+            db.executemany(SIGHTING_UPSERT, batch.sighting_rows(now_s, self._sighted))
         return batch.results
 
     # --- corrections ---------------------------------------------------------------------
