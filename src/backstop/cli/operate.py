@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from backstop.api.v1 import types_pb2
 from backstop.cli import follow, render, signed
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import client_from_args
@@ -23,6 +22,7 @@ from backstop.core.text import validate_reason
 from backstop.security.keys import load_private
 from backstop.security.quorum import sign_correction
 from backstop.wire import correction_convert
+from backstop.wire.received import ReceivedCorrection
 
 
 def _with_client(verb: Callable[[ControllerClient, argparse.Namespace], int]) -> Handler:
@@ -50,17 +50,18 @@ def _user(args: argparse.Namespace) -> str:
 def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
     nodes = client.list_nodes()
     if args.output == "json":
-        print(render.to_json(nodes))
+        print(render.to_json([n.json_data for n in nodes]))
         return 0
     rows: list[tuple[object, ...]] = [
         (
-            n.node_id,
+            n.node.node_id,
             "connected" if n.connected else "offline",
-            len(n.gpus),
-            ", ".join(sorted({g.name for g in n.gpus})) or ("-" if n.nvml_available else "no NVML"),
+            len(n.node.gpus),
+            ", ".join(sorted({g.name for g in n.node.gpus}))
+            or ("-" if n.node.nvml_available else "no NVML"),
             n.workload_count,
             render.age(n.last_seen_s),
-            n.agent_version,
+            n.node.agent_version,
         )
         for n in nodes
     ]
@@ -75,10 +76,10 @@ def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
 def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
     workloads = client.list_workloads(args.node)
     if args.output == "json":
-        print(render.to_json(workloads))
+        print(render.to_json([w.json_data for w in workloads]))
         return 0
     rows = []
-    for w in workloads:
+    for w in (listed.workload for listed in workloads):
         fp = w.fingerprint
         gpu_mem = sum(g.used_memory_bytes for g in fp.gpus)
         rows.append(
@@ -122,20 +123,20 @@ def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
 def _corrections(client: ControllerClient, args: argparse.Namespace) -> int:
     corrections = client.list_corrections(args.limit)
     if args.output == "json":
-        print(render.to_json(corrections))
+        print(render.to_json([c.json_data for c in corrections]))
         return 0
     rows = [
         (
-            c.spec.correction_id,
-            render.action(c.spec.action),
+            spec.correction_id,
+            spec.action.value,
             render.correction_state(c.state),
-            render.scope_text(c.spec.scope),
+            render.scope_text(spec.scope),
             len(c.targets),
-            render.age(c.spec.created_at_s),
-            c.spec.issuer,
-            c.spec.reason[:40],  # escaped by render.table
+            render.age(spec.created_at_s),
+            spec.issuer,
+            spec.reason[:40],  # escaped by render.table
         )
-        for c in corrections
+        for c, spec in ((c, c.controllers_copy()) for c in corrections)
     ]
     print(
         render.table(("id", "action", "state", "scope", "targets", "age", "issuer", "reason"), rows)
@@ -216,14 +217,14 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
 
 def _report(
     client: ControllerClient,
-    correction: types_pb2.Correction,
+    correction: ReceivedCorrection,
     args: argparse.Namespace,
     data: bytes = b"",
 ) -> int:
-    cid = correction.spec.correction_id
+    cid = correction.correction_id
     if not getattr(args, "wait", False):
         if args.output == "json":
-            print(render.to_json(correction))
+            print(render.to_json(correction.json_data))
         else:
             print(render.escape(cid))
         return 0
@@ -233,7 +234,7 @@ def _report(
 def _wait(client: ControllerClient, cid: str, args: argparse.Namespace, data: bytes = b"") -> int:
     result = follow.follow(client, cid, args.timeout, narrate=args.output != "json", data=data)
     if args.output == "json":
-        print(render.to_json(result.correction))
+        print(render.to_json(result.correction.json_data))
         if not result.ended:
             print(follow.summary(result, args.timeout), file=sys.stderr)
     else:
@@ -273,7 +274,7 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
     if not args.key:
         raise InvalidInput("an approval is signed: pass --key (or set BACKSTOP_KEY)")
     current = client.get(args.id)
-    data = bytes(current.signed_spec)
+    data = current.signed_spec
     if not data:
         raise InvalidInput(f"the controller sent no signed bytes of {args.id}; refusing to sign")
     view = signed.view(current, data)
@@ -299,7 +300,7 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
     )
     correction = client.approve_signed(args.id, _user(args), record)
     if args.output == "json":
-        print(render.to_json(correction))
+        print(render.to_json(correction.json_data))
     else:
         after = signed.view(correction, data)
         render.write_correction(sys.stdout, correction, after.spec, after.warnings)
@@ -311,7 +312,7 @@ def _status(client: ControllerClient, args: argparse.Namespace) -> int:
         return _wait(client, args.id, args)
     correction = client.get(args.id)
     if args.output == "json":
-        print(render.to_json(correction))
+        print(render.to_json(correction.json_data))
     else:
         view = signed.view(correction)
         render.write_correction(sys.stdout, correction, view.spec, view.warnings)
