@@ -20,7 +20,16 @@ from backstop.core.models import (
     WeightsFile,
     Workload,
 )
-from backstop.wire.checks import MAX_ID_LEN, counter, finite, ident, labels, opt, text
+from backstop.wire.checks import (
+    MAX_ID_LEN,
+    counter,
+    finite,
+    ident,
+    labels,
+    opt,
+    set_present,
+    text,
+)
 
 MAX_HOLDS = 256
 """Holds listed per workload; more are not kept (a report is bounded as a whole)."""
@@ -43,10 +52,7 @@ _GPU_OPTIONAL = (
 
 def gpu_to_pb(gpu: GpuSample) -> types_pb2.GpuSample:
     msg = types_pb2.GpuSample(index=gpu.index, uuid=gpu.uuid, name=gpu.name)
-    for name in _GPU_OPTIONAL:
-        value = getattr(gpu, name)
-        if value is not None:
-            setattr(msg, name, value)
+    set_present(msg, gpu, _GPU_OPTIONAL)
     return msg
 
 
