@@ -6,7 +6,7 @@ import argparse
 import getpass
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from backstop.cli import follow, render, signed
@@ -22,7 +22,12 @@ from backstop.core.text import validate_reason
 from backstop.security.keys import load_private
 from backstop.security.quorum import sign_correction
 from backstop.wire import correction_convert
-from backstop.wire.received import ReceivedCorrection
+from backstop.wire.received import (
+    Received,
+    ReceivedCorrection,
+    ReceivedNode,
+    ReceivedWorkload,
+)
 
 
 def _with_client(verb: Callable[[ControllerClient, argparse.Namespace], int]) -> Handler:
@@ -47,11 +52,20 @@ def _user(args: argparse.Namespace) -> str:
 # --- listings ---------------------------------------------------------------------------
 
 
+def _listing(
+    args: argparse.Namespace, received: Sequence[Received], table: Callable[[], str]
+) -> int:
+    """``-o json``: the messages as received; else the table ``table`` draws of them."""
+    print(render.to_json(received) if args.output == "json" else table())
+    return 0
+
+
 def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
     nodes = client.list_nodes()
-    if args.output == "json":
-        print(render.to_json([n.json_data for n in nodes]))
-        return 0
+    return _listing(args, nodes, lambda: _nodes_table(nodes))
+
+
+def _nodes_table(nodes: Sequence[ReceivedNode]) -> str:
     rows: list[tuple[object, ...]] = [
         (
             n.node.node_id,
@@ -69,15 +83,15 @@ def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
     if len({n.replica for n in nodes if n.replica}) > 1:  # several replicas: say which holds whom
         headers += ("replica",)
         rows = [(*row, n.replica or "-") for row, n in zip(rows, nodes, strict=True)]
-    print(render.table(headers, rows))
-    return 0
+    return render.table(headers, rows)
 
 
 def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
     workloads = client.list_workloads(args.node)
-    if args.output == "json":
-        print(render.to_json([w.json_data for w in workloads]))
-        return 0
+    return _listing(args, workloads, lambda: _workloads_table(workloads))
+
+
+def _workloads_table(workloads: Sequence[ReceivedWorkload]) -> str:
     rows = []
     for w in (listed.workload for listed in workloads):
         fp = w.fingerprint
@@ -98,33 +112,31 @@ def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
                 " ".join(fp.cmdline)[:48],
             )
         )
-    print(
-        render.table(
-            (
-                "workload",
-                "node",
-                "pid",
-                "procs",
-                "state",
-                "framework",
-                "behaviour",
-                "gpus/mem",
-                "ports",
-                "model",
-                "holds",
-                "command",
-            ),
-            rows,
-        )
+    return render.table(
+        (
+            "workload",
+            "node",
+            "pid",
+            "procs",
+            "state",
+            "framework",
+            "behaviour",
+            "gpus/mem",
+            "ports",
+            "model",
+            "holds",
+            "command",
+        ),
+        rows,
     )
-    return 0
 
 
 def _corrections(client: ControllerClient, args: argparse.Namespace) -> int:
     corrections = client.list_corrections(args.limit)
-    if args.output == "json":
-        print(render.to_json([c.json_data for c in corrections]))
-        return 0
+    return _listing(args, corrections, lambda: _corrections_table(corrections))
+
+
+def _corrections_table(corrections: Sequence[ReceivedCorrection]) -> str:
     rows = [
         (
             spec.correction_id,
@@ -138,10 +150,9 @@ def _corrections(client: ControllerClient, args: argparse.Namespace) -> int:
         )
         for c, spec in ((c, c.controllers_copy()) for c in corrections)
     ]
-    print(
-        render.table(("id", "action", "state", "scope", "targets", "age", "issuer", "reason"), rows)
+    return render.table(
+        ("id", "action", "state", "scope", "targets", "age", "issuer", "reason"), rows
     )
-    return 0
 
 
 # --- corrections ------------------------------------------------------------------------
@@ -224,7 +235,7 @@ def _report(
     cid = correction.correction_id
     if not getattr(args, "wait", False):
         if args.output == "json":
-            print(render.to_json(correction.json_data))
+            print(render.to_json(correction))
         else:
             print(render.escape(cid))
         return 0
@@ -234,7 +245,7 @@ def _report(
 def _wait(client: ControllerClient, cid: str, args: argparse.Namespace, data: bytes = b"") -> int:
     result = follow.follow(client, cid, args.timeout, narrate=args.output != "json", data=data)
     if args.output == "json":
-        print(render.to_json(result.correction.json_data))
+        print(render.to_json(result.correction))
         if not result.ended:
             print(follow.summary(result, args.timeout), file=sys.stderr)
     else:
@@ -300,7 +311,7 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
     )
     correction = client.approve_signed(args.id, _user(args), record)
     if args.output == "json":
-        print(render.to_json(correction.json_data))
+        print(render.to_json(correction))
     else:
         after = signed.view(correction, data)
         render.write_correction(sys.stdout, correction, after.spec, after.warnings)
@@ -312,7 +323,7 @@ def _status(client: ControllerClient, args: argparse.Namespace) -> int:
         return _wait(client, args.id, args)
     correction = client.get(args.id)
     if args.output == "json":
-        print(render.to_json(correction.json_data))
+        print(render.to_json(correction))
     else:
         view = signed.view(correction)
         render.write_correction(sys.stdout, correction, view.spec, view.warnings)

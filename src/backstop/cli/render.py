@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from backstop.core.models import CorrectionSpec, CorrectionState, Hold, Scope, TargetResult
-from backstop.wire.received import JsonObject, ReceivedCorrection
+from backstop.wire.received import Received, ReceivedCorrection
 
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
@@ -55,8 +55,9 @@ def rfc3339(ts: float) -> str:
     )
 
 
-def to_json(data: Sequence[JsonObject] | JsonObject) -> str:
-    """What was received, as the wire module rendered it (``json_data``): one or a list."""
+def to_json(received: Received | Sequence[Received]) -> str:
+    """What was received as ``-o json`` prints it: one record's message, or a list of them."""
+    data = [r.json_data for r in received] if isinstance(received, Sequence) else received.json_data
     return json.dumps(data, indent=2, sort_keys=True)
 
 

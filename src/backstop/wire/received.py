@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
@@ -37,6 +37,13 @@ def message_json(msg: Message) -> dict[str, Any]:
     return MessageToDict(
         msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+
+
+class Received(Protocol):
+    """What every received record has: its message as ``-o json`` prints it."""
+
+    @property
+    def json_data(self) -> JsonObject: ...
 
 
 @dataclass(frozen=True, slots=True)
