@@ -33,6 +33,14 @@ from backstop.core.netaddr import require_loopback_for_plaintext, split_addresse
 from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
 from backstop.wire import convert, correction_convert
+from backstop.wire.received import (
+    ReceivedCorrection,
+    ReceivedNode,
+    ReceivedWorkload,
+    received_correction,
+    received_node,
+    received_workload,
+)
 
 
 class WatchDeadline(BackstopError):
@@ -180,23 +188,31 @@ class ControllerClient:
         msg = self._call("GetAuditHead", control_pb2.GetAuditHeadRequest())
         return convert.audit_head_from_pb(msg)
 
-    def list_nodes(self) -> list[types_pb2.Node]:
+    def _nodes(self) -> list[types_pb2.Node]:
         return list(self._call("ListNodes", control_pb2.ListNodesRequest()).nodes)
+
+    def list_nodes(self) -> list[ReceivedNode]:
+        return [received_node(n) for n in self._nodes()]
 
     def node_heads(self) -> dict[str, NodeHeads]:
         """Every node's recorded journal head and witnessed audit head, by node id."""
         return {
             n.node_id: NodeHeads(_head(n.journal_head), _head(n.witnessed_audit_head))
-            for n in self.list_nodes()
+            for n in self._nodes()
         }
 
-    def list_workloads(self, node_id: str = "") -> list[types_pb2.Workload]:
+    def list_workloads(self, node_id: str = "") -> list[ReceivedWorkload]:
         request = control_pb2.ListWorkloadsRequest(node_id=node_id)
-        return list(self._call("ListWorkloads", request).workloads)
+        return [received_workload(w) for w in self._call("ListWorkloads", request).workloads]
 
-    def list_corrections(self, limit: int = 0) -> list[types_pb2.Correction]:
+    def list_corrections(self, limit: int = 0) -> list[ReceivedCorrection]:
         request = control_pb2.ListCorrectionsRequest(limit=limit)
-        return list(self._call("ListCorrections", request).corrections)
+        found = self._call("ListCorrections", request).corrections
+        return [received_correction(c) for c in found]
+
+    def _correction(self, method: str, request: Any) -> ReceivedCorrection:
+        """One call that answers a correction, converted as it arrives."""
+        return received_correction(self._call(method, request))
 
     def create(
         self,
@@ -207,7 +223,7 @@ class ControllerClient:
         issuer: str,
         ttl_s: float,
         params: ActionParams,
-    ) -> types_pb2.Correction:
+    ) -> ReceivedCorrection:
         """An unsigned correction: the controller writes and signs its spec."""
         request = control_pb2.CreateCorrectionRequest(
             action=correction_convert.action_to_pb(action),
@@ -217,58 +233,51 @@ class ControllerClient:
             ttl_s=ttl_s,
             params=correction_convert.params_to_pb(params),
         )
-        correction: types_pb2.Correction = self._call("CreateCorrection", request)
-        return correction
+        return self._correction("CreateCorrection", request)
 
-    def approve(self, correction_id: str, approver: str) -> types_pb2.Correction:
+    def approve(self, correction_id: str, approver: str) -> ReceivedCorrection:
         request = control_pb2.ApproveCorrectionRequest(
             correction_id=correction_id, approver=approver
         )
-        correction: types_pb2.Correction = self._call("ApproveCorrection", request)
-        return correction
+        return self._correction("ApproveCorrection", request)
 
-    def resume(self, correction_id: str, reason: str, issuer: str) -> types_pb2.Correction:
+    def resume(self, correction_id: str, reason: str, issuer: str) -> ReceivedCorrection:
         request = control_pb2.ResumeCorrectionRequest(
             correction_id=correction_id, reason=reason, issuer=issuer
         )
-        correction: types_pb2.Correction = self._call("ResumeCorrection", request)
-        return correction
+        return self._correction("ResumeCorrection", request)
 
-    def get(self, correction_id: str) -> types_pb2.Correction:
+    def get(self, correction_id: str) -> ReceivedCorrection:
         request = control_pb2.GetCorrectionRequest(correction_id=correction_id)
-        correction: types_pb2.Correction = self._call("GetCorrection", request)
-        return correction
+        return self._correction("GetCorrection", request)
 
     def create_signed(
         self, data: bytes, signatures: Sequence[SignatureRecord]
-    ) -> types_pb2.Correction:
+    ) -> ReceivedCorrection:
         """A correction whose spec bytes ``data`` the operator signed."""
         request = control_pb2.CreateCorrectionRequest(
             signed=correction_convert.signed_correction(data, signatures)
         )
-        correction: types_pb2.Correction = self._call("CreateCorrection", request)
-        return correction
+        return self._correction("CreateCorrection", request)
 
     def resume_signed(
         self, correction_id: str, data: bytes, signatures: Sequence[SignatureRecord]
-    ) -> types_pb2.Correction:
+    ) -> ReceivedCorrection:
         request = control_pb2.ResumeCorrectionRequest(
             correction_id=correction_id,
             signed=correction_convert.signed_correction(data, signatures),
         )
-        correction: types_pb2.Correction = self._call("ResumeCorrection", request)
-        return correction
+        return self._correction("ResumeCorrection", request)
 
     def approve_signed(
         self, correction_id: str, approver: str, signature: SignatureRecord
-    ) -> types_pb2.Correction:
+    ) -> ReceivedCorrection:
         request = control_pb2.ApproveCorrectionRequest(
             correction_id=correction_id,
             approver=approver,
             signature=correction_convert.signature_to_pb(signature),
         )
-        correction: types_pb2.Correction = self._call("ApproveCorrection", request)
-        return correction
+        return self._correction("ApproveCorrection", request)
 
     def preview(self, scope: Scope, limit: int = 0) -> Preview:
         request = control_pb2.PreviewScopeRequest(
@@ -306,12 +315,12 @@ class ControllerClient:
         except grpc.RpcError as exc:
             raise self._error(exc) from exc
 
-    def watch(self, correction_id: str, timeout_s: float) -> Iterator[types_pb2.Correction]:
+    def watch(self, correction_id: str, timeout_s: float) -> Iterator[ReceivedCorrection]:
         request = control_pb2.GetCorrectionRequest(correction_id=correction_id)
         try:
             for correction in self._stub.WatchCorrection(request, timeout=timeout_s):
                 self._witness(correction)
-                yield correction
+                yield received_correction(correction)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise WatchDeadline(

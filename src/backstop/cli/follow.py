@@ -13,24 +13,19 @@ import sys
 import time
 from dataclasses import dataclass
 
-from backstop.api.v1 import types_pb2
 from backstop.cli import render, signed
 from backstop.cli.client import ControllerClient, WatchDeadline
 from backstop.core.errors import Unavailable
+from backstop.core.models import CorrectionState, TargetState
+from backstop.wire.received import NOTHING_RECEIVED, ReceivedCorrection
 
 FIRST_BACKOFF_S = 0.2
 MAX_BACKOFF_S = 2.0
-ENDED = (
-    types_pb2.CORRECTION_STATE_COMPLETED,
-    types_pb2.CORRECTION_STATE_FAILED,
-    types_pb2.CORRECTION_STATE_REVERTED,
-    types_pb2.CORRECTION_STATE_EXPIRED,
-)
 
 
 @dataclass(frozen=True, slots=True)
 class Followed:
-    correction: types_pb2.Correction
+    correction: ReceivedCorrection
     view: signed.SignedView
     ended: bool
     """False: the deadline came first."""
@@ -47,8 +42,8 @@ def follow(
     """Watch until the correction ends or ``timeout_s`` passes; ``data``: the signed bytes
     when the caller has them (it just signed them)."""
     deadline = time.monotonic() + timeout_s
-    seen: dict[str, int] = {}
-    last: types_pb2.Correction | None = None
+    seen: dict[str, TargetState] = {}
+    last: ReceivedCorrection | None = None
     view: signed.SignedView | None = None
     backoff = FIRST_BACKOFF_S
     while (left := deadline - time.monotonic()) > 0:
@@ -68,7 +63,7 @@ def follow(
                 if narrate:
                     _narrate(c, view, seen)
                 last = c
-                if c.state in ENDED:
+                if c.state is not None and c.state.terminal:
                     return Followed(c, view, True)
         except WatchDeadline:
             break
@@ -86,10 +81,10 @@ def follow(
             f"no controller answered about {correction_id} within {timeout_s:g} s; "
             f"see `backstop status {correction_id}`"
         )
-    return Followed(last if last is not None else types_pb2.Correction(), view, False)
+    return Followed(last if last is not None else NOTHING_RECEIVED, view, False)
 
 
-def _narrate(c: types_pb2.Correction, view: signed.SignedView, seen: dict[str, int]) -> None:
+def _narrate(c: ReceivedCorrection, view: signed.SignedView, seen: dict[str, TargetState]) -> None:
     for t in c.targets:
         if seen.get(t.node_id) != t.state:
             seen[t.node_id] = t.state
@@ -101,15 +96,15 @@ def summary(result: Followed, timeout_s: float) -> str:
     c = result.correction
     if result.ended:
         return f"{render.correction_state(c.state)}: {render.escape(c.message)}"
-    state = render.correction_state(c.state) if c.state else "unknown"
-    outstanding = [t for t in c.targets if t.state != types_pb2.TARGET_STATE_APPLIED]
+    state = render.correction_state(c.state) if c.state is not None else "unknown"
+    outstanding = [t for t in c.targets if t.state != TargetState.APPLIED]
     lines = [f"not finished after {timeout_s:g} s; the correction is {state}"]
-    if c.state == types_pb2.CORRECTION_STATE_PROPOSED:
+    if c.state == CorrectionState.PROPOSED:
         lines.append(f"waiting for approvals: {len(c.approvers)} of {c.approvals_required}")
     if outstanding:
         lines.append(f"outstanding: {len(outstanding)} of {len(c.targets)} target(s)")
         lines += [
-            f"  {render.escape(t.node_id):<20} {render.target_state(t.state)}"
+            f"  {render.escape(t.node_id):<20} {t.state.value}"
             + (f"  {render.escape(t.message)}" if t.message else "")
             for t in outstanding
         ]
@@ -122,6 +117,6 @@ def summary(result: Followed, timeout_s: float) -> str:
 
 def exit_code(result: Followed) -> int:
     c = result.correction
-    done = (types_pb2.CORRECTION_STATE_COMPLETED, types_pb2.CORRECTION_STATE_REVERTED)
-    all_applied = all(t.state == types_pb2.TARGET_STATE_APPLIED for t in c.targets)
+    done = (CorrectionState.COMPLETED, CorrectionState.REVERTED)
+    all_applied = all(t.state == TargetState.APPLIED for t in c.targets)
     return 0 if result.ended and c.state in done and all_applied else 1

@@ -101,10 +101,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _group(
+    sub: argparse._SubParsersAction[_Parser], name: str, help_text: str
+) -> argparse._SubParsersAction[_Parser]:
+    """A command that does its work through one of its subcommands (``backstop pki init``)."""
+    group = sub.add_parser(name, help=help_text)
+    subcommands = group.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser
+    )
+    subcommands.required = True
+    return subcommands
+
+
+def _node_files(
+    p: argparse.ArgumentParser, *, state_dir: str, state_help: str, tls_dest: str, tls_help: str
+) -> None:
+    """--state-dir, --tls-dir and --trust-policy of a daemon that reports to the controller as
+    a node (the cloud agent, the operator)."""
+    p.add_argument("--state-dir", default=state_dir, metavar="DIR", help=state_help)
+    p.add_argument("--tls-dir", dest=tls_dest, default="", metavar="DIR", help=tls_help)
+    p.add_argument(
+        "--trust-policy", default="", metavar="FILE", help="operators' keys and quorum (JSON)"
+    )
+
+
 def _add_cloud(sub: argparse._SubParsersAction[_Parser]) -> None:
-    cloud = sub.add_parser("cloud", help="run the cloud agent for one AWS or GCP account")
-    cloud_sub = cloud.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
-    cloud_sub.required = True
+    cloud_sub = _group(sub, "cloud", "run the cloud agent for one AWS or GCP account")
     cloud_run = cloud_sub.add_parser(
         "run", help="report the account's GPU instances and endpoints; stop and hold on command"
     )
@@ -123,21 +145,12 @@ def _add_cloud(sub: argparse._SubParsersAction[_Parser]) -> None:
     cloud_run.add_argument(
         "--node-id", default="", help="the controller's name for it (default PROVIDER-ACCOUNT)"
     )
-    cloud_run.add_argument(
-        "--state-dir",
-        default="/var/lib/backstop-cloud",
-        metavar="DIR",
-        help="report spool and action journal",
-    )
-    cloud_run.add_argument(
-        "--tls-dir",
-        dest="cloud_tls_dir",
-        default="",
-        metavar="DIR",
-        help="ca.crt, node.crt, node.key (default: STATE_DIR/tls)",
-    )
-    cloud_run.add_argument(
-        "--trust-policy", default="", metavar="FILE", help="operators' keys and quorum (JSON)"
+    _node_files(
+        cloud_run,
+        state_dir="/var/lib/backstop-cloud",
+        state_help="report spool and action journal",
+        tls_dest="cloud_tls_dir",
+        tls_help="ca.crt, node.crt, node.key (default: STATE_DIR/tls)",
     )
     cloud_run.add_argument(
         "--report-interval",
@@ -149,9 +162,7 @@ def _add_cloud(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _add_controller(sub: argparse._SubParsersAction[_Parser]) -> None:
-    ctl = sub.add_parser("controller", help="run the central controller")
-    ctl_sub = ctl.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
-    ctl_sub.required = True
+    ctl_sub = _group(sub, "controller", "run the central controller")
     serve = ctl_sub.add_parser("serve", help="serve agents and the control API")
     serve.set_defaults(handler=lazy("daemons", "controller_serve"))
     serve.add_argument("--listen", default=DEFAULT_CONTROLLER, help="gRPC HOST:PORT")
@@ -180,9 +191,7 @@ def _add_controller(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _add_operator(sub: argparse._SubParsersAction[_Parser]) -> None:
-    operator = sub.add_parser("operator", help="run the Kubernetes operator")
-    op_sub = operator.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
-    op_sub.required = True
+    op_sub = _group(sub, "operator", "run the Kubernetes operator")
     op_run = op_sub.add_parser(
         "run", help="apply Correction resources; with a controller, be this cluster's agent"
     )
@@ -199,21 +208,12 @@ def _add_operator(sub: argparse._SubParsersAction[_Parser]) -> None:
     op_run.add_argument(
         "--no-controller", action="store_true", help="Correction resources only; no controller"
     )
-    op_run.add_argument(
-        "--state-dir",
-        default="/var/lib/backstop-operator",
-        metavar="DIR",
-        help="report spool directory",
-    )
-    op_run.add_argument(
-        "--tls-dir",
-        dest="operator_tls_dir",
-        default="",
-        metavar="DIR",
-        help="ca.crt, node.crt, node.key of node k8s-NAME (default: STATE_DIR/tls)",
-    )
-    op_run.add_argument(
-        "--trust-policy", default="", metavar="FILE", help="operators' keys and quorum (JSON)"
+    _node_files(
+        op_run,
+        state_dir="/var/lib/backstop-operator",
+        state_help="report spool directory",
+        tls_dest="operator_tls_dir",
+        tls_help="ca.crt, node.crt, node.key of node k8s-NAME (default: STATE_DIR/tls)",
     )
     op_run.add_argument(
         "--resync", type=float, default=30.0, metavar="SECONDS", help="between full reconciles"
@@ -222,9 +222,7 @@ def _add_operator(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _add_agent(sub: argparse._SubParsersAction[_Parser]) -> None:
-    agent = sub.add_parser("agent", help="run the node agent")
-    agent_sub = agent.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
-    agent_sub.required = True
+    agent_sub = _group(sub, "agent", "run the node agent")
     run = agent_sub.add_parser("run", help="report this node and apply corrections")
     run.set_defaults(handler=lazy("daemons", "agent_run"))
     run.add_argument("--node-id", default="", help="stable node name (default: host name)")
@@ -341,9 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _add_pki(sub: argparse._SubParsersAction[_Parser]) -> None:
-    pki = sub.add_parser("pki", help="certificate authority, certificates, enrolment tokens")
-    pki_sub = pki.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
-    pki_sub.required = True
+    pki_sub = _group(sub, "pki", "certificate authority, certificates, enrolment tokens")
     init = pki_sub.add_parser("init", help="create a CA (ca.crt, ca.key) in --dir")
     init.set_defaults(handler=lazy("trust", "pki_init"))
     init.add_argument("--dir", required=True)
@@ -381,18 +377,14 @@ def _add_pki(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _add_keys_and_audit(sub: argparse._SubParsersAction[_Parser]) -> None:
-    keys = sub.add_parser("keys", help="operator signing keys")
-    keys_sub = keys.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
-    keys_sub.required = True
+    keys_sub = _group(sub, "keys", "operator signing keys")
     new = keys_sub.add_parser("new", help="make an Ed25519 key pair")
     new.set_defaults(handler=lazy("trust", "keys_new"))
     new.add_argument("--out", required=True, help="private key path (PATH.pub gets the public)")
     new.add_argument("--name", default="", help="your name, for the trust-policy snippet")
     new.add_argument("--role", default="operator", help="for the trust-policy snippet")
 
-    audit = sub.add_parser("audit", help="the tamper-evident record")
-    audit_sub = audit.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
-    audit_sub.required = True
+    audit_sub = _group(sub, "audit", "the tamper-evident record")
     verify = audit_sub.add_parser(
         "verify",
         help="check a chain and every witnessed head; point at the first bad entry",

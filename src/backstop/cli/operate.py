@@ -6,10 +6,9 @@ import argparse
 import getpass
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from backstop.api.v1 import types_pb2
 from backstop.cli import follow, render, signed
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import client_from_args
@@ -23,6 +22,12 @@ from backstop.core.text import validate_reason
 from backstop.security.keys import load_private
 from backstop.security.quorum import sign_correction
 from backstop.wire import correction_convert
+from backstop.wire.received import (
+    Received,
+    ReceivedCorrection,
+    ReceivedNode,
+    ReceivedWorkload,
+)
 
 
 def _with_client(verb: Callable[[ControllerClient, argparse.Namespace], int]) -> Handler:
@@ -47,20 +52,30 @@ def _user(args: argparse.Namespace) -> str:
 # --- listings ---------------------------------------------------------------------------
 
 
+def _listing(
+    args: argparse.Namespace, received: Sequence[Received], table: Callable[[], str]
+) -> int:
+    """``-o json``: the messages as received; else the table ``table`` draws of them."""
+    print(render.to_json(received) if args.output == "json" else table())
+    return 0
+
+
 def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
     nodes = client.list_nodes()
-    if args.output == "json":
-        print(render.to_json(nodes))
-        return 0
+    return _listing(args, nodes, lambda: _nodes_table(nodes))
+
+
+def _nodes_table(nodes: Sequence[ReceivedNode]) -> str:
     rows: list[tuple[object, ...]] = [
         (
-            n.node_id,
+            n.node.node_id,
             "connected" if n.connected else "offline",
-            len(n.gpus),
-            ", ".join(sorted({g.name for g in n.gpus})) or ("-" if n.nvml_available else "no NVML"),
+            len(n.node.gpus),
+            ", ".join(sorted({g.name for g in n.node.gpus}))
+            or ("-" if n.node.nvml_available else "no NVML"),
             n.workload_count,
             render.age(n.last_seen_s),
-            n.agent_version,
+            n.node.agent_version,
         )
         for n in nodes
     ]
@@ -68,17 +83,17 @@ def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
     if len({n.replica for n in nodes if n.replica}) > 1:  # several replicas: say which holds whom
         headers += ("replica",)
         rows = [(*row, n.replica or "-") for row, n in zip(rows, nodes, strict=True)]
-    print(render.table(headers, rows))
-    return 0
+    return render.table(headers, rows)
 
 
 def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
     workloads = client.list_workloads(args.node)
-    if args.output == "json":
-        print(render.to_json(workloads))
-        return 0
+    return _listing(args, workloads, lambda: _workloads_table(workloads))
+
+
+def _workloads_table(workloads: Sequence[ReceivedWorkload]) -> str:
     rows = []
-    for w in workloads:
+    for w in (listed.workload for listed in workloads):
         fp = w.fingerprint
         gpu_mem = sum(g.used_memory_bytes for g in fp.gpus)
         rows.append(
@@ -97,50 +112,47 @@ def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
                 " ".join(fp.cmdline)[:48],
             )
         )
-    print(
-        render.table(
-            (
-                "workload",
-                "node",
-                "pid",
-                "procs",
-                "state",
-                "framework",
-                "behaviour",
-                "gpus/mem",
-                "ports",
-                "model",
-                "holds",
-                "command",
-            ),
-            rows,
-        )
+    return render.table(
+        (
+            "workload",
+            "node",
+            "pid",
+            "procs",
+            "state",
+            "framework",
+            "behaviour",
+            "gpus/mem",
+            "ports",
+            "model",
+            "holds",
+            "command",
+        ),
+        rows,
     )
-    return 0
 
 
 def _corrections(client: ControllerClient, args: argparse.Namespace) -> int:
     corrections = client.list_corrections(args.limit)
-    if args.output == "json":
-        print(render.to_json(corrections))
-        return 0
+    return _listing(args, corrections, lambda: _corrections_table(corrections))
+
+
+def _corrections_table(corrections: Sequence[ReceivedCorrection]) -> str:
     rows = [
         (
-            c.spec.correction_id,
-            render.action(c.spec.action),
+            spec.correction_id,
+            spec.action.value,
             render.correction_state(c.state),
-            render.scope_text(c.spec.scope),
+            render.scope_text(spec.scope),
             len(c.targets),
-            render.age(c.spec.created_at_s),
-            c.spec.issuer,
-            c.spec.reason[:40],  # escaped by render.table
+            render.age(spec.created_at_s),
+            spec.issuer,
+            spec.reason[:40],  # escaped by render.table
         )
-        for c in corrections
+        for c, spec in ((c, c.controllers_copy()) for c in corrections)
     ]
-    print(
-        render.table(("id", "action", "state", "scope", "targets", "age", "issuer", "reason"), rows)
+    return render.table(
+        ("id", "action", "state", "scope", "targets", "age", "issuer", "reason"), rows
     )
-    return 0
 
 
 # --- corrections ------------------------------------------------------------------------
@@ -216,11 +228,11 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
 
 def _report(
     client: ControllerClient,
-    correction: types_pb2.Correction,
+    correction: ReceivedCorrection,
     args: argparse.Namespace,
     data: bytes = b"",
 ) -> int:
-    cid = correction.spec.correction_id
+    cid = correction.correction_id
     if not getattr(args, "wait", False):
         if args.output == "json":
             print(render.to_json(correction))
@@ -273,7 +285,7 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
     if not args.key:
         raise InvalidInput("an approval is signed: pass --key (or set BACKSTOP_KEY)")
     current = client.get(args.id)
-    data = bytes(current.signed_spec)
+    data = current.signed_spec
     if not data:
         raise InvalidInput(f"the controller sent no signed bytes of {args.id}; refusing to sign")
     view = signed.view(current, data)

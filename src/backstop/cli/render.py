@@ -12,13 +12,10 @@ import json
 import time
 import unicodedata
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-
-from backstop.api.v1 import types_pb2
-from backstop.core.models import CorrectionSpec, Scope
+from backstop.core.models import CorrectionSpec, CorrectionState, Hold, Scope, TargetResult
+from backstop.wire.received import Received, ReceivedCorrection
 
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
@@ -58,13 +55,9 @@ def rfc3339(ts: float) -> str:
     )
 
 
-def to_json(messages: Sequence[Message] | Message) -> str:
-    def one(m: Message) -> dict[str, Any]:
-        return MessageToDict(
-            m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
-
-    data: Any = [one(m) for m in messages] if isinstance(messages, Sequence) else one(messages)
+def to_json(received: Received | Sequence[Received]) -> str:
+    """What was received as ``-o json`` prints it: one record's message, or a list of them."""
+    data = [r.json_data for r in received] if isinstance(received, Sequence) else received.json_data
     return json.dumps(data, indent=2, sort_keys=True)
 
 
@@ -95,27 +88,12 @@ def mib(n: int) -> str:
     return f"{n / 2**20:.0f}MiB" if n else "-"
 
 
-def enum_name(value: str) -> str:
-    """ACTION_PAUSE -> pause, TARGET_STATE_APPLIED -> applied."""
-    for prefix in ("ACTION_", "CORRECTION_STATE_", "TARGET_STATE_"):
-        if value.startswith(prefix):
-            return value.removeprefix(prefix).lower()
-    return value.lower()
+def correction_state(state: CorrectionState | None) -> str:
+    """The state's name; ``unspecified`` when the controller named none."""
+    return "unspecified" if state is None else state.value
 
 
-def action(value: int) -> str:
-    return enum_name(types_pb2.Action.Name(value))
-
-
-def correction_state(value: int) -> str:
-    return enum_name(types_pb2.CorrectionState.Name(value))
-
-
-def target_state(value: int) -> str:
-    return enum_name(types_pb2.TargetState.Name(value))
-
-
-def scope_text(scope: Scope | types_pb2.Scope) -> str:
+def scope_text(scope: Scope) -> str:
     """The scope in flag syntax, escaped; model hashes in full (a prefix is what matches)."""
     parts = []
     if scope.all:
@@ -123,11 +101,7 @@ def scope_text(scope: Scope | types_pb2.Scope) -> str:
     if scope.node_ids:
         parts.append("node=" + ",".join(scope.node_ids))
     if scope.selector:
-        terms = [
-            (r.key, r.value, r.equal) if isinstance(r, types_pb2.LabelRequirement) else r
-            for r in scope.selector
-        ]
-        parts.append(",".join(f"{k}{'=' if eq else '!='}{v}" for k, v, eq in terms))
+        parts.append(",".join(f"{k}{'=' if eq else '!='}{v}" for k, v, eq in scope.selector))
     if scope.model_hashes:
         parts.append("model=" + ",".join(scope.model_hashes))
     if scope.workload_ids:
@@ -135,9 +109,9 @@ def scope_text(scope: Scope | types_pb2.Scope) -> str:
     return escape(" ".join(parts)) or "-"
 
 
-def target_line(target: types_pb2.TargetResult, since_s: float) -> str:
+def target_line(target: TargetResult, since_s: float) -> str:
     elapsed = max(0.0, target.updated_at_s - since_s)
-    state = target_state(target.state)
+    state = target.state.value
     node = escape(target.node_id)
     if state in ("pending", "dispatched"):
         return f"  {node:<20} {state:<12} {elapsed:6.2f}s  {escape(target.message)}".rstrip()
@@ -169,7 +143,7 @@ def spec_lines(spec: CorrectionSpec) -> list[str]:
 
 
 def write_correction(
-    out: TextIO, c: types_pb2.Correction, spec: CorrectionSpec, warnings: Sequence[str] = ()
+    out: TextIO, c: ReceivedCorrection, spec: CorrectionSpec, warnings: Sequence[str] = ()
 ) -> None:
     """A correction's state and targets, its content from ``spec`` (decoded from the signed
     bytes by the caller, never the controller's decoded copy); ``warnings`` go first."""
@@ -188,7 +162,7 @@ def write_correction(
         out.write(target_line(t, spec.created_at_s) + "\n")
 
 
-def holds_text(holds: Sequence[types_pb2.Hold]) -> str:
+def holds_text(holds: Sequence[Hold]) -> str:
     """Every correction holding a workload, oldest first: ``pause cor-1a2b, throttle cor-3c4d``.
 
     All of them, never a count alone: the workload stays held until the last is resumed."""

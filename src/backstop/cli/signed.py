@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from backstop.api.v1 import types_pb2
 from backstop.cli import render
 from backstop.core.errors import BackstopError, InvalidInput
 from backstop.core.models import CorrectionSpec, Scope
 from backstop.wire import correction_convert
+from backstop.wire.received import ReceivedCorrection
 
 BANNER = "WARNING: THE CONTROLLER'S COPY OF THIS CORRECTION DIFFERS FROM THE SIGNED BYTES."
 
@@ -33,13 +33,13 @@ class SignedView:
         return bool(self.data)
 
 
-def view(c: types_pb2.Correction, data: bytes = b"") -> SignedView:
+def view(c: ReceivedCorrection, data: bytes = b"") -> SignedView:
     """The correction as its signed bytes say: ``data`` when the caller has them (it signed
     or is about to sign them), else ``c.signed_spec``. Differences are warnings."""
-    data = data or bytes(c.signed_spec)
+    data = data or c.signed_spec
     if not data:
         return SignedView(
-            correction_convert.spec_from_pb(c.spec),
+            c.controllers_copy(),
             b"",
             ("note: the controller sent no signed bytes; shown is the controller's own copy",),
         )
@@ -50,16 +50,15 @@ def view(c: types_pb2.Correction, data: bytes = b"") -> SignedView:
             f"the signed bytes the controller sent are not a valid correction ({exc.message}); "
             "do not trust this controller"
         ) from exc
-    if c.signed_spec and bytes(c.signed_spec) != data:
+    if c.signed_spec and c.signed_spec != data:
         return SignedView(spec, data, (BANNER, "  the controller sent other signed bytes"))
-    return SignedView(spec, data, _differences(spec, c.spec))
+    return SignedView(spec, data, _differences(spec, c))
 
 
-def _differences(spec: CorrectionSpec, shown: types_pb2.CorrectionSpec) -> tuple[str, ...]:
-    try:
-        theirs = correction_convert.spec_from_pb(shown)
-    except BackstopError as exc:
-        return (BANNER, f"  the controller's copy is not a valid correction: {exc.message}")
+def _differences(spec: CorrectionSpec, c: ReceivedCorrection) -> tuple[str, ...]:
+    theirs = c.shown
+    if theirs is None:
+        return (BANNER, f"  the controller's copy is not a valid correction: {c.shown_error}")
     if theirs == spec:
         return ()
     lines = [BANNER]

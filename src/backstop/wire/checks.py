@@ -1,4 +1,5 @@
-"""Bounds every converted field is held to: identifiers, text lengths, counters, finite numbers.
+"""Bounds every converted field is held to: identifiers, text lengths, counters, finite numbers;
+and how optional (presence-tracked) fields are read and written.
 
 Shared by the observation (:mod:`backstop.wire.convert`) and correction
 (:mod:`backstop.wire.correction_convert`) conversions.
@@ -7,7 +8,7 @@ Shared by the observation (:mod:`backstop.wire.convert`) and correction
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 from backstop.core.errors import InvalidInput
 
@@ -27,9 +28,9 @@ def optf(msg: object, name: str) -> float | None:
     return float(getattr(msg, name)) if msg.HasField(name) else None  # type: ignore[attr-defined]
 
 
-def set_present(msg: object, source: object, names: Sequence[str]) -> None:
-    """Copy each of ``names`` from ``source`` onto ``msg`` unless it is ``None`` (unset stays
-    unset: an optional field the source does not know is absent, never zero)."""
+def set_present(msg: object, source: object, names: Iterable[str]) -> None:
+    """Set each optional field ``names`` of ``msg`` that ``source`` has a value for; a None
+    leaves the field unset."""
     for name in names:
         value = getattr(source, name)
         if value is not None:

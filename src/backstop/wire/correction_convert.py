@@ -4,7 +4,9 @@ corrections and command acks."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import enum
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from backstop.api.v1 import agent_pb2, types_pb2
 from backstop.core.errors import InvalidInput
@@ -21,7 +23,7 @@ from backstop.core.models import (
     TargetState,
     WorkloadOutcome,
 )
-from backstop.wire.checks import MAX_ID_LEN, counter, finite, ident, optf, text
+from backstop.wire.checks import MAX_ID_LEN, counter, finite, ident, optf, set_present, text
 
 _ACTION_TO_PB: dict[Action, types_pb2.Action] = {
     a: getattr(types_pb2, f"ACTION_{a.name}") for a in Action
@@ -36,6 +38,8 @@ _TSTATE_TO_PB: dict[TargetState, types_pb2.TargetState] = {
 }
 _TSTATE_FROM_PB: dict[int, TargetState] = {v: k for k, v in _TSTATE_TO_PB.items()}
 
+E = TypeVar("E", bound=enum.Enum)
+
 
 # --- actions and states -------------------------------------------------------------------
 
@@ -44,18 +48,20 @@ def action_to_pb(action: Action) -> types_pb2.Action:
     return _ACTION_TO_PB[action]
 
 
-def action_from_pb(value: int) -> Action:
+def _known(table: Mapping[int, E], value: int, what: str) -> E:
+    """The member a wire enum value stands for; InvalidInput for one this side does not know."""
     try:
-        return _ACTION_FROM_PB[value]
+        return table[value]
     except KeyError:
-        raise InvalidInput(f"unknown action {value}") from None
+        raise InvalidInput(f"unknown {what} {value}") from None
+
+
+def action_from_pb(value: int) -> Action:
+    return _known(_ACTION_FROM_PB, value, "action")
 
 
 def correction_state_from_pb(value: int) -> CorrectionState:
-    try:
-        return _CSTATE_FROM_PB[value]
-    except KeyError:
-        raise InvalidInput(f"unknown correction state {value}") from None
+    return _known(_CSTATE_FROM_PB, value, "correction state")
 
 
 def target_state_to_pb(state: TargetState) -> types_pb2.TargetState:
@@ -63,10 +69,7 @@ def target_state_to_pb(state: TargetState) -> types_pb2.TargetState:
 
 
 def target_state_from_pb(value: int) -> TargetState:
-    try:
-        return _TSTATE_FROM_PB[value]
-    except KeyError:
-        raise InvalidInput(f"unknown target state {value}") from None
+    return _known(_TSTATE_FROM_PB, value, "target state")
 
 
 # --- corrections --------------------------------------------------------------------------
@@ -99,10 +102,7 @@ def scope_from_pb(msg: types_pb2.Scope) -> Scope:
 
 def params_to_pb(params: ActionParams) -> types_pb2.ActionParams:
     msg = types_pb2.ActionParams()
-    for name in ("power_fraction", "cpu_fraction", "grace_s", "sample_interval_s"):
-        value = getattr(params, name)
-        if value is not None:
-            setattr(msg, name, value)
+    set_present(msg, params, ("power_fraction", "cpu_fraction", "grace_s", "sample_interval_s"))
     return msg
 
 
