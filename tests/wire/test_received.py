@@ -45,11 +45,17 @@ def test_the_signed_bytes_are_kept_as_sent_never_re_encoded() -> None:
     assert (received.approvals_required, received.approvers) == (2, ("bob",))
 
 
-def test_json_is_the_messages_own() -> None:
+def test_json_is_the_messages_own_with_64_bit_integers_as_numbers() -> None:
     msg = _message(signed_spec=correction_convert.spec_bytes(SPEC))
-    assert received_correction(msg).json_data == MessageToDict(
+    msg.targets[0].sequence = 2**40
+    msg.audit_head.seq = 7
+    expected = MessageToDict(
         msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    assert expected["targets"][0]["sequence"] == str(2**40)  # the protobuf JSON mapping's way
+    expected["targets"][0]["sequence"] = 2**40
+    expected["audit_head"]["seq"] = 7
+    assert received_correction(msg).json_data == expected
     assert NOTHING_RECEIVED.json_data["state"] == "CORRECTION_STATE_UNSPECIFIED"
     assert NOTHING_RECEIVED.state is None
 

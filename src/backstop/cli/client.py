@@ -41,6 +41,12 @@ from backstop.wire.received import (
     received_node,
     received_workload,
 )
+from backstop.wire.received_fleet import (
+    ReceivedModel,
+    ReceivedSighting,
+    received_model,
+    received_sighting,
+)
 
 
 class WatchDeadline(BackstopError):
@@ -201,9 +207,17 @@ class ControllerClient:
             for n in self._nodes()
         }
 
-    def list_workloads(self, node_id: str = "") -> list[ReceivedWorkload]:
-        request = control_pb2.ListWorkloadsRequest(node_id=node_id)
+    def list_workloads(self, node_id: str = "", model_id: str = "") -> list[ReceivedWorkload]:
+        request = control_pb2.ListWorkloadsRequest(node_id=node_id, model_id=model_id)
         return [received_workload(w) for w in self._call("ListWorkloads", request).workloads]
+
+    def list_models(self, model_id: str = "") -> tuple[list[ReceivedModel], list[ReceivedSighting]]:
+        """Every identified model; with ``model_id`` (a prefix), that one and its history."""
+        answer = self._call("ListModels", control_pb2.ListModelsRequest(model_id=model_id))
+        return (
+            [received_model(m) for m in answer.models],
+            [received_sighting(s) for s in answer.history],
+        )
 
     def list_corrections(self, limit: int = 0) -> list[ReceivedCorrection]:
         request = control_pb2.ListCorrectionsRequest(limit=limit)

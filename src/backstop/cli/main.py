@@ -265,7 +265,18 @@ def _add_listings(sub: argparse._SubParsersAction[_Parser]) -> None:
     workloads = sub.add_parser("workloads", help="list workloads and fingerprints")
     workloads.set_defaults(handler=lazy("operate", "workloads"))
     workloads.add_argument("--node", default="", help="only this node")
+    workloads.add_argument(
+        "--model", default="", help="only workloads holding this model (id prefix, 12+ digits)"
+    )
     _output_flag(workloads)
+    models = sub.add_parser(
+        "models", help="list identified models: copies, nodes, GPUs, tokens/s; or one's history"
+    )
+    models.set_defaults(handler=lazy("models", "models"))
+    models.add_argument(
+        "model_id", nargs="?", default="", help="one model (id prefix, 12+ digits) and its history"
+    )
+    _output_flag(models)
     corrections = sub.add_parser("corrections", help="list corrections, newest first")
     corrections.set_defaults(handler=lazy("operate", "corrections"))
     corrections.add_argument(
@@ -282,7 +293,9 @@ def _add_corrections(sub: argparse._SubParsersAction[_Parser]) -> None:
         scope.add_argument("--all", action="store_true", help="every workload on every node")
         scope.add_argument("--node", action="append", default=[], help="node id (repeatable)")
         scope.add_argument("--selector", default="", help="labels, e.g. backstop.io/framework=vllm")
-        scope.add_argument("--model", action="append", default=[], help="model hash (prefix)")
+        scope.add_argument(
+            "--model", action="append", default=[], help="model id or weights hash (prefix)"
+        )
         scope.add_argument("--workload", action="append", default=[], help="workload id")
         p.add_argument("--reason", required=True, help="why (recorded with the correction)")
         p.add_argument("--wait", action="store_true", help="wait for every target to answer")

@@ -30,7 +30,7 @@ from backstop.wire.received import (
 )
 
 
-def _with_client(verb: Callable[[ControllerClient, argparse.Namespace], int]) -> Handler:
+def with_client(verb: Callable[[ControllerClient, argparse.Namespace], int]) -> Handler:
     """A verb that talks to the controller, given a client for the call's duration."""
 
     def handler(args: argparse.Namespace) -> int:
@@ -87,7 +87,8 @@ def _nodes_table(nodes: Sequence[ReceivedNode]) -> str:
 
 
 def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
-    workloads = client.list_workloads(args.node)
+    model = parse_model_hash(args.model) if args.model else ""
+    workloads = client.list_workloads(args.node, model)
     return _listing(args, workloads, lambda: _workloads_table(workloads))
 
 
@@ -107,7 +108,8 @@ def _workloads_table(workloads: Sequence[ReceivedWorkload]) -> str:
                 fp.behaviour or "-",
                 f"{len(fp.gpus)}/{render.mib(gpu_mem)}" if fp.gpus else "-",
                 ",".join(str(p) for p in fp.listening_ports) or "-",
-                fp.model_hash[:12] or "-",
+                render.model_text(fp),
+                render.rate(w.serving.generated_tokens_per_s if w.serving else None),
                 render.holds_text(w.holds),
                 " ".join(fp.cmdline)[:48],
             )
@@ -124,6 +126,7 @@ def _workloads_table(workloads: Sequence[ReceivedWorkload]) -> str:
             "gpus/mem",
             "ports",
             "model",
+            "tok/s",
             "holds",
             "command",
         ),
@@ -330,10 +333,10 @@ def _status(client: ControllerClient, args: argparse.Namespace) -> int:
     return 0
 
 
-nodes = _with_client(_nodes)
-workloads = _with_client(_workloads)
-corrections = _with_client(_corrections)
-correct = _with_client(_correct)
-resume = _with_client(_resume)
-approve = _with_client(_approve)
-status = _with_client(_status)
+nodes = with_client(_nodes)
+workloads = with_client(_workloads)
+corrections = with_client(_corrections)
+correct = with_client(_correct)
+resume = with_client(_resume)
+approve = with_client(_approve)
+status = with_client(_status)

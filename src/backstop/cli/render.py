@@ -14,7 +14,14 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TextIO
 
-from backstop.core.models import CorrectionSpec, CorrectionState, Hold, Scope, TargetResult
+from backstop.core.models import (
+    CorrectionSpec,
+    CorrectionState,
+    Fingerprint,
+    Hold,
+    Scope,
+    TargetResult,
+)
 from backstop.wire.received import Received, ReceivedCorrection
 
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -82,6 +89,24 @@ def age(ts: float, now: float | None = None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def rate(per_s: float | None) -> str:
+    """A rate for a table: ``-`` when nothing reports it (unknown is not zero)."""
+    if per_s is None:
+        return "-"
+    return f"{per_s:.0f}" if per_s >= 10 else f"{per_s:.1f}"
+
+
+def model_text(fp: Fingerprint) -> str:
+    """A workload's model for a table: the identified model's id prefix and size class,
+    ``invalid`` when its weights do not parse, else the older weights hash prefix."""
+    model = fp.model
+    if model is not None and model.model_id:
+        return f"{model.model_id[:12]} {model.size_class}".rstrip()
+    if model is not None and not model.valid:
+        return "invalid"
+    return fp.model_hash[:12] or "-"
 
 
 def mib(n: int) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
@@ -33,10 +34,50 @@ JsonObject = Mapping[str, Any]
 
 
 def message_json(msg: Message) -> dict[str, Any]:
-    """A message as ``-o json`` prints it: proto field names, every field, defaults included."""
-    return MessageToDict(
+    """A message as ``-o json`` prints it: proto field names, every field, defaults included,
+    and 64-bit integers as JSON numbers (the protobuf JSON mapping writes them as strings,
+    which scripts would have to convert back)."""
+    data = MessageToDict(
         msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    _numbers_for_int64(msg.DESCRIPTOR, data)
+    return data
+
+
+_INT64_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+
+
+def _numbers_for_int64(descriptor: Any, data: dict[str, Any]) -> None:
+    """Turn the string-encoded 64-bit integers of ``data`` (a message's dict) into ints."""
+    for field in descriptor.fields:
+        if field.name in data:
+            data[field.name] = _converted(field, data[field.name])
+
+
+def _converted(field: FieldDescriptor, value: Any) -> Any:
+    if isinstance(value, list):
+        return [_converted_one(field, v) for v in value]
+    entry = field.message_type
+    if entry is not None and entry.GetOptions().map_entry and isinstance(value, dict):
+        value_field = entry.fields_by_name["value"]
+        return {k: _converted_one(value_field, v) for k, v in value.items()}
+    return _converted_one(field, value)
+
+
+def _converted_one(field: FieldDescriptor, value: Any) -> Any:
+    if field.type in _INT64_TYPES:
+        return int(value)
+    if field.message_type is not None and isinstance(value, dict):
+        _numbers_for_int64(field.message_type, value)
+    return value
 
 
 class Received(Protocol):
@@ -146,4 +187,20 @@ class ReceivedWorkload:
 
 
 def received_workload(msg: types_pb2.Workload) -> ReceivedWorkload:
-    return ReceivedWorkload(convert.workload_from_pb(msg), message_json(msg))
+    data = message_json(msg)
+    fingerprint = data.get("fingerprint")
+    if isinstance(fingerprint, dict):
+        fingerprint.update(model_keys(data["fingerprint"].get("model")))
+    return ReceivedWorkload(convert.workload_from_pb(msg), data)
+
+
+def model_keys(model: object) -> dict[str, Any]:
+    """The identified model's keys scripts rely on, lifted where they read them (the JSON
+    contract: ``model_id``, ``parameters`` as an integer, ``architecture``); empty values
+    when there is no model."""
+    found = model if isinstance(model, dict) else {}
+    return {
+        "model_id": found.get("model_id", ""),
+        "parameters": found.get("parameters", 0),
+        "architecture": found.get("architecture", ""),
+    }
