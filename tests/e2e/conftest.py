@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from backstop.demo import model_server
-from backstop.simgpu import FakeNvml, FakeProcess, default_gpus
+from backstop.simgpu import FakeNvml, FakeProcess, default_gpus, idle_unless_listed
 from tests.support.cgroups import scratch_cgroup
 from tests.support.cluster import LocalCluster, ModelServer, cluster, wait_for
 
@@ -135,9 +135,11 @@ def _two_nodes(
         b1 = start_model_in_cgroup(cluster, "model-b1", b_cgroup)
         b2 = start_model_in_cgroup(cluster, "model-b2", b_cgroup)
         gpu_a = FakeNvml(cluster.workdir / "gpu-a")
-        gpu_a.write(default_gpus(2), [FakeProcess(0, a.pid, 8 * 2**30)])
+        on_a = [FakeProcess(0, a.pid, 8 * 2**30)]
+        gpu_a.write(idle_unless_listed(default_gpus(2), on_a), on_a)
         gpu_b = FakeNvml(cluster.workdir / "gpu-b")
-        gpu_b.write(default_gpus(2), [FakeProcess(1, b1.pid, 4 * 2**30)])
+        on_b = [FakeProcess(1, b1.pid, 4 * 2**30)]
+        gpu_b.write(idle_unless_listed(default_gpus(2), on_b), on_b)
         for node_id, gpu in (("node-a", gpu_a), ("node-b", gpu_b)):
             prefix = cgroups.path_of(cgroups.root / node_id)
             cluster.start_agent(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from backstop.simgpu import FakeNvml, default_gpus
+from backstop.simgpu import FakeNvml, default_gpus, idle_unless_listed
 from tests.e2e.conftest import TestCgroups, start_model_in_cgroup
 from tests.support.cgroups import scratch_cgroup
 from tests.support.cluster import LocalCluster, proc_state, tree, wait_for
@@ -36,7 +36,7 @@ def cgroups() -> Iterator[TestCgroups]:
 
 def _agent(cluster: LocalCluster, cgroups: TestCgroups, node: str, *extra: str) -> None:
     gpu = FakeNvml(cluster.workdir / f"gpu-{node}")
-    gpu.write(default_gpus(1))
+    gpu.write(idle_unless_listed(default_gpus(1), []))
     prefix = cgroups.path_of(cgroups.make(node))
     cluster.start_agent(node, gpu.env(), "--cgroup-prefix", prefix, *extra)
 

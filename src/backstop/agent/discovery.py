@@ -133,6 +133,10 @@ class WorkloadDiscovery:
         self._listen_reads = 0
         self._netns_reads = 0
 
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
     def close(self) -> None:
         """Release the netlink sockets held for network namespaces."""
         self._listeners.close()

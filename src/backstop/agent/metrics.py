@@ -23,3 +23,12 @@ GPU_MEMORY_USED = Gauge("backstop_gpu_memory_used_bytes", "GPU memory used", ["g
 GPU_POWER = Gauge("backstop_gpu_power_watts", "GPU power draw", ["gpu", "uuid"])
 GPU_POWER_LIMIT = Gauge("backstop_gpu_power_limit_watts", "GPU power limit", ["gpu", "uuid"])
 GPU_TEMPERATURE = Gauge("backstop_gpu_temperature_celsius", "GPU temperature", ["gpu", "uuid"])
+UNATTRIBUTED_GPU_MEMORY = Gauge(
+    "backstop_gpu_unattributed_memory_bytes",
+    "GPU memory in use that the agent cannot attribute to a process in its view",
+    ["uuid"],
+)
+UNATTRIBUTED_WORKLOADS = Gauge(
+    "backstop_agent_unattributed_workloads",
+    "GPU uses reported as unattributed (processes out of view, or busy GPUs with none listed)",
+)

@@ -20,6 +20,7 @@ from backstop.agent.collectors.nvml import GpuSnapshot, NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot
 from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.serving.tracker import ServingTracker
+from backstop.agent.unattributed import unattributed_workloads
 from backstop.core.errors import BackstopError
 from backstop.core.models import GpuSample, Workload
 
@@ -85,6 +86,7 @@ class Sampler:
             "processes", self._processes.collect, ProcessSnapshot(processes={})
         )
         errors += [error] if error else []
+        visible = procs.processes.keys()
         if self._prefixes:
             procs = ProcessSnapshot(
                 processes={
@@ -99,6 +101,17 @@ class Sampler:
             "discovery", lambda: self._discovery.discover(procs, gpu.processes, util), no_workloads
         )
         errors += [error] if error else []
+        workloads = [
+            *workloads,
+            *unattributed_workloads(
+                self._discovery.node_id,
+                gpu.gpus,
+                gpu.processes,
+                workloads,
+                visible=visible,
+                in_scope=procs.processes.keys(),
+            ),
+        ]
         tracker = self._serving
         if tracker is not None and workloads:
             found = list(workloads)

@@ -80,6 +80,9 @@ def _nodes_table(nodes: Sequence[ReceivedNode]) -> str:
         for n in nodes
     ]
     headers: tuple[str, ...] = ("node", "status", "gpus", "gpu model", "workloads", "seen", "agent")
+    if any(n.unattributed_count for n in nodes):  # GPU use no process of the node explains
+        headers += ("unattributed",)
+        rows = [(*row, n.unattributed_count) for row, n in zip(rows, nodes, strict=True)]
     if len({n.replica for n in nodes if n.replica}) > 1:  # several replicas: say which holds whom
         headers += ("replica",)
         rows = [(*row, n.replica or "-") for row, n in zip(rows, nodes, strict=True)]
@@ -101,9 +104,9 @@ def _workloads_table(workloads: Sequence[ReceivedWorkload]) -> str:
             (
                 w.workload_id,
                 w.node_id,
-                w.root_pid,
+                w.root_pid or "-",
                 len(w.pids),
-                w.state,
+                "unattributed" if w.unattributed else w.state,
                 fp.framework or "-",
                 fp.behaviour or "-",
                 f"{len(fp.gpus)}/{render.mib(gpu_mem)}" if fp.gpus else "-",
@@ -111,7 +114,7 @@ def _workloads_table(workloads: Sequence[ReceivedWorkload]) -> str:
                 render.model_text(fp),
                 render.rate(w.serving.generated_tokens_per_s if w.serving else None),
                 render.holds_text(w.holds),
-                " ".join(fp.cmdline)[:48],
+                (w.unattributed if w.unattributed else " ".join(fp.cmdline))[:48],
             )
         )
     return render.table(

@@ -123,6 +123,10 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
     async def ListNodes(self, request: Any, context: Any) -> control_pb2.ListNodesResponse:
         self._caller(context, Role.VIEWER, "listing nodes")
         nodes = []
+        unattributed: dict[str, int] = {}
+        for w in self._store.list_workloads():
+            if w.unattributed:
+                unattributed[w.node_id] = unattributed.get(w.node_id, 0) + 1
         for r in self._store.list_nodes():
             here = self._engine.connected(r.info.node_id)
             # a node is also connected when another live replica holds its stream
@@ -136,6 +140,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
             )
             msg.witnessed_audit_head.CopyFrom(convert.audit_head_to_pb(r.witnessed_audit_head))
             msg.journal_head.CopyFrom(convert.audit_head_to_pb(r.journal_head))
+            msg.unattributed_count = unattributed.get(r.info.node_id, 0)
             nodes.append(msg)
         return control_pb2.ListNodesResponse(nodes=nodes)
 

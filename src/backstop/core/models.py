@@ -234,6 +234,9 @@ class Workload:
     """Every correction in force on this workload, oldest first."""
     serving: ServingStats | None = None
     """What its own model server says about its work (``None``: no server answered)."""
+    unattributed: str = ""
+    """``""`` for a process tree in the agent's view; else GPU use it cannot attribute to one
+    of its processes, and why (the pid is as NVML reports it; it is never signalled)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backstop.core.errors import NotSupported
-from backstop.simgpu import FakeNvml, FakeProcess, default_gpus
+from backstop.simgpu import FakeNvml, FakeProcess, default_gpus, idle_unless_listed
 
 GPU_COUNT = 2
 MODEL_MEMORY_BYTES = 18 * 2**30
@@ -21,10 +21,10 @@ def prepare(workdir: Path, gpu_pids: list[int]) -> dict[str, str]:
         fake = _fake(workdir)
     except NotSupported:
         return {}
-    fake.write(
-        default_gpus(GPU_COUNT),
-        [FakeProcess(gpu=0, pid=pid, used_memory_bytes=MODEL_MEMORY_BYTES) for pid in gpu_pids],
-    )
+    processes = [
+        FakeProcess(gpu=0, pid=pid, used_memory_bytes=MODEL_MEMORY_BYTES) for pid in gpu_pids
+    ]
+    fake.write(idle_unless_listed(default_gpus(GPU_COUNT), processes), processes)
     env = fake.env({})
     return {
         k: env[k]

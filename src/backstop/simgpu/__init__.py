@@ -27,7 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from backstop.core.errors import NotSupported
@@ -149,6 +149,17 @@ def default_gpus(count: int = 2) -> list[FakeGpu]:
             memory_clock_mhz=2619,
         )
         for i in range(count)
+    ]
+
+
+def idle_unless_listed(gpus: Iterable[FakeGpu], processes: Iterable[FakeProcess]) -> list[FakeGpu]:
+    """``gpus`` with every one that no process is listed on made idle (0 % and no memory in
+    use), as a real idle GPU reads. A GPU busy with nothing listed is what the agent reports
+    as unattributed use, so scenarios that do not mean that use this."""
+    used = {p.gpu for p in processes}
+    return [
+        g if i in used else replace(g, utilization_pct=0, memory_used_bytes=0)
+        for i, g in enumerate(gpus)
     ]
 
 

@@ -144,6 +144,7 @@ def workload_to_pb(wl: Workload) -> types_pb2.Workload:
         started_at_s=wl.started_at_s,
         holds=[types_pb2.Hold(correction_id=h.correction_id, action=h.action) for h in wl.holds],
         serving=serving_to_pb(wl.serving) if wl.serving is not None else None,
+        unattributed=wl.unattributed,
     )
 
 
@@ -166,6 +167,7 @@ def workload_from_pb(msg: types_pb2.Workload, node_id: str | None = None) -> Wor
             for h in msg.holds[:MAX_HOLDS]
         ),
         serving=serving_from_pb(msg.serving) if msg.HasField("serving") else None,
+        unattributed=text(msg.unattributed, "unattributed reason", 512),
     )
 
 

@@ -164,6 +164,8 @@ class ReceivedNode:
     workload_count: int
     replica: str
     """The controller replica holding the node's stream ("" when offline)."""
+    unattributed_count: int
+    """Of ``workload_count``: GPU use the agent cannot attribute to a process."""
     json_data: JsonObject
 
 
@@ -174,6 +176,7 @@ def received_node(msg: types_pb2.Node) -> ReceivedNode:
         last_seen_s=msg.last_seen_s,
         workload_count=msg.workload_count,
         replica=msg.replica,
+        unattributed_count=msg.unattributed_count,
         json_data=message_json(msg),
     )
 

@@ -171,6 +171,13 @@ class ProcessActuator:
         self, action: str, workload: Workload, apply: Callable[[_Target], ActuationResult]
     ) -> ActuationResult:
         reply = Reply(action, workload.workload_id)
+        if workload.unattributed:  # its pid is NVML's number, maybe another process's here
+            return reply.failed(
+                Mechanism.NONE,
+                (),
+                f"unattributed GPU use, its pid never signalled ({workload.unattributed}); "
+                "only its GPU can be capped (throttle)",
+            )
         try:
             result = apply(self._resolve(workload, reply))
         except (ProcessGone, PidReused) as exc:

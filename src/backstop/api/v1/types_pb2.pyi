@@ -173,7 +173,7 @@ class Fingerprint(_message.Message):
     def __init__(self, exe: _Optional[str] = ..., cmdline: _Optional[_Iterable[str]] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., framework: _Optional[str] = ..., weights: _Optional[_Iterable[_Union[WeightsFile, _Mapping]]] = ..., listening_ports: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[_Union[GpuUse, _Mapping]]] = ..., behaviour: _Optional[str] = ..., behaviour_confidence: _Optional[float] = ..., model_hash: _Optional[str] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ...) -> None: ...
 
 class Workload(_message.Message):
-    __slots__ = ("workload_id", "node_id", "root_pid", "pids", "fingerprint", "labels", "state", "started_at_s", "holds", "serving")
+    __slots__ = ("workload_id", "node_id", "root_pid", "pids", "fingerprint", "labels", "state", "started_at_s", "holds", "serving", "unattributed")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +191,7 @@ class Workload(_message.Message):
     STARTED_AT_S_FIELD_NUMBER: _ClassVar[int]
     HOLDS_FIELD_NUMBER: _ClassVar[int]
     SERVING_FIELD_NUMBER: _ClassVar[int]
+    UNATTRIBUTED_FIELD_NUMBER: _ClassVar[int]
     workload_id: str
     node_id: str
     root_pid: int
@@ -201,7 +202,8 @@ class Workload(_message.Message):
     started_at_s: float
     holds: _containers.RepeatedCompositeFieldContainer[Hold]
     serving: ServingStats
-    def __init__(self, workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., root_pid: _Optional[int] = ..., pids: _Optional[_Iterable[int]] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., started_at_s: _Optional[float] = ..., holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., serving: _Optional[_Union[ServingStats, _Mapping]] = ...) -> None: ...
+    unattributed: str
+    def __init__(self, workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., root_pid: _Optional[int] = ..., pids: _Optional[_Iterable[int]] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., started_at_s: _Optional[float] = ..., holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., serving: _Optional[_Union[ServingStats, _Mapping]] = ..., unattributed: _Optional[str] = ...) -> None: ...
 
 class ServingStats(_message.Message):
     __slots__ = ("server", "port", "model_name", "generated_tokens_per_s", "prompt_tokens_per_s", "requests_running", "requests_waiting", "inferences_per_s", "sampled_at_s")
@@ -376,7 +378,7 @@ class Correction(_message.Message):
     def __init__(self, spec: _Optional[_Union[CorrectionSpec, _Mapping]] = ..., state: _Optional[_Union[CorrectionState, str]] = ..., targets: _Optional[_Iterable[_Union[TargetResult, _Mapping]]] = ..., message: _Optional[str] = ..., updated_at_s: _Optional[float] = ..., completed_at_s: _Optional[float] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ..., approvals_required: _Optional[int] = ..., approvers: _Optional[_Iterable[str]] = ..., signed_spec: _Optional[bytes] = ..., audit_head: _Optional[_Union[AuditHead, _Mapping]] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("node_id", "hostname", "agent_version", "labels", "gpus", "nvml_available", "capabilities", "connected", "last_seen_s", "workload_count", "replica", "witnessed_audit_head", "journal_head")
+    __slots__ = ("node_id", "hostname", "agent_version", "labels", "gpus", "nvml_available", "capabilities", "connected", "last_seen_s", "workload_count", "replica", "witnessed_audit_head", "journal_head", "unattributed_count")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -397,6 +399,7 @@ class Node(_message.Message):
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     WITNESSED_AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_HEAD_FIELD_NUMBER: _ClassVar[int]
+    UNATTRIBUTED_COUNT_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     hostname: str
     agent_version: str
@@ -410,4 +413,5 @@ class Node(_message.Message):
     replica: str
     witnessed_audit_head: AuditHead
     journal_head: AuditHead
-    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., gpus: _Optional[_Iterable[_Union[GpuSample, _Mapping]]] = ..., nvml_available: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ..., connected: _Optional[bool] = ..., last_seen_s: _Optional[float] = ..., workload_count: _Optional[int] = ..., replica: _Optional[str] = ..., witnessed_audit_head: _Optional[_Union[AuditHead, _Mapping]] = ..., journal_head: _Optional[_Union[AuditHead, _Mapping]] = ...) -> None: ...
+    unattributed_count: int
+    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., gpus: _Optional[_Iterable[_Union[GpuSample, _Mapping]]] = ..., nvml_available: _Optional[bool] = ..., capabilities: _Optional[_Iterable[str]] = ..., connected: _Optional[bool] = ..., last_seen_s: _Optional[float] = ..., workload_count: _Optional[int] = ..., replica: _Optional[str] = ..., witnessed_audit_head: _Optional[_Union[AuditHead, _Mapping]] = ..., journal_head: _Optional[_Union[AuditHead, _Mapping]] = ..., unattributed_count: _Optional[int] = ...) -> None: ...
