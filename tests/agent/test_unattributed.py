@@ -31,13 +31,15 @@ def test_each_unexplained_use_gets_a_workload_with_its_reason() -> None:
             GpuProcess(GPU_A, 11, 10 << 30),  # attributed: part of wl-1
             GpuProcess(GPU_A, 4242, 30 << 30),  # not in view
             GpuProcess(GPU_A, 77, 1 << 30),  # visible, outside the cgroup prefix
+            GpuProcess(GPU_A, 1, 1 << 30),  # pid 1 of a container's namespace: not init here
         ],
         [known],
-        visible={10, 11, 77},
-        in_scope={10, 11},
+        visible={1, 10, 11, 77},
+        in_scope={1, 10, 11},
     )
     by_pid = {w.root_pid: w for w in found}
-    assert set(by_pid) == {4242, 77, 0}
+    assert set(by_pid) == {4242, 77, 1, 0}
+    assert "here is init" in by_pid[1].unattributed
     assert "no such process in the agent's view" in by_pid[4242].unattributed
     assert "NVIDIA H100 GPU-a (30720 MiB)" in by_pid[4242].unattributed
     assert by_pid[4242].fingerprint.gpus[0].used_memory_bytes == 30 << 30
@@ -47,7 +49,7 @@ def test_each_unexplained_use_gets_a_workload_with_its_reason() -> None:
     assert busy.fingerprint.gpus[0].gpu_uuid == GPU_B  # 2 GiB used, nothing listed
     assert "with no process listed" in busy.unattributed
     assert all(w.labels["backstop.io/kind"] == "unattributed" for w in found)
-    assert len({w.workload_id for w in found}) == 3  # GPU-c: an idle driver's 100 MiB
+    assert len({w.workload_id for w in found}) == 4  # GPU-c: an idle driver's 100 MiB
 
 
 def test_the_actuator_never_signals_an_unattributed_pid() -> None:

@@ -20,7 +20,7 @@ from backstop.agent.collectors.nvml import GpuSnapshot, NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot
 from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.serving.tracker import ServingTracker
-from backstop.agent.unattributed import unattributed_workloads
+from backstop.agent.unattributed import plausible, unattributed_workloads
 from backstop.core.errors import BackstopError
 from backstop.core.models import GpuSample, Workload
 
@@ -97,8 +97,9 @@ class Sampler:
             )
         util = {g.uuid: g.utilization_pct for g in gpu.gpus if g.utilization_pct is not None}
         no_workloads: list[Workload] = []
+        listed = plausible(gpu.processes)
         workloads, error = self._timed(
-            "discovery", lambda: self._discovery.discover(procs, gpu.processes, util), no_workloads
+            "discovery", lambda: self._discovery.discover(procs, listed, util), no_workloads
         )
         errors += [error] if error else []
         workloads = [

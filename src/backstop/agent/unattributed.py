@@ -71,7 +71,15 @@ def _publish(gpus: Sequence[GpuSample], found: Sequence[Workload]) -> None:
     metrics.UNATTRIBUTED_WORKLOADS.set(len(found))
 
 
+def plausible(gpu_processes: Sequence[GpuProcess]) -> list[GpuProcess]:
+    """The GPU processes discovery may attribute: not pid 0 or 1, which in the agent's view are
+    never a GPU process (init here: NVML's number is another PID namespace's)."""
+    return [gp for gp in gpu_processes if gp.pid > 1]
+
+
 def _why(pid: int, visible: Collection[int], in_scope: Collection[int]) -> str:
+    if pid <= 1:
+        return f"pid {pid} here is init, not a GPU process (another PID namespace's number)"
     if pid not in visible:
         return "no such process in the agent's view (another PID namespace, or gone)"
     if pid not in in_scope:
