@@ -151,8 +151,7 @@ def _value(cursor: Cursor, kind: int, depth: int) -> object:
         if item_kind in _SCALARS:
             cursor.skip(count * struct.calcsize("<" + _SCALARS[item_kind]))
         elif item_kind == _STRING:
-            for _ in range(count):
-                cursor.skip(cursor.u64())
+            cursor.skip_strings(count)
         elif count:
             for _ in range(count):
                 _value(cursor, item_kind, depth + 1)

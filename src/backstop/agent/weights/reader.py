@@ -17,6 +17,7 @@ from backstop.agent.weights.model import InvalidWeights
 from backstop.core.closing import ClosedOnExit
 
 WINDOW_BYTES = 64 * 1024
+_U64 = struct.Struct("<Q")
 
 
 def open_readonly(path: str | os.PathLike[str]) -> int:
@@ -86,6 +87,16 @@ class WeightsReader(ClosedOnExit):
         self._window_at = offset
         return self._window[:length]
 
+    def window_at(self, offset: int) -> tuple[bytes, int]:
+        """The loaded header window holding ``offset`` (loading one when it does not hold the
+        next 8 bytes there), and where ``offset`` falls in it; for loops over many small
+        fields that would cost a call each through :meth:`header`."""
+        inside = offset - self._window_at
+        if inside < 0 or inside + 8 > len(self._window):
+            self.header(min(8, self.size - offset), offset)  # loads a window from offset
+            inside = offset - self._window_at
+        return self._window, inside
+
     def _charge(self, length: int) -> None:
         self.header_bytes += length
         if self.header_bytes > self._budget:
@@ -108,6 +119,26 @@ class Cursor:
         if self.offset + length > self.reader.size:
             raise InvalidWeights(f"file ends at byte {self.reader.size}, inside its header")
         self.offset += length
+
+    def skip_strings(self, count: int) -> None:
+        """Step over ``count`` length-prefixed strings (u64 length, then the bytes) without
+        decoding them, many per window (a GGUF vocabulary has 150,000)."""
+        left = count
+        length_at = _U64.unpack_from
+        while left:
+            window, at = self.reader.window_at(self.offset)
+            start, last = at, len(window) - 8
+            while left and at <= last:
+                nxt = at + 8 + length_at(window, at)[0]
+                if nxt > last + 8:
+                    break
+                at = nxt
+                left -= 1
+            if at == start:  # a string running past the window: one at a time
+                self.skip(self.u64())
+                left -= 1
+            else:
+                self.offset += at - start
 
     def unpack(self, fmt: str) -> tuple[int | float, ...]:
         layout = struct.Struct("<" + fmt)
