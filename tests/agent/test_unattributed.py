@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from backstop.agent.actuators.workload_actuator import ProcessActuator
-from backstop.agent.unattributed import unattributed_workloads
+from backstop.agent.unattributed import RecentlyAttributed, unattributed_workloads
 from backstop.core.models import Fingerprint, GpuProcess, GpuSample, Workload
 from backstop.simgpu import FakeGpu, FakeNvml, FakeProcess, default_gpus
 from tests.agent.fingerprint.children import Spawner
@@ -50,6 +50,23 @@ def test_each_unexplained_use_gets_a_workload_with_its_reason() -> None:
     assert "with no process listed" in busy.unattributed
     assert all(w.labels["backstop.io/kind"] == "unattributed" for w in found)
     assert len({w.workload_id for w in found}) == 4  # GPU-c: an idle driver's 100 MiB
+
+
+def test_a_process_that_just_left_a_workload_is_not_unattributed_until_the_grace_ends() -> None:
+    recent = RecentlyAttributed(grace_s=30.0)
+    gpus, listed = [_gpu(GPU_A, 8 << 30, 50)], [GpuProcess(GPU_A, 10, 8 << 30)]
+    serving = Workload("wl-1", "n1", 10, (10,), Fingerprint())
+    assert recent.exiting([serving], visible={10}, now=100.0) == set()
+
+    def report(now: float) -> list[Workload]:
+        gone = recent.exiting([], visible=set(), now=now)  # it exited; NVML still lists it
+        return unattributed_workloads(
+            "n1", gpus, listed, [], visible=set(), in_scope=set(), exiting=gone
+        )
+
+    assert report(110.0) == []  # the driver frees the context a little after the exit
+    (stale,) = report(131.0)  # still listed past the grace: reported
+    assert "no such process" in stale.unattributed
 
 
 def test_the_actuator_never_signals_an_unattributed_pid() -> None:

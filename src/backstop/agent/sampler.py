@@ -20,7 +20,7 @@ from backstop.agent.collectors.nvml import GpuSnapshot, NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot
 from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.serving.tracker import ServingTracker
-from backstop.agent.unattributed import plausible, unattributed_workloads
+from backstop.agent.unattributed import RecentlyAttributed, plausible, unattributed_workloads
 from backstop.core.errors import BackstopError
 from backstop.core.models import GpuSample, Workload
 
@@ -51,6 +51,7 @@ class Sampler:
     ) -> None:
         self._nvml = nvml
         self._serving = serving
+        self._recent = RecentlyAttributed()
         self._processes = processes
         self._discovery = discovery
         self._prefixes = tuple(p.rstrip("/") + "/" for p in cgroup_prefixes)
@@ -111,6 +112,7 @@ class Sampler:
                 workloads,
                 visible=visible,
                 in_scope=procs.processes.keys(),
+                exiting=self._recent.exiting(workloads, visible, now),
             ),
         ]
         tracker = self._serving

@@ -30,6 +30,8 @@ KIND = "unattributed"
 BUSY_MEMORY_BYTES = 1 << 30
 """Memory in use on a GPU with no process listed above which the GPU is flagged (an idle GPU
 shows some memory in use by the driver itself)."""
+EXIT_GRACE_S = 30.0
+"""How long a pid that left a workload may stay listed by NVML before it is unattributed."""
 _LABELS = MappingProxyType({LABEL_KIND: KIND})
 
 
@@ -41,10 +43,13 @@ def unattributed_workloads(
     *,
     visible: Collection[int],
     in_scope: Collection[int],
+    exiting: Collection[int] = (),
 ) -> list[Workload]:
     """The GPU use ``workloads`` leave unexplained: ``visible`` are the pids in the agent's
-    process table, ``in_scope`` those of them inside ``--cgroup-prefix``."""
-    attributed = {pid for w in workloads for pid in w.pids}
+    process table, ``in_scope`` those of them inside ``--cgroup-prefix``; ``exiting`` pids
+    were a workload's moments ago (NVML may list a context a little after its process
+    exits), so they are not reported unless they stay listed."""
+    attributed = {pid for w in workloads for pid in w.pids} | set(exiting)
     names = {g.uuid: g.name for g in gpus}
     by_pid: dict[int, list[GpuProcess]] = {}
     for gp in gpu_processes:
@@ -69,6 +74,25 @@ def _publish(gpus: Sequence[GpuSample], found: Sequence[Workload]) -> None:
     for uuid, used in memory.items():
         metrics.UNATTRIBUTED_GPU_MEMORY.labels(uuid=uuid).set(used)
     metrics.UNATTRIBUTED_WORKLOADS.set(len(found))
+
+
+class RecentlyAttributed:
+    """The pids that were part of a workload in the last ``grace_s`` seconds."""
+
+    def __init__(self, grace_s: float = EXIT_GRACE_S) -> None:
+        self._grace_s = grace_s
+        self._seen: dict[int, float] = {}
+
+    def exiting(
+        self, workloads: Sequence[Workload], visible: Collection[int], now: float
+    ) -> set[int]:
+        """Note the pids of ``workloads``; those seen within the grace and now gone."""
+        for w in workloads:
+            for pid in w.pids:
+                self._seen[pid] = now
+        for pid in [p for p, at in self._seen.items() if now - at > self._grace_s]:
+            del self._seen[pid]
+        return {pid for pid in self._seen if pid not in visible}
 
 
 def plausible(gpu_processes: Sequence[GpuProcess]) -> list[GpuProcess]:
