@@ -23,3 +23,16 @@ GPU_MEMORY_USED = Gauge("backstop_gpu_memory_used_bytes", "GPU memory used", ["g
 GPU_POWER = Gauge("backstop_gpu_power_watts", "GPU power draw", ["gpu", "uuid"])
 GPU_POWER_LIMIT = Gauge("backstop_gpu_power_limit_watts", "GPU power limit", ["gpu", "uuid"])
 GPU_TEMPERATURE = Gauge("backstop_gpu_temperature_celsius", "GPU temperature", ["gpu", "uuid"])
+WORKLOAD_INFO = Gauge(
+    "backstop_workload_info",
+    "1 for each workload on this node, labelled with what identifies it",
+    ["workload", "node", "model_id", "framework", "behaviour", "state"],
+)
+WORKLOAD_HOLDS = Gauge(
+    "backstop_workload_holds", "Corrections holding the workload", ["workload", "node"]
+)
+WORKLOAD_GPU_MEMORY = Gauge(
+    "backstop_workload_gpu_memory_bytes",
+    "GPU memory the workload's processes hold on one GPU",
+    ["workload", "node", "uuid"],
+)
