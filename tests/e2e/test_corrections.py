@@ -9,8 +9,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from backstop.simgpu import default_gpus
+from backstop.simgpu import FakeNvml, default_gpus
 from tests.e2e.conftest import Nodes, start_model_in_cgroup
 from tests.support.cluster import LocalCluster, proc_state, tree, wait_for
 
@@ -177,7 +178,9 @@ def test_metrics_and_health_endpoints(tmp_path: Path) -> None:
         # time the daemon binds it (the controller's own gRPC port 0 can land on it).
         local.start_controller("127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
         controller_metrics = local.logged("controller", "metrics listening")["address"]
-        local.start_agent("node-m", None, "--metrics-listen", "127.0.0.1:0")
+        gpu = FakeNvml(tmp_path / "gpu-m")
+        gpu.write(default_gpus(2))
+        local.start_agent("node-m", gpu.env(), "--metrics-listen", "127.0.0.1:0")
         agent_metrics = local.logged("agent-node-m", "metrics listening")["address"]
         wait_for(lambda: local.json("nodes") or None, 20, "the agent")
 
@@ -190,8 +193,17 @@ def test_metrics_and_health_endpoints(tmp_path: Path) -> None:
         assert "backstop_controller_agents_connected 1.0" in text
         assert _get(f"http://{controller_metrics}/healthz") == (200, "ok\n")
         status, text = _get(f"http://{agent_metrics}/metrics")
-        assert 'backstop_agent_collector_success{collector="processes"} 1.0' in text
-        assert "backstop_agent_connected 1.0" in text
+        families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+        success = {s.labels["collector"]: s for s in families["backstop_agent_collector_success"]}
+        assert success["processes"].value == 1.0
+        assert success["processes"].labels["node"] == "node-m"  # set by the agent itself
+        assert [(s.labels, s.value) for s in families["backstop_agent_connected"]] == [
+            ({"node": "node-m"}, 1.0)
+        ]
+        # dcgm-exporter's series, from the GPUs the NVML library was told about
+        utilization = {s.labels["UUID"]: s.value for s in families["DCGM_FI_DEV_GPU_UTIL"]}
+        assert utilization == {g.uuid: g.utilization_pct for g in default_gpus(2)}
+        assert "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{" in text
         local.kill_controller()
 
         def agent_unhealthy() -> bool:

@@ -429,6 +429,19 @@ def test_grafana_dashboard_charts_every_exported_metric_and_no_other(kube: Contr
     assert all(p["description"] for p in panels)
 
 
+def test_grafana_dashboard_shows_zero_not_no_data_and_agents_down(kube: ControlPlane) -> None:
+    config_map = only_object(render(kube), "ConfigMap", "backstop-dashboard")
+    dashboard = json.loads(config_map["data"]["backstop.json"])
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert all(t["expr"].endswith(" or vector(0)") for p in panels for t in p["targets"])
+    (down,) = [p for p in panels if p["title"] == "Agents down"]
+    assert "backstop_agent_connected" in down["targets"][0]["expr"]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    # The node variable reads the label the agent sets itself (no relabelling needed).
+    (node,) = [v for v in dashboard["templating"]["list"] if v["name"] == "node"]
+    assert node["definition"] == "label_values(backstop_agent_connected, node)"
+
+
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[\w.\-/]+):(?P<rest>.*)$")
 
 

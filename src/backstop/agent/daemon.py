@@ -13,6 +13,7 @@ import socket
 import time
 
 from backstop import __version__
+from backstop.agent import dcgm_series, workload_series
 from backstop.agent.actuators.workload_actuator import ProcessActuator
 from backstop.agent.collectors.nvml import NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector
@@ -133,6 +134,7 @@ class AgentDaemon:
                 witnessed_audit_head=self.enforcer.witnessed_head(),
             )
             self.session.send_report(report)
+            workload_series.SERIES.publish(report.workloads)
             if report.sequence % 5 == 0:
                 await asyncio.to_thread(self.session.flush_spool)
             elapsed = time.monotonic() - started
@@ -165,7 +167,12 @@ class AgentDaemon:
 
     async def run(self) -> None:
         telemetry = (  # bound first: a busy port stops the start with a message
-            TelemetryServer(self.settings.metrics_listen, self._healthy)
+            TelemetryServer(
+                self.settings.metrics_listen,
+                self._healthy,
+                labels={"node": self.node_id},
+                extra=dcgm_series.SERIES.exposition,
+            )
             if self.settings.metrics_listen
             else None
         )

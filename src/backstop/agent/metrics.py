@@ -32,3 +32,16 @@ UNATTRIBUTED_WORKLOADS = Gauge(
     "backstop_agent_unattributed_workloads",
     "GPU uses reported as unattributed (processes out of view, or busy GPUs with none listed)",
 )
+WORKLOAD_INFO = Gauge(
+    "backstop_workload_info",
+    "1 for each workload on this node, labelled with what identifies it",
+    ["workload", "node", "model_id", "framework", "behaviour", "state"],
+)
+WORKLOAD_HOLDS = Gauge(
+    "backstop_workload_holds", "Corrections holding the workload", ["workload", "node"]
+)
+WORKLOAD_GPU_MEMORY = Gauge(
+    "backstop_workload_gpu_memory_bytes",
+    "GPU memory the workload's processes hold on one GPU",
+    ["workload", "node", "uuid"],
+)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from backstop.agent import metrics
+from backstop.agent import dcgm_series, metrics
 from backstop.agent.collectors.nvml import GpuSnapshot, NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot
 from backstop.agent.discovery import WorkloadDiscovery
@@ -123,6 +123,7 @@ class Sampler:
             )
             errors += [error] if error else []
         self._publish_gpu_metrics(gpu.gpus)
+        dcgm_series.SERIES.publish(gpu)
         metrics.WORKLOADS.set(len(workloads))
         return NodeSample(now, gpu.gpus, tuple(workloads), tuple(errors))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -54,6 +55,10 @@ FIELDS = frozenset(
         "graphics_clock",
         "processes",
         "graphics_processes",
+        "energy",
+        "ecc",
+        "events",
+        "pci",
     }
 )
 """Field names accepted by ``not_supported`` and ``failures`` (see the C file)."""
@@ -113,6 +118,16 @@ class FakeGpu:
     temperature_c: int = 40
     sm_clock_mhz: int = 1980
     memory_clock_mhz: int = 2619
+    pci_bus_id: str | None = None
+    """e.g. ``00000000:18:00.0``; ``None``: ``00000000:XX:00.0`` with XX the index + 1."""
+    energy_mj: int = 0
+    """Energy used since the driver loaded, in mJ."""
+    ecc_sbe_volatile: int = 0
+    """Corrected (single-bit) ECC errors since the driver loaded."""
+    ecc_dbe_volatile: int = 0
+    """Uncorrected (double-bit) ECC errors since the driver loaded."""
+    xids: tuple[int, ...] = ()
+    """XID errors raised, oldest first; each is delivered once to each NVML event set."""
     lost: bool = False
     """Every call on the GPU returns NVML_ERROR_GPU_IS_LOST."""
     no_permission: bool = False
@@ -229,6 +244,12 @@ def _word(value: str, what: str) -> str:
     return value
 
 
+def _bus_id(value: str) -> str:
+    if re.fullmatch(r"[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]", value) is None:
+        raise ValueError(f"PCI bus id {value!r} is not DOMAIN:BUS:DEVICE.FUNCTION")
+    return value
+
+
 def _quoted(value: str, what: str) -> str:
     if '"' in value or "\n" in value or "\r" in value:
         raise ValueError(f"{what} {value!r} must not hold quotes or line breaks")
@@ -247,6 +268,44 @@ def _field(name: str) -> str:
     return name
 
 
+def _gpu_line(index: int, gpu: FakeGpu) -> str:
+    """The scenario statement of one GPU."""
+    words = [
+        f"gpu {index}",
+        f"uuid={_word(gpu.uuid, 'uuid')}",
+        f"name={_quoted(gpu.name, 'name')}",
+        f"util={gpu.utilization_pct}",
+        f"mem_util={gpu.memory_utilization_pct}",
+        f"mem_total={gpu.memory_total_bytes}",
+        f"mem_used={gpu.memory_used_bytes}",
+        f"power={gpu.power_mw}",
+        f"default_limit={gpu.default_limit_mw}",
+        f"min_limit={gpu.min_limit_mw}",
+        f"max_limit={gpu.max_limit_mw}",
+        f"temp={gpu.temperature_c}",
+        f"sm_clock={gpu.sm_clock_mhz}",
+        f"mem_clock={gpu.memory_clock_mhz}",
+        f"energy={gpu.energy_mj}",
+        f"ecc_sbe={gpu.ecc_sbe_volatile}",
+        f"ecc_dbe={gpu.ecc_dbe_volatile}",
+    ]
+    if gpu.pci_bus_id is not None:
+        words.append(f"pci_bus_id={_bus_id(gpu.pci_bus_id)}")
+    if gpu.xids:
+        words.append("xids=" + ",".join(str(int(x)) for x in gpu.xids))
+    if gpu.power_limit_mw is not None:
+        words.append(f"limit={gpu.power_limit_mw}")
+    if gpu.lost:
+        words.append("lost=1")
+    if gpu.no_permission:
+        words.append("no_permission=1")
+    if gpu.not_supported:
+        words.append("not_supported=" + ",".join(_field(f) for f in gpu.not_supported))
+    if gpu.failures:
+        words.append("fail=" + ",".join(f"{_field(f)}:{_code(c)}" for f, c in gpu.failures.items()))
+    return " ".join(words)
+
+
 def render_scenario(
     gpus: Iterable[FakeGpu],
     processes: Iterable[FakeProcess] = (),
@@ -260,36 +319,7 @@ def render_scenario(
         if call not in ERROR_CALLS:
             raise ValueError(f"unknown call {call!r}; one of {sorted(ERROR_CALLS)}")
         lines.append(f"error {call} {_code(code)}")
-    for index, gpu in enumerate(gpu_list):
-        words = [
-            f"gpu {index}",
-            f"uuid={_word(gpu.uuid, 'uuid')}",
-            f"name={_quoted(gpu.name, 'name')}",
-            f"util={gpu.utilization_pct}",
-            f"mem_util={gpu.memory_utilization_pct}",
-            f"mem_total={gpu.memory_total_bytes}",
-            f"mem_used={gpu.memory_used_bytes}",
-            f"power={gpu.power_mw}",
-            f"default_limit={gpu.default_limit_mw}",
-            f"min_limit={gpu.min_limit_mw}",
-            f"max_limit={gpu.max_limit_mw}",
-            f"temp={gpu.temperature_c}",
-            f"sm_clock={gpu.sm_clock_mhz}",
-            f"mem_clock={gpu.memory_clock_mhz}",
-        ]
-        if gpu.power_limit_mw is not None:
-            words.append(f"limit={gpu.power_limit_mw}")
-        if gpu.lost:
-            words.append("lost=1")
-        if gpu.no_permission:
-            words.append("no_permission=1")
-        if gpu.not_supported:
-            words.append("not_supported=" + ",".join(_field(f) for f in gpu.not_supported))
-        if gpu.failures:
-            words.append(
-                "fail=" + ",".join(f"{_field(f)}:{_code(c)}" for f, c in gpu.failures.items())
-            )
-        lines.append(" ".join(words))
+    lines += [_gpu_line(index, gpu) for index, gpu in enumerate(gpu_list)]
     for proc in processes:
         if not 0 <= proc.gpu < len(gpu_list):
             raise ValueError(f"process {proc.pid} names GPU index {proc.gpu}; no such GPU")

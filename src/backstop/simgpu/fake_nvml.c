@@ -36,6 +36,13 @@
  *   limit=MW              current power limit until one is set (default: default_limit)
  *   default_limit=MW min_limit=MW max_limit=MW
  *   temp=CELSIUS sm_clock=MHZ mem_clock=MHZ graphics_clock=MHZ
+ *   pci_bus_id=BUS_ID     e.g. 00000000:18:00.0 (default: 00000000:XX:00.0, XX = index + 1)
+ *   energy=MJ             total energy since the driver loaded (default 0)
+ *   ecc_sbe=N ecc_dbe=N   volatile corrected / uncorrected ECC error totals (default 0)
+ *   xids=X,X...           XID errors the GPU raised, oldest first: each is delivered once,
+ *                         as an nvmlEventTypeXidCriticalError event, to every event set
+ *                         the GPU is registered with (nvmlEventSetWait_v2 never blocks:
+ *                         with nothing to deliver it returns NVML_ERROR_TIMEOUT at once)
  *   lost=1                every call on this GPU returns NVML_ERROR_GPU_IS_LOST
  *                         (nvmlDeviceGetHandleByIndex included)
  *   no_permission=1       nvmlDeviceSetPowerManagementLimit returns NO_PERMISSION
@@ -43,7 +50,7 @@
  *   fail=F:CODE,F:CODE    these fields return CODE
  * Fields: name index util memory power power_limit default_limit constraints
  *         set_limit temp sm_clock mem_clock graphics_clock processes
- *         graphics_processes
+ *         graphics_processes energy ecc events pci
  *
  * proc keys: pid=PID (required), mem=BYTES (absent: "not available", which pynvml
  *   reports as None), type=compute|graphics (default compute).
@@ -103,6 +110,9 @@ enum {
 
 enum { NVML_CLOCK_GRAPHICS = 0, NVML_CLOCK_SM = 1, NVML_CLOCK_MEM = 2 };
 enum { NVML_TEMPERATURE_GPU = 0 };
+enum { NVML_MEMORY_ERROR_TYPE_CORRECTED = 0, NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1 };
+enum { NVML_VOLATILE_ECC = 0 };
+#define NVML_EVENT_TYPE_XID_CRITICAL_ERROR 0x8ULL
 
 #define NVML_MEMORY_V2_VERSION 0x02000028u
 #define NVML_VALUE_NOT_AVAILABLE_ULL (~0ULL)
@@ -112,6 +122,13 @@ typedef struct {
     unsigned int gpu;
     unsigned int memory;
 } nvmlUtilization_t;
+
+/* nvmlPciInfo_t (the _v3 layout). */
+typedef struct {
+    char busIdLegacy[16];
+    unsigned int domain, bus, device, pciDeviceId, pciSubSystemId;
+    char busId[32];
+} nvmlPciInfo_t;
 
 typedef struct {
     unsigned long long total;
@@ -141,6 +158,18 @@ typedef struct {
     unsigned int computeInstanceId;
 } nvmlProcessInfo_t;
 
+struct nvmlDevice_st;
+
+/* nvmlEventData_t: 32 bytes on LP64. */
+typedef struct {
+    struct nvmlDevice_st *device;
+    unsigned long long eventType;
+    unsigned long long eventData;
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+} nvmlEventData_t;
+
+_Static_assert(sizeof(nvmlEventData_t) == 32, "event data struct is 32 bytes");
 _Static_assert(sizeof(nvmlProcessInfo_t) == 24, "process struct is 24 bytes");
 _Static_assert(sizeof(nvmlProcessInfo_v1_t) == 16, "v1 process struct is 16 bytes");
 
@@ -162,6 +191,10 @@ enum field {
     F_GRAPHICS_CLOCK,
     F_PROCESSES,
     F_GRAPHICS_PROCESSES,
+    F_ENERGY,
+    F_ECC,
+    F_EVENTS,
+    F_PCI,
     F_COUNT
 };
 
@@ -169,6 +202,7 @@ static const char *const FIELD_NAMES[F_COUNT] = {
     "name",     "index",       "util",           "memory",    "power",
     "power_limit", "default_limit", "constraints", "set_limit", "temp",
     "sm_clock", "mem_clock",   "graphics_clock", "processes", "graphics_processes",
+    "energy",   "ecc",         "events",         "pci",
 };
 
 #define MAX_GPUS 64
@@ -177,14 +211,20 @@ static const char *const FIELD_NAMES[F_COUNT] = {
 #define UUID_LEN 96
 #define NAME_LEN 96
 #define DRIVER_LEN 80
+#define MAX_XIDS 64
+#define MAX_EVENT_SETS 16
 
 struct gpu {
     char uuid[UUID_LEN];
     char name[NAME_LEN];
+    char pci_bus_id[32];
     unsigned int util, mem_util;
     unsigned long long mem_total, mem_used, mem_reserved;
     unsigned int power, limit, default_limit, min_limit, max_limit;
     unsigned int temp, sm_clock, mem_clock, graphics_clock;
+    unsigned long long energy, ecc_sbe, ecc_dbe;
+    unsigned int xids[MAX_XIDS];
+    int nxids;
     int has_limit;
     int lost;
     nvmlReturn_t fail[F_COUNT];
@@ -230,6 +270,15 @@ static struct {
     struct timespec mtim, ctim;
 } seen;
 static struct nvmlDevice_st handles[MAX_HANDLES];
+
+/* An event set: per handle slot, the event types registered and the XIDs delivered. */
+struct nvmlEventSet_st {
+    int used;
+    unsigned long long types[MAX_HANDLES];
+    int delivered[MAX_HANDLES];
+};
+typedef struct nvmlEventSet_st *nvmlEventSet_t;
+static struct nvmlEventSet_st event_sets[MAX_EVENT_SETS];
 
 /* ---- error names ------------------------------------------------------ */
 
@@ -398,6 +447,18 @@ static int parse_gpu(const char *path, struct scenario *s, char **w, int n) {
         } else if (strcmp(key, "no_permission") == 0) {
             if (parse_uint(val, 1, &v)) return parse_fail(path, "no_permission must be 0 or 1", val);
             if (v) g->fail[F_SET_LIMIT] = NVML_ERROR_NO_PERMISSION;
+        } else if (strcmp(key, "pci_bus_id") == 0) {
+            if (!*val || strlen(val) >= sizeof(g->pci_bus_id))
+                return parse_fail(path, "bad pci_bus_id", val);
+            snprintf(g->pci_bus_id, sizeof(g->pci_bus_id), "%s", val);
+        } else if (strcmp(key, "xids") == 0) {
+            char *save = NULL;
+            g->nxids = 0;
+            for (char *x = strtok_r(val, ",", &save); x; x = strtok_r(NULL, ",", &save)) {
+                if (g->nxids == MAX_XIDS || parse_uint(x, 0xFFFFFFFFu, &v))
+                    return parse_fail(path, "bad xids list", x);
+                g->xids[g->nxids++] = (unsigned int)v;
+            }
         } else if (strcmp(key, "util") == 0) u32 = &g->util;
         else if (strcmp(key, "mem_util") == 0) u32 = &g->mem_util;
         else if (strcmp(key, "mem_total") == 0) u64 = &g->mem_total;
@@ -414,6 +475,9 @@ static int parse_gpu(const char *path, struct scenario *s, char **w, int n) {
         else if (strcmp(key, "sm_clock") == 0) u32 = &g->sm_clock;
         else if (strcmp(key, "mem_clock") == 0) u32 = &g->mem_clock;
         else if (strcmp(key, "graphics_clock") == 0) u32 = &g->graphics_clock;
+        else if (strcmp(key, "energy") == 0) u64 = &g->energy;
+        else if (strcmp(key, "ecc_sbe") == 0) u64 = &g->ecc_sbe;
+        else if (strcmp(key, "ecc_dbe") == 0) u64 = &g->ecc_dbe;
         else return parse_fail(path, "unknown gpu key", key);
         if (u32) {
             if (parse_uint(val, 0xFFFFFFFFu, &v)) return parse_fail(path, "bad number", val);
@@ -430,6 +494,8 @@ static int parse_gpu(const char *path, struct scenario *s, char **w, int n) {
         return parse_fail(path, "mem_used + mem_reserved exceeds mem_total", g->uuid);
     if (g->min_limit > g->max_limit) return parse_fail(path, "min_limit > max_limit", g->uuid);
     if (!g->has_limit) g->limit = g->default_limit;
+    if (!g->pci_bus_id[0])
+        snprintf(g->pci_bus_id, sizeof(g->pci_bus_id), "00000000:%02X:00.0", s->ngpus + 1);
     s->ngpus++;
     return 0;
 }
@@ -957,6 +1023,145 @@ API nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t dev, unsigned in
     LOCKED(do_set_limit(dev, limit));
 }
 
+/* ---- PCI -------------------------------------------------------------- */
+
+static nvmlReturn_t do_pci(nvmlDevice_t dev, nvmlPciInfo_t *pci) {
+    struct gpu *g;
+    unsigned int domain = 0, bus = 0, slot = 0, function = 0;
+    nvmlReturn_t r = device_out(dev, F_PCI, &g, NULL, pci);
+    if (r) return r;
+    memset(pci, 0, sizeof(*pci));
+    sscanf(g->pci_bus_id, "%x:%x:%x.%x", &domain, &bus, &slot, &function);
+    pci->domain = domain;
+    pci->bus = bus;
+    pci->device = slot;
+    pci->pciDeviceId = 0x233010DEu; /* H100 SXM5, NVIDIA's vendor id */
+    snprintf(pci->busId, sizeof(pci->busId), "%s", g->pci_bus_id);
+    snprintf(pci->busIdLegacy, sizeof(pci->busIdLegacy), "%04X:%02X:%02X.%X", domain & 0xFFFF,
+             bus, slot, function);
+    return NVML_SUCCESS;
+}
+API nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t dev, nvmlPciInfo_t *pci) {
+    LOCKED(do_pci(dev, pci));
+}
+API nvmlReturn_t nvmlDeviceGetPciInfo_v2(nvmlDevice_t dev, nvmlPciInfo_t *pci) {
+    LOCKED(do_pci(dev, pci));
+}
+
+/* ---- energy, ECC ----------------------------------------------------- */
+
+static nvmlReturn_t do_energy(nvmlDevice_t dev, unsigned long long *energy) {
+    struct gpu *g;
+    nvmlReturn_t r = device_out(dev, F_ENERGY, &g, NULL, energy);
+    if (!r) *energy = g->energy;
+    return r;
+}
+API nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(nvmlDevice_t dev,
+                                                      unsigned long long *energy) {
+    LOCKED(do_energy(dev, energy));
+}
+
+static nvmlReturn_t do_ecc(nvmlDevice_t dev, int type, int counter, unsigned long long *count) {
+    struct gpu *g;
+    nvmlReturn_t r = device_out(dev, F_ECC, &g, NULL, count);
+    if (r) return r;
+    if (counter != NVML_VOLATILE_ECC) return NVML_ERROR_NOT_SUPPORTED; /* no aggregate counts */
+    if (type == NVML_MEMORY_ERROR_TYPE_CORRECTED) *count = g->ecc_sbe;
+    else if (type == NVML_MEMORY_ERROR_TYPE_UNCORRECTED) *count = g->ecc_dbe;
+    else return NVML_ERROR_INVALID_ARGUMENT;
+    return NVML_SUCCESS;
+}
+API nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t dev, int type, int counter,
+                                             unsigned long long *count) {
+    LOCKED(do_ecc(dev, type, counter, count));
+}
+
+/* ---- events (XIDs) ---------------------------------------------------- */
+
+static nvmlReturn_t do_event_set_create(nvmlEventSet_t *set) {
+    nvmlReturn_t r = ready();
+    if (r) return r;
+    if (!set) return NVML_ERROR_INVALID_ARGUMENT;
+    for (int i = 0; i < MAX_EVENT_SETS; i++) {
+        if (event_sets[i].used) continue;
+        memset(&event_sets[i], 0, sizeof(event_sets[i]));
+        event_sets[i].used = 1;
+        *set = &event_sets[i];
+        return NVML_SUCCESS;
+    }
+    return NVML_ERROR_MEMORY;
+}
+API nvmlReturn_t nvmlEventSetCreate(nvmlEventSet_t *set) { LOCKED(do_event_set_create(set)); }
+
+static int valid_set(nvmlEventSet_t set) {
+    return set >= event_sets && set < event_sets + MAX_EVENT_SETS && set->used;
+}
+
+static nvmlReturn_t do_event_set_free(nvmlEventSet_t set) {
+    if (init_count == 0) return NVML_ERROR_UNINITIALIZED;
+    if (!valid_set(set)) return NVML_ERROR_INVALID_ARGUMENT;
+    set->used = 0;
+    return NVML_SUCCESS;
+}
+API nvmlReturn_t nvmlEventSetFree(nvmlEventSet_t set) { LOCKED(do_event_set_free(set)); }
+
+static nvmlReturn_t do_supported_events(nvmlDevice_t dev, unsigned long long *types) {
+    struct gpu *g;
+    nvmlReturn_t r = device_out(dev, F_EVENTS, &g, NULL, types);
+    if (!r) *types = NVML_EVENT_TYPE_XID_CRITICAL_ERROR;
+    return r;
+}
+API nvmlReturn_t nvmlDeviceGetSupportedEventTypes(nvmlDevice_t dev, unsigned long long *types) {
+    LOCKED(do_supported_events(dev, types));
+}
+
+static nvmlReturn_t do_register_events(nvmlDevice_t dev, unsigned long long types,
+                                       nvmlEventSet_t set) {
+    struct gpu *g;
+    nvmlReturn_t r = device(dev, F_EVENTS, &g, NULL);
+    if (r) return r;
+    if (!valid_set(set)) return NVML_ERROR_INVALID_ARGUMENT;
+    if (types & ~NVML_EVENT_TYPE_XID_CRITICAL_ERROR) return NVML_ERROR_NOT_SUPPORTED;
+    set->types[dev - handles] |= types;
+    return NVML_SUCCESS;
+}
+API nvmlReturn_t nvmlDeviceRegisterEvents(nvmlDevice_t dev, unsigned long long types,
+                                          nvmlEventSet_t set) {
+    LOCKED(do_register_events(dev, types, set));
+}
+
+/* Delivers the oldest XID not yet delivered to SET, from any GPU registered with it. */
+static nvmlReturn_t do_event_wait(nvmlEventSet_t set, nvmlEventData_t *data) {
+    nvmlReturn_t r = ready();
+    if (r) return r;
+    if (!valid_set(set) || !data) return NVML_ERROR_INVALID_ARGUMENT;
+    for (int h = 0; h < MAX_HANDLES; h++) {
+        if (!handles[h].used || !(set->types[h] & NVML_EVENT_TYPE_XID_CRITICAL_ERROR)) continue;
+        for (int i = 0; i < cur.ngpus; i++) {
+            const struct gpu *g = &cur.gpus[i];
+            if (strcmp(g->uuid, handles[h].uuid) != 0 || g->lost) continue;
+            if (set->delivered[h] >= g->nxids) break;
+            data->device = &handles[h];
+            data->eventType = NVML_EVENT_TYPE_XID_CRITICAL_ERROR;
+            data->eventData = g->xids[set->delivered[h]++];
+            data->gpuInstanceId = NO_INSTANCE;
+            data->computeInstanceId = NO_INSTANCE;
+            return NVML_SUCCESS;
+        }
+    }
+    return NVML_ERROR_TIMEOUT;
+}
+API nvmlReturn_t nvmlEventSetWait_v2(nvmlEventSet_t set, nvmlEventData_t *data,
+                                     unsigned int timeout_ms) {
+    (void)timeout_ms;
+    LOCKED(do_event_wait(set, data));
+}
+API nvmlReturn_t nvmlEventSetWait(nvmlEventSet_t set, nvmlEventData_t *data,
+                                  unsigned int timeout_ms) {
+    (void)timeout_ms;
+    LOCKED(do_event_wait(set, data));
+}
+
 /* ---- processes -------------------------------------------------------- */
 
 /* Fills INFOS (24- or 16-byte records, by V1) with the GPU's processes of one kind. */
@@ -1017,5 +1222,6 @@ API void fakeNvmlReset(void) {
     memset(&seen, 0, sizeof(seen));
     memset(&cur, 0, sizeof(cur));
     memset(handles, 0, sizeof(handles));
+    memset(event_sets, 0, sizeof(event_sets));
     pthread_mutex_unlock(&mu);
 }

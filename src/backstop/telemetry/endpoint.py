@@ -1,13 +1,22 @@
-"""A small HTTP endpoint serving Prometheus ``/metrics`` and a ``/healthz`` check."""
+"""A small HTTP endpoint serving Prometheus ``/metrics`` and a ``/healthz`` check.
+
+``/metrics`` is the process's default registry, each series given the server's own labels
+where it has none of that name (the agent's ``node``, so its series say which node they
+are from however they are scraped), followed by any extra exposition text (the agent's
+DCGM-compatible series).
+"""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from backstop.core.listen import cannot_listen
 from backstop.core.netaddr import split_host_port
@@ -18,10 +27,19 @@ log = logging.getLogger(__name__)
 class TelemetryServer:
     """Serves /metrics and /healthz on a background thread until :meth:`stop`."""
 
-    def __init__(self, listen: str, healthy: Callable[[], tuple[bool, str]]) -> None:
-        """Bind ``listen`` now; :class:`InvalidInput` naming the address when that fails."""
+    def __init__(
+        self,
+        listen: str,
+        healthy: Callable[[], tuple[bool, str]],
+        labels: Mapping[str, str] | None = None,
+        extra: Callable[[], bytes] | None = None,
+    ) -> None:
+        """Bind ``listen`` now; :class:`InvalidInput` naming the address when that fails.
+
+        ``labels`` are added to every series that lacks them; ``extra()`` is exposition
+        text served after the registry's."""
         host, port = split_host_port(listen)
-        handler = _handler(healthy)
+        handler = _handler(healthy, _Labelled(labels or {}), extra or (lambda: b""))
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -48,11 +66,32 @@ class TelemetryServer:
         self._server.server_close()
 
 
-def _handler(healthy: Callable[[], tuple[bool, str]]) -> type[BaseHTTPRequestHandler]:
+class _Labelled(Collector):
+    """The default registry's metrics, each sample given ``labels`` it does not have."""
+
+    def __init__(self, labels: Mapping[str, str]) -> None:
+        self._labels = dict(labels)
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in REGISTRY.collect():
+            if not self._labels:
+                yield metric
+                continue
+            labelled = copy.copy(metric)
+            labelled.samples = [
+                s._replace(labels={**self._labels, **s.labels}) for s in metric.samples
+            ]
+            yield labelled
+
+
+def _handler(
+    healthy: Callable[[], tuple[bool, str]], registry: Collector, extra: Callable[[], bytes]
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.split("?")[0] == "/metrics":
-                body, status, ctype = generate_latest(REGISTRY), 200, CONTENT_TYPE_LATEST
+                body = generate_latest(registry) + extra()
+                status, ctype = 200, CONTENT_TYPE_LATEST
             elif self.path.split("?")[0] in ("/healthz", "/readyz"):
                 ok, text = healthy()
                 body, status, ctype = (text + "\n").encode(), 200 if ok else 503, "text/plain"

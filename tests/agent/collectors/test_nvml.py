@@ -15,6 +15,7 @@ import pynvml
 import pytest
 
 from backstop.agent.collectors.nvml import NvmlBackend, PowerLimits
+from backstop.agent.collectors.nvml_counters import GpuCounters
 from backstop.core.errors import (
     ActuationError,
     CollectorError,
@@ -149,6 +150,39 @@ class TestSampling:
         for utilization in range(11, 31):
             fake_nvml.write([dataclasses.replace(gpu, utilization_pct=utilization)])
             assert backend.collect().gpus[0].utilization_pct == utilization
+
+    def test_health_counters_and_xids_are_read(
+        self, fake_nvml: FakeNvml, backend: NvmlBackend
+    ) -> None:
+        first, second = default_gpus(2)
+        first = dataclasses.replace(
+            first, energy_mj=5_000_000, ecc_sbe_volatile=7, ecc_dbe_volatile=2, xids=(13,)
+        )
+        second = dataclasses.replace(second, not_supported=("energy", "ecc", "events"))
+        fake_nvml.write([first, second])
+        assert backend.start()
+
+        counters = backend.collect().counters
+        assert counters == (
+            GpuCounters(
+                uuid=first.uuid,
+                pci_bus_id="00000000:01:00.0",
+                memory_free_bytes=first.memory_total_bytes - first.memory_used_bytes,
+                energy_mj=5_000_000,
+                ecc_sbe_volatile=7,
+                ecc_dbe_volatile=2,
+                last_xid=13,
+            ),
+            GpuCounters(
+                uuid=second.uuid,
+                pci_bus_id="00000000:02:00.0",
+                memory_free_bytes=second.memory_total_bytes - second.memory_used_bytes,
+            ),
+        )
+        # Each XID is an event delivered once; the last one raised is kept.
+        assert backend.collect().counters[0].last_xid == 13
+        fake_nvml.write([dataclasses.replace(first, xids=(13, 79, 48)), second])
+        assert backend.collect().counters[0].last_xid == 48
 
 
 class TestFailures:

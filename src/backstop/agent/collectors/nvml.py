@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import pynvml
 
+from backstop.agent.collectors.nvml_counters import GpuCounters, XidWatch, read_counters
 from backstop.core.errors import (
     ActuationError,
     CollectorError,
@@ -63,6 +64,10 @@ class GpuSnapshot:
     processes: tuple[GpuProcess, ...]
     errors: tuple[str, ...] = ()
     """Per-GPU problems, e.g. ``"GPU-x: GPU is lost"``; the sample is still valid."""
+    counters: tuple[GpuCounters, ...] = ()
+    """Health counters of the GPUs in ``gpus``, in the same order."""
+    driver_version: str = ""
+    """The NVIDIA driver version NVML reported at start (empty if it did not say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,7 @@ class NvmlBackend:
         self._slots: list[_Device | None] = []
         self._by_uuid: dict[str, _Device] = {}
         self._last_uuid: dict[int, str] = {}
+        self._xids = XidWatch()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -132,6 +138,7 @@ class NvmlBackend:
                 logger.warning("NVML is not available (%s); running without GPU data", exc)
                 return False
             self._started = True
+            self._xids.open()
             try:
                 self._driver = str(pynvml.nvmlSystemGetDriverVersion())
             except pynvml.NVMLError as exc:
@@ -166,6 +173,7 @@ class NvmlBackend:
             self._started = False
             self._slots = []
             self._by_uuid = {}
+            self._xids.close()
             try:
                 pynvml.nvmlShutdown()
             except pynvml.NVMLError as exc:
@@ -180,24 +188,29 @@ class NvmlBackend:
                 raise CollectorError("NVML is not started")
             self._resize(self._count())
             gpus: list[GpuSample] = []
+            counters: list[GpuCounters] = []
             processes: list[GpuProcess] = []
             errors: list[str] = []
+            self._xids.drain()
             for index in range(len(self._slots)):
                 device = self._slots[index] or self._resolve(index, errors)
                 if device is None:
                     continue
                 try:
-                    sample = self._sample(device, errors)
+                    sample, health = self._sample(device, errors)
                     gpu_processes = self._processes(device, errors)
                 except _GpuLost as exc:
                     errors.append(f"{device.uuid}: {exc}")
                     self._forget(index)
                     continue
                 gpus.append(sample)
+                counters.append(health)
                 processes.extend(gpu_processes)
-            return GpuSnapshot(tuple(gpus), tuple(processes), tuple(errors))
+            return GpuSnapshot(
+                tuple(gpus), tuple(processes), tuple(errors), tuple(counters), self._driver
+            )
 
-    def _sample(self, device: _Device, errors: list[str]) -> GpuSample:
+    def _sample(self, device: _Device, errors: list[str]) -> tuple[GpuSample, GpuCounters]:
         handle = device.handle
 
         def read(what: str, call: Callable[[], T]) -> T | None:
@@ -205,7 +218,9 @@ class NvmlBackend:
 
         utilization = read("utilization", lambda: pynvml.nvmlDeviceGetUtilizationRates(handle))
         memory = read("memory", lambda: pynvml.nvmlDeviceGetMemoryInfo(handle))
-        return GpuSample(
+        free = None if memory is None else int(memory.free)
+        counters = read_counters(device.uuid, handle, read, free, self._xids.last(device.uuid))
+        sample = GpuSample(
             index=device.index,
             uuid=device.uuid,
             name=device.name,
@@ -233,6 +248,7 @@ class NvmlBackend:
                 lambda: int(pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM)),
             ),
         )
+        return sample, counters
 
     def _processes(self, device: _Device, errors: list[str]) -> list[GpuProcess]:
         """Compute and graphics processes on one GPU, one entry per PID."""
@@ -354,6 +370,7 @@ class NvmlBackend:
         self._slots[index] = device
         self._by_uuid[gpu_uuid] = device
         self._last_uuid[index] = gpu_uuid
+        self._xids.watch(handle, gpu_uuid)
         return device
 
     def _forget(self, index: int) -> None:
