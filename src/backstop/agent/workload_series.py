@@ -32,12 +32,8 @@ class WorkloadSeries:
         for w in workloads:
             fp = w.fingerprint
             model_id = fp.model.model_id if fp.model is not None else ""
-            identity = (
-                model_id,
-                fp.framework,
-                fp.behaviour.value,
-                "unattributed" if w.unattributed else w.state,
-            )
+            state = "unattributed" if w.unattributed else w.state
+            identity = (model_id, fp.framework, fp.behaviour.value, state)
             info[(w.workload_id, w.node_id, *identity)] = 1
             holds[(w.workload_id, w.node_id)] = len(w.holds)
             for use in fp.gpus:
