@@ -108,3 +108,19 @@ def test_state_words_are_coloured_on_a_terminal_only_without_no_color(rig: Rig) 
     assert plain.code == 0, plain.text
     assert b"\x1b" not in plain.transcript
     assert "connected" in plain.text
+
+
+def test_a_table_fits_the_terminal_it_is_shown_on(rig: Rig) -> None:
+    whole = rig.cluster.cli("workloads", env={"COLUMNS": ""})
+    assert whole.code == 0, whole.err
+    widest = max(len(line) for line in whole.out.splitlines())
+    env = _terminal_env(rig, NO_COLOR="1")
+    shown = run_on_terminal("workloads", env=env, answer=None, columns=widest - 12)
+    assert shown.code == 0, shown.text
+    lines = shown.text.splitlines()
+    assert len(lines) == len(whole.out.splitlines())
+    assert max(len(line) for line in lines) == widest - 12
+    assert "…" in shown.text
+    wide = run_on_terminal("workloads", "-o", "wide", env=env, answer=None, columns=widest - 12)
+    assert "…" not in wide.text
+    assert "import time; time.sleep(600)" in wide.text
