@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,10 +32,13 @@ def run_on_terminal(
     answer: str | None,
     prompt: bytes = b"[y/N] ",
     timeout_s: float = 60.0,
+    columns: int = 0,
 ) -> Session:
-    """``backstop ARGS`` with stdin, stdout and stderr on a pty; types ``answer`` when the
-    prompt shows (``None``: expect no prompt)."""
+    """``backstop ARGS`` with stdin, stdout and stderr on a pty (``columns`` wide, when given);
+    types ``answer`` when the prompt shows (``None``: expect no prompt)."""
     leader, follower = pty.openpty()
+    if columns:
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     proc = subprocess.Popen(
         [sys.executable, "-m", "backstop", *args],
         stdin=follower,

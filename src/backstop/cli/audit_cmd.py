@@ -11,11 +11,11 @@ message names the witness.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from backstop.cli.connect import client_from_args
+from backstop.cli.output import STRUCTURED, dumps, emit
 from backstop.cli.render import escape
 from backstop.core.errors import InvalidInput, NotFound
 from backstop.core.models import AuditHead
@@ -81,31 +81,30 @@ def head(args: argparse.Namespace) -> int:
     """Print the controller's head now; the CLI remembers it (a witness to verify against)."""
     with client_from_args(args) as client:
         now = client.audit_head()
-    if args.output == "json":
-        print(json.dumps({"seq": now.seq, "hash": now.hash}))
-    else:
-        where = escape(args.controller)
-        print(f"audit head of controller {where}: entry {now.seq}, hash {now.hash}")
-    return 0
+    where = escape(args.controller)
+    return emit(
+        args,
+        lambda: {"seq": now.seq, "hash": now.hash},
+        lambda _layout: f"audit head of controller {where}: entry {now.seq}, hash {now.hash}",
+        indent=None,
+        sort_keys=False,
+    )
 
 
 def _print(result: WitnessResult, source: str, output: str) -> None:
     chain = result.chain
-    if output == "json":
-        print(
-            json.dumps(
-                {
-                    "ok": result.ok,
-                    "entries": chain.count,
-                    "first_bad_seq": chain.first_bad_seq,
-                    "first_bad_line": chain.first_bad_line,
-                    "reason": chain.reason,
-                    "head_hash": chain.head_hash,
-                    "witnesses": list(result.checked),
-                    "witness_problems": list(result.problems),
-                }
-            )
-        )
+    if output in STRUCTURED:
+        data = {
+            "ok": result.ok,
+            "entries": chain.count,
+            "first_bad_seq": chain.first_bad_seq,
+            "first_bad_line": chain.first_bad_line,
+            "reason": chain.reason,
+            "head_hash": chain.head_hash,
+            "witnesses": list(result.checked),
+            "witness_problems": list(result.problems),
+        }
+        print(dumps(data, output, indent=None, sort_keys=False))
         return
     source = escape(source)
     held = f"; agrees with {len(result.checked)} witness(es)" if result.checked else ""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,11 @@ from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
 from backstop.wire import convert, correction_convert
 from backstop.wire.received import (
+    JsonObject,
     ReceivedCorrection,
     ReceivedNode,
     ReceivedWorkload,
+    message_json,
     received_correction,
     received_node,
     received_workload,
@@ -71,6 +73,8 @@ class Preview:
     workloads: tuple[Workload, ...]
     """At most the limit asked for; ``workload_count`` is the whole count."""
     workload_count: int
+    json_data: JsonObject = field(default_factory=dict)
+    """The response as received, for ``--dry-run -o json``."""
 
 
 class ControllerClient:
@@ -302,6 +306,7 @@ class ControllerClient:
             tuple(found.node_ids),
             tuple(convert.workload_from_pb(w) for w in found.workloads),
             int(found.workload_count),
+            message_json(found),
         )
 
     def enrolment_token(

@@ -2,18 +2,19 @@
 
 Without an id, one row per model: what it is, how many copies run, where, on how many GPUs
 and how fast. With an id (a prefix of at least 12 hex digits), that model and every workload
-that has held it. ``-o json`` prints the documented contract (see ``docs/operations.md``).
+that has held it. ``-o json`` and ``-o yaml`` print the documented contract (see
+``docs/operations.md``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 
 from backstop.cli import render
 from backstop.cli.client import ControllerClient
-from backstop.cli.operate import with_client
+from backstop.cli.connect import with_client
+from backstop.cli.output import Layout, emit
 from backstop.core.scope import parse_model_hash
 from backstop.wire.received_fleet import ReceivedModel, ReceivedSighting
 
@@ -21,21 +22,28 @@ from backstop.wire.received_fleet import ReceivedModel, ReceivedSighting
 def _models(client: ControllerClient, args: argparse.Namespace) -> int:
     prefix = parse_model_hash(args.model_id) if args.model_id else ""
     models, history = client.list_models(prefix)
-    if args.output == "json":
+
+    def data() -> object:
         if prefix:
-            data = {"model": models[0].json_data, "history": [s.json_data for s in history]}
-            print(json.dumps(data, indent=2, sort_keys=True))
-        else:
-            print(render.to_json(models))
-        return 0
-    print(_table(models))
+            return {"model": models[0].json_data, "history": [s.json_data for s in history]}
+        return [m.json_data for m in models]
+
+    return emit(args, data, lambda layout: _text(models, history, prefix, layout))
+
+
+def _text(
+    models: Sequence[ReceivedModel],
+    history: Sequence[ReceivedSighting],
+    prefix: str,
+    layout: Layout,
+) -> str:
+    text = _table(models, layout)
     if prefix:
-        print()
-        print(_history(history))
-    return 0
+        text += "\n\n" + _history(history, layout)
+    return text
 
 
-def _table(models: Sequence[ReceivedModel]) -> str:
+def _table(models: Sequence[ReceivedModel], layout: Layout) -> str:
     rows = []
     for received in models:
         summary = received.summary
@@ -60,10 +68,10 @@ def _table(models: Sequence[ReceivedModel]) -> str:
         "model", "architecture", "name", "size", "formats", "copies", "nodes", "gpus",
         "gpu mem", "tok/s", "first seen", "last seen",
     )  # fmt: skip
-    return render.table(headers, rows)
+    return render.table(headers, rows, width=layout.width, cut=("architecture", "name"))
 
 
-def _history(history: Sequence[ReceivedSighting]) -> str:
+def _history(history: Sequence[ReceivedSighting], layout: Layout) -> str:
     rows = [
         (
             s.workload_id,
@@ -74,7 +82,8 @@ def _history(history: Sequence[ReceivedSighting]) -> str:
         )
         for s in history
     ]
-    return render.table(("workload", "node", "first seen", "last seen", "now"), rows)
+    headers = ("workload", "node", "first seen", "last seen", "now")
+    return render.table(headers, rows, width=layout.width, cut=("workload", "node"))
 
 
 models = with_client(_models)

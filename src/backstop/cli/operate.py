@@ -1,4 +1,4 @@
-"""The operator verbs: listings, corrections, resume, approve, status."""
+"""The correcting verbs, resume, approve and status."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import argparse
 import getpass
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from backstop.cli import follow, render, signed
+from backstop.cli import dry_run, follow, render, signed
 from backstop.cli.client import ControllerClient
-from backstop.cli.connect import client_from_args
+from backstop.cli.connect import with_client
+from backstop.cli.output import dumps, structured
 from backstop.cli.targets import targets_line
-from backstop.cli.verbs import Handler
 from backstop.core.errors import InvalidInput
 from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope, SignatureRecord
 from backstop.core.scope import parse_model_hash, parse_selector, validate_scope
@@ -22,22 +21,7 @@ from backstop.core.text import validate_reason
 from backstop.security.keys import load_private
 from backstop.security.quorum import sign_correction
 from backstop.wire import correction_convert
-from backstop.wire.received import (
-    Received,
-    ReceivedCorrection,
-    ReceivedNode,
-    ReceivedWorkload,
-)
-
-
-def with_client(verb: Callable[[ControllerClient, argparse.Namespace], int]) -> Handler:
-    """A verb that talks to the controller, given a client for the call's duration."""
-
-    def handler(args: argparse.Namespace) -> int:
-        with client_from_args(args) as client:
-            return verb(client, args)
-
-    return handler
+from backstop.wire.received import ReceivedCorrection
 
 
 def _user(args: argparse.Namespace) -> str:
@@ -47,118 +31,6 @@ def _user(args: argparse.Namespace) -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-# --- listings ---------------------------------------------------------------------------
-
-
-def _listing(
-    args: argparse.Namespace, received: Sequence[Received], table: Callable[[], str]
-) -> int:
-    """``-o json``: the messages as received; else the table ``table`` draws of them."""
-    print(render.to_json(received) if args.output == "json" else table())
-    return 0
-
-
-def _nodes(client: ControllerClient, args: argparse.Namespace) -> int:
-    nodes = client.list_nodes()
-    return _listing(args, nodes, lambda: _nodes_table(nodes))
-
-
-def _nodes_table(nodes: Sequence[ReceivedNode]) -> str:
-    rows: list[tuple[object, ...]] = [
-        (
-            n.node.node_id,
-            "connected" if n.connected else "offline",
-            len(n.node.gpus),
-            ", ".join(sorted({g.name for g in n.node.gpus}))
-            or ("-" if n.node.nvml_available else "no NVML"),
-            n.workload_count,
-            render.age(n.last_seen_s),
-            n.node.agent_version,
-        )
-        for n in nodes
-    ]
-    headers: tuple[str, ...] = ("node", "status", "gpus", "gpu model", "workloads", "seen", "agent")
-    if any(n.unattributed_count for n in nodes):  # GPU use no process of the node explains
-        headers += ("unattributed",)
-        rows = [(*row, n.unattributed_count) for row, n in zip(rows, nodes, strict=True)]
-    if len({n.replica for n in nodes if n.replica}) > 1:  # several replicas: say which holds whom
-        headers += ("replica",)
-        rows = [(*row, n.replica or "-") for row, n in zip(rows, nodes, strict=True)]
-    return render.table(headers, rows)
-
-
-def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
-    model = parse_model_hash(args.model) if args.model else ""
-    workloads = client.list_workloads(args.node, model)
-    return _listing(args, workloads, lambda: _workloads_table(workloads))
-
-
-def _workloads_table(workloads: Sequence[ReceivedWorkload]) -> str:
-    rows = []
-    for w in (listed.workload for listed in workloads):
-        fp = w.fingerprint
-        gpu_mem = sum(g.used_memory_bytes for g in fp.gpus)
-        rows.append(
-            (
-                w.workload_id,
-                w.node_id,
-                w.root_pid or "-",
-                len(w.pids),
-                "unattributed" if w.unattributed else w.state,
-                fp.framework or "-",
-                fp.behaviour or "-",
-                f"{len(fp.gpus)}/{render.mib(gpu_mem)}" if fp.gpus else "-",
-                ",".join(str(p) for p in fp.listening_ports) or "-",
-                render.model_text(fp),
-                render.rate(w.serving.generated_tokens_per_s if w.serving else None),
-                render.holds_text(w.holds),
-                (w.unattributed if w.unattributed else " ".join(fp.cmdline))[:48],
-            )
-        )
-    return render.table(
-        (
-            "workload",
-            "node",
-            "pid",
-            "procs",
-            "state",
-            "framework",
-            "behaviour",
-            "gpus/mem",
-            "ports",
-            "model",
-            "tok/s",
-            "holds",
-            "command",
-        ),
-        rows,
-    )
-
-
-def _corrections(client: ControllerClient, args: argparse.Namespace) -> int:
-    corrections = client.list_corrections(args.limit)
-    return _listing(args, corrections, lambda: _corrections_table(corrections))
-
-
-def _corrections_table(corrections: Sequence[ReceivedCorrection]) -> str:
-    rows = [
-        (
-            spec.correction_id,
-            spec.action.value,
-            render.correction_state(c.state),
-            render.scope_text(spec.scope),
-            len(c.targets),
-            render.age(spec.created_at_s),
-            spec.issuer,
-            spec.reason[:40],  # escaped by render.table
-        )
-        for c, spec in ((c, c.controllers_copy()) for c in corrections)
-    ]
-    return render.table(
-        ("id", "action", "state", "scope", "targets", "age", "issuer", "reason"), rows
-    )
 
 
 # --- corrections ------------------------------------------------------------------------
@@ -208,8 +80,13 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
     action = Action(args.command)
     scope = scope_from_args(args)
     params = params_from_args(args)
-    reason = args.reason.strip()
-    validate_reason(reason)
+    if args.reason is None and not args.dry_run:
+        raise InvalidInput("--reason is required: say why (it is recorded with the correction)")
+    reason = (args.reason or "").strip()
+    if args.reason is not None:
+        validate_reason(reason)
+    if args.dry_run:
+        return dry_run.show(client, action.value, scope, args)
     now = time.time()
     spec = new_spec(
         action,
@@ -240,8 +117,8 @@ def _report(
 ) -> int:
     cid = correction.correction_id
     if not getattr(args, "wait", False):
-        if args.output == "json":
-            print(render.to_json(correction))
+        if structured(args):
+            print(dumps(correction.json_data, args.output))
         else:
             print(render.escape(cid))
         return 0
@@ -249,9 +126,9 @@ def _report(
 
 
 def _wait(client: ControllerClient, cid: str, args: argparse.Namespace, data: bytes = b"") -> int:
-    result = follow.follow(client, cid, args.timeout, narrate=args.output != "json", data=data)
-    if args.output == "json":
-        print(render.to_json(result.correction))
+    result = follow.follow(client, cid, args.timeout, narrate=not structured(args), data=data)
+    if structured(args):
+        print(dumps(result.correction.json_data, args.output))
         if not result.ended:
             print(follow.summary(result, args.timeout), file=sys.stderr)
     else:
@@ -262,6 +139,9 @@ def _wait(client: ControllerClient, cid: str, args: argparse.Namespace, data: by
 def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
     if args.reason.strip():
         validate_reason(args.reason.strip())
+    if args.dry_run:
+        scope = signed.view(client.get(args.id)).spec.scope
+        return dry_run.show(client, "resume", scope, args)
     if args.key:
         original = signed.view(client.get(args.id)).spec
         now = time.time()
@@ -316,8 +196,8 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
         signed_at_s=time.time(),
     )
     correction = client.approve_signed(args.id, _user(args), record)
-    if args.output == "json":
-        print(render.to_json(correction))
+    if structured(args):
+        print(dumps(correction.json_data, args.output))
     else:
         after = signed.view(correction, data)
         render.write_correction(sys.stdout, correction, after.spec, after.warnings)
@@ -328,17 +208,14 @@ def _status(client: ControllerClient, args: argparse.Namespace) -> int:
     if args.watch:
         return _wait(client, args.id, args)
     correction = client.get(args.id)
-    if args.output == "json":
-        print(render.to_json(correction))
+    if structured(args):
+        print(dumps(correction.json_data, args.output))
     else:
         view = signed.view(correction)
         render.write_correction(sys.stdout, correction, view.spec, view.warnings)
     return 0
 
 
-nodes = with_client(_nodes)
-workloads = with_client(_workloads)
-corrections = with_client(_corrections)
 correct = with_client(_correct)
 resume = with_client(_resume)
 approve = with_client(_approve)

@@ -11,7 +11,7 @@ import datetime
 import json
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TextIO
 
 from backstop.core.models import (
@@ -68,17 +68,60 @@ def to_json(received: Received | Sequence[Received]) -> str:
     return json.dumps(data, indent=2, sort_keys=True)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+STATE_COLOURS = {
+    **dict.fromkeys(("connected", "running", "completed", "applied", "ok"), "32"),
+    **dict.fromkeys(("paused", "throttled", "observed", "pending", "proposed"), "33"),
+    **dict.fromkeys(("offline", "terminated", "failed", "unreachable", "expired"), "31"),
+}
+"""ANSI colours of the state words a table shows (green, yellow, red), on a terminal only."""
+MIN_CUT = 6
+"""A column cut to fit the terminal keeps at least this many characters (and its header)."""
+
+
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    width: int | None = None,
+    cut: Collection[str] = (),
+    colour: Collection[str] = (),
+) -> str:
+    """Aligned columns, every cell escaped. With ``width``, the columns named in ``cut`` are
+    narrowed, widest first, until the table fits, their long cells ending in ``…``; the
+    state words of the columns named in ``colour`` are coloured."""
     cells = [[escape(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
+    if width is not None:
+        _narrow(widths, headers, width, cut)
+        cells = [[_cut(c, w) for c, w in zip(row, widths, strict=True)] for row in cells]
+    painted = [i for i, h in enumerate(headers) if h in colour]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
+    for row in cells:
+        padded = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
+        for i in painted:
+            if code := STATE_COLOURS.get(row[i]):
+                padded[i] = f"\x1b[{code}m{row[i]}\x1b[0m" + padded[i][len(row[i]) :]
+        lines.append("  ".join(padded).rstrip())
     return "\n".join(lines)
+
+
+def _narrow(widths: list[int], headers: Sequence[str], width: int, cut: Collection[str]) -> None:
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    floors = [max(len(h), MIN_CUT) for h in headers]
+    while excess > 0:
+        narrowable = [i for i, h in enumerate(headers) if h in cut and widths[i] > floors[i]]
+        if not narrowable:
+            return
+        widest = max(narrowable, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+
+
+def _cut(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else cell[: width - 1] + "…"
 
 
 def age(ts: float, now: float | None = None) -> str:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from backstop.cli.connect import client_from_args
+from backstop.cli.output import emit
 from backstop.cli.render import escape
 from backstop.core.errors import InvalidInput
 from backstop.security.crl import CRL_FILE, revoke
@@ -125,8 +126,11 @@ def whoami(args: argparse.Namespace) -> int:
     with client_from_args(args) as client:
         me = client.whoami()
     state = "authenticated" if me.authenticated else "unauthenticated (open mode)"
-    print(f"{escape(me.name)} ({escape(me.role)}), {state}")
-    return 0
+    return emit(
+        args,
+        lambda: {"name": me.name, "role": me.role, "authenticated": bool(me.authenticated)},
+        lambda _layout: f"{escape(me.name)} ({escape(me.role)}), {state}",
+    )
 
 
 def enroll(args: argparse.Namespace) -> int:

@@ -1,0 +1,166 @@
+"""The parsers of the commands that run a daemon: ``controller serve``, ``agent run`` and
+``agent enroll``, ``operator run``, ``cloud run``."""
+
+from __future__ import annotations
+
+import argparse
+
+from backstop.cli.parser_style import Subcommands, command_group
+from backstop.cli.verbs import lazy
+from backstop.core.settings import DEFAULT_CONTROLLER
+
+
+def add_daemons(sub: Subcommands) -> None:
+    _add_controller(sub)
+    _add_operator(sub)
+    _add_cloud(sub)
+    _add_agent(sub)
+
+
+def _node_files(
+    p: argparse.ArgumentParser, *, state_dir: str, state_help: str, tls_dest: str, tls_help: str
+) -> None:
+    """--state-dir, --tls-dir and --trust-policy of a daemon that reports to the controller as
+    a node (the cloud agent, the operator)."""
+    p.add_argument("--state-dir", default=state_dir, metavar="DIR", help=state_help)
+    p.add_argument("--tls-dir", dest=tls_dest, default="", metavar="DIR", help=tls_help)
+    p.add_argument(
+        "--trust-policy", default="", metavar="FILE", help="operators' keys and quorum (JSON)"
+    )
+
+
+def _add_cloud(sub: Subcommands) -> None:
+    cloud_sub = command_group(sub, "cloud", "run the cloud agent for one AWS or GCP account")
+    cloud_run = cloud_sub.add_parser(
+        "run", help="report the account's GPU instances and endpoints; stop and hold on command"
+    )
+    cloud_run.set_defaults(handler=lazy("daemons", "cloud_run"))
+    cloud_run.add_argument(
+        "--provider", required=True, choices=("aws", "gcp"), help="the cloud the account is in"
+    )
+    cloud_run.add_argument(
+        "--region", action="append", default=[], help="AWS region to watch (repeatable)"
+    )
+    cloud_run.add_argument("--project", default="", help="GCP project id")
+    cloud_run.add_argument(
+        "--zone", action="append", default=[], help="GCP zone to watch (repeatable)"
+    )
+    cloud_run.add_argument(
+        "--endpoint-url", default="", help="the cloud API's address (private or test endpoint)"
+    )
+    cloud_run.add_argument(
+        "--node-id", default="", help="the controller's name for it (default PROVIDER-ACCOUNT)"
+    )
+    _node_files(
+        cloud_run,
+        state_dir="/var/lib/backstop-cloud",
+        state_help="report spool and action journal",
+        tls_dest="cloud_tls_dir",
+        tls_help="ca.crt, node.crt, node.key (default: STATE_DIR/tls)",
+    )
+    cloud_run.add_argument(
+        "--report-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="between inventories (default %(default)s; cloud APIs are rate-limited)",
+    )
+
+
+def _add_controller(sub: Subcommands) -> None:
+    ctl_sub = command_group(sub, "controller", "run the central controller")
+    serve = ctl_sub.add_parser("serve", help="serve agents and the control API")
+    serve.set_defaults(handler=lazy("daemons", "controller_serve"))
+    serve.add_argument("--listen", default=DEFAULT_CONTROLLER, help="gRPC HOST:PORT")
+    serve.add_argument(
+        "--store", default="sqlite:///backstop.db", help="sqlite:///PATH (default %(default)s)"
+    )
+    serve.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics, /healthz")
+    serve.add_argument("--report-interval", type=float, default=5.0, help="seconds")
+    serve.add_argument(
+        "--ack-timeout", type=float, default=10.0, help="seconds before a target is unreachable"
+    )
+    serve.add_argument("--ready-file", default="", help="write the bound address here when ready")
+    serve.add_argument(
+        "--replica-id",
+        default="",
+        help="this replica's name among several on one PostgreSQL store (default HOST:PID)",
+    )
+    serve.add_argument(
+        "--tls-dir", dest="server_tls_dir", default="", help="ca.crt, controller.crt/.key, ca.key"
+    )
+    serve.add_argument("--trust-policy", default="", help="people, roles, keys and quorum (JSON)")
+    serve.add_argument("--enrol-listen", default="", help="HOST:PORT for node enrolment")
+    serve.add_argument(
+        "--crl", default="", help="the CA's revocation list (default: TLS_DIR/crl.pem)"
+    )
+
+
+def _add_operator(sub: Subcommands) -> None:
+    op_sub = command_group(sub, "operator", "run the Kubernetes operator")
+    op_run = op_sub.add_parser(
+        "run", help="apply Correction resources; with a controller, be this cluster's agent"
+    )
+    op_run.set_defaults(handler=lazy("daemons", "operator_run"))
+    op_run.add_argument(
+        "--kubeconfig", default="", metavar="PATH", help="default: in-cluster, else ~/.kube/config"
+    )
+    op_run.add_argument(
+        "--cluster-name",
+        default="default",
+        metavar="NAME",
+        help="the controller knows it as node k8s-NAME",
+    )
+    op_run.add_argument(
+        "--no-controller", action="store_true", help="Correction resources only; no controller"
+    )
+    _node_files(
+        op_run,
+        state_dir="/var/lib/backstop-operator",
+        state_help="report spool directory",
+        tls_dest="operator_tls_dir",
+        tls_help="ca.crt, node.crt, node.key of node k8s-NAME (default: STATE_DIR/tls)",
+    )
+    op_run.add_argument(
+        "--resync", type=float, default=30.0, metavar="SECONDS", help="between full reconciles"
+    )
+    op_run.add_argument("--report-interval", type=float, default=10.0, help="seconds")
+
+
+def _add_agent(sub: Subcommands) -> None:
+    agent_sub = command_group(sub, "agent", "run the node agent")
+    run = agent_sub.add_parser("run", help="report this node and apply corrections")
+    run.set_defaults(handler=lazy("daemons", "agent_run"))
+    run.add_argument("--node-id", default="", help="stable node name (default: host name)")
+    run.add_argument("--state-dir", default="/var/lib/backstop", help="agent journal directory")
+    run.add_argument("--report-interval", type=float, default=5.0, help="seconds")
+    run.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics, /healthz")
+    run.add_argument("--nvml-library", default="", help="path of libnvidia-ml.so.1")
+    run.add_argument("--label", action="append", default=[], help="node label K=V (repeatable)")
+    run.add_argument("--tls-dir", dest="agent_tls_dir", default="", help="default: STATE_DIR/tls")
+    run.add_argument(
+        "--crl", default="", help="the CA's revocation list (default: TLS_DIR/crl.pem)"
+    )
+    run.add_argument(
+        "--lease",
+        type=float,
+        default=0.0,
+        help="fail closed: pause workloads after this many seconds without the controller",
+    )
+    run.add_argument("--lease-selector", default="", help="which workloads the lease pauses")
+    run.add_argument("--trust-policy", default="", help="operators' keys and quorum (JSON)")
+    enroll = agent_sub.add_parser("enroll", help="join with a one-time token; get a certificate")
+    enroll.set_defaults(handler=lazy("trust", "enroll"))
+    enroll.add_argument("--enrol-address", required=True, help="controller enrolment HOST:PORT")
+    enroll.add_argument("--token", required=True, help="from `backstop pki token`")
+    enroll.add_argument("--ca", required=True, help="the CA certificate to trust (ca.crt)")
+    enroll.add_argument("--node-id", required=True, help="the node's name (as the token says)")
+    enroll.add_argument(
+        "--state-dir", default="/var/lib/backstop", help="where the certificate and key go"
+    )
+    run.add_argument(
+        "--cgroup-prefix",
+        action="append",
+        default=[],
+        help="only processes under this cgroup v2 path can be workloads (repeatable)",
+    )
