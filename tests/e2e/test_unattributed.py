@@ -51,7 +51,7 @@ def test_gpu_use_out_of_view_is_reported_and_only_its_gpu_is_capped(nodes: Nodes
     assert cluster.cli("resume", paused.out.split()[0], "--wait").code == 0
 
     capped = cluster.cli(
-        "throttle", "--node", "node-a", "--selector", "backstop.io/kind=unattributed",
+        "throttle", "--node", "node-a", "--unattributed",
         "--power-fraction", "0.5", "--reason", "cap what we cannot see", "--wait",
     )  # fmt: skip
     assert capped.code == 0, capped.out + capped.err

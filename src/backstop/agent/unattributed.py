@@ -25,8 +25,9 @@ from backstop.agent import metrics
 from backstop.agent.workload_record import LABEL_KIND
 from backstop.core.ids import workload_id
 from backstop.core.models import Fingerprint, GpuProcess, GpuSample, GpuUse, Workload
+from backstop.core.scope import UNATTRIBUTED
 
-KIND = "unattributed"
+KIND = UNATTRIBUTED
 BUSY_MEMORY_BYTES = 1 << 30
 """Memory in use on a GPU with no process listed above which the GPU is flagged (an idle GPU
 shows some memory in use by the driver itself)."""

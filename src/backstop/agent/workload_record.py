@@ -23,13 +23,14 @@ from backstop.core.models import (
     WeightsFile,
     Workload,
 )
+from backstop.core.scope import KIND_LABEL
 
 UTIL_SMOOTHING = 0.3
 """Weight of the newest sample in the moving average of a workload's GPU utilisation."""
 
 LABEL_FRAMEWORK = "backstop.io/framework"
 LABEL_BEHAVIOUR = "backstop.io/behaviour"
-LABEL_KIND = "backstop.io/kind"
+LABEL_KIND = KIND_LABEL
 LABEL_NAME = "backstop.io/name"
 
 

@@ -119,6 +119,11 @@ def _add_corrections(sub: Subcommands) -> None:
             "--model", action="append", default=[], help="model id or weights hash (prefix)"
         )
         scope.add_argument("--workload", action="append", default=[], help="workload id")
+        scope.add_argument(
+            "--unattributed",
+            action="store_true",
+            help="GPU use the agents cannot attribute to a process (only its GPU can be capped)",
+        )
         p.add_argument(
             "--reason", help="why (recorded with the correction; required but with --dry-run)"
         )

@@ -15,7 +15,13 @@ from backstop.cli.output import dumps, structured
 from backstop.cli.targets import targets_line
 from backstop.core.errors import InvalidInput
 from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope, SignatureRecord
-from backstop.core.scope import parse_model_hash, parse_selector, validate_scope
+from backstop.core.scope import (
+    KIND_LABEL,
+    UNATTRIBUTED,
+    parse_model_hash,
+    parse_selector,
+    validate_scope,
+)
 from backstop.core.specs import DEFAULT_EXPIRY_S, new_spec
 from backstop.core.text import validate_reason
 from backstop.security.keys import load_private
@@ -37,10 +43,13 @@ def _user(args: argparse.Namespace) -> str:
 
 
 def scope_from_args(args: argparse.Namespace) -> Scope:
+    selector = parse_selector(args.selector) if args.selector else ()
+    if getattr(args, "unattributed", False):
+        selector = (*selector, (KIND_LABEL, UNATTRIBUTED, True))
     scope = Scope(
         all=bool(args.all),
         node_ids=tuple(args.node),
-        selector=parse_selector(args.selector) if args.selector else (),
+        selector=selector,
         model_hashes=tuple(parse_model_hash(m) for m in args.model),
         workload_ids=tuple(args.workload),
     )

@@ -22,6 +22,12 @@ LABEL_VALUE_RULE = (
 )
 
 
+KIND_LABEL = "backstop.io/kind"
+"""The label the agent sets on every workload: process, container or unattributed."""
+UNATTRIBUTED = "unattributed"
+"""The kind of GPU use the agent cannot attribute to one of its processes."""
+
+
 def parse_selector(text: str) -> tuple[tuple[str, str, bool], ...]:
     """Parse ``k=v,k2!=v2`` (Kubernetes equality syntax) into requirements.
 
