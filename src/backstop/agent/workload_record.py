@@ -1,9 +1,9 @@
 """The Workload record discovery reports, put together from what it found about a group.
 
 Owns the ``backstop.io/*`` labels the agent sets, the GPU memory a workload holds per GPU,
-the moving average of its GPU utilisation (for the behaviour class) and the assembly of the
-:class:`~backstop.core.models.Workload` with its fingerprint. Finding the processes, their
-sockets and weights is :mod:`backstop.agent.discovery`'s.
+the moving average and the recent window of its GPU utilisation (for the behaviour class)
+and the assembly of the :class:`~backstop.core.models.Workload` with its fingerprint.
+Finding the processes, their sockets and weights is :mod:`backstop.agent.discovery`'s.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 
 from backstop.agent.collectors.processes import ProcInfo
+from backstop.agent.fingerprint.behaviour_window import BehaviourWindow
 from backstop.agent.fingerprint.weights import model_hash
 from backstop.agent.grouping import WorkloadGroup
 from backstop.core.models import (
@@ -35,16 +36,18 @@ LABEL_NAME = "backstop.io/name"
 
 
 class UtilisationAverage:
-    """Per workload id, the moving average of the busiest GPU it uses."""
+    """Per workload id, the moving average of the busiest GPU it uses and its recent shape."""
 
     def __init__(self) -> None:
         self._util: dict[str, float] = {}
+        self._windows: dict[str, BehaviourWindow] = {}
 
     def update(self, wid: str, samples: Sequence[int]) -> float | None:
         """Fold in the newest samples; the last average (``None``: never one) without any."""
         if not samples:
             return self._util.get(wid)
         current = float(max(samples))
+        self._windows.setdefault(wid, BehaviourWindow()).push(current)
         previous = self._util.get(wid)
         value = (
             current
@@ -54,10 +57,16 @@ class UtilisationAverage:
         self._util[wid] = value
         return value
 
+    def window(self, wid: str) -> BehaviourWindow | None:
+        """The last samples of ``wid`` (``None``: never one), for the behaviour class."""
+        return self._windows.get(wid)
+
     def retain(self, live: set[str]) -> None:
         """Forget the workloads not in ``live``."""
         for gone in self._util.keys() - live:
             del self._util[gone]
+        for gone in self._windows.keys() - live:
+            del self._windows[gone]
 
 
 def gpu_uses(pids: Iterable[int], gpu_processes: Sequence[GpuProcess]) -> tuple[GpuUse, ...]:

@@ -19,19 +19,32 @@ The heuristics, tried in order; the first that applies decides (confidence in br
 
 ``gpu_util_pct`` should be smoothed over several samples (the discovery loop passes an
 exponential moving average), so one busy second does not make a server look like training.
+
+With a :class:`~backstop.agent.fingerprint.behaviour_window.BehaviourWindow` of at least
+:data:`~backstop.agent.fingerprint.behaviour_window.MIN_SAMPLES` samples, the time shape
+decides instead: a multinomial logistic model (:mod:`backstop.agent.fingerprint.behaviour_model`,
+fitted on synthetic traces by ``bench/behaviour_eval.py --fit``) over the window's features and
+the static facts gives a probability per behaviour; the likeliest is the answer and its
+probability the confidence, unless that is below :data:`UNKNOWN_BELOW`, when the answer is
+unknown [0.0]. Accuracy and calibration of both are in ``docs/behaviour.md``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from backstop.agent.fingerprint.behaviour_model import CLASSES, COEFFICIENTS
+from backstop.agent.fingerprint.behaviour_window import MIN_SAMPLES, BehaviourWindow
 from backstop.agent.fingerprint.framework import SERVING_FRAMEWORKS
 from backstop.core.models import Behaviour
 
 TRAINING_UTIL_PCT = 80.0
 BUSY_UTIL_PCT = 30.0
 ML_LIBRARIES = frozenset({"torch", "jax", "tensorflow", "transformers"})
+UNKNOWN_BELOW = 0.6
+"""The model's answers less likely than this are reported as unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +87,49 @@ RULES: tuple[_Rule, ...] = (
 """The heuristics of the module docstring, in order: (applies?, behaviour, confidence)."""
 
 
+def model_inputs(window: BehaviourWindow, evidence: Evidence) -> tuple[float, ...]:
+    """The model's inputs: the window's features, the static facts and their crossings."""
+    shape = window.features()
+    mean, _, idle, flat_out, _, crossings = shape[:6]
+    listening = float(evidence.listening)
+    return (
+        *shape,
+        listening,
+        float(evidence.weights),
+        float(evidence.serving_framework),
+        float(evidence.ml_library),
+        listening * idle,
+        listening * crossings,
+        listening * mean,
+        listening * flat_out,
+        listening * evidence.serving_framework,
+        listening * evidence.weights,
+        1.0,
+    )
+
+
+def probabilities(inputs: Sequence[float]) -> tuple[float, ...]:
+    """Softmax of the model's scores, one per entry of ``CLASSES``."""
+    scores = [sum(w * x for w, x in zip(row, inputs, strict=True)) for row in COEFFICIENTS]
+    top = max(scores)
+    exps = [math.exp(s - top) for s in scores]
+    total = sum(exps)
+    return tuple(e / total for e in exps)
+
+
+def _rules(evidence: Evidence) -> tuple[Behaviour, float]:
+    for applies, behaviour, confidence in RULES:
+        if applies(evidence):
+            return behaviour, confidence
+    return Behaviour.UNKNOWN, 0.0
+
+
 def classify(
     listening_ports: Sequence[int],
     gpu_util_pct: float | None,
     has_weights: bool,
     framework: str,
+    window: BehaviourWindow | None = None,
 ) -> tuple[Behaviour, float]:
     """``(behaviour, confidence in [0, 1])`` from the evidence; see the module docstring."""
     evidence = Evidence(
@@ -88,7 +139,10 @@ def classify(
         serving_framework=framework in SERVING_FRAMEWORKS,
         ml_library=framework in ML_LIBRARIES,
     )
-    for applies, behaviour, confidence in RULES:
-        if applies(evidence):
-            return behaviour, confidence
-    return Behaviour.UNKNOWN, 0.0
+    if window is None or len(window) < MIN_SAMPLES:
+        return _rules(evidence)
+    probs = probabilities(model_inputs(window, evidence))
+    best = max(range(len(CLASSES)), key=probs.__getitem__)
+    if probs[best] < UNKNOWN_BELOW:
+        return Behaviour.UNKNOWN, 0.0
+    return CLASSES[best], round(probs[best], 3)
