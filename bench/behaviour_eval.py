@@ -27,7 +27,7 @@ import numpy as np
 from behaviour_traces import KINDS, Trace, generate
 
 from backstop.agent.fingerprint import behaviour
-from backstop.agent.fingerprint.behaviour_model import CLASSES
+from backstop.agent.fingerprint.behaviour_model import CLASSES, SHAPES
 from backstop.agent.fingerprint.behaviour_window import MIN_SAMPLES, BehaviourWindow
 from backstop.agent.workload_record import UTIL_SMOOTHING
 from backstop.core.models import Behaviour
@@ -38,6 +38,9 @@ CALIBRATION_SEED, CALIBRATION_COUNT = 2000, 500
 TEST_SEED, TEST_COUNT = 1, 600
 MODEL_PATH = ROOT / "src/backstop/agent/fingerprint/behaviour_model.py"
 PREDICTED = (*CLASSES, Behaviour.UNKNOWN)
+SHAPE_NAMES = tuple(name for name, _ in SHAPES)
+TO_CLASS = np.array([[float(b is c) for c in CLASSES] for _, b in SHAPES])
+"""Shape probabilities times this: behaviour probabilities."""
 BINS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
 
 Verdict = tuple[Behaviour, float]
@@ -88,8 +91,9 @@ def _temperature(w: np.ndarray) -> float:
     def loss(temperature: float) -> float:
         z = scores / temperature
         z -= z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return float(-logp[np.arange(len(labels)), labels].mean())
+        p = np.exp(z)
+        p = (p / p.sum(axis=1, keepdims=True)) @ TO_CLASS
+        return float(-np.log(p[np.arange(len(labels)), labels] + 1e-12).mean())
 
     return min((0.2 + 0.02 * i for i in range(70)), key=loss)
 
@@ -103,10 +107,10 @@ def fit() -> None:
             window.push(s.util_pct)
             if i >= MIN_SAMPLES and (i % 60 == 0 or i == len(t.samples)):
                 rows.append(behaviour.model_inputs(window, evidence))
-                labels.append(CLASSES.index(t.truth))
+                labels.append(SHAPE_NAMES.index(t.shape))
     x = np.array(rows)
-    y = np.eye(len(CLASSES))[labels]
-    w = np.zeros((len(CLASSES), x.shape[1]))
+    y = np.eye(len(SHAPES))[labels]
+    w = np.zeros((len(SHAPES), x.shape[1]))
     l2 = 1e-3
     for _ in range(6000):
         scores = x @ w.T
@@ -125,8 +129,13 @@ def fit() -> None:
         '"""\n\nfrom __future__ import annotations\n\n'
         "from backstop.core.models import Behaviour\n\n"
         "CLASSES = (Behaviour.SERVING, Behaviour.TRAINING, Behaviour.OTHER)\n"
+        '"""The answers."""\n'
+        "SHAPES = (\n"
+        + "".join(f'    ("{name}", Behaviour.{b.name}),\n' for name, b in SHAPES)
+        + ")\n"
+        '"""The kinds of workload the model tells apart, and the behaviour of each."""\n'
         f"COEFFICIENTS: tuple[tuple[float, ...], ...] = (\n{body})\n"
-        '"""One row of weights per entry of ``CLASSES``, over ``behaviour.model_inputs``."""\n'
+        '"""One row of weights per entry of ``SHAPES``, over ``behaviour.model_inputs``."""\n'
     )
     print(f"fitted on {len(x)} windows; wrote {MODEL_PATH.relative_to(ROOT)}")
 

@@ -5,12 +5,14 @@ sample a second of GPU utilisation (%), GPU memory held (bytes) and bytes receiv
 or collective traffic). Kinds and the behaviour they are labelled with:
 
 - ``serving`` (serving): Poisson requests at a rate that drifts, each keeping the GPU busy
-  for a while; idle gaps between them; a busy server is near flat out.
+  for a while; idle gaps between them; a busy server is near flat out; one in four is quiet
+  (a request every 10 to 50 s), one in five holds a steady level (continuous batching under
+  steady traffic).
 - ``training`` (training): steady high utilisation, a stall per step, a checkpoint dip at
   a period of its own; collective traffic; some are input-bound (lower, jumpy); some listen
   (rendezvous or metrics port).
 - ``batch`` (other): offline inference, long blocks flat out with irregular gaps to load the
-  next shard; a few listen on a metrics port; some run a serving framework offline.
+  next shard; some run a serving framework offline (no port); a few others export metrics.
 - ``paused`` (other): a model loaded and held, 0 % with rare blips; some listen (a kernel).
 - ``miner`` (other): constant 100 %, no traffic, no weights, no port.
 - ``notebook`` (other): interactive, short bursts and long idle, often listening, often torch.
@@ -55,6 +57,8 @@ class Trace:
 
     kind: str
     """One of :data:`KINDS`; the label is :data:`TRUTH` of it."""
+    shape: str
+    """How its samples were drawn: the kind, or for serving one of three load patterns."""
     ports: tuple[int, ...]
     has_weights: bool
     framework: str
@@ -77,8 +81,21 @@ def _noisy(rng: random.Random, value: float, sd: float) -> float:
     return min(100.0, max(0.0, value + rng.gauss(0.0, sd)))
 
 
+def _serving_steady(rng: random.Random, n: int) -> list[tuple[float, float]]:
+    """Continuous batching under steady traffic: a level, little else."""
+    level, sd = rng.uniform(25, 95), rng.uniform(0.0, 6.0)
+    return [(_noisy(rng, level, sd), rng.uniform(1e5, 1e7)) for _ in range(n)]
+
+
+def _serving_quiet(rng: random.Random, n: int) -> list[tuple[float, float]]:
+    return _requests(rng, n, rng.choice([0.02, 0.05, 0.1]))
+
+
 def _serving(rng: random.Random, n: int) -> list[tuple[float, float]]:
-    rate = rng.choice([0.02, 0.1, 0.4, 1.0, 3.0, 8.0])
+    return _requests(rng, n, rng.choice([0.4, 1.0, 3.0, 8.0]))
+
+
+def _requests(rng: random.Random, n: int, rate: float) -> list[tuple[float, float]]:
     busy_until: list[float] = []
     out = []
     for t in range(n):
@@ -152,6 +169,8 @@ def _notebook(rng: random.Random, n: int) -> list[tuple[float, float]]:
 
 SHAPES = {
     "serving": _serving,
+    "serving_steady": _serving_steady,
+    "serving_quiet": _serving_quiet,
     "training": _training,
     "batch": _batch,
     "paused": _paused,
@@ -170,12 +189,13 @@ def _facts(rng: random.Random, kind: str) -> tuple[tuple[int, ...], bool, str]:
     if kind == "training":
         ports = (29500,) if p() < 0.2 else ()
         return ports, p() < 0.4, rng.choice(["torch", "torch", "jax", "", "transformers"])
-    if kind == "batch":
-        ports = (9090,) if p() < 0.2 else ()
-        return ports, p() < 0.85, rng.choice(["torch", "vllm", "", "transformers"])
-    if kind == "paused":
+    if kind == "batch":  # offline vLLM serves no port; others may export metrics
+        framework = rng.choice(["torch", "vllm", "", "transformers"])
+        ports = (9090,) if framework != "vllm" and p() < 0.25 else ()
+        return ports, p() < 0.85, framework
+    if kind == "paused":  # a notebook kernel or a stopped job; an idle server is serving
         ports = (8888,) if p() < 0.3 else ()
-        return ports, p() < 0.6, rng.choice(["torch", "", "vllm"])
+        return ports, p() < 0.6, rng.choice(["torch", "", "transformers"])
     if kind == "miner":
         return ((3333,) if p() < 0.05 else ()), False, ""
     ports = (8888,) if p() < 0.6 else ()
@@ -188,9 +208,12 @@ def trace(rng: random.Random, kind: str, length: int) -> Trace:
     memory = 0 if kind == "miner" else int(rng.uniform(1, 70) * GIB)
     if kind == "miner":
         memory = int(rng.uniform(2, 8) * GIB)
-    shape = SHAPES[kind](rng, length)
-    samples = tuple(Sample(round(u, 1), memory, int(rx)) for u, rx in shape)
-    return Trace(kind, ports, weights, framework, samples)
+    shape = kind
+    if kind == "serving":
+        shape = rng.choices(["serving", "serving_steady", "serving_quiet"], [0.55, 0.2, 0.25])[0]
+    drawn = SHAPES[shape](rng, length)
+    samples = tuple(Sample(round(u, 1), memory, int(rx)) for u, rx in drawn)
+    return Trace(kind, shape, ports, weights, framework, samples)
 
 
 def generate(count: int, seed: int) -> list[Trace]:

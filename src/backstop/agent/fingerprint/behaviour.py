@@ -24,9 +24,11 @@ With a :class:`~backstop.agent.fingerprint.behaviour_window.BehaviourWindow` of 
 :data:`~backstop.agent.fingerprint.behaviour_window.MIN_SAMPLES` samples, the time shape
 decides instead: a multinomial logistic model (:mod:`backstop.agent.fingerprint.behaviour_model`,
 fitted on synthetic traces by ``bench/behaviour_eval.py --fit``) over the window's features and
-the static facts gives a probability per behaviour; the likeliest is the answer and its
-probability the confidence, unless that is below :data:`UNKNOWN_BELOW`, when the answer is
-unknown [0.0]. Accuracy and calibration of both are in ``docs/behaviour.md``.
+the static facts gives a probability per kind of workload (serving, training, batch work, a
+paused model, a miner-like load, a notebook), summed per behaviour; the likeliest behaviour
+is the answer and its probability the confidence, unless that is below
+:data:`UNKNOWN_BELOW`, when the answer is unknown [0.0]. Accuracy and calibration of both
+are in ``docs/behaviour.md``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from backstop.agent.fingerprint.behaviour_model import CLASSES, COEFFICIENTS
+from backstop.agent.fingerprint.behaviour_model import CLASSES, COEFFICIENTS, SHAPES
 from backstop.agent.fingerprint.behaviour_window import MIN_SAMPLES, BehaviourWindow
 from backstop.agent.fingerprint.framework import SERVING_FRAMEWORKS
 from backstop.core.models import Behaviour
@@ -109,7 +111,7 @@ def model_inputs(window: BehaviourWindow, evidence: Evidence) -> tuple[float, ..
 
 
 def probabilities(inputs: Sequence[float]) -> tuple[float, ...]:
-    """Softmax of the model's scores, one per entry of ``CLASSES``."""
+    """Softmax of the model's scores, one per entry of ``SHAPES``."""
     scores = [sum(w * x for w, x in zip(row, inputs, strict=True)) for row in COEFFICIENTS]
     top = max(scores)
     exps = [math.exp(s - top) for s in scores]
@@ -141,8 +143,11 @@ def classify(
     )
     if window is None or len(window) < MIN_SAMPLES:
         return _rules(evidence)
-    probs = probabilities(model_inputs(window, evidence))
-    best = max(range(len(CLASSES)), key=probs.__getitem__)
-    if probs[best] < UNKNOWN_BELOW:
+    per_shape = probabilities(model_inputs(window, evidence))
+    per_class = dict.fromkeys(CLASSES, 0.0)
+    for (_, behaviour), p in zip(SHAPES, per_shape, strict=True):
+        per_class[behaviour] += p
+    best = max(CLASSES, key=per_class.__getitem__)
+    if per_class[best] < UNKNOWN_BELOW:
         return Behaviour.UNKNOWN, 0.0
-    return CLASSES[best], round(probs[best], 3)
+    return best, round(per_class[best], 3)
