@@ -99,6 +99,13 @@ def _add_listings(sub: Subcommands) -> None:
         "model_id", nargs="?", default="", help="one model (id prefix, 12+ digits) and its history"
     )
     add_output_flag(models)
+    describe = _command(
+        sub, "describe", help="everything known about one node, workload, correction or model"
+    )
+    describe.set_defaults(handler=lazy("describe", "describe"))
+    describe.add_argument("kind", choices=("node", "workload", "correction", "model"), help="what")
+    describe.add_argument("id", help="its id (a model: an id prefix of 12+ digits)")
+    add_output_flag(describe)
     corrections = _command(sub, "corrections", help="list corrections, newest first")
     corrections.set_defaults(handler=lazy("listings", "corrections"))
     corrections.add_argument(

@@ -19,7 +19,8 @@ from backstop.core.scope import parse_model_hash
 from backstop.wire.received_fleet import ReceivedModel, ReceivedSighting
 
 
-def _models(client: ControllerClient, args: argparse.Namespace) -> int:
+def show(client: ControllerClient, args: argparse.Namespace) -> int:
+    """Every model, or with ``args.model_id`` one model and its history."""
     prefix = parse_model_hash(args.model_id) if args.model_id else ""
     models, history = client.list_models(prefix)
 
@@ -86,4 +87,4 @@ def _history(history: Sequence[ReceivedSighting], layout: Layout) -> str:
     return render.table(headers, rows, width=layout.width, cut=("workload", "node"))
 
 
-models = with_client(_models)
+models = with_client(show)
