@@ -3,6 +3,14 @@ through the real CLI against real agents."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
 import pytest
 
 from tests.e2e.conftest import Nodes
@@ -56,3 +64,46 @@ def test_describe_each_kind(nodes: Nodes) -> None:
     assert unknown.code == 4, unknown.err  # unknown id
     assert "unknown node" in unknown.err
     assert cluster.cli("resume", cid, "--wait").code == 0
+
+
+def test_watch_prints_the_listing_again_when_it_changes(nodes: Nodes) -> None:
+    cluster = nodes.cluster
+    env = {**os.environ, "BACKSTOP_CONTROLLER": cluster.address, "BACKSTOP_INSECURE": "1"}
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "backstop", "workloads", "--node", "node-a", "-o", "json",
+         "--watch", "--interval", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert watcher.stdout is not None
+    os.set_blocking(watcher.stdout.fileno(), False)
+    received = ""
+    docs: list[Any] = []
+
+    def documents(count: int) -> list[Any] | None:
+        nonlocal received
+        received += (watcher.stdout.read() or b"").decode()  # type: ignore[union-attr]
+        decoder, at, found = json.JSONDecoder(), 0, []
+        while at < len(received.rstrip()):
+            try:
+                doc, at = decoder.raw_decode(received, at)
+            except json.JSONDecodeError:
+                break
+            found.append(doc)
+            while at < len(received) and received[at].isspace():
+                at += 1
+        return found if len(found) >= count else None
+
+    try:
+        docs = wait_for(lambda: documents(1), 20, "the first listing")
+        assert [w["holds"] for w in docs[0]] == [[]]
+        paused = cluster.cli("pause", "--node", "node-a", "--reason", "watched", "--wait")
+        assert paused.code == 0, paused.err
+        docs = wait_for(lambda: documents(2), 20, "the listing after the pause")
+        assert docs[-1][0]["holds"][0]["correction_id"] == paused.out.split()[0]
+        time.sleep(1.0)  # unchanged listings are not printed again
+        assert len(documents(1) or []) == len(docs)
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        code = watcher.wait(10)
+    assert code == 0
+    assert cluster.cli("resume", paused.out.split()[0], "--wait").code == 0

@@ -14,6 +14,7 @@ from backstop.cli import render
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
 from backstop.cli.output import Layout, emit
+from backstop.cli.watching import watchable
 from backstop.core.models import Workload
 from backstop.core.scope import parse_model_hash, parse_selector, selector_matches
 from backstop.wire.received import Received, ReceivedCorrection, ReceivedNode, ReceivedWorkload
@@ -171,6 +172,6 @@ def _corrections_table(corrections: Sequence[ReceivedCorrection], layout: Layout
     )
 
 
-nodes = with_client(_nodes)
-workloads = with_client(_workloads)
-corrections = with_client(_corrections)
+nodes = with_client(watchable(_nodes))
+workloads = with_client(watchable(_workloads))
+corrections = with_client(watchable(_corrections))

@@ -15,7 +15,7 @@ from backstop import __version__
 from backstop.cli.daemon_parsers import add_daemons
 from backstop.cli.global_flags import add_global_flags, spread_global_flags
 from backstop.cli.numbers import MAX_WAIT_S, finite, seconds, whole
-from backstop.cli.output import add_output_flag
+from backstop.cli.output import add_output_flag, add_watch_flags
 from backstop.cli.parser_style import EXIT_USAGE, Parser, Subcommands, command_group
 from backstop.cli.verbs import Handler, lazy
 from backstop.core.errors import BackstopError, exit_code_for
@@ -72,6 +72,7 @@ def _add_listings(sub: Subcommands) -> None:
     nodes = _command(sub, "nodes", help="list nodes and their GPUs")
     nodes.set_defaults(handler=lazy("listings", "nodes"))
     add_output_flag(nodes)
+    add_watch_flags(nodes)
     workloads = _command(sub, "workloads", help="list workloads and fingerprints")
     workloads.set_defaults(handler=lazy("listings", "workloads"))
     workloads.add_argument("--node", default="", help="only this node")
@@ -89,6 +90,7 @@ def _add_listings(sub: Subcommands) -> None:
         "--selector", default="", help="only workloads with these labels: k=v,k2!=v2"
     )
     add_output_flag(workloads)
+    add_watch_flags(workloads)
     models = _command(
         sub,
         "models",
@@ -112,6 +114,7 @@ def _add_listings(sub: Subcommands) -> None:
         "--limit", type=whole(1, 10_000), default=50, help="how many, at most 10000"
     )
     add_output_flag(corrections)
+    add_watch_flags(corrections)
 
 
 def _add_corrections(sub: Subcommands) -> None:

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from backstop.cli.numbers import seconds
+
 FORMATS = ("table", "wide", "json", "yaml")
 STRUCTURED = ("json", "yaml")
 
@@ -39,6 +41,19 @@ def add_output_flag(parser: argparse.ArgumentParser) -> None:
         choices=FORMATS,
         default="table",
         help="table (fits the terminal), wide (nothing cut), json or yaml (the same data)",
+    )
+
+
+def add_watch_flags(parser: argparse.ArgumentParser) -> None:
+    """``-w/--watch`` and ``--interval`` (see :mod:`backstop.cli.watching`)."""
+    parser.add_argument(
+        "-w", "--watch", action="store_true", help="print again each time the listing changes"
+    )
+    parser.add_argument(
+        "--interval",
+        type=seconds(0.2, 3600),
+        default=2.0,
+        help="seconds between looks with --watch",
     )
 
 
