@@ -29,6 +29,7 @@ from backstop.core.tasks import run_until_one_fails
 from backstop.security.audit import JOURNAL_FILE
 from backstop.security.audit_file import FileAuditLog
 from backstop.security.identities import TrustPolicyFile
+from backstop.telemetry import sd_notify
 from backstop.telemetry.endpoint import TelemetryServer
 from backstop.uplink.identity import check_link_security, link_credentials, link_tls_dir
 from backstop.uplink.peer_check import controller_check
@@ -36,6 +37,9 @@ from backstop.uplink.session import ControllerSession
 from backstop.uplink.spool import ReportSpool
 
 log = logging.getLogger(__name__)
+
+READY_WAIT_S = 5.0
+"""How long the agent, running, waits for the controller before it tells systemd it is ready."""
 
 
 def _check_security_settings(settings: AgentSettings) -> None:
@@ -154,6 +158,11 @@ class AgentDaemon:
             elif silent <= lease and engaged and self.session.connected.is_set():
                 await self.enforcer.lift_lease()
 
+    def _service_status(self) -> str:
+        link = "connected to" if self.session.connected.is_set() else "waiting for"
+        gpus = len(self.latest.gpus) if self.latest else 0
+        return f"{link} controller {self.settings.controller}; {gpus} GPUs"
+
     def _healthy(self) -> tuple[bool, str]:
         if not self.session.connected.is_set():
             return False, "not connected to the controller"
@@ -207,7 +216,9 @@ class AgentDaemon:
             asyncio.create_task(self._sample_loop(), name="sampler"),
         ]
         try:
-            await run_until_one_fails(tasks)
+            connected = self.session.connected.wait
+            async with sd_notify.serving(self._service_status, connected, READY_WAIT_S):
+                await run_until_one_fails(tasks)
         finally:
             if telemetry is not None:
                 telemetry.stop()

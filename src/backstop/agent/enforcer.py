@@ -47,6 +47,7 @@ from backstop.core.models import (
 from backstop.core.scope import parse_selector, workload_in_scope
 from backstop.core.specs import new_spec
 from backstop.security.audit_file import FileAuditLog
+from backstop.telemetry.logs import correction_fields
 from backstop.wire import correction_convert
 
 log = logging.getLogger(__name__)
@@ -172,10 +173,7 @@ class Enforcer:
             return stored_ack(prior, command.sequence)
         problem = self._verifier.problem(command, self._state)
         if problem:
-            log.warning(
-                "refused command",
-                extra={"correction_id": spec.correction_id, "reason": problem},
-            )
+            log.warning("refused command", extra=correction_fields(spec, "refused", detail=problem))
             self._audit("command.refused", spec, sequence=command.sequence, reason=problem)
             return CommandAck(spec.correction_id, command.sequence, TargetState.REFUSED, problem)
         self._journal(
@@ -235,6 +233,8 @@ class Enforcer:
             tuple(outcomes),
         )
         self._audit("action.result", spec, state=ack.state.value, message=message)
+        fields = correction_fields(spec, ack.state.value, detail=message, workloads=len(outcomes))
+        log.log(logging.WARNING if failed else logging.INFO, "correction applied", extra=fields)
         self._journal(command, ack, applied, previous_power, in_force=in_force)
         return ack
 

@@ -4,30 +4,13 @@ from flags, then run."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 from backstop.core.errors import InvalidInput
 from backstop.core.scope import parse_selector
 from backstop.core.settings import AgentSettings, ControllerSettings
 from backstop.telemetry import logs
-
-
-def _run_until_signal(main: Coroutine[Any, Any, None]) -> int:
-    async def runner() -> None:
-        task = asyncio.ensure_future(main)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(runner())
-    return 0
+from backstop.telemetry.service import run_until_signal
 
 
 def controller_serve(args: argparse.Namespace) -> int:
@@ -50,7 +33,7 @@ def controller_serve(args: argparse.Namespace) -> int:
         controller_id=args.replica_id,
     )
     ready = Path(args.ready_file) if args.ready_file else None
-    return _run_until_signal(serve(settings, ready))
+    return run_until_signal(serve(settings, ready), "controller")
 
 
 def _labels(pairs: list[str]) -> dict[str, str]:
@@ -89,7 +72,7 @@ def agent_run(args: argparse.Namespace) -> int:
         lease_s=args.lease,
         lease_selector=args.lease_selector,
     )
-    return _run_until_signal(AgentDaemon(settings).run())
+    return run_until_signal(AgentDaemon(settings).run(), "agent")
 
 
 def operator_run(args: argparse.Namespace) -> int:
@@ -114,7 +97,7 @@ def operator_run(args: argparse.Namespace) -> int:
         resync_s=args.resync,
         report_interval_s=args.report_interval,
     )
-    return _run_until_signal(Operator(settings).run())
+    return run_until_signal(Operator(settings).run(), "operator")
 
 
 def cloud_run(args: argparse.Namespace) -> int:
@@ -147,7 +130,7 @@ def cloud_run(args: argparse.Namespace) -> int:
             f"the cloud agent needs its cloud SDK ({exc.name} is missing): "
             "pip install 'backstop[cloud]'"
         ) from exc
-    return _run_until_signal(CloudAgent(settings, provider).run())
+    return run_until_signal(CloudAgent(settings, provider).run(), "cloud agent")
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from backstop.security.crl import CRL_FILE, RevocationList
 from backstop.security.identities import TrustPolicyFile
 from backstop.security.pki import CertificateAuthority
 from backstop.security.tls import server_credentials
+from backstop.telemetry import sd_notify
 from backstop.telemetry.endpoint import TelemetryServer
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,9 @@ async def serve(settings: ControllerSettings, ready_file: Path | None = None) ->
             lines += f"{settings.enrol_listen.rsplit(':', 1)[0]}:{server.enrol_port}\n"
         tmp.write_text(lines)
         tmp.replace(ready_file)
-    try:
-        await server.wait()
-    finally:
-        await server.stop()
+    status = f"serving on {settings.listen.rsplit(':', 1)[0]}:{port}"
+    async with sd_notify.serving(lambda: status):
+        try:
+            await server.wait()
+        finally:
+            await server.stop()

@@ -1,7 +1,10 @@
 """Structured logging: JSON lines in production, readable lines on a terminal.
 
 Field names passed in ``extra=`` are constants across the code base (``node``, ``gpu_uuid``,
-``pid``, ``workload_id``, ``correction_id``) so logs can be joined and searched.
+``pid``, ``workload_id``, ``correction_id``) so logs can be joined and searched. Both formats
+stamp each line with an RFC 3339 time in UTC, to the millisecond (``2026-12-07T13:00:00.123Z``).
+JSON lines carry values as they are (JSON's own encoding is the only escaping); text lines
+escape control characters in the message and in values, so a value cannot forge a line.
 """
 
 from __future__ import annotations
@@ -9,20 +12,48 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
+from datetime import UTC, datetime
 from typing import Any
 
+from backstop.core.models import CorrectionSpec
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def timestamp(created: float) -> str:
+    """``created`` (seconds since the epoch) as RFC 3339 in UTC, to the millisecond."""
+    stamp = datetime.fromtimestamp(created, UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
 
 
+def correction_fields(spec: CorrectionSpec, outcome: str, **more: Any) -> dict[str, Any]:
+    """The ``extra=`` of a line about one correction: who issued it, why, and what came of it
+    (admitted, refused, applied, failed...)."""
+    return {
+        "correction_id": spec.correction_id,
+        "action": spec.action.value,
+        "issuer": spec.issuer,
+        "reason": spec.reason,
+        "outcome": outcome,
+        **more,
+    }
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": round(record.created, 3),
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -35,9 +66,10 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        extra = " ".join(f"{k}={v}" for k, v in _fields(record).items())
-        line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        stamp = timestamp(record.created)
+        extra = " ".join(f"{k}={escape_controls(str(v))}" for k, v in _fields(record).items())
+        message = escape_controls(record.getMessage())
+        line = f"{stamp} {record.levelname:<7} {record.name}: {message}"
         if extra:
             line += f"  {extra}"
         if record.exc_info:

@@ -32,6 +32,7 @@ from backstop.core.text import validate_reason
 from backstop.security import quorum
 from backstop.security.command_check import MAX_CLOCK_SKEW_S, MAX_TTL_S
 from backstop.security.identities import Role
+from backstop.telemetry.logs import correction_fields
 from backstop.wire import correction_convert
 from backstop.wire.correction_convert import validate_params
 
@@ -163,14 +164,7 @@ class Admission:
             self._refused(caller, spec, exc)
             raise
         metrics.CORRECTIONS.labels(action=spec.action.value).inc()
-        log.info(
-            "correction created",
-            extra={
-                "correction_id": spec.correction_id,
-                "action": spec.action.value,
-                "state": state.value,
-            },
-        )
+        log.info("correction created", extra=correction_fields(spec, "admitted", state=state.value))
         if waiting:
             self._store.set_correction_state(
                 spec.correction_id,
@@ -182,6 +176,9 @@ class Admission:
         return self._delivery.dispatch(spec, rules.targets(spec, original, known), known)
 
     def _refused(self, caller: Caller, spec: CorrectionSpec, exc: BackstopError) -> None:
+        log.warning(
+            "correction refused", extra=correction_fields(spec, "refused", detail=exc.message)
+        )
         self._records.audit(
             caller.name,
             "correction.refused",
