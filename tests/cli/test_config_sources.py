@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from backstop.cli.config_sources import parse_layered
+from backstop.cli.main import build_parser
+
 FLAG, ENV, FILE = "3", "4", "6"
 
 
@@ -220,3 +223,20 @@ def test_a_daemon_runs_with_the_settings_of_its_file(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_only_the_global_flags_come_from_the_environment_outside_a_daemon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for var, value in {"BACKSTOP_ALL": "1", "BACKSTOP_NODE": "n1", "BACKSTOP_KEY": "k"}.items():
+        monkeypatch.setenv(var, value)
+    args, settings = parse_layered(build_parser(), ["terminate", "--reason", "r"])
+    assert (args.all, args.node, args.key) == (False, [], "k")  # a scope never from the env
+    assert {s.name for s in settings} == {
+        "controller", "as", "tls-dir", "key", "insecure", "log-level", "log-format"
+    }  # fmt: skip
+
+
+def test_a_global_flag_after_the_daemon_command_is_a_flag() -> None:
+    shown = _show("agent", "--controller", "x:1", env={"BACKSTOP_CONTROLLER": "y:2"})
+    assert shown["controller"] == ("x:1", "flag")
