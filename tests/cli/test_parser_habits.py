@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from backstop.cli.config_sources import parse_layered
 from backstop.cli.listings import workload_matches
 from backstop.cli.main import build_parser
 from backstop.cli.render import table
@@ -70,10 +71,11 @@ def test_global_flags_go_before_or_after_the_command_and_after_wins(
 def test_every_global_flag_works_after_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BACKSTOP_CONTROLLER", "env:9")
     monkeypatch.setenv("BACKSTOP_INSECURE", "1")
-    args = build_parser().parse_args(["workloads"])
+    args, _ = parse_layered(build_parser(), ["workloads"])
     assert (args.controller, args.insecure, args.user, args.key) == ("env:9", True, "", "")
-    args = build_parser().parse_args(
-        ["workloads", "--as", "alice", "--tls-dir", "t", "--key", "k", "--log-format", "json"]
+    args, _ = parse_layered(
+        build_parser(),
+        ["workloads", "--as", "alice", "--tls-dir", "t", "--key", "k", "--log-format", "json"],
     )
     assert (args.controller, args.user, args.tls_dir, args.key) == ("env:9", "alice", "t", "k")
     assert args.log_format == "json"

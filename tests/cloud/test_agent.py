@@ -264,7 +264,10 @@ class _NoProvider:
     [
         (["--provider", "aws"], "--provider aws needs at least one --region"),
         (["--provider", "gcp", "--zone", "z"], "--provider gcp needs --project"),
-        (["--provider", "aws", "--region", "us-east-1", "--report-interval", "0"], "positive"),
+        (
+            ["--provider", "aws", "--region", "us-east-1", "--report-interval", "0"],
+            "give seconds within (0,",
+        ),
         (["--provider", "azure"], "invalid choice: 'azure'"),
     ],
 )

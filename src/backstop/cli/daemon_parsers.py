@@ -5,9 +5,25 @@ from __future__ import annotations
 
 import argparse
 
+from backstop.cli.config_sources import default_config
+from backstop.cli.numbers import MAX_WAIT_S, seconds
 from backstop.cli.parser_style import Subcommands, command_group
 from backstop.cli.verbs import lazy
 from backstop.core.settings import DEFAULT_CONTROLLER
+
+_POSITIVE = seconds(0, MAX_WAIT_S, low_open=True)
+_NONNEGATIVE = seconds(0, MAX_WAIT_S)
+
+
+def add_config_flag(p: argparse.ArgumentParser, daemon: str) -> None:
+    """``--config``: the daemon's TOML file (keys are its long flag names)."""
+    p.add_argument(
+        "--config",
+        default=default_config(daemon),
+        metavar="FILE",
+        help="settings file, keys are the long flag names; flags and BACKSTOP_<FLAG> "
+        "variables win over it (default %(default)s, may be missing; env BACKSTOP_CONFIG)",
+    )
 
 
 def add_daemons(sub: Subcommands) -> None:
@@ -35,6 +51,7 @@ def _add_cloud(sub: Subcommands) -> None:
         "run", help="report the account's GPU instances and endpoints; stop and hold on command"
     )
     cloud_run.set_defaults(handler=lazy("daemons", "cloud_run"))
+    add_config_flag(cloud_run, "cloud")
     cloud_run.add_argument(
         "--provider", required=True, choices=("aws", "gcp"), help="the cloud the account is in"
     )
@@ -60,7 +77,7 @@ def _add_cloud(sub: Subcommands) -> None:
     )
     cloud_run.add_argument(
         "--report-interval",
-        type=float,
+        type=_POSITIVE,
         default=30.0,
         metavar="SECONDS",
         help="between inventories (default %(default)s; cloud APIs are rate-limited)",
@@ -71,14 +88,15 @@ def _add_controller(sub: Subcommands) -> None:
     ctl_sub = command_group(sub, "controller", "run the central controller")
     serve = ctl_sub.add_parser("serve", help="serve agents and the control API")
     serve.set_defaults(handler=lazy("daemons", "controller_serve"))
+    add_config_flag(serve, "controller")
     serve.add_argument("--listen", default=DEFAULT_CONTROLLER, help="gRPC HOST:PORT")
     serve.add_argument(
         "--store", default="sqlite:///backstop.db", help="sqlite:///PATH (default %(default)s)"
     )
     serve.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics, /healthz")
-    serve.add_argument("--report-interval", type=float, default=5.0, help="seconds")
+    serve.add_argument("--report-interval", type=_POSITIVE, default=5.0, help="seconds")
     serve.add_argument(
-        "--ack-timeout", type=float, default=10.0, help="seconds before a target is unreachable"
+        "--ack-timeout", type=_POSITIVE, default=10.0, help="seconds before a target is unreachable"
     )
     serve.add_argument("--ready-file", default="", help="write the bound address here when ready")
     serve.add_argument(
@@ -102,6 +120,7 @@ def _add_operator(sub: Subcommands) -> None:
         "run", help="apply Correction resources; with a controller, be this cluster's agent"
     )
     op_run.set_defaults(handler=lazy("daemons", "operator_run"))
+    add_config_flag(op_run, "operator")
     op_run.add_argument(
         "--kubeconfig", default="", metavar="PATH", help="default: in-cluster, else ~/.kube/config"
     )
@@ -122,18 +141,19 @@ def _add_operator(sub: Subcommands) -> None:
         tls_help="ca.crt, node.crt, node.key of node k8s-NAME (default: STATE_DIR/tls)",
     )
     op_run.add_argument(
-        "--resync", type=float, default=30.0, metavar="SECONDS", help="between full reconciles"
+        "--resync", type=_POSITIVE, default=30.0, metavar="SECONDS", help="between full reconciles"
     )
-    op_run.add_argument("--report-interval", type=float, default=10.0, help="seconds")
+    op_run.add_argument("--report-interval", type=_POSITIVE, default=10.0, help="seconds")
 
 
 def _add_agent(sub: Subcommands) -> None:
     agent_sub = command_group(sub, "agent", "run the node agent")
     run = agent_sub.add_parser("run", help="report this node and apply corrections")
     run.set_defaults(handler=lazy("daemons", "agent_run"))
+    add_config_flag(run, "agent")
     run.add_argument("--node-id", default="", help="stable node name (default: host name)")
     run.add_argument("--state-dir", default="/var/lib/backstop", help="agent journal directory")
-    run.add_argument("--report-interval", type=float, default=5.0, help="seconds")
+    run.add_argument("--report-interval", type=_POSITIVE, default=5.0, help="seconds")
     run.add_argument("--metrics-listen", default="", help="HOST:PORT for /metrics, /healthz")
     run.add_argument("--nvml-library", default="", help="path of libnvidia-ml.so.1")
     run.add_argument("--label", action="append", default=[], help="node label K=V (repeatable)")
@@ -143,7 +163,7 @@ def _add_agent(sub: Subcommands) -> None:
     )
     run.add_argument(
         "--lease",
-        type=float,
+        type=_NONNEGATIVE,
         default=0.0,
         help="fail closed: pause workloads after this many seconds without the controller",
     )

@@ -1,8 +1,9 @@
 """The flags every command takes (``--controller``, ``--tls-dir``, ``--key``, ...), accepted
 before or after the subcommand.
 
-The top-level parser holds them with their defaults (from the environment: BACKSTOP_CONTROLLER
-and the like); every subcommand's parser holds them again with no default at all, so a flag
+The top-level parser holds them with their defaults (the environment, BACKSTOP_CONTROLLER and
+the like, is laid over them by :mod:`backstop.cli.config_sources`); every subcommand's parser
+holds them again with no default at all, so a flag
 given after the subcommand replaces the one given before it, and one not given there leaves
 the top level's value alone. A subcommand with a flag of the same name of its own (the daemons'
 ``--tls-dir``) keeps its own.
@@ -11,7 +12,6 @@ the top level's value alone. A subcommand with a flag of the same name of its ow
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,12 +20,11 @@ from backstop.core.settings import DEFAULT_CONTROLLER
 
 
 def _flags() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
-    env = os.environ.get
     return [
         (
             ("--controller",),
             {
-                "default": env("BACKSTOP_CONTROLLER", DEFAULT_CONTROLLER),
+                "default": DEFAULT_CONTROLLER,
                 "metavar": "ADDRESS",
                 "help": "controller address HOST:PORT, or several replicas HOST:PORT,HOST:PORT "
                 "tried in order (env BACKSTOP_CONTROLLER)",
@@ -35,7 +34,7 @@ def _flags() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
             ("--as",),
             {
                 "dest": "user",
-                "default": env("BACKSTOP_USER", ""),
+                "default": "",
                 "metavar": "NAME",
                 "help": "who is acting (env BACKSTOP_USER; default: the login name)",
             },
@@ -43,7 +42,7 @@ def _flags() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
         (
             ("--tls-dir",),
             {
-                "default": env("BACKSTOP_TLS_DIR", ""),
+                "default": "",
                 "metavar": "DIR",
                 "help": "ca.crt, client.crt, client.key for mutual TLS (env BACKSTOP_TLS_DIR)",
             },
@@ -51,7 +50,7 @@ def _flags() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
         (
             ("--key",),
             {
-                "default": env("BACKSTOP_KEY", ""),
+                "default": "",
                 "metavar": "FILE",
                 "help": "your Ed25519 key: corrections and approvals are signed with it "
                 "(env BACKSTOP_KEY)",
@@ -61,17 +60,25 @@ def _flags() -> list[tuple[tuple[str, ...], dict[str, Any]]]:
             ("--insecure",),
             {
                 "action": "store_true",
-                "default": env("BACKSTOP_INSECURE", "") == "1",
+                "default": False,
                 "help": "plaintext to a loopback controller in open mode (env BACKSTOP_INSECURE=1)",
             },
         ),
         (
             ("--log-level",),
-            {"type": log_level, "default": "info", "help": "debug, info, warning, error"},
+            {
+                "type": log_level,
+                "default": "info",
+                "help": "debug, info, warning, error (env BACKSTOP_LOG_LEVEL)",
+            },
         ),
         (
             ("--log-format",),
-            {"choices": ("auto", "text", "json"), "default": "auto", "help": "daemon log format"},
+            {
+                "choices": ("auto", "text", "json"),
+                "default": "auto",
+                "help": "daemon log format (env BACKSTOP_LOG_FORMAT)",
+            },
         ),
     ]
 

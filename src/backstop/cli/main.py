@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from backstop import __version__
+from backstop.cli.config_sources import DAEMONS
 from backstop.cli.daemon_parsers import add_daemons
 from backstop.cli.global_flags import add_global_flags, spread_global_flags
 from backstop.cli.numbers import MAX_WAIT_S, finite, seconds, whole
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = _command(sub, "demo", "run everything locally and narrate a correction")
     demo.set_defaults(handler=lazy("daemons", "demo"))
     demo.add_argument("--pace", type=seconds(0, 3600), default=1.0, help="seconds between steps")
+    _add_config(sub)
     completion = _command(sub, "completion", "print the shell completion script")
     completion.set_defaults(handler=lazy("completion", "completion"))
     completion.add_argument(
@@ -182,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from backstop.cli.completion import complete_if_asked
 
         complete_if_asked(parser)
-    args = parser.parse_args(argv)
+    from backstop.cli.config_sources import parse_layered
+
+    args, _ = parse_layered(parser, list(sys.argv[1:] if argv is None else argv))
     try:
         handler: Handler = args.handler
         return handler(args)
@@ -193,6 +197,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stderr.write(f"backstop: {escape(exc.message)}\n")
         return exit_code_for(exc)
+
+
+def _add_config(sub: Subcommands) -> None:
+    config_sub = command_group(sub, "config", "the daemons' settings and where each comes from")
+    show = _command(
+        config_sub,
+        "show",
+        help="a daemon's effective settings and the source of each (flag, env, file, default)",
+        description="The settings the daemon would run with here: each from its flag (given "
+        "after --), else BACKSTOP_<FLAG>, else its TOML file, else the default.",
+    )
+    show.set_defaults(handler=lazy("config_show", "show"))
+    show.add_argument(
+        "--daemon", choices=tuple(DAEMONS), default="controller", help="whose settings"
+    )
+    show.add_argument("--config", default="", metavar="FILE", help="default: the daemon's own")
+    show.add_argument(
+        "flags", nargs=argparse.REMAINDER, help="the daemon's flags, after --, as it would get them"
+    )
+    add_output_flag(show)
 
 
 def _add_pki(sub: Subcommands) -> None:
