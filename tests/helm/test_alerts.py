@@ -7,6 +7,8 @@ entry in docs/operations.md."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,12 @@ def _alerts(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rule for group in groups for rule in group["rules"]]
 
 
+def _promtool(promtool: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(promtool), *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def test_prometheus_rule_is_rendered_only_where_its_api_exists(kube: ControlPlane) -> None:
     assert [o for o in render(kube, ENABLED) if o["kind"] == "PrometheusRule"] == []
     notes = kube.helm("install", "backstop", str(CHART), ENABLED, "--dry-run=client").stdout
@@ -47,6 +55,20 @@ def test_prometheus_rule_is_rendered_only_where_its_api_exists(kube: ControlPlan
     )  # fmt: skip
     assert rule["metadata"]["labels"]["release"] == "kps"
     assert rule["metadata"]["namespace"] == "backstop"
+
+
+def test_rules_pass_promtool_check_and_unit_tests(
+    kube: ControlPlane, promtool: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": _rule_groups(kube)}))
+    shutil.copy(ALERTS_TEST, tmp_path / ALERTS_TEST.name)
+
+    checked = _promtool(promtool, "check", "rules", "rules.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout + checked.stderr
+    tested = _promtool(promtool, "test", "rules", ALERTS_TEST.name, cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout + tested.stderr
 
 
 def test_every_alert_is_tested_firing_and_not_firing(kube: ControlPlane) -> None:
