@@ -1,8 +1,11 @@
 """Fixtures for the Helm chart's tests: a real control plane (see tests.support.kube), a fresh
-namespace per test, the chart rendered with ``helm template``, and the CRD installed."""
+namespace per test, the chart rendered with ``helm template``, the CRD installed, Prometheus's
+promtool (see tests.support.promtool), and the metrics the daemons export."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,15 +14,28 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s
+from prometheus_client.metrics import MetricWrapperBase
 
-from tests.support.kube import REPO_ROOT, ControlPlane, kube, wait_until
-from tests.support.kube import prebuild_kube_binaries as pytest_collection_finish
+from tests.support.kube import REPO_ROOT, ControlPlane, kube, prebuild_kube_binaries, wait_until
+from tests.support.promtool import promtool_binary
 
-__all__ = ["crd", "kube", "namespace", "pytest_collection_finish"]
+__all__ = ["crd", "kube", "namespace", "promtool", "pytest_collection_finish"]
 
 CHART = REPO_ROOT / "helm" / "backstop"
 CRD_FILE = CHART / "crds" / "corrections.backstop.io.yaml"
 CI_VALUES = CHART / "ci"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the control plane's binaries and promtool before the first test that needs them,
+    outside per-test timeouts (each is a first-time build of minutes, cached afterwards)."""
+    prebuild_kube_binaries(session)
+    if shutil.which("go") and any(
+        "promtool" in getattr(item, "fixturenames", ()) for item in session.items
+    ):
+        capture = session.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            promtool_binary()
 
 
 def render(
@@ -68,3 +84,37 @@ def crd(kube: ControlPlane) -> str:
 
     wait_until(established, f"CRD {name} to be Established", timeout_s=30)
     return name
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Path:
+    """Prometheus's promtool at the pinned version; skips the test where Go cannot build it."""
+    try:
+        return promtool_binary()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+def exported_metrics() -> dict[str, str]:
+    """Every metric the controller, agent and link export: name -> type."""
+    from backstop.agent import metrics as agent_metrics
+    from backstop.controller import metrics as controller_metrics
+    from backstop.uplink import metrics as link_metrics
+
+    exported: dict[str, str] = {}
+    for module in (agent_metrics, controller_metrics, link_metrics):
+        for value in vars(module).values():
+            if isinstance(value, MetricWrapperBase):
+                for family in value.describe():
+                    exported[family.name] = family.type
+    return exported
+
+
+def exported_series() -> set[str]:
+    """The series names of :func:`exported_metrics` (counters end in _total, histograms are
+    read through _bucket)."""
+    return {
+        name + suffix
+        for name, kind in exported_metrics().items()
+        for suffix in {"counter": ["_total"], "histogram": ["_bucket"]}.get(kind, [""])
+    }

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.metrics import MetricWrapperBase
 
 from backstop.cli.main import build_parser
-from tests.helm.conftest import CHART, CI_VALUES, render
+from tests.helm.conftest import CHART, CI_VALUES, exported_metrics, exported_series, render
 from tests.helm.conftest import only as only_object
 from tests.support.kube import ControlPlane
 
@@ -99,7 +98,6 @@ INVALID_VALUES = [
         "store.type is postgresql but store.postgresql.existingSecret is empty",
         id="postgresql-without-secret",
     ),
-    pytest.param(["store.type=mysql"], 'store.type is "mysql"', id="unknown-store"),
     pytest.param(
         ["controller.enabled=false"],
         "controller.enabled is false, so set controllerAddress",
@@ -383,21 +381,6 @@ def test_service_monitor_is_rendered_only_where_its_api_exists(kube: ControlPlan
     ]
 
 
-def _exported_metrics() -> dict[str, str]:
-    """Every metric the controller, agent and link export: name -> type."""
-    from backstop.agent import metrics as agent_metrics
-    from backstop.controller import metrics as controller_metrics
-    from backstop.uplink import metrics as link_metrics
-
-    exported: dict[str, str] = {}
-    for module in (agent_metrics, controller_metrics, link_metrics):
-        for value in vars(module).values():
-            if isinstance(value, MetricWrapperBase):
-                for family in value.describe():
-                    exported[family.name] = family.type
-    return exported
-
-
 def test_grafana_dashboard_charts_every_exported_metric_and_no_other(kube: ControlPlane) -> None:
     config_map = only_object(render(kube), "ConfigMap", "backstop-dashboard")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -406,13 +389,9 @@ def test_grafana_dashboard_charts_every_exported_metric_and_no_other(kube: Contr
     expressions = [t["expr"] for p in panels for t in p["targets"]]
     referenced = set(re.findall(r"\bbackstop_[a-z_]+", " ".join(expressions)))
 
-    exported = _exported_metrics()
+    exported = exported_metrics()
     assert len(exported) >= 20
-    series = {
-        name + suffix
-        for name, kind in exported.items()
-        for suffix in {"counter": ["_total"], "histogram": ["_bucket"]}.get(kind, [""])
-    }
+    series = exported_series()
     assert referenced <= series, referenced - series
     charted = {
         name for name, kind in exported.items() if any(s.startswith(name) for s in referenced)
