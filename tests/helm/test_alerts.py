@@ -88,7 +88,8 @@ def test_alert_set_follows_the_values(kube: ControlPlane) -> None:
     names = {rule["alert"] for rule in _alerts(_rule_groups(kube))}
     assert {
         "BackstopAgentDown", "BackstopAgentDisconnected", "BackstopAgentGone",
-        "BackstopAgentsMissing", "BackstopControllerDown", "BackstopCorrectionsUnanswered",
+        "BackstopAgentsMissing", "BackstopControllerDown", "BackstopTargetsUnreachable",
+        "BackstopApprovalsPending",
         "BackstopReportsDropped", "BackstopUnattributedGpuMemory",
     } <= names  # fmt: skip
     # No expected agent count, no controller, no agent DaemonSet: their alerts go.

@@ -19,3 +19,11 @@ ACK_SECONDS = Histogram(
     "Seconds from dispatch to acknowledgement",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+AWAITING_APPROVAL = Gauge(
+    "backstop_controller_corrections_awaiting_approval",
+    "Corrections proposed and waiting for the approvals their action needs",
+)
+TARGETS_UNREACHABLE = Gauge(
+    "backstop_controller_targets_unreachable",
+    "Targets of open corrections that have not acknowledged yet (delivery is still tried)",
+)

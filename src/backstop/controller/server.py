@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from backstop.api.v1 import agent_pb2_grpc, control_pb2_grpc, enrolment_pb2_grpc
+from backstop.controller import metrics
 from backstop.controller.authz import Authorizer
 from backstop.controller.control_api import ControlService
 from backstop.controller.corrections import CorrectionsEngine
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 300.0
+BACKLOG_INTERVAL_S = 10.0
+"""How often the approval and delivery backlog gauges are counted afresh."""
 HEARTBEAT_INTERVAL_S = 2.0
 REPLICA_STALE_S = 10.0
 """A replica silent this long is taken for dead: the nodes it held count as disconnected."""
@@ -172,7 +175,7 @@ class ControllerServer:
         return True, "ok"
 
     async def _housekeeping(self) -> None:
-        last_prune = last_heartbeat = 0.0
+        last_prune = last_heartbeat = last_backlog = 0.0
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             try:
@@ -187,6 +190,11 @@ class ControllerServer:
                             "released the nodes of a replica that stopped",
                             extra={"nodes": released},
                         )
+                if now - last_backlog > BACKLOG_INTERVAL_S:
+                    awaiting, unreachable = self.store.correction_backlog()
+                    metrics.AWAITING_APPROVAL.set(awaiting)
+                    metrics.TARGETS_UNREACHABLE.set(unreachable)
+                    last_backlog = now
                 if now - last_prune > PRUNE_INTERVAL_S:
                     self.store.prune_samples(now - self.settings.sample_retention_s)
                     self.store.prune_model_sightings(now - self.settings.model_history_s)

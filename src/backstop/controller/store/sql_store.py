@@ -288,6 +288,19 @@ class SqlStore(SqlEnrolment, SqlModels):
             "ORDER BY created_at_s DESC, correction_id DESC LIMIT ?", (limit,)
         )
 
+    def correction_backlog(self) -> tuple[int, int]:
+        """(corrections waiting for approvals, targets of open corrections still unreachable)."""
+        among, states = self.dialect.in_list("c.state", OPEN_STATES)
+        proposed = self._query(
+            "SELECT COUNT(*) FROM corrections WHERE state = ?", (CorrectionState.PROPOSED.value,)
+        )
+        unreachable = self._query(
+            f"""SELECT COUNT(*) FROM targets t JOIN corrections c USING (correction_id)
+                WHERE t.state = ? AND {among}""",  # noqa: S608 - placeholders only
+            (TargetState.UNREACHABLE.value, *states),
+        )
+        return int(proposed[0][0]), int(unreachable[0][0])
+
     def list_open_corrections(self) -> list[Correction]:
         among, states = self.dialect.in_list("state", OPEN_STATES)
         return self._load_corrections(f"WHERE {among} ORDER BY created_at_s", states)
