@@ -8,7 +8,9 @@ Everything lands under ``${BACKSTOP_GO_CACHE:-~/.cache/backstop/go}``:
                                      and the plugin versions, so any change rebuilds it)
 
 Each build goes to a temporary path renamed into place, so a half-built binary is never used.
-Go's own module and build caches keep their defaults; CI pays the first build once.
+Go's own module and build caches keep their defaults; CI pays the first build once (about a
+minute for the plugins and the client). grpcurl takes several minutes more, so it is built only
+when asked (``BACKSTOP_BUILD_GRPCURL=1``); a cached build or one on PATH is used as it is.
 """
 
 from __future__ import annotations
@@ -56,6 +58,19 @@ def go_tool(tool: tuple[str, str, str]) -> Path:
             bindir.mkdir(parents=True, exist_ok=True)
             os.replace(Path(tmp) / name, bindir / name)
     return bindir / name
+
+
+def grpcurl() -> Path | None:
+    """grpcurl: the cached build, else one on PATH, else a build when ``BACKSTOP_BUILD_GRPCURL=1``
+    (it takes several minutes, past what a first CI run can spend), else None."""
+    name, _, version = GRPCURL
+    cached = cache_root() / f"{name}-{version}" / "bin" / name
+    if cached.exists():
+        return cached
+    on_path = shutil.which(name)
+    if on_path is not None:
+        return Path(on_path)
+    return go_tool(GRPCURL) if os.environ.get("BACKSTOP_BUILD_GRPCURL") == "1" else None
 
 
 def listnodes_client() -> Path:
