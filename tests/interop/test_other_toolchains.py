@@ -54,7 +54,7 @@ def test_a_generated_go_client_lists_the_nodes(open_cluster: LocalCluster) -> No
 
 @pytest.mark.timeout(900)  # with BACKSTOP_BUILD_GRPCURL=1 the first run builds grpcurl
 def test_grpcurl_needs_nothing_but_reflection(open_cluster: LocalCluster) -> None:
-    grpcurl = go_build.grpcurl()
+    grpcurl = go_build.optional_tool(go_build.GRPCURL)
     if grpcurl is None:
         pytest.skip("grpcurl is not built: run once with BACKSTOP_BUILD_GRPCURL=1 (minutes)")
     address = open_cluster.address
@@ -67,3 +67,17 @@ def test_grpcurl_needs_nothing_but_reflection(open_cluster: LocalCluster) -> Non
         [grpcurl, "-plaintext", "-d", "{}", address, "backstop.v1.ControlService/ListNodes"]
     )
     assert [n["node_id"] for n in json.loads(listed)["nodes"]] == ["node-go"]
+
+
+def test_the_protos_pass_buf_lint_and_break_nothing() -> None:
+    buf = go_build.optional_tool(go_build.BUF)
+    if buf is None:
+        pytest.skip("buf is not built: run once with BACKSTOP_BUILD_BUF=1 (minutes)")
+    root = go_build.ROOT
+    lint = subprocess.run([buf, "lint"], cwd=root, capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    if (root / ".git").exists():  # the committed protos are the baseline
+        against = ".git#ref=HEAD,subdir=protos"
+        argv = [buf, "breaking", "--against", against]
+        breaking = subprocess.run(argv, cwd=root, capture_output=True, text=True, check=False)
+        assert breaking.returncode == 0, breaking.stdout + breaking.stderr

@@ -2,15 +2,17 @@
 
 Everything lands under ``${BACKSTOP_GO_CACHE:-~/.cache/backstop/go}``:
 
-    <tool>-<version>/bin/<tool>      protoc-gen-go, protoc-gen-go-grpc, grpcurl (``go install``)
+    <tool>-<version>/bin/<tool>      protoc-gen-go, protoc-gen-go-grpc, grpcurl, buf
+                                     (``go install``)
     listnodes-<digest>/listnodes     the Go client of tests/interop/go, its code generated from
                                      protos/ (the digest covers the protos, the module's files
                                      and the plugin versions, so any change rebuilds it)
 
 Each build goes to a temporary path renamed into place, so a half-built binary is never used.
 Go's own module and build caches keep their defaults; CI pays the first build once (about a
-minute for the plugins and the client). grpcurl takes several minutes more, so it is built only
-when asked (``BACKSTOP_BUILD_GRPCURL=1``); a cached build or one on PATH is used as it is.
+minute for the plugins and the client). grpcurl and buf take several minutes each, so they are
+built only when asked (``BACKSTOP_BUILD_GRPCURL=1``, ``BACKSTOP_BUILD_BUF=1``); a cached build
+or one on PATH is used as it is.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ PROTOC_GEN_GO_GRPC = (
     "v1.6.2",
 )
 GRPCURL = ("grpcurl", "github.com/fullstorydev/grpcurl/cmd/grpcurl", "v1.9.4")
+BUF = ("buf", "github.com/bufbuild/buf/cmd/buf", "v1.75.0")
 
 
 class GoBuildError(RuntimeError):
@@ -60,17 +63,19 @@ def go_tool(tool: tuple[str, str, str]) -> Path:
     return bindir / name
 
 
-def grpcurl() -> Path | None:
-    """grpcurl: the cached build, else one on PATH, else a build when ``BACKSTOP_BUILD_GRPCURL=1``
-    (it takes several minutes, past what a first CI run can spend), else None."""
-    name, _, version = GRPCURL
+def optional_tool(tool: tuple[str, str, str]) -> Path | None:
+    """A tool too slow to build on a first CI run (grpcurl, buf): the cached build, else one on
+    PATH, else a build when ``BACKSTOP_BUILD_<NAME>=1`` (e.g. ``BACKSTOP_BUILD_GRPCURL``), else
+    None."""
+    name, _, version = tool
     cached = cache_root() / f"{name}-{version}" / "bin" / name
     if cached.exists():
         return cached
     on_path = shutil.which(name)
     if on_path is not None:
         return Path(on_path)
-    return go_tool(GRPCURL) if os.environ.get("BACKSTOP_BUILD_GRPCURL") == "1" else None
+    asked = os.environ.get(f"BACKSTOP_BUILD_{name.upper()}") == "1"
+    return go_tool(tool) if asked else None
 
 
 def listnodes_client() -> Path:
