@@ -112,6 +112,12 @@ def _add_controller(sub: Subcommands) -> None:
     serve.add_argument(
         "--crl", default="", help="the CA's revocation list (default: TLS_DIR/crl.pem)"
     )
+    serve.add_argument(
+        "--no-reflection",
+        dest="reflection",
+        action="store_false",
+        help="do not serve gRPC server reflection (on by default, behind the same TLS)",
+    )
 
 
 def _add_operator(sub: Subcommands) -> None:

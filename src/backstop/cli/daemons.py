@@ -31,6 +31,7 @@ def controller_serve(args: argparse.Namespace) -> int:
         enrol_listen=args.enrol_listen,
         crl=Path(args.crl) if args.crl else None,
         controller_id=args.replica_id,
+        reflection=args.reflection,
     )
     ready = Path(args.ready_file) if args.ready_file else None
     return run_until_signal(serve(settings, ready), "controller")

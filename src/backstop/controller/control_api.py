@@ -91,6 +91,11 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self._refusals.settle(caller.name)
         return caller
 
+    def admit_viewer(self, what: str) -> Callable[[Any], Caller]:
+        """A check for another service on this port: the caller of ``context`` if a viewer may
+        do ``what``, else :class:`Refused` (audited like a refused control call)."""
+        return lambda context: self._caller(context, Role.VIEWER, what)
+
     def _refused(self, context: Any, what: str, exc: Refused, claimed: str) -> None:
         actor = actor_of(context, claimed)
         self._refusals.refuse(

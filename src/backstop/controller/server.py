@@ -21,7 +21,9 @@ from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.enrolment import EnrolmentService
 from backstop.controller.fanout import fanout_for
 from backstop.controller.gateway import AgentGateway
+from backstop.controller.liveness import Liveness
 from backstop.controller.message_limit import MessageLimit, transport_limit
+from backstop.controller.reflection import add_reflection
 from backstop.controller.refusals import RefusalLog
 from backstop.controller.store import Store, open_store
 from backstop.core.errors import InvalidInput
@@ -99,6 +101,7 @@ class ControllerServer:
             interceptors=[MessageLimit(settings.max_message_bytes, self.refusals)],
         )
         self._health = health.aio.HealthServicer()
+        self._liveness = Liveness(self.store.schema_version)
         self._tasks: list[asyncio.Task[None]] = []
         self._telemetry: TelemetryServer | None = None
         self.port = 0
@@ -108,10 +111,11 @@ class ControllerServer:
         recover the store's state and serve."""
         tls = self.settings.tls_dir
         agent_pb2_grpc.add_AgentGatewayServicer_to_server(self._gateway, self._server)
-        control_pb2_grpc.add_ControlServiceServicer_to_server(
-            ControlService(self.store, self.engine, self.refusals), self._server
-        )
+        control = ControlService(self.store, self.engine, self.refusals)
+        control_pb2_grpc.add_ControlServiceServicer_to_server(control, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        if self.settings.reflection:  # same port and TLS; admitted as a viewer's call
+            add_reflection(self._server, SERVICE_NAMES, control.admit_viewer("server reflection"))
         if tls is None:
             log.warning(
                 "OPEN MODE: plaintext on loopback, no trust policy; every caller is an admin "
@@ -144,6 +148,7 @@ class ControllerServer:
         if self._telemetry is not None:
             self._telemetry.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
+        self._tasks.append(asyncio.create_task(self._liveness.beat()))
         delivery = self.engine.delivery
         self._tasks.append(
             asyncio.create_task(self.fanout.run(delivery.on_replica_event, delivery.resync))
@@ -172,7 +177,7 @@ class ControllerServer:
         return server
 
     def _healthy(self) -> tuple[bool, str]:
-        return True, "ok"
+        return self._liveness.check()
 
     async def _housekeeping(self) -> None:
         last_prune = last_heartbeat = last_backlog = 0.0
@@ -221,6 +226,7 @@ class ControllerServer:
             await self._enrol_server.stop(0)
         if self._telemetry is not None:
             self._telemetry.stop()
+        self._liveness.close()
         self.store.close()
 
 

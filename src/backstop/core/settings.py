@@ -49,6 +49,8 @@ class ControllerSettings:
     """An agent stream that sends no Hello within this long is closed."""
     controller_id: str = ""
     """Name of this replica in logs and Welcome messages; defaults to host:pid."""
+    reflection: bool = True
+    """gRPC server reflection on the agent/control port (same TLS), for grpcurl and the like."""
 
 
 @dataclass(frozen=True, slots=True)

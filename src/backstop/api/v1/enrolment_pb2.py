@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61\x63kstop/v1/enrolment.proto\x12\x0b\x62\x61\x63kstop.v1\"@\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"9\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x32N\n\tEnrolment\x12\x41\n\x06\x45nroll\x12\x1a.backstop.v1.EnrollRequest\x1a\x1b.backstop.v1.EnrollResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x61\x63kstop/v1/enrolment.proto\x12\x0b\x62\x61\x63kstop.v1\"@\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x03 \x01(\x0c\"9\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x61_pem\x18\x02 \x01(\x0c\x32N\n\tEnrolment\x12\x41\n\x06\x45nroll\x12\x1a.backstop.v1.EnrollRequest\x1a\x1b.backstop.v1.EnrollResponseB<Z:github.com/backstop/backstop/gen/go/backstop/v1;backstopv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'backstop.v1.enrolment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z:github.com/backstop/backstop/gen/go/backstop/v1;backstopv1'
   _globals['_ENROLLREQUEST']._serialized_start=44
   _globals['_ENROLLREQUEST']._serialized_end=108
   _globals['_ENROLLRESPONSE']._serialized_start=110

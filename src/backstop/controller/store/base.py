@@ -57,6 +57,9 @@ class Store(Protocol):
     """Durable state of the controller. Every method is a single transaction."""
 
     def close(self) -> None: ...
+    def schema_version(self) -> int:
+        """The newest migration applied: a cheap query, the health probe's."""
+        ...
 
     # nodes and reports
     def upsert_node(self, node: NodeInfo, now_s: float, replica: str = "") -> None:
