@@ -96,7 +96,9 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_healthz_reports_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_healthz_reports_the_store_and_livez_the_loop_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = ControllerSettings(
         listen="127.0.0.1:0",
         insecure=True,
@@ -119,12 +121,13 @@ def test_healthz_reports_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         server = ControllerServer(settings, store)
         await server.start()
         assert server._telemetry is not None
-        url = f"http://127.0.0.1:{server._telemetry.port}/healthz"
+        base = f"http://127.0.0.1:{server._telemetry.port}"
         try:
             await asyncio.sleep(0.1)  # the first beat
-            answers = [await asyncio.to_thread(_get, url)]
+            answers = [await asyncio.to_thread(_get, base + "/healthz")]
             lost.set()
-            answers.append(await asyncio.to_thread(_get, url))
+            answers.append(await asyncio.to_thread(_get, base + "/healthz"))
+            answers.append(await asyncio.to_thread(_get, base + "/livez"))  # the loop alone
             return answers
         finally:
             await server.stop(0)
@@ -132,4 +135,5 @@ def test_healthz_reports_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert asyncio.run(scenario()) == [
         (200, "ok\n"),
         (503, "store unreachable: cannot reach the database\n"),
+        (200, "ok\n"),  # liveness: a store outage is no reason to restart the controller
     ]

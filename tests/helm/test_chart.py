@@ -170,8 +170,9 @@ def test_controller_pod_is_non_root_with_a_read_only_root_and_probes_over_http(
     # mTLS on the gRPC port: the kubelet probes /healthz on the plain metrics port.
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"grpc": 7443, "enrolment": 7444, "metrics": 9464}
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    paths = {"startupProbe": "/healthz", "livenessProbe": "/livez", "readinessProbe": "/readyz"}
+    for probe, path in paths.items():  # liveness: the loop alone, not the store
+        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}
 
     # The arguments are ones `backstop controller serve` takes, pointing at the mounts.
     assert container["command"] == ["backstop"]

@@ -2,7 +2,7 @@
 
 Everything lands under ``${BACKSTOP_GO_CACHE:-~/.cache/backstop/go}``:
 
-    <tool>-<version>/bin/<tool>      protoc-gen-go, protoc-gen-go-grpc, grpcurl, buf
+    <tool>-<version>/bin/<tool>      protoc-gen-go, protoc-gen-go-grpc, grpcurl
                                      (``go install``)
     listnodes-<digest>/listnodes     the Go client of tests/interop/go, its code generated from
                                      protos/ (the digest covers the protos, the module's files
@@ -10,9 +10,7 @@ Everything lands under ``${BACKSTOP_GO_CACHE:-~/.cache/backstop/go}``:
 
 Each build goes to a temporary path renamed into place, so a half-built binary is never used.
 Go's own module and build caches keep their defaults; CI pays the first build once (about a
-minute for the plugins and the client). grpcurl and buf take several minutes each, so they are
-built only when asked (``BACKSTOP_BUILD_GRPCURL=1``, ``BACKSTOP_BUILD_BUF=1``); a cached build
-or one on PATH is used as it is.
+minute for the plugins and the client, a few more for grpcurl).
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ PROTOC_GEN_GO_GRPC = (
     "v1.6.2",
 )
 GRPCURL = ("grpcurl", "github.com/fullstorydev/grpcurl/cmd/grpcurl", "v1.9.4")
-BUF = ("buf", "github.com/bufbuild/buf/cmd/buf", "v1.75.0")
 
 
 class GoBuildError(RuntimeError):
@@ -61,21 +58,6 @@ def go_tool(tool: tuple[str, str, str]) -> Path:
             bindir.mkdir(parents=True, exist_ok=True)
             os.replace(Path(tmp) / name, bindir / name)
     return bindir / name
-
-
-def optional_tool(tool: tuple[str, str, str]) -> Path | None:
-    """A tool too slow to build on a first CI run (grpcurl, buf): the cached build, else one on
-    PATH, else a build when ``BACKSTOP_BUILD_<NAME>=1`` (e.g. ``BACKSTOP_BUILD_GRPCURL``), else
-    None."""
-    name, _, version = tool
-    cached = cache_root() / f"{name}-{version}" / "bin" / name
-    if cached.exists():
-        return cached
-    on_path = shutil.which(name)
-    if on_path is not None:
-        return Path(on_path)
-    asked = os.environ.get(f"BACKSTOP_BUILD_{name.upper()}") == "1"
-    return go_tool(tool) if asked else None
 
 
 def listnodes_client() -> Path:

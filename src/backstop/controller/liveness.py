@@ -51,13 +51,17 @@ class Liveness:
 
     def check(self) -> tuple[bool, str]:
         """``(True, "ok")``, or ``(False, why)``: the loop first, then the store."""
-        now = self.clock()
+        alive, why = self.check_loop()
+        return self._check_store(self.clock()) if alive else (alive, why)
+
+    def check_loop(self) -> tuple[bool, str]:
+        """The loop alone (``/livez``): a store outage is no reason to restart the process."""
         if self._last_beat is None:
             return False, "event loop not running yet"
-        silent = now - self._last_beat
+        silent = self.clock() - self._last_beat
         if silent > self.loop_stale_s:
             return False, f"event loop unresponsive for {silent:.1f} s"
-        return self._check_store(now)
+        return True, "ok"
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

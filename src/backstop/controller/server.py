@@ -133,7 +133,9 @@ class ControllerServer:
         if self.settings.enrol_listen:
             self._enrol_server = self._bind_enrolment()
         if self.settings.metrics_listen:
-            self._telemetry = TelemetryServer(self.settings.metrics_listen, self._healthy)
+            self._telemetry = TelemetryServer(
+                self.settings.metrics_listen, self._healthy, alive=self._liveness.check_loop
+            )
         if self.fanout.shared:  # other replicas keep their nodes; dead ones' are released
             self.store.heartbeat(self.controller_id, time.time(), REPLICA_STALE_S)
         else:

@@ -33,13 +33,17 @@ class TelemetryServer:
         healthy: Callable[[], tuple[bool, str]],
         labels: Mapping[str, str] | None = None,
         extra: Callable[[], bytes] | None = None,
+        alive: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         """Bind ``listen`` now; :class:`InvalidInput` naming the address when that fails.
 
         ``labels`` are added to every series that lacks them; ``extra()`` is exposition
-        text served after the registry's."""
+        text served after the registry's; ``alive()`` answers ``/livez`` (default: the same
+        as ``healthy()``, which answers ``/healthz`` and ``/readyz``)."""
         host, port = split_host_port(listen)
-        handler = _handler(healthy, _Labelled(labels or {}), extra or (lambda: b""))
+        handler = _handler(
+            healthy, alive or healthy, _Labelled(labels or {}), extra or (lambda: b"")
+        )
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -85,18 +89,25 @@ class _Labelled(Collector):
 
 
 def _handler(
-    healthy: Callable[[], tuple[bool, str]], registry: Collector, extra: Callable[[], bytes]
+    healthy: Callable[[], tuple[bool, str]],
+    alive: Callable[[], tuple[bool, str]],
+    registry: Collector,
+    extra: Callable[[], bytes],
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.split("?")[0] == "/metrics":
                 body = generate_latest(registry) + extra()
                 status, ctype = 200, CONTENT_TYPE_LATEST
-            elif self.path.split("?")[0] in ("/healthz", "/readyz"):
-                ok, text = healthy()
+            elif self.path.split("?")[0] in ("/healthz", "/readyz", "/livez"):
+                ok, text = alive() if self.path.split("?")[0] == "/livez" else healthy()
                 body, status, ctype = (text + "\n").encode(), 200 if ok else 503, "text/plain"
             else:
-                body, status, ctype = b"not found: try /metrics or /healthz\n", 404, "text/plain"
+                body, status, ctype = (
+                    b"not found: try /metrics, /healthz, /readyz or /livez\n",
+                    404,
+                    "text/plain",
+                )
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
