@@ -47,6 +47,9 @@ def test_dry_run_shows_the_targets_and_creates_nothing(rig: Rig) -> None:
         "terminate", "--all", "--reason", "drill", "--dry-run", "--key", "/nonexistent/key"
     )
     assert data["node_ids"] == ["node-a", "node-b"]
+    assert (data["apiVersion"], data["kind"]) == ("backstop.io/v1", "ScopePreview")
+    assert {w["kind"] for w in data["workloads"]} == {"Workload"}  # as `workloads` prints them
+    assert all("model_id" in w["fingerprint"] for w in data["workloads"])
     assert data["workload_count"] == 3
     assert {w["root_pid"] for w in data["workloads"]} == {
         rig.hostile.pid, rig.b1.pid, rig.b2.pid,
@@ -77,6 +80,12 @@ def test_resume_dry_run_and_yaml_is_the_same_data_as_json(rig: Rig) -> None:
     assert len(yaml.safe_load(listed.out)) == 1  # the dry run resumed nothing
     status = rig.cluster.cli("status", cid, "-o", "yaml")
     assert yaml.safe_load(status.out) == rig.cluster.json("status", cid)
+    shown = yaml.safe_load(status.out)
+    assert (shown["kind"], shown["state"], shown["spec"]["action"]) == (
+        "Correction", "completed", "pause",
+    )  # fmt: skip
+    assert isinstance(shown["completed_at"], str)  # RFC 3339, a string in YAML too
+    assert shown["completed_at"].endswith("Z")
     held = rig.cluster.json("workloads", "--node", "node-b", "--state", "paused")
     assert {w["root_pid"] for w in held} == {rig.b1.pid, rig.b2.pid}
     assert rig.cluster.json("workloads", "--state", "running") != []

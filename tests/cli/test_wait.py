@@ -20,7 +20,7 @@ PAUSE_A = ("pause", "--node", "node-a", "--reason", "incident 9", "--yes")
 
 def _dispatched(rig: Rig) -> dict[str, object] | None:
     listed = rig.cluster.json("corrections")
-    if listed and listed[0]["state"] == "CORRECTION_STATE_DISPATCHED":
+    if listed and listed[0]["state"] == "dispatched":
         return dict(listed[0])
     return None
 
@@ -86,4 +86,4 @@ def test_wait_and_watch_outlive_a_controller_restart(rig: Rig) -> None:
     assert "lost the controller" in watched_err
     assert watched_out.rstrip().splitlines()[-1].startswith("completed: ")
     final = rig.cluster.json("status", cid)
-    assert final["state"] == "CORRECTION_STATE_COMPLETED"
+    assert final["state"] == "completed"

@@ -84,8 +84,8 @@ def test_shutdown_all_stops_every_cloud_gpu_and_resume_starts_them(clouds: Cloud
     correction = shutdown.json()
     cid = correction["spec"]["correction_id"]
     assert {t["node_id"]: t["state"] for t in correction["targets"]} == {
-        "aws-123456789012": "TARGET_STATE_APPLIED",
-        "gcp-lab-project": "TARGET_STATE_APPLIED",
+        "aws-123456789012": "applied",
+        "gcp-lab-project": "applied",
     }
     assert [clouds.moto.instance_state(i) for i in clouds.instances] == ["stopped"] * 2
     assert clouds.moto.endpoint_capacity("chat") == 0
@@ -105,4 +105,4 @@ def test_shutdown_all_stops_every_cloud_gpu_and_resume_starts_them(clouds: Cloud
     assert clouds.moto.endpoint_capacity("chat") == 2
     assert clouds.gce.status("llm-1") == "RUNNING"
     assert clouds.gce.labels("llm-1") == {"team": "llm"}
-    assert c.json("status", cid)["state"] == "CORRECTION_STATE_REVERTED"
+    assert c.json("status", cid)["state"] == "reverted"

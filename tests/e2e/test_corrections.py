@@ -51,11 +51,11 @@ def test_pause_and_resume_across_two_agents(nodes: Nodes) -> None:
     wall_s = time.monotonic() - started
     assert paused.code == 0, paused.err + paused.out
     correction = paused.json()
-    assert correction["state"] == "CORRECTION_STATE_COMPLETED"
+    assert correction["state"] == "completed"
     targets = {t["node_id"]: t for t in correction["targets"]}
     assert {n: t["state"] for n, t in targets.items()} == {
-        "node-a": "TARGET_STATE_APPLIED",
-        "node-b": "TARGET_STATE_APPLIED",
+        "node-a": "applied",
+        "node-b": "applied",
     }
     ack_s = max(t["updated_at_s"] for t in targets.values()) - correction["spec"]["created_at_s"]
     print(
@@ -77,7 +77,7 @@ def test_pause_and_resume_across_two_agents(nodes: Nodes) -> None:
         assert "T" not in {proc_state(p) for p in tree(server.pid)}
         assert server.ask() is not None
     status = nodes.cluster.json("status", correction["spec"]["correction_id"])
-    assert status["state"] == "CORRECTION_STATE_REVERTED"
+    assert status["state"] == "reverted"
 
 
 def test_throttle_caps_gpu_power_and_resume_restores_it(nodes: Nodes) -> None:
@@ -110,7 +110,7 @@ def test_terminate_one_node_then_shutdown_all(nodes: Nodes) -> None:
     )
     assert shutdown.code == 0, shutdown.err + shutdown.out
     states = {t["node_id"]: t["state"] for t in shutdown.json()["targets"]}
-    assert states == {"node-a": "TARGET_STATE_APPLIED", "node-b": "TARGET_STATE_APPLIED"}
+    assert states == {"node-a": "applied", "node-b": "applied"}
     assert nodes.a.proc.wait(5) is not None
 
 

@@ -34,6 +34,8 @@ def test_describe_each_kind(nodes: Nodes) -> None:
     assert cid in node.out  # a recent correction that reached it
     as_data = cluster.json("describe", "node", "node-a")
     assert as_data["node"]["node_id"] == "node-a"
+    assert (as_data["apiVersion"], as_data["kind"]) == ("backstop.io/v1", "NodeDescription")
+    assert as_data["node"]["kind"] == "Node"  # each record as the listings print it
     assert [w["workload_id"] for w in as_data["workloads"]] == [workload["workload_id"]]
 
     held = wait_for(
@@ -46,6 +48,9 @@ def test_describe_each_kind(nodes: Nodes) -> None:
         "the hold to be reported",
     )
     assert [c["spec"]["correction_id"] for c in held["corrections"]] == [cid]
+    assert held["kind"] == "WorkloadDescription"
+    assert held["workload"]["holds"] == [{"correction_id": cid, "action": "pause"}]
+    assert held["corrections"][0]["spec"]["action"] == "pause"  # the enum's word
     text = cluster.cli("describe", "workload", workload["workload_id"]).out
     assert "corrections holding it:" in text
     assert "look closer" in text
@@ -59,6 +64,7 @@ def test_describe_each_kind(nodes: Nodes) -> None:
     model_id = workload["fingerprint"]["model_id"]
     model = cluster.json("describe", "model", model_id[:12])
     assert model["model"]["model_id"] == model_id
+    assert model["kind"] == "ModelHistory"
 
     unknown = cluster.cli("describe", "node", "node-z")
     assert unknown.code == 4, unknown.err  # unknown id

@@ -100,7 +100,7 @@ def test_controller_killed_mid_shutdown_completes_after_restart(
     final = cluster.cli("status", cid, "--watch", "--timeout", "30", "-o", "json")
     assert final.code == 0, final.err + final.out
     states = {t["node_id"]: t["state"] for t in final.json()["targets"]}
-    assert states == {"n1": "TARGET_STATE_APPLIED", "n2": "TARGET_STATE_APPLIED"}
+    assert states == {"n1": "applied", "n2": "applied"}
     for server in servers:
         assert server.proc.wait(5) is not None
 
@@ -171,21 +171,21 @@ def test_a_stuck_agent_does_not_delay_the_others(
         def overdue() -> Any:
             status = cluster.json("status", cid)
             states = {t["node_id"]: t["state"] for t in status["targets"]}
-            return status if states["stuck"] == "TARGET_STATE_UNREACHABLE" else None
+            return status if states["stuck"] == "unreachable" else None
 
         correction = wait_for(overdue, 10, "the stuck agent's ack deadline")
         targets = {t["node_id"]: t for t in correction["targets"]}
         fast_ack = targets["fast"]["updated_at_s"] - correction["spec"]["created_at_s"]
-        assert targets["fast"]["state"] == "TARGET_STATE_APPLIED"
+        assert targets["fast"]["state"] == "applied"
         assert fast_ack < 1.5, f"the fast agent's ack took {fast_ack:.2f} s"
         # unreachable is not final: the correction is still being delivered, and says so
-        assert correction["state"] == "CORRECTION_STATE_DISPATCHED"
+        assert correction["state"] == "dispatched"
         assert "waiting for stuck (delivery tried until " in str(correction["message"])
         assert {proc_state(p) for p in tree(model.pid)} <= {"S", "T", "R"}
         assert model.ask(timeout_s=1.0) is None
         os.killpg(stuck.pid, signal.SIGCONT)  # its late ack still completes the correction
         wait_for(
-            lambda: cluster.json("status", cid)["state"] == "CORRECTION_STATE_COMPLETED",
+            lambda: cluster.json("status", cid)["state"] == "completed",
             20,
             "the late ack",
         )

@@ -35,12 +35,17 @@ def test_three_copies_on_two_agents_are_one_model(nodes: Nodes) -> None:
     assert model["gpu_memory_bytes"] == 12 * 2**30  # 8 GiB on node-a, 4 GiB on node-b
     assert model["tokens_per_second"] > 0
     assert model["served_names"] == ["backstop-demo-tiny"]
+    assert (model["apiVersion"], model["kind"]) == ("backstop.io/v1", "Model")
+    assert model["last_seen"].endswith("Z")  # the RFC 3339 twin of last_seen_s
+    assert model["last_seen_s"] > 0
 
     prefix = model["model_id"][:12]
     one = cluster.json("models", prefix)
     assert one["model"]["model_id"] == model["model_id"]
     assert sorted(s["node_id"] for s in one["history"]) == ["node-a", "node-b", "node-b"]
     assert all(s["running"] for s in one["history"])
+    assert one["kind"] == "ModelHistory"
+    assert {s["kind"] for s in one["history"]} == {"ModelSighting"}
 
     held = cluster.json("workloads", "--model", prefix)
     assert {w["root_pid"] for w in held} == {nodes.a.pid, nodes.b1.pid, nodes.b2.pid}

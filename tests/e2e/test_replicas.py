@@ -67,15 +67,15 @@ def test_a_correction_on_one_replica_reaches_agents_held_by_another(replicas: Re
     )  # fmt: skip
     assert paused.code == 0, paused.err + paused.out
     correction = paused.json()
-    assert correction["state"] == "CORRECTION_STATE_COMPLETED", correction
+    assert correction["state"] == "completed", correction
     assert _targets(correction) == {
-        "node-a": "TARGET_STATE_APPLIED",
-        "node-b": "TARGET_STATE_APPLIED",  # sent by r2, which holds node-b's stream
+        "node-a": "applied",
+        "node-b": "applied",  # sent by r2, which holds node-b's stream
     }
     wait_for(lambda: _all_paused(replicas), 10, "both nodes' workloads paused")
     cid = correction["spec"]["correction_id"]
     seen_from_r2 = cluster.json("--controller", replicas.r2, "status", cid)
-    assert seen_from_r2["state"] == "CORRECTION_STATE_COMPLETED"
+    assert seen_from_r2["state"] == "completed"
 
     # the other way round: a resume issued on r2 reaches node-a through r1
     resumed = cluster.cli(
@@ -83,12 +83,12 @@ def test_a_correction_on_one_replica_reaches_agents_held_by_another(replicas: Re
     )
     assert resumed.code == 0, resumed.err + resumed.out
     assert _targets(resumed.json()) == {
-        "node-a": "TARGET_STATE_APPLIED",
-        "node-b": "TARGET_STATE_APPLIED",
+        "node-a": "applied",
+        "node-b": "applied",
     }
     wait_for(lambda: _all_running(replicas), 10, "both nodes' workloads running again")
     original = cluster.json("--controller", replicas.r1, "status", cid)
-    assert original["state"] == "CORRECTION_STATE_REVERTED"
+    assert original["state"] == "reverted"
 
 
 def test_a_replica_killed_mid_correction_its_agents_move_and_the_correction_completes(
@@ -107,7 +107,7 @@ def test_a_replica_killed_mid_correction_its_agents_move_and_the_correction_comp
     assert issued.code == 0, issued.err + issued.out
     cid = issued.json()["spec"]["correction_id"]
     pending = cluster.json("--controller", replicas.r1, "status", cid)
-    assert _targets(pending)["node-b"] == "TARGET_STATE_DISPATCHED"  # waiting on r2
+    assert _targets(pending)["node-b"] == "dispatched"  # waiting on r2
     assert not any(proc_state(pid) == "T" for pid in tree(replicas.nodes.b1.pid))
 
     # then it dies: node-b's agent moves to r1, which sends it the stored command
@@ -117,8 +117,8 @@ def test_a_replica_killed_mid_correction_its_agents_move_and_the_correction_comp
     )
     assert done.code == 0, done.err + done.out
     final = done.json()
-    assert final["state"] == "CORRECTION_STATE_COMPLETED", final
-    assert _targets(final) == {"node-a": "TARGET_STATE_APPLIED", "node-b": "TARGET_STATE_APPLIED"}
+    assert final["state"] == "completed", final
+    assert _targets(final) == {"node-a": "applied", "node-b": "applied"}
     wait_for(lambda: _all_paused(replicas), 10, "both nodes' workloads paused")
     assert _held_by(cluster, replicas.r1) == {"node-a": r1_id, "node-b": r1_id}
 

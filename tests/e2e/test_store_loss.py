@@ -49,7 +49,7 @@ def test_a_controller_on_an_empty_store_is_obeyed(cluster: LocalCluster) -> None
         paused = cluster.cli("pause", "--all", "--reason", "after", "--yes", "--wait", "-o", "json")
         assert paused.code == 0, paused.err + paused.out
         [target] = paused.json()["targets"]
-        assert target["state"] == "TARGET_STATE_APPLIED"
+        assert target["state"] == "applied"
         assert int(target["sequence"]) == 1
         assert frozen(model_cgroup)
         assert model.ask(timeout_s=1.0) is None

@@ -101,9 +101,9 @@ def test_shutdown_all_through_the_controller_reaches_kubernetes_workloads(
     final = done.json()
     cid = final["spec"]["correction_id"]
     rig.applied.append(f"ctl-{cid}")
-    assert final["state"] == "CORRECTION_STATE_COMPLETED"
+    assert final["state"] == "completed"
     (target,) = final["targets"]
-    assert (target["node_id"], target["state"]) == ("k8s-e2e", "TARGET_STATE_APPLIED")
+    assert (target["node_id"], target["state"]) == ("k8s-e2e", "applied")
     outcomes = {o["workload_id"]: o for o in target["outcomes"]}
     assert outcomes[f"{ns}/Deployment/llm"]["outcome"] == "applied"
     assert outcomes["node/gpu-node-0"]["detail"] == "Cordoned"
@@ -144,7 +144,7 @@ def test_shutdown_all_through_the_controller_reaches_kubernetes_workloads(
     rig.wait_running("llm", 2)
     rig.wait_running("embed", 1)
     status = cluster.cli("status", cid, "-o", "json").json()
-    assert status["state"] == "CORRECTION_STATE_REVERTED"
+    assert status["state"] == "reverted"
 
 
 @pytest.fixture(scope="module")

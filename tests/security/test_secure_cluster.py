@@ -138,13 +138,13 @@ def test_terminate_needs_two_distinct_approvers(secured: Secured) -> None:
     )
     assert proposed.code == 0, proposed.err
     cid = proposed.json()["spec"]["correction_id"]
-    assert proposed.json()["state"] == "CORRECTION_STATE_PROPOSED"
+    assert proposed.json()["state"] == "proposed"
     time.sleep(1.0)
     assert secured.model.ask() is not None  # nothing dispatched yet
 
     assert secured.cli("bob", "approve", cid, "--yes").code == 0
     status = secured.cli("vic", "status", cid, "-o", "json").json()
-    assert status["state"] == "CORRECTION_STATE_PROPOSED"  # one approval where two are required
+    assert status["state"] == "proposed"  # one approval where two are required
     assert status["approvers"] == ["bob"]
 
     again = secured.cli("bob", "approve", cid, "--yes")
@@ -160,7 +160,7 @@ def test_terminate_needs_two_distinct_approvers(secured: Secured) -> None:
     assert secured.cli("carol", "approve", cid, "--yes").code == 0
     wait_for(lambda: secured.model.proc.poll() is not None, 15, "the terminate to act")
     final = secured.cli("vic", "status", cid, "--watch", "-o", "json")
-    assert final.json()["state"] == "CORRECTION_STATE_COMPLETED"
+    assert final.json()["state"] == "completed"
     actions = secured.audit_actions()
     refused = [a for a in actions if a[1] == "approval.refused" and a[2] == cid]
     assert [a[0] for a in refused] == ["bob", "vic", "alice"]

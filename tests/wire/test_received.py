@@ -45,7 +45,7 @@ def test_the_signed_bytes_are_kept_as_sent_never_re_encoded() -> None:
     assert (received.approvals_required, received.approvers) == (2, ("bob",))
 
 
-def test_json_is_the_messages_own_with_64_bit_integers_as_numbers() -> None:
+def test_json_is_the_messages_own_in_the_documented_shape() -> None:
     msg = _message(signed_spec=correction_convert.spec_bytes(SPEC))
     msg.targets[0].sequence = 2**40
     msg.audit_head.seq = 7
@@ -55,8 +55,20 @@ def test_json_is_the_messages_own_with_64_bit_integers_as_numbers() -> None:
     assert expected["targets"][0]["sequence"] == str(2**40)  # the protobuf JSON mapping's way
     expected["targets"][0]["sequence"] = 2**40
     expected["audit_head"]["seq"] = 7
+    expected["state"] = "proposed"
+    expected["targets"][0]["state"] = "pending"
+    expected["spec"]["action"] = "pause"
+    expected["spec"]["created_at"] = "1970-01-01T00:01:40.000Z"
+    expected["spec"]["expires_at"] = "1970-01-01T00:03:20.000Z"
+    expected["targets"][0]["updated_at"] = None
+    expected |= {
+        "apiVersion": "backstop.io/v1",
+        "kind": "Correction",
+        "updated_at": None,
+        "completed_at": None,
+    }
     assert received_correction(msg).json_data == expected
-    assert NOTHING_RECEIVED.json_data["state"] == "CORRECTION_STATE_UNSPECIFIED"
+    assert NOTHING_RECEIVED.json_data["state"] == "unspecified"
     assert NOTHING_RECEIVED.state is None
 
 

@@ -26,6 +26,7 @@ from backstop.security.witness import (
     verify_against_witnesses,
     verify_file_against_witnesses,
 )
+from backstop.wire.json_form import document
 
 EXIT_BROKEN_CHAIN = 1
 
@@ -84,7 +85,7 @@ def head(args: argparse.Namespace) -> int:
     where = escape(args.controller)
     return emit(
         args,
-        lambda: {"seq": now.seq, "hash": now.hash},
+        lambda: document("AuditHead", {"seq": now.seq, "hash": now.hash}),
         lambda _layout: f"audit head of controller {where}: entry {now.seq}, hash {now.hash}",
         indent=None,
         sort_keys=False,
@@ -94,16 +95,19 @@ def head(args: argparse.Namespace) -> int:
 def _print(result: WitnessResult, source: str, output: str) -> None:
     chain = result.chain
     if output in STRUCTURED:
-        data = {
-            "ok": result.ok,
-            "entries": chain.count,
-            "first_bad_seq": chain.first_bad_seq,
-            "first_bad_line": chain.first_bad_line,
-            "reason": chain.reason,
-            "head_hash": chain.head_hash,
-            "witnesses": list(result.checked),
-            "witness_problems": list(result.problems),
-        }
+        data = document(
+            "AuditVerification",
+            {
+                "ok": result.ok,
+                "entries": chain.count,
+                "first_bad_seq": chain.first_bad_seq,
+                "first_bad_line": chain.first_bad_line,
+                "reason": chain.reason,
+                "head_hash": chain.head_hash,
+                "witnesses": list(result.checked),
+                "witness_problems": list(result.problems),
+            },
+        )
         print(dumps(data, output, indent=None, sort_keys=False))
         return
     source = escape(source)

@@ -33,12 +33,12 @@ from backstop.core.netaddr import require_loopback_for_plaintext, split_addresse
 from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
 from backstop.wire import convert, correction_convert
+from backstop.wire.json_form import message_json
 from backstop.wire.received import (
     JsonObject,
     ReceivedCorrection,
     ReceivedNode,
     ReceivedWorkload,
-    message_json,
     received_correction,
     received_node,
     received_workload,
@@ -302,11 +302,15 @@ class ControllerClient:
             scope=correction_convert.scope_to_pb(scope), limit=limit
         )
         found = self._call("PreviewScope", request)
+        workloads = [received_workload(w) for w in found.workloads]
         return Preview(
             tuple(found.node_ids),
-            tuple(convert.workload_from_pb(w) for w in found.workloads),
+            tuple(w.workload for w in workloads),
             int(found.workload_count),
-            message_json(found),
+            {  # each workload as ``workloads -o json`` prints it
+                **message_json(found, "ScopePreview"),
+                "workloads": [w.json_data for w in workloads],
+            },
         )
 
     def enrolment_token(

@@ -18,6 +18,7 @@ from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
 from backstop.cli.output import emit, structured
 from backstop.core.errors import NotFound
+from backstop.wire.json_form import document
 from backstop.wire.received import ReceivedCorrection, ReceivedNode, ReceivedWorkload
 
 RECENT_CORRECTIONS = 10
@@ -38,7 +39,11 @@ def _describe(client: ControllerClient, args: argparse.Namespace) -> int:
 def _correction(client: ControllerClient, args: argparse.Namespace) -> int:
     correction = client.get(args.id)
     if structured(args):
-        return emit(args, lambda: {"correction": correction.json_data}, lambda _: "")
+        return emit(
+            args,
+            lambda: document("CorrectionDescription", {"correction": correction.json_data}),
+            lambda _: "",
+        )
     view = signed.view(correction)
     render.write_correction(sys.stdout, correction, view.spec, view.warnings)
     return 0
@@ -54,11 +59,14 @@ def _node(client: ControllerClient, args: argparse.Namespace) -> int:
     )
 
     def data() -> object:
-        return {
-            "node": node.json_data,
-            "workloads": [w.json_data for w in workloads],
-            "corrections": [c.json_data for c in reached],
-        }
+        return document(
+            "NodeDescription",
+            {
+                "node": node.json_data,
+                "workloads": [w.json_data for w in workloads],
+                "corrections": [c.json_data for c in reached],
+            },
+        )
 
     return emit(args, data, lambda _: _node_text(node, workloads, reached))
 
@@ -71,7 +79,10 @@ def _workload(client: ControllerClient, args: argparse.Namespace) -> int:
     behind = _recent(client.list_corrections(), lambda c: c.correction_id in holding)
 
     def data() -> object:
-        return {"workload": found.json_data, "corrections": [c.json_data for c in behind]}
+        return document(
+            "WorkloadDescription",
+            {"workload": found.json_data, "corrections": [c.json_data for c in behind]},
+        )
 
     return emit(args, data, lambda _: _workload_text(found, behind))
 

@@ -3,7 +3,7 @@
 Without an id, one row per model: what it is, how many copies run, where, on how many GPUs
 and how fast. With an id (a prefix of at least 12 hex digits), that model and every workload
 that has held it. ``-o json`` and ``-o yaml`` print the documented contract (see
-``docs/operations.md``).
+``docs/json.md``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
 from backstop.cli.output import Layout, emit
 from backstop.core.scope import parse_model_hash
+from backstop.wire.json_form import document
 from backstop.wire.received_fleet import ReceivedModel, ReceivedSighting
 
 
@@ -26,7 +27,10 @@ def show(client: ControllerClient, args: argparse.Namespace) -> int:
 
     def data() -> object:
         if prefix:
-            return {"model": models[0].json_data, "history": [s.json_data for s in history]}
+            return document(
+                "ModelHistory",
+                {"model": models[0].json_data, "history": [s.json_data for s in history]},
+            )
         return [m.json_data for m in models]
 
     return emit(args, data, lambda layout: _text(models, history, prefix, layout))

@@ -16,6 +16,7 @@ from backstop.security.issued import issued_to, record_issued
 from backstop.security.keys import generate_key
 from backstop.security.peers import peer_identity
 from backstop.security.pki import CertificateAuthority, write_private, write_public
+from backstop.wire.json_form import document
 
 _FILE_NAMES = {"controller": "controller", "agent": "node", "client": "client"}
 
@@ -128,7 +129,10 @@ def whoami(args: argparse.Namespace) -> int:
     state = "authenticated" if me.authenticated else "unauthenticated (open mode)"
     return emit(
         args,
-        lambda: {"name": me.name, "role": me.role, "authenticated": bool(me.authenticated)},
+        lambda: document(
+            "Identity",
+            {"name": me.name, "role": me.role, "authenticated": bool(me.authenticated)},
+        ),
         lambda _layout: f"{escape(me.name)} ({escape(me.role)}), {state}",
     )
 

@@ -5,7 +5,8 @@ A received correction keeps the exact signed spec bytes the controller sent (nev
 re-encoding: what a person approves is decoded from those bytes), the controller's own decoded
 copy beside them (only to say loudly when the two differ; a copy that does not decode is kept
 as the reason why), the signatures and quorum state, and the targets' progress. The JSON form
-is made here from the message itself, so ``-o json`` stays the protocol's own rendering.
+is made here from the message itself (:mod:`backstop.wire.json_form`), so ``-o json`` stays
+the protocol's own rendering.
 """
 
 from __future__ import annotations
@@ -13,10 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
 
 from backstop.api.v1 import types_pb2
 from backstop.core.errors import BackstopError, InvalidInput
@@ -29,55 +26,9 @@ from backstop.core.models import (
     Workload,
 )
 from backstop.wire import convert, correction_convert
+from backstop.wire.json_form import message_json
 
 JsonObject = Mapping[str, Any]
-
-
-def message_json(msg: Message) -> dict[str, Any]:
-    """A message as ``-o json`` prints it: proto field names, every field, defaults included,
-    and 64-bit integers as JSON numbers (the protobuf JSON mapping writes them as strings,
-    which scripts would have to convert back)."""
-    data = MessageToDict(
-        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    _numbers_for_int64(msg.DESCRIPTOR, data)
-    return data
-
-
-_INT64_TYPES = frozenset(
-    {
-        FieldDescriptor.TYPE_INT64,
-        FieldDescriptor.TYPE_UINT64,
-        FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_FIXED64,
-        FieldDescriptor.TYPE_SFIXED64,
-    }
-)
-
-
-def _numbers_for_int64(descriptor: Any, data: dict[str, Any]) -> None:
-    """Turn the string-encoded 64-bit integers of ``data`` (a message's dict) into ints."""
-    for field in descriptor.fields:
-        if field.name in data:
-            data[field.name] = _converted(field, data[field.name])
-
-
-def _converted(field: FieldDescriptor, value: Any) -> Any:
-    if isinstance(value, list):
-        return [_converted_one(field, v) for v in value]
-    entry = field.message_type
-    if entry is not None and entry.GetOptions().map_entry and isinstance(value, dict):
-        value_field = entry.fields_by_name["value"]
-        return {k: _converted_one(value_field, v) for k, v in value.items()}
-    return _converted_one(field, value)
-
-
-def _converted_one(field: FieldDescriptor, value: Any) -> Any:
-    if field.type in _INT64_TYPES:
-        return int(value)
-    if field.message_type is not None and isinstance(value, dict):
-        _numbers_for_int64(field.message_type, value)
-    return value
 
 
 class Received(Protocol):
@@ -146,7 +97,7 @@ def received_correction(msg: types_pb2.Correction) -> ReceivedCorrection:
         signatures=signatures,
         approvals_required=msg.approvals_required,
         approvers=tuple(msg.approvers),
-        json_data=message_json(msg),
+        json_data=message_json(msg, "Correction"),
     )
 
 
@@ -177,7 +128,7 @@ def received_node(msg: types_pb2.Node) -> ReceivedNode:
         workload_count=msg.workload_count,
         replica=msg.replica,
         unattributed_count=msg.unattributed_count,
-        json_data=message_json(msg),
+        json_data=message_json(msg, "Node"),
     )
 
 
@@ -190,7 +141,7 @@ class ReceivedWorkload:
 
 
 def received_workload(msg: types_pb2.Workload) -> ReceivedWorkload:
-    data = message_json(msg)
+    data = message_json(msg, "Workload")
     fingerprint = data.get("fingerprint")
     if isinstance(fingerprint, dict):
         fingerprint.update(model_keys(data["fingerprint"].get("model")))

@@ -13,7 +13,8 @@ from typing import Any
 from backstop.api.v1 import control_pb2
 from backstop.core.fleet import ModelSummary
 from backstop.wire.fleet_convert import summary_from_pb
-from backstop.wire.received import JsonObject, message_json
+from backstop.wire.json_form import message_json
+from backstop.wire.received import JsonObject
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,7 @@ class ReceivedSighting:
 
 
 def received_model(msg: control_pb2.ModelSummary) -> ReceivedModel:
-    data: dict[str, Any] = message_json(msg)
+    data: dict[str, Any] = message_json(msg, "Model")
     model = data.pop("model", {})
     data.setdefault("tokens_per_second", None)
     return ReceivedModel(summary_from_pb(msg), {**model, **data})
@@ -48,5 +49,5 @@ def received_sighting(msg: control_pb2.ModelSighting) -> ReceivedSighting:
         first_seen_s=msg.first_seen_s,
         last_seen_s=msg.last_seen_s,
         running=msg.running,
-        json_data=message_json(msg),
+        json_data=message_json(msg, "ModelSighting"),
     )
