@@ -22,9 +22,11 @@ import pytest
 
 from backstop.simgpu import FakeNvml, default_gpus, idle_unless_listed
 from tests.support.cluster import LocalCluster
+from tests.support.moto_server import CREDENTIALS, REGION, MotoServer, moto, moto_process
 from tests.support.notify_socket import NotifySocket
 
 pytestmark = pytest.mark.e2e
+__all__ = ["moto", "moto_process"]
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -102,3 +104,17 @@ def test_agent_ready_once_connected_and_corrections_logged(
         "agent",
         "SIGTERM",
     )
+
+
+def test_cloud_agent_ready_once_connected(
+    cluster: LocalCluster, moto: MotoServer, tmp_path: Path
+) -> None:
+    cluster.start_controller()
+    with NotifySocket(tmp_path / "notify").start() as notify:
+        env = {**os.environ, **CREDENTIALS, "NOTIFY_SOCKET": notify.name}
+        agent = cluster.start_cloud_agent("aws", moto.url, "--region", REGION, env=env)
+        ready = notify.wait_for("READY", "1")
+        assert ready.fields["STATUS"] == f"connected to controller {cluster.address}; aws account"
+        os.killpg(agent.pid, signal.SIGTERM)
+        assert agent.wait(15) == 0
+        assert notify.wait_for("STOPPING", "1", 5).fields["STATUS"] == "stopping on SIGTERM"

@@ -41,11 +41,14 @@ from backstop.core.scope import is_label, node_in_scope, workload_in_scope
 from backstop.security.audit import JOURNAL_FILE
 from backstop.security.audit_file import FileAuditLog
 from backstop.security.command_check import NOTHING_HERE, UNKNOWN
+from backstop.telemetry import sd_notify
 from backstop.uplink.identity import check_link_security
 from backstop.uplink.reporting import acknowledge, run_with_reports
 from backstop.uplink.stateless_agent import StatelessAgent
 
 log = logging.getLogger(__name__)
+READY_WAIT_S = 5.0
+"""How long the cloud agent waits for the controller before it tells systemd it is ready."""
 
 CAPABILITIES = ("cloud.stop", "cloud.start")
 HOLDING = (Action.PAUSE, Action.TERMINATE, Action.SHUTDOWN)
@@ -147,11 +150,17 @@ class CloudAgent(StatelessAgent):
         return self._resources
 
     async def run(self) -> None:
-        """The stream and the reports, until cancelled."""
+        """The stream and the reports, until cancelled (systemd told once it serves)."""
+
+        def status() -> str:
+            link = "connected to" if self.session.connected.is_set() else "waiting for"
+            return f"{link} controller {self.settings.controller}; {self.provider.name} account"
+
         try:
-            await run_with_reports(
-                self.session, self.sync, self.settings.report_interval_s, "the account"
-            )
+            async with sd_notify.serving(status, self.session.connected.wait, READY_WAIT_S):
+                await run_with_reports(
+                    self.session, self.sync, self.settings.report_interval_s, "the account"
+                )
         finally:
             self.journal.close()
 

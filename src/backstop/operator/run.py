@@ -33,6 +33,7 @@ from backstop.operator.scope import WorkloadKind, selects
 from backstop.operator.settings import OperatorSettings
 from backstop.operator.watchers import EventHandler, Watcher
 from backstop.operator.workqueue import WorkQueue
+from backstop.telemetry import sd_notify
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +246,14 @@ class Operator:
                 "corrections": len(self.corrections),
             },
         )
+
+        def status() -> str:
+            held = len(self.corrections)
+            return f"watching cluster {self.settings.cluster_name}; {held} corrections"
+
         try:
-            await run_until_one_fails(tasks)
+            async with sd_notify.serving(status):  # ready: the resync above is done
+                await run_until_one_fails(tasks)
         finally:
             for watcher in watchers:
                 watcher.stop()
