@@ -18,6 +18,7 @@ from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
 from backstop.cli.output import emit, structured
 from backstop.core.errors import NotFound
+from backstop.core.times import rfc3339
 from backstop.wire.json_form import document
 from backstop.wire.received import ReceivedCorrection, ReceivedNode, ReceivedWorkload
 
@@ -102,7 +103,7 @@ def _node_text(
         ("node", info.node_id),
         ("hostname", info.hostname or "-"),
         ("status", "connected" if node.connected else "offline"),
-        ("last seen", render.rfc3339(node.last_seen_s) if node.last_seen_s else "-"),
+        ("last seen", rfc3339(node.last_seen_s) if node.last_seen_s else "-"),
         ("agent", info.agent_version or "-"),
         ("replica", node.replica or "-"),
         ("capabilities", ", ".join(info.capabilities) or "-"),

@@ -17,6 +17,7 @@ from backstop.cli import render, signed
 from backstop.cli.client import ControllerClient, WatchDeadline
 from backstop.core.errors import Unavailable
 from backstop.core.models import CorrectionState, TargetState
+from backstop.core.times import rfc3339
 from backstop.wire.received import NOTHING_RECEIVED, ReceivedCorrection
 
 FIRST_BACKOFF_S = 0.2
@@ -109,7 +110,7 @@ def summary(result: Followed, timeout_s: float) -> str:
             for t in outstanding
         ]
     lines.append(
-        f"delivery is tried until {render.rfc3339(result.view.spec.expires_at_s)} "
+        f"delivery is tried until {rfc3339(result.view.spec.expires_at_s)} "
         f"(the correction's expiry); see `backstop status {result.view.spec.correction_id}`"
     )
     return "\n".join(lines)

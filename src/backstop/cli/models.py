@@ -16,6 +16,7 @@ from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
 from backstop.cli.output import Layout, emit
 from backstop.core.scope import parse_model_hash
+from backstop.core.times import rfc3339
 from backstop.wire.json_form import document
 from backstop.wire.received_fleet import ReceivedModel, ReceivedSighting
 
@@ -81,8 +82,8 @@ def _history(history: Sequence[ReceivedSighting], layout: Layout) -> str:
         (
             s.workload_id,
             s.node_id,
-            render.rfc3339(s.first_seen_s),
-            render.rfc3339(s.last_seen_s),
+            rfc3339(s.first_seen_s),
+            rfc3339(s.last_seen_s),
             "running" if s.running else "gone",
         )
         for s in history

@@ -7,8 +7,6 @@ move the cursor, repaint the screen, split a table row, nor reorder what is show
 
 from __future__ import annotations
 
-import datetime
-import json
 import time
 import unicodedata
 from collections.abc import Collection, Sequence
@@ -22,7 +20,8 @@ from backstop.core.models import (
     Scope,
     TargetResult,
 )
-from backstop.wire.received import Received, ReceivedCorrection
+from backstop.core.times import rfc3339
+from backstop.wire.received import ReceivedCorrection
 
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _BIDI = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
@@ -52,20 +51,6 @@ def escape(text: object) -> str:
         else:
             out.append(c)
     return "".join(out)
-
-
-def rfc3339(ts: float) -> str:
-    return (
-        datetime.datetime.fromtimestamp(ts, datetime.UTC)
-        .isoformat(timespec="seconds")
-        .replace("+00:00", "Z")
-    )
-
-
-def to_json(received: Received | Sequence[Received]) -> str:
-    """What was received as ``-o json`` prints it: one record's message, or a list of them."""
-    data = [r.json_data for r in received] if isinstance(received, Sequence) else received.json_data
-    return json.dumps(data, indent=2, sort_keys=True)
 
 
 STATE_COLOURS = {

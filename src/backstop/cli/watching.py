@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from backstop.cli import render
 from backstop.cli.output import structured
+from backstop.core.times import rfc3339
 
 if TYPE_CHECKING:
     from backstop.cli.client import ControllerClient
@@ -46,7 +46,7 @@ def watchable(verb: Verb) -> Verb:
                     verb(client, args)
                 if out.getvalue() != last and not stop.is_set():
                     if last is not None and not structured(args):
-                        print(f"--- {render.rfc3339(time.time())}")
+                        print(f"--- {rfc3339(time.time())}")
                     sys.stdout.write(out.getvalue())
                     sys.stdout.flush()
                     last = out.getvalue()

@@ -12,18 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from backstop.core.models import CorrectionSpec
+from backstop.core.times import rfc3339
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
 def timestamp(created: float) -> str:
     """``created`` (seconds since the epoch) as RFC 3339 in UTC, to the millisecond."""
-    stamp = datetime.fromtimestamp(created, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+    return rfc3339(created, milliseconds=True)
 
 
 def escape_controls(text: str) -> str:

@@ -10,7 +10,6 @@ the top carries ``apiVersion`` and its ``kind``.
 
 from __future__ import annotations
 
-import datetime
 import math
 import re
 from collections.abc import Mapping
@@ -19,6 +18,8 @@ from typing import Any
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+
+from backstop.core import times
 
 API_VERSION = "backstop.io/v1"
 TIMESTAMP_SUFFIXES = ("_at_s", "_seen_s")
@@ -67,10 +68,9 @@ def rfc3339(ts: object) -> str | None:
     if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts) or not ts:
         return None
     try:
-        moment = datetime.datetime.fromtimestamp(ts, datetime.UTC)
+        return times.rfc3339(ts, milliseconds=True)
     except (OverflowError, OSError, ValueError):
         return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _shape(descriptor: Any, data: dict[str, Any]) -> None:

@@ -14,7 +14,6 @@ from typing import Protocol
 from backstop.controller import metrics
 from backstop.controller.corrections.progress import Settler
 from backstop.controller.corrections.records import Records
-from backstop.controller.corrections.settling import rfc3339
 from backstop.controller.corrections.tracking import Progress
 from backstop.controller.fanout import Fanout
 from backstop.controller.store.base import NodeRecord, PendingCommand
@@ -27,6 +26,7 @@ from backstop.core.models import (
     SignatureRecord,
     TargetState,
 )
+from backstop.core.times import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ import logging
 from backstop.controller import metrics
 from backstop.controller.corrections import settling
 from backstop.controller.corrections.records import Records
-from backstop.controller.corrections.settling import rfc3339
 from backstop.controller.corrections.tracking import Progress
 from backstop.controller.fanout import Fanout
 from backstop.controller.store.acks import unused_ack
 from backstop.core.errors import BackstopError
 from backstop.core.models import CommandAck, CorrectionState, TargetState
 from backstop.core.settings import ControllerSettings
+from backstop.core.times import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from backstop.controller.corrections.settling import acted_on, rfc3339
+from backstop.controller.corrections.settling import acted_on
 from backstop.controller.store.base import NodeRecord
 from backstop.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from backstop.core.models import (
@@ -38,6 +38,7 @@ from backstop.core.models import (
     SignatureRecord,
 )
 from backstop.core.scope import node_in_scope
+from backstop.core.times import rfc3339
 from backstop.security import quorum
 from backstop.security.identities import TrustPolicy
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 
 from backstop.core.models import (
     Action,
@@ -30,6 +29,7 @@ from backstop.core.models import (
     TargetResult,
     TargetState,
 )
+from backstop.core.times import rfc3339
 
 SHOWN_NODES = 5
 """At most this many outstanding nodes are named in a message (then "and N more")."""
@@ -42,11 +42,6 @@ _DONE = {
     Action.TERMINATE: "terminated",
     Action.SHUTDOWN: "shut down",
 }
-
-
-def rfc3339(ts: float) -> str:
-    """``2025-01-02T03:04:05Z``."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def acted_on(correction: Correction) -> bool:
