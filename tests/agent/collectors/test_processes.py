@@ -15,6 +15,7 @@ import pytest
 
 from backstop.agent.collectors.processes import (
     PF_KTHREAD,
+    YOUNG_S,
     ProcessCollector,
     ProcessSnapshot,
     ProcInfo,
@@ -129,7 +130,9 @@ def test_exec_and_state_changes_show_at_the_next_refresh(spawner: Spawner) -> No
     child = spawner.command(["sh", "-c", "echo ready; read line; exec sleep 600"])
     child.read_line()
     clock = FakeClock()
-    collector = ProcessCollector(refresh_interval_s=10, clock=clock)
+    collector = ProcessCollector(
+        refresh_interval_s=10, clock=clock, wall_clock=lambda: time.time() + YOUNG_S
+    )  # the child counts as settled: only the refresh reads it again
     before = collector.collect().processes[child.pid]
     assert before.name == "sh"
 
@@ -147,6 +150,48 @@ def test_exec_and_state_changes_show_at_the_next_refresh(spawner: Spawner) -> No
     assert refreshed.exe == shutil.which("sleep") or refreshed.exe.endswith("/sleep")
     assert refreshed.status == "stopped"
     assert refreshed.create_time == before.create_time
+
+
+def test_a_young_process_that_execs_the_same_program_is_read_again(
+    spawner: Spawner, tmp_path: Path
+) -> None:
+    # a launcher that execs the server: both are `python`, so `comm` does not change; and a
+    # cgroup joined just before the exec, as runtimes and the e2e rig do
+    script = (
+        "import os, sys; print('ready', flush=True); sys.stdin.readline(); "
+        "os.execv(sys.executable, [sys.executable, '-c', "
+        "'import sys; print(\"served\", flush=True); sys.stdin.read()', 'served'])"
+    )
+    child = spawner.python(script, "launcher")
+    child.read_line()
+    clock = FakeClock()
+    collector = ProcessCollector(refresh_interval_s=3600, clock=clock)
+    before = collector.collect().processes[child.pid]
+    assert before.cmdline[-1] == "launcher"
+
+    child.send("go")
+    assert child.read_line() == "served"
+    after = collector.collect().processes[child.pid]
+
+    assert Path(f"/proc/{child.pid}/comm").read_text().strip() == before.name
+    assert after.cmdline[-1] == "served"
+    assert after.create_time == before.create_time
+
+
+def test_an_old_process_is_read_again_only_at_the_refresh(spawner: Spawner) -> None:
+    child = spawner.command(["sh", "-c", "echo ready; read line; exec sleep 600"])
+    child.read_line()
+    wall = [time.time()]
+    collector = ProcessCollector(
+        refresh_interval_s=3600, clock=FakeClock(), wall_clock=lambda: wall[0]
+    )
+    young = collector.collect().processes[child.pid]
+    wall[0] += YOUNG_S  # it grows old: the next read is its last until the refresh
+    collector.collect()
+    child.send("go")
+    wait_for(lambda: Path(f"/proc/{child.pid}/comm").read_text().strip() == "sleep")
+
+    assert collector.collect().processes[child.pid] == young
 
 
 def test_a_zombie_is_reported_as_one(spawner: Spawner) -> None:
