@@ -138,3 +138,34 @@ MIGRATIONS += (
     CREATE INDEX model_sightings_seen ON model_sightings(last_seen_s)
     """,
 )
+
+MIGRATIONS += (
+    # 6: policies — every version of each policy as applied (the exact document bytes), its
+    # state (proposed until its quorum signed, then active; superseded or deleted after), and
+    # the signatures over those bytes
+    """
+    CREATE TABLE policies (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        document BLOB NOT NULL,
+        digest TEXT NOT NULL,
+        action TEXT NOT NULL,
+        state TEXT NOT NULL,
+        applied_by TEXT NOT NULL,
+        applied_s REAL NOT NULL,
+        ended_s REAL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE INDEX policies_state ON policies(state);
+    CREATE TABLE policy_signatures (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        key_id TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        role TEXT NOT NULL,
+        signature BLOB NOT NULL,
+        signed_at_s REAL NOT NULL,
+        PRIMARY KEY (name, version, key_id)
+    )
+    """,
+)

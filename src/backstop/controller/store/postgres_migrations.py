@@ -131,4 +131,31 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX model_sightings_seen ON model_sightings(last_seen_s);
     """,
+    # 6: policies — every version of each policy as applied (the exact document bytes), its
+    # state, and the signatures over those bytes
+    """
+    CREATE TABLE policies (
+        name TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        document BYTEA NOT NULL,
+        digest TEXT NOT NULL,
+        action TEXT NOT NULL,
+        state TEXT NOT NULL,
+        applied_by TEXT NOT NULL,
+        applied_s DOUBLE PRECISION NOT NULL,
+        ended_s DOUBLE PRECISION,
+        PRIMARY KEY (name, version)
+    );
+    CREATE INDEX policies_state ON policies(state);
+    CREATE TABLE policy_signatures (
+        name TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        key_id TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        role TEXT NOT NULL,
+        signature BYTEA NOT NULL,
+        signed_at_s DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (name, version, key_id)
+    );
+    """,
 )
