@@ -84,8 +84,16 @@ def _refusals(enrolled: Enrolled, action: str, subject: str) -> list[dict[str, A
 def test_a_revoked_node_stays_refused_after_the_store_is_lost(enrolled: Enrolled) -> None:
     enrolled.enrol_and_run("node-a")
     wait_for(lambda: enrolled.connected("node-a"), 30, "node-a to connect")
-    revoked = enrolled.cli("admin", "pki", "revoke", "--node", "node-a", "--reason", "stolen")
+    revoked = enrolled.cli(
+        "admin", "pki", "revoke", "--node", "node-a", "--reason", "stolen", "-o", "json"
+    )
     assert revoked.code == 0, revoked.err
+    assert revoked.json() == {
+        "apiVersion": "backstop.io/v1",
+        "kind": "Revocation",
+        "node_id": "node-a",
+        "certificates_revoked": 1,
+    }
     assert (enrolled.setup.controller_tls / "crl.pem").is_file()  # beside the CA key
     wait_for(lambda: not enrolled.connected("node-a"), 20, "node-a's stream to close")
 

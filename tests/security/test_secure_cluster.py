@@ -23,6 +23,7 @@ import pytest
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
 from backstop.core.ids import new_correction_id
 from backstop.core.models import Action, CorrectionSpec, Scope
+from backstop.core.times import rfc3339
 from backstop.security.keys import generate_key, load_private
 from backstop.security.quorum import sign_correction
 from backstop.security.tls import channel_credentials
@@ -330,6 +331,17 @@ def test_enrolment_tokens_are_one_time_and_node_bound(secured: Secured, tmp_path
     assert not (tmp_path / "s2b" / "tls").exists()
     operator_token = secured.cli("alice", "pki", "token", "--node", "gpu-4")
     assert operator_token.code == 6
+    asked_at = time.time()
+    as_json = secured.cli("admin", "pki", "token", "--node", "gpu-5", "--ttl", "600", "-o", "json")
+    issued = as_json.json()
+    assert (issued["kind"], issued["node_id"]) == ("EnrolmentToken", "gpu-5")
+    assert asked_at + 590 <= issued["expires_at_s"] <= time.time() + 610
+    assert issued["expires_at"] == rfc3339(issued["expires_at_s"])
+    enrolled = subprocess.run(
+        [*args[:-1], issued["token"], "--node-id", "gpu-5", "--state-dir", str(tmp_path / "s5")],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr  # the token printed is the one that works
 
 
 def test_audit_verify_detects_edits_deletions_and_reordering(

@@ -224,6 +224,7 @@ def _add_pki(sub: Subcommands) -> None:
     init = _command(pki_sub, "init", help="create a CA (ca.crt, ca.key) in --dir")
     init.set_defaults(handler=lazy("trust", "pki_init"))
     init.add_argument("--dir", required=True, help="the new CA's directory")
+    add_output_flag(init)
     issue = _command(pki_sub, "issue", help="issue a certificate from the CA in --dir")
     issue.set_defaults(handler=lazy("trust", "pki_issue"))
     issue.add_argument("--dir", required=True, help="the CA directory")
@@ -240,12 +241,14 @@ def _add_pki(sub: Subcommands) -> None:
     issue.add_argument(
         "--days", type=whole(1, 36_500), default=365, help="how long the certificate is valid"
     )
+    add_output_flag(issue)
     token = _command(pki_sub, "token", help="a one-time enrolment token for a node (admin)")
     token.set_defaults(handler=lazy("trust", "pki_token"))
     token.add_argument("--node", required=True, help="the node id the token enrols")
     token.add_argument(
         "--ttl", type=seconds(0, 7 * 24 * 3600.0, low_open=True), default=3600.0, help="seconds"
     )
+    add_output_flag(token)
     revoke = _command(
         pki_sub,
         "revoke",
@@ -263,6 +266,7 @@ def _add_pki(sub: Subcommands) -> None:
     revoke.add_argument("--serial", action="append", default=[], help="with --dir: hex serial")
     revoke.add_argument("--dir", default="", help="the CA directory (ca.crt, ca.key, crl.pem)")
     revoke.add_argument("--reason", required=True, help="why (recorded)")
+    add_output_flag(revoke)
 
 
 def _add_keys_and_audit(sub: Subcommands) -> None:
@@ -272,6 +276,7 @@ def _add_keys_and_audit(sub: Subcommands) -> None:
     new.add_argument("--out", required=True, help="private key path (PATH.pub gets the public)")
     new.add_argument("--name", default="", help="your name, for the trust-policy snippet")
     new.add_argument("--role", default="operator", help="for the trust-policy snippet")
+    add_output_flag(new)
 
     audit_sub = command_group(sub, "audit", "the tamper-evident record")
     verify = _command(

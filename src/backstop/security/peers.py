@@ -63,12 +63,13 @@ def peer_identity(cert_pem: bytes | str) -> PeerIdentity:
         raise InvalidInput("peer certificate has no single common name")
     if role not in PEER_ROLES:
         raise InvalidInput(f"peer certificate has no known role (OU={role!r})")
+    facts = _facts(certificate)
     return PeerIdentity(
         name=name,
         role=cast(PeerRole, role),
-        serial=format(certificate.serial_number, "x"),
-        fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex(),
-        not_after=certificate.not_valid_after_utc,
+        serial=facts.serial,
+        fingerprint_sha256=facts.fingerprint_sha256,
+        not_after=facts.not_after,
     )
 
 
@@ -90,6 +91,31 @@ def token_hash(token: str) -> str:
 def token_matches(token: str, expected_hash: str) -> bool:
     """Whether ``token`` hashes to ``expected_hash``, compared in constant time."""
     return hmac.compare_digest(token_hash(token), expected_hash.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateFacts:
+    """What a person or script checks a certificate by: serial, fingerprint, validity."""
+
+    common_name: str
+    serial: str
+    """Hexadecimal, as ``openssl x509 -serial`` prints it (lower case)."""
+    fingerprint_sha256: str
+    not_after: datetime
+
+
+def certificate_facts(cert_pem: bytes) -> CertificateFacts:
+    """The facts of any certificate (a CA's too); it is not verified."""
+    return _facts(load_certificate(cert_pem, "certificate"))
+
+
+def _facts(certificate: x509.Certificate) -> CertificateFacts:
+    return CertificateFacts(
+        common_name=single_attribute(certificate.subject, NameOID.COMMON_NAME) or "",
+        serial=format(certificate.serial_number, "x"),
+        fingerprint_sha256=certificate.fingerprint(hashes.SHA256()).hex(),
+        not_after=certificate.not_valid_after_utc,
+    )
 
 
 def load_certificate(pem: bytes, what: str) -> x509.Certificate:
