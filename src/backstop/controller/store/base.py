@@ -21,6 +21,7 @@ from backstop.core.models import (
     Workload,
     WorkloadOutcome,
 )
+from backstop.core.policies import PolicyState, PolicyVersion
 from backstop.security.audit import AuditEntry
 
 
@@ -201,6 +202,18 @@ class Store(Protocol):
         ...
 
     # enrolment and certificates
+    # policies: every change a version (core.policies)
+    def add_policy_version(self, version: PolicyVersion) -> int:
+        """Store the next version of a policy; the number it got."""
+        ...
+
+    def add_policy_signature(self, name: str, version: int, signature: SignatureRecord) -> None: ...
+
+    def activate_policy_version(self, name: str, version: int, now_s: float) -> None: ...
+    def list_policy_versions(
+        self, name: str = "", states: Sequence[PolicyState] = ()
+    ) -> list[PolicyVersion]: ...
+
     def add_enrolment_token(
         self, token_hash: str, node_id: str, now_s: float, expires_at_s: float
     ) -> None: ...
