@@ -30,9 +30,10 @@ from backstop.core.models import (
     Workload,
 )
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
+from backstop.core.policies import PolicyVersion
 from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
-from backstop.wire import convert, correction_convert
+from backstop.wire import convert, correction_convert, policy_convert
 from backstop.wire.json_form import message_json
 from backstop.wire.received import (
     JsonObject,
@@ -252,6 +253,42 @@ class ControllerClient:
             params=correction_convert.params_to_pb(params),
         )
         return self._correction("CreateCorrection", request)
+
+    # -- policies ----------------------------------------------------------------------------
+
+    def apply_policy(
+        self, document: bytes, signatures: Sequence[SignatureRecord], source: str
+    ) -> PolicyVersion:
+        request = control_pb2.ApplyPolicyRequest(
+            document=document,
+            signatures=[correction_convert.signature_to_pb(s) for s in signatures],
+            source=source,
+        )
+        return policy_convert.version_from_pb(self._call("ApplyPolicy", request))
+
+    def approve_policy(self, name: str, version: int, signature: SignatureRecord) -> PolicyVersion:
+        request = control_pb2.ApprovePolicyRequest(
+            name=name, version=version, signature=correction_convert.signature_to_pb(signature)
+        )
+        return policy_convert.version_from_pb(self._call("ApprovePolicy", request))
+
+    def delete_policy(
+        self, name: str, digest: str, signatures: Sequence[SignatureRecord]
+    ) -> PolicyVersion:
+        request = control_pb2.DeletePolicyRequest(
+            name=name,
+            digest=digest,
+            signatures=[correction_convert.signature_to_pb(s) for s in signatures],
+        )
+        return policy_convert.version_from_pb(self._call("DeletePolicy", request))
+
+    def list_policies(self, name: str = "", include_ended: bool = False) -> list[PolicyVersion]:
+        request = control_pb2.ListPoliciesRequest(name=name, include_ended=include_ended)
+        return policy_convert.versions_from_pb(self._call("ListPolicies", request).versions)
+
+    def test_policy(self, document: bytes, source: str) -> policy_convert.ReceivedPolicyTest:
+        request = control_pb2.TestPolicyRequest(document=document, source=source)
+        return policy_convert.test_from_pb(self._call("TestPolicy", request))
 
     def approve(self, correction_id: str, approver: str) -> ReceivedCorrection:
         request = control_pb2.ApproveCorrectionRequest(

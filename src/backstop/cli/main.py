@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_daemons(sub)
     _add_listings(sub)
     _add_corrections(sub)
+    _add_policy(sub)
     _add_pki(sub)
     _add_keys_and_audit(sub)
     demo = _command(sub, "demo", "run everything locally and narrate a correction")
@@ -217,6 +218,45 @@ def _add_config(sub: Subcommands) -> None:
         "flags", nargs=argparse.REMAINDER, help="the daemon's flags, after --, as it would get them"
     )
     add_output_flag(show)
+
+
+def _add_policy(sub: Subcommands) -> None:
+    group = command_group(sub, "policy", "watchlist policies: what to watch for, and what to do")
+
+    def command(name: str, handler: str, help: str, description: str = "") -> Parser:
+        parser = _command(group, name, help=help, description=description)
+        parser.set_defaults(handler=lazy("policies", handler))
+        add_output_flag(parser)
+        return parser
+
+    apply = command(
+        "apply",
+        "apply",
+        "apply a policy file (a new version; a correcting one needs its action's quorum)",
+        "Send FILE's bytes as they are (signed with --key in a secure controller). A policy "
+        "whose action corrects is proposed until it has the approvals issuing that action by "
+        "hand needs; the version in force stays until then.",
+    )
+    apply.add_argument("file", metavar="FILE", help="the policy file (YAML), or - for stdin")
+    listing = command("list", "list_policies", "the policies in force and the proposed ones")
+    listing.add_argument("--all", action="store_true", help="superseded and withdrawn too")
+    show = command("show", "show", "a policy: its version in force, its bytes and signatures")
+    show.add_argument("name", metavar="NAME")
+    show.add_argument("--history", action="store_true", help="every version, oldest first")
+    approve = command(
+        "approve", "approve", "approve a proposed policy version (signs its exact bytes)"
+    )
+    approve.add_argument("name", metavar="NAME")
+    approve.add_argument(
+        "--version", type=whole(1, 2**63 - 1), default=0, help="default: the newest proposed"
+    )
+    approve.add_argument("--yes", action="store_true", help="do not ask before signing")
+    delete = command(
+        "delete", "delete", "delete a policy (undoing a correcting one needs its undo quorum)"
+    )
+    delete.add_argument("name", metavar="NAME")
+    test = command("test", "test", "what a policy file would match now; stores nothing")
+    test.add_argument("file", metavar="FILE", help="the policy file (YAML), or - for stdin")
 
 
 def _add_pki(sub: Subcommands) -> None:

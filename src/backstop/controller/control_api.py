@@ -20,6 +20,8 @@ from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
 from backstop.controller import fleet_models
 from backstop.controller.authz import Caller, Refused
 from backstop.controller.corrections import CorrectionsEngine, CreateRequest
+from backstop.controller.policy_api import PolicyCalls
+from backstop.controller.policy_book import PolicyBook
 from backstop.controller.preview import preview
 from backstop.controller.refusals import RefusalLog, actor_of, peer_of
 from backstop.controller.store.base import Store
@@ -64,7 +66,7 @@ def _rpc(
     return wrapper
 
 
-class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[misc]
+class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # type: ignore[misc]
     def __init__(
         self, store: Store, engine: CorrectionsEngine, refusals: RefusalLog | None = None
     ) -> None:
@@ -72,6 +74,13 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):  # type: ignore[m
         self._engine = engine
         self._authz = engine.authz
         self._refusals = refusals if refusals is not None else RefusalLog(engine.records.audit)
+        self._policies = PolicyBook(store, engine.authz, engine.records.audit)
+
+    ApplyPolicy = _rpc(PolicyCalls.ApplyPolicy)
+    ApprovePolicy = _rpc(PolicyCalls.ApprovePolicy)
+    DeletePolicy = _rpc(PolicyCalls.DeletePolicy)
+    ListPolicies = _rpc(PolicyCalls.ListPolicies)
+    TestPolicy = _rpc(PolicyCalls.TestPolicy)
 
     def _identify(self, context: Any, what: str, claimed: str = "") -> Caller:
         """The caller; a refusal is audited (aggregated) under their certificate's name."""

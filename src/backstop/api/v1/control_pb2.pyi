@@ -1,11 +1,123 @@
 from backstop.api.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PolicyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POLICY_STATE_UNSPECIFIED: _ClassVar[PolicyState]
+    POLICY_STATE_PROPOSED: _ClassVar[PolicyState]
+    POLICY_STATE_ACTIVE: _ClassVar[PolicyState]
+    POLICY_STATE_SUPERSEDED: _ClassVar[PolicyState]
+    POLICY_STATE_WITHDRAWN: _ClassVar[PolicyState]
+POLICY_STATE_UNSPECIFIED: PolicyState
+POLICY_STATE_PROPOSED: PolicyState
+POLICY_STATE_ACTIVE: PolicyState
+POLICY_STATE_SUPERSEDED: PolicyState
+POLICY_STATE_WITHDRAWN: PolicyState
+
+class PolicyVersion(_message.Message):
+    __slots__ = ("name", "version", "document", "digest", "action", "state", "applied_by", "applied_at_s", "ended_at_s", "signatures", "approval", "message")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_BY_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    document: bytes
+    digest: str
+    action: str
+    state: PolicyState
+    applied_by: str
+    applied_at_s: float
+    ended_at_s: float
+    signatures: _containers.RepeatedCompositeFieldContainer[_types_pb2.Signature]
+    approval: str
+    message: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., document: _Optional[bytes] = ..., digest: _Optional[str] = ..., action: _Optional[str] = ..., state: _Optional[_Union[PolicyState, str]] = ..., applied_by: _Optional[str] = ..., applied_at_s: _Optional[float] = ..., ended_at_s: _Optional[float] = ..., signatures: _Optional[_Iterable[_Union[_types_pb2.Signature, _Mapping]]] = ..., approval: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ApplyPolicyRequest(_message.Message):
+    __slots__ = ("document", "signatures", "source")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    document: bytes
+    signatures: _containers.RepeatedCompositeFieldContainer[_types_pb2.Signature]
+    source: str
+    def __init__(self, document: _Optional[bytes] = ..., signatures: _Optional[_Iterable[_Union[_types_pb2.Signature, _Mapping]]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ApprovePolicyRequest(_message.Message):
+    __slots__ = ("name", "version", "signature")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    signature: _types_pb2.Signature
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ...) -> None: ...
+
+class DeletePolicyRequest(_message.Message):
+    __slots__ = ("name", "signatures", "digest")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    signatures: _containers.RepeatedCompositeFieldContainer[_types_pb2.Signature]
+    digest: str
+    def __init__(self, name: _Optional[str] = ..., signatures: _Optional[_Iterable[_Union[_types_pb2.Signature, _Mapping]]] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class ListPoliciesRequest(_message.Message):
+    __slots__ = ("name", "include_ended")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ENDED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    include_ended: bool
+    def __init__(self, name: _Optional[str] = ..., include_ended: _Optional[bool] = ...) -> None: ...
+
+class ListPoliciesResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[PolicyVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ...) -> None: ...
+
+class TestPolicyRequest(_message.Message):
+    __slots__ = ("document", "source")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    document: bytes
+    source: str
+    def __init__(self, document: _Optional[bytes] = ..., source: _Optional[str] = ...) -> None: ...
+
+class PolicyMatch(_message.Message):
+    __slots__ = ("workload", "reasons")
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    workload: _types_pb2.Workload
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, workload: _Optional[_Union[_types_pb2.Workload, _Mapping]] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TestPolicyResponse(_message.Message):
+    __slots__ = ("matches", "workloads_checked", "digest")
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    WORKLOADS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    matches: _containers.RepeatedCompositeFieldContainer[PolicyMatch]
+    workloads_checked: int
+    digest: str
+    def __init__(self, matches: _Optional[_Iterable[_Union[PolicyMatch, _Mapping]]] = ..., workloads_checked: _Optional[int] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()

@@ -110,6 +110,31 @@ class ControlServiceStub:
                 request_serializer=backstop_dot_v1_dot_control__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=backstop_dot_v1_dot_control__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.ApplyPolicy = channel.unary_unary(
+                '/backstop.v1.ControlService/ApplyPolicy',
+                request_serializer=backstop_dot_v1_dot_control__pb2.ApplyPolicyRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.PolicyVersion.FromString,
+                _registered_method=True)
+        self.ApprovePolicy = channel.unary_unary(
+                '/backstop.v1.ControlService/ApprovePolicy',
+                request_serializer=backstop_dot_v1_dot_control__pb2.ApprovePolicyRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.PolicyVersion.FromString,
+                _registered_method=True)
+        self.DeletePolicy = channel.unary_unary(
+                '/backstop.v1.ControlService/DeletePolicy',
+                request_serializer=backstop_dot_v1_dot_control__pb2.DeletePolicyRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.PolicyVersion.FromString,
+                _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/backstop.v1.ControlService/ListPolicies',
+                request_serializer=backstop_dot_v1_dot_control__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.TestPolicy = channel.unary_unary(
+                '/backstop.v1.ControlService/TestPolicy',
+                request_serializer=backstop_dot_v1_dot_control__pb2.TestPolicyRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.TestPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -216,6 +241,41 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyPolicy(self, request, context):
+        """Policies: every change (apply, delete) is a version holding the exact bytes signed.
+        A version whose action corrects needs the role and quorum issuing that action needs;
+        until its approvals reach the quorum it is proposed (role: operator to apply or delete,
+        approver to approve, viewer to list and test).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApprovePolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicies(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestPolicy(self, request, context):
+        """What a policy file would match in the current inventory; stores nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -293,6 +353,31 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=backstop_dot_v1_dot_control__pb2.ListModelsRequest.FromString,
                     response_serializer=backstop_dot_v1_dot_control__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ApplyPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyPolicy,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.ApplyPolicyRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.PolicyVersion.SerializeToString,
+            ),
+            'ApprovePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApprovePolicy,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.ApprovePolicyRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.PolicyVersion.SerializeToString,
+            ),
+            'DeletePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePolicy,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.DeletePolicyRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.PolicyVersion.SerializeToString,
+            ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'TestPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestPolicy,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.TestPolicyRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.TestPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -700,6 +785,141 @@ class ControlService:
             '/backstop.v1.ControlService/ListModels',
             backstop_dot_v1_dot_control__pb2.ListModelsRequest.SerializeToString,
             backstop_dot_v1_dot_control__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/ApplyPolicy',
+            backstop_dot_v1_dot_control__pb2.ApplyPolicyRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.PolicyVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApprovePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/ApprovePolicy',
+            backstop_dot_v1_dot_control__pb2.ApprovePolicyRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.PolicyVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/DeletePolicy',
+            backstop_dot_v1_dot_control__pb2.DeletePolicyRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.PolicyVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/ListPolicies',
+            backstop_dot_v1_dot_control__pb2.ListPoliciesRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/TestPolicy',
+            backstop_dot_v1_dot_control__pb2.TestPolicyRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.TestPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,
