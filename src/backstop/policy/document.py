@@ -59,7 +59,9 @@ class Enforce(enum.StrEnum):
     """Who applies the policy: the controller only, or the agents too (pushed to them)."""
 
     CONTROLLER = "controller"
+    """The controller matches reports and starts corrections (the default)."""
     NODE = "node"
+    """Pushed to the agents as well, which act on a match without waiting for the controller."""
 
 
 PARAMS_FOR: Mapping[PolicyAction, tuple[str, ...]] = MappingProxyType(
@@ -104,10 +106,15 @@ class Policy:
     """What one policy file says."""
 
     name: str
+    """A DNS label (1-63 of a-z, 0-9, '-'): the policy's identity across versions."""
     match: Match
+    """Which workloads it applies to."""
     action: PolicyAction
+    """What a match does: alert only, or start that correction."""
     description: str = ""
+    """Free text for people; shown with its alerts."""
     params: ActionParams = field(default_factory=ActionParams)
+    """Only the fields its action takes (:data:`PARAMS_FOR`), within the wire's bounds."""
     severity: Severity = Severity.WARNING
     enforce: Enforce = Enforce.CONTROLLER
     max_targets_per_hour: int = DEFAULT_MAX_TARGETS_PER_HOUR

@@ -18,6 +18,9 @@ from backstop.core.scope import workload_namespace
 from backstop.policy.cel_view import activation, evaluate, workload_view
 from backstop.policy.document import Match, Policy, PolicyDocument
 
+Reasons = tuple[str, ...]
+"""Phrases saying which fields of a policy matched a workload, for an alert."""
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -25,7 +28,7 @@ class Verdict:
     alert), and why the expression gave no answer (``""`` when it did or there is none)."""
 
     matched: bool
-    reasons: tuple[str, ...] = ()
+    reasons: Reasons = ()
     error: str = ""
 
 
@@ -77,25 +80,13 @@ class CompiledPolicy:
         until = self.policy.expires_at_s
         return until is not None and (time.time() if now_s is None else now_s) >= until
 
-    def matches(
-        self,
-        workload: Workload,
-        node_labels: Mapping[str, str] = EMPTY_LABELS,
-        *,
-        now_s: float | None = None,
-    ) -> bool:
-        """Whether the policy applies to ``workload`` (on a node with ``node_labels``)."""
-        return self.verdict(workload, node_labels, now_s=now_s).matched
+    def matches(self, workload: Workload, node_labels: Mapping[str, str] = EMPTY_LABELS) -> bool:
+        """Whether the policy applies now to ``workload`` (on a node with ``node_labels``)."""
+        return self.verdict(workload, node_labels).matched
 
-    def reasons(
-        self,
-        workload: Workload,
-        node_labels: Mapping[str, str] = EMPTY_LABELS,
-        *,
-        now_s: float | None = None,
-    ) -> tuple[str, ...]:
-        """What matched, one phrase per field (``()`` when the policy does not apply)."""
-        return self.verdict(workload, node_labels, now_s=now_s).reasons
+    def reasons(self, workload: Workload, node_labels: Mapping[str, str] = EMPTY_LABELS) -> Reasons:
+        """What matched now, one phrase per field (``()`` when the policy does not apply)."""
+        return self.verdict(workload, node_labels).reasons
 
     def verdict(
         self,
@@ -104,7 +95,8 @@ class CompiledPolicy:
         *,
         now_s: float | None = None,
     ) -> Verdict:
-        """The whole answer: matched, the reasons and any expression error."""
+        """The whole answer at ``now_s`` (default: now): matched, the reasons and any
+        expression error."""
         return self._judge(_Subject(workload, node_labels), now_s)
 
     def _judge(self, subject: _Subject, now_s: float | None) -> Verdict:
@@ -159,7 +151,7 @@ def scope_within(
     """Whether a correction the policy started may act on ``workload``: exactly when the
     policy matches it now. An agent checks every target of a policy-started correction with
     this before acting, so such a correction never reaches beyond what its policy says."""
-    return policy.matches(workload, node_labels, now_s=now_s)
+    return policy.verdict(workload, node_labels, now_s=now_s).matched
 
 
 Check = Callable[["_Subject"], "str | None"]
