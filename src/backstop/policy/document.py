@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -149,46 +149,33 @@ _MATCH = (
 
 
 def parse_policy(raw: bytes, source: str = "<policy>") -> PolicyDocument:
-    """Parse one policy file; raises :class:`~backstop.policy.errors.PolicyError`."""
+    """Parse one policy file; raises :class:`~backstop.policy.errors.PolicyError` at the
+    first fault in the file's order."""
     r = Reader(source)
     root = r.compose(raw)
-    fields: dict[str, yaml.Node] = {}
-    for key, _, value in r.mapping(root, "the policy", _TOP):
-        fields[key] = value
+    values: dict[str, Any] = {}
+    params: yaml.Node | None = None
+    for key, _, node in r.mapping(root, "the policy", _TOP):
+        if key == "params":
+            params = node  # read once the action is known, wherever it stands
+        else:
+            values[_FIELD.get(key, key)] = _READERS[key](r, node)
     for required in ("name", "match", "action"):
-        if required not in fields:
+        if required not in values:
             raise r.fail(root, f"missing required field {required!r}")
-    name = r.string(fields["name"], "name", 63)
+    values["params"] = _params(r, params, values["action"])
+    return PolicyDocument(raw=raw, digest=hashlib.sha256(raw).hexdigest(), policy=Policy(**values))
+
+
+def _name(r: Reader, node: yaml.Node) -> str:
+    name = r.string(node, "name", 63)
     if not _NAME.match(name):
         raise r.fail(
-            fields["name"],
+            node,
             f"name {name!r} must be 1-63 characters of a-z, 0-9 and '-', "
             "beginning and ending with a letter or digit",
         )
-    action = _choice(r, fields["action"], "action", PolicyAction)
-    policy = Policy(
-        name=name,
-        match=_match(r, fields["match"]),
-        action=action,
-        description=r.string(fields["description"], "description", 4096)
-        if "description" in fields
-        else "",
-        params=_params(r, fields.get("params"), action),
-        severity=_choice(r, fields["severity"], "severity", Severity)
-        if "severity" in fields
-        else Severity.WARNING,
-        enforce=_choice(r, fields["enforce"], "enforce", Enforce)
-        if "enforce" in fields
-        else Enforce.CONTROLLER,
-        max_targets_per_hour=r.integer(
-            fields["max_targets_per_hour"], "max_targets_per_hour", 1, MAX_TARGETS_PER_HOUR
-        )
-        if "max_targets_per_hour" in fields
-        else DEFAULT_MAX_TARGETS_PER_HOUR,
-        incident=_incident(r, fields["incident"]) if "incident" in fields else "",
-        expires_at_s=_expires(r, fields["expires"]) if "expires" in fields else None,
-    )
-    return PolicyDocument(raw=raw, digest=hashlib.sha256(raw).hexdigest(), policy=policy)
+    return name
 
 
 def _choice(r: Reader, node: yaml.Node, name: str, kind: type[E]) -> E:
@@ -307,3 +294,20 @@ def _expires(r: Reader, node: yaml.Node) -> float:
     if when is None or when.tzinfo is None or "T" not in text.upper():
         raise r.fail(node, f"expires {text[:80]!r} is not an RFC 3339 time (2027-01-01T00:00:00Z)")
     return when.timestamp()
+
+
+_FIELD = {"expires": "expires_at_s"}
+_READERS: Mapping[str, Callable[[Reader, yaml.Node], Any]] = {
+    "name": _name,
+    "description": lambda r, node: r.string(node, "description", 4096),
+    "match": _match,
+    "action": lambda r, node: _choice(r, node, "action", PolicyAction),
+    "severity": lambda r, node: _choice(r, node, "severity", Severity),
+    "enforce": lambda r, node: _choice(r, node, "enforce", Enforce),
+    "max_targets_per_hour": lambda r, node: r.integer(
+        node, "max_targets_per_hour", 1, MAX_TARGETS_PER_HOUR
+    ),
+    "incident": _incident,
+    "expires": _expires,
+}
+"""How each top-level field is read (``params`` waits for the action)."""
