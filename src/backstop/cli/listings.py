@@ -16,12 +16,14 @@ from backstop.cli.connect import with_client
 from backstop.cli.output import Layout, emit
 from backstop.cli.watching import watchable
 from backstop.core.models import Workload
-from backstop.core.scope import parse_model_hash, parse_selector, selector_matches
+from backstop.core.scope import (
+    parse_model_hash,
+    parse_selector,
+    selector_matches,
+    workload_namespace,
+)
 from backstop.wire.received import Received, ReceivedCorrection, ReceivedNode, ReceivedWorkload
 
-NAMESPACE_LABELS = ("backstop.io/namespace", "io.kubernetes.pod.namespace")
-"""Where a workload's Kubernetes namespace is: the operator's label, else the container
-runtime's."""
 COMMAND_CHARS = 48
 REASON_CHARS = 40
 
@@ -79,10 +81,7 @@ def workload_matches(w: Workload, wanted: Sequence[tuple[str, str]]) -> bool:
     for name, value in wanted:
         if name == "framework" and w.fingerprint.framework.lower() != value.lower():
             return False
-        if (
-            name == "namespace"
-            and next((w.labels[k] for k in NAMESPACE_LABELS if k in w.labels), None) != value
-        ):
+        if name == "namespace" and workload_namespace(w) != value:
             return False
         if name == "state" and ("unattributed" if w.unattributed else w.state) != value:
             return False

@@ -26,6 +26,14 @@ KIND_LABEL = "backstop.io/kind"
 """The label the agent sets on every workload: process, container or unattributed."""
 UNATTRIBUTED = "unattributed"
 """The kind of GPU use the agent cannot attribute to one of its processes."""
+NAMESPACE_LABELS = ("backstop.io/namespace", "io.kubernetes.pod.namespace")
+"""Where a workload's Kubernetes namespace is: the operator's label, else the container
+runtime's."""
+
+
+def workload_namespace(workload: Workload) -> str | None:
+    """The workload's Kubernetes namespace (:data:`NAMESPACE_LABELS`), ``None`` when unknown."""
+    return next((workload.labels[k] for k in NAMESPACE_LABELS if k in workload.labels), None)
 
 
 def parse_selector(text: str) -> tuple[tuple[str, str, bool], ...]:

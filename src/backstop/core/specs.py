@@ -1,10 +1,12 @@
 """Building a new correction's spec: the one factory the CLI and the controller use, and the
 one default expiry (``DEFAULT_EXPIRY_S``) a correction gets when its request names none. The
-controller's ``default_ttl_s`` setting starts from the same constant.
+controller's ``default_ttl_s`` setting starts from the same constant. :func:`validate_params`
+holds the bounds of every action parameter, for the wire, the CLI and policy files alike.
 """
 
 from __future__ import annotations
 
+from backstop.core.errors import InvalidInput
 from backstop.core.ids import new_correction_id
 from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope
 
@@ -37,3 +39,15 @@ def new_spec(
         params=params if params is not None else ActionParams(),
         reverts=reverts,
     )
+
+
+def validate_params(params: ActionParams) -> None:
+    """Refuse an action parameter outside its bounds, saying the bound."""
+    if params.power_fraction is not None and not (0.0 < params.power_fraction <= 1.0):
+        raise InvalidInput("power fraction must be within (0, 1]")
+    if params.cpu_fraction is not None and not (0.0 < params.cpu_fraction <= 4096.0):
+        raise InvalidInput("cpu quota must be a positive number of cores")
+    if params.grace_s is not None and not (0.0 <= params.grace_s <= 3600.0):
+        raise InvalidInput("grace period must be within [0, 3600] seconds")
+    if params.sample_interval_s is not None and not (0.1 <= params.sample_interval_s <= 3600.0):
+        raise InvalidInput("sample interval must be within [0.1, 3600] seconds")

@@ -23,6 +23,7 @@ from backstop.core.models import (
     TargetState,
     WorkloadOutcome,
 )
+from backstop.core.specs import validate_params as validate_params  # noqa: PLC0414 (re-export)
 from backstop.wire.checks import MAX_ID_LEN, counter, finite, ident, optf, set_present, text
 
 _ACTION_TO_PB: dict[Action, types_pb2.Action] = {
@@ -115,17 +116,6 @@ def params_from_pb(msg: types_pb2.ActionParams) -> ActionParams:
     )
     validate_params(params)
     return params
-
-
-def validate_params(params: ActionParams) -> None:
-    if params.power_fraction is not None and not (0.0 < params.power_fraction <= 1.0):
-        raise InvalidInput("power fraction must be within (0, 1]")
-    if params.cpu_fraction is not None and not (0.0 < params.cpu_fraction <= 4096.0):
-        raise InvalidInput("cpu quota must be a positive number of cores")
-    if params.grace_s is not None and not (0.0 <= params.grace_s <= 3600.0):
-        raise InvalidInput("grace period must be within [0, 3600] seconds")
-    if params.sample_interval_s is not None and not (0.1 <= params.sample_interval_s <= 3600.0):
-        raise InvalidInput("sample interval must be within [0.1, 3600] seconds")
 
 
 def spec_to_pb(spec: CorrectionSpec) -> types_pb2.CorrectionSpec:

@@ -1,0 +1,167 @@
+"""CEL for policy expressions: compiling an expression once (:func:`compile_expression`), the
+one variable an expression sees (``workload``, built by :func:`workload_view`), and evaluating
+a compiled expression to a verdict that never raises (:func:`evaluate`).
+
+The variable is a JSON-like map (documented in ``docs/policies.md``)::
+
+    workload_id, node, namespace, state: string     labels: map(string, string)
+    framework, behaviour, exe: string               cmdline: list(string)
+    gpus: int (GPUs in use)   gpu_memory_bytes: int (their memory in use, summed)
+    ports: list(int)          unattributed: bool
+    model: {model_id, structure_id, architecture, name, quantisation: string, parameters: int}
+    serving: {server, model_name: string, port: int, generated_tokens_per_s,
+              prompt_tokens_per_s, requests_running, requests_waiting, inferences_per_s: double}
+
+``model`` and ``serving`` are absent when the workload has none (test with ``has()``), and so
+is each serving figure its server does not report.
+
+The expressions run on cel-python's interpreter: its transpiler is faster but keeps the
+activation in a module global while it runs (two threads would see each other's) and logs every
+evaluation error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import celpy
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.celtypes import BoolType
+from celpy.evaluation import CELEvalError
+
+from backstop.core.models import Workload
+from backstop.core.scope import workload_namespace
+
+MAX_EXPRESSION_CHARS = 4096
+"""An expression longer than this is refused: a filter, not a program."""
+
+_LOCK = threading.Lock()
+_ENVIRONMENT: celpy.Environment | None = None
+
+
+class CelCompileError(Exception):
+    """An expression that does not compile; ``line`` and ``column`` are 1-based, within it."""
+
+    def __init__(self, reason: str, line: int = 1, column: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.line = line
+        self.column = column
+
+
+class CelProgram:
+    """A compiled expression, ready to evaluate against any number of workloads."""
+
+    __slots__ = ("_runner", "text")
+
+    def __init__(self, text: str, runner: celpy.Runner) -> None:
+        self.text = text
+        self._runner = runner
+
+    def __repr__(self) -> str:
+        return f"CelProgram({self.text!r})"
+
+    def run(self, activation: Mapping[str, Any]) -> Any:
+        """The raw result (a celpy value); raises whatever celpy raises."""
+        return self._runner.evaluate(dict(activation))
+
+
+def compile_expression(text: str) -> CelProgram:
+    """Parse and prepare ``text`` once; raises :class:`CelCompileError` saying why not."""
+    global _ENVIRONMENT  # noqa: PLW0603 (one environment: it raises the recursion limit)
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise CelCompileError(f"longer than {MAX_EXPRESSION_CHARS} characters")
+    if not text.strip():
+        raise CelCompileError("empty")
+    with _LOCK:
+        if _ENVIRONMENT is None:
+            _ENVIRONMENT = celpy.Environment()
+        try:
+            ast = _ENVIRONMENT.compile(text)
+            runner = _ENVIRONMENT.program(ast)
+        except CELParseError as exc:
+            first = str(exc.args[0]).splitlines()[:1] if exc.args else []
+            near = f" near {first[0].strip()[-40:]!r}" if first else ""
+            line, column = getattr(exc, "line", None) or 1, getattr(exc, "column", None) or 0
+            raise CelCompileError(f"syntax error at column {column}{near}", line, column) from None
+        except RecursionError:
+            raise CelCompileError("nested too deeply") from None
+        except Exception as exc:  # noqa: BLE001 (lark raises its own tree of errors)
+            raise CelCompileError(f"does not compile ({type(exc).__name__})") from None
+    return CelProgram(text, runner)
+
+
+def workload_view(workload: Workload, labels: Mapping[str, str]) -> dict[str, Any]:
+    """The ``workload`` variable, as plain JSON-like data (``labels``: the merged labels)."""
+    fp = workload.fingerprint
+    view: dict[str, Any] = {
+        "workload_id": workload.workload_id,
+        "node": workload.node_id,
+        "namespace": workload_namespace(workload) or "",
+        "labels": dict(labels),
+        "framework": fp.framework,
+        "behaviour": str(fp.behaviour),
+        "cmdline": list(fp.cmdline),
+        "exe": fp.exe,
+        "gpus": len(fp.gpus),
+        "gpu_memory_bytes": sum(g.used_memory_bytes for g in fp.gpus),
+        "ports": list(fp.listening_ports),
+        "unattributed": bool(workload.unattributed),
+        "state": workload.state,
+    }
+    if fp.model is not None:
+        m = fp.model
+        view["model"] = {
+            "model_id": m.model_id,
+            "structure_id": m.structure_id,
+            "architecture": m.architecture,
+            "name": m.name,
+            "parameters": m.parameters,
+            "quantisation": m.quantisation,
+        }
+    if workload.serving is not None:
+        s = workload.serving
+        serving: dict[str, Any] = {"server": s.server, "port": s.port, "model_name": s.model_name}
+        for name in (
+            "generated_tokens_per_s",
+            "prompt_tokens_per_s",
+            "requests_running",
+            "requests_waiting",
+            "inferences_per_s",
+        ):
+            value = getattr(s, name)
+            if value is not None:
+                serving[name] = float(value)
+        view["serving"] = serving
+    return view
+
+
+def activation(view: Mapping[str, Any]) -> dict[str, Any]:
+    """The activation an expression runs with: ``workload`` bound to ``view`` as CEL values."""
+    return {"workload": json_to_cel(dict(view))}
+
+
+def evaluate(program: CelProgram, bound: Mapping[str, Any]) -> tuple[bool, str]:
+    """(matched, error): a runtime error or a result that is not a bool is no match, and says
+    why in ``error``; nothing is raised."""
+    try:
+        result = program.run(bound)
+    except CELEvalError as exc:
+        return False, f"expression failed: {_eval_reason(exc)}"
+    except RecursionError:
+        return False, "expression failed: nested too deeply"
+    except Exception as exc:  # noqa: BLE001 (an expression must never fail its caller)
+        return False, f"expression failed: {type(exc).__name__}"
+    if isinstance(result, CELEvalError):
+        return False, f"expression failed: {_eval_reason(result)}"
+    if not isinstance(result, BoolType):
+        return False, f"expression gave {type(result).__name__}, not a bool"
+    return bool(result), ""
+
+
+def _eval_reason(exc: BaseException) -> str:
+    first = exc.args[0] if exc.args else type(exc).__name__
+    return repr(str(first)[:200])
