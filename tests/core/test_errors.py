@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from backstop.cli.main import EXIT_USAGE
-from backstop.controller.control_api import status_for
+from backstop.controller.rpc_errors import status_for
 from backstop.core.errors import (
     ERROR_TABLE,
     EXIT_INCOMPLETE,

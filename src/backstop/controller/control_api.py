@@ -1,20 +1,17 @@
 """The control API (CLI, operator): listings, corrections, approvals, watching.
 
-Backstop errors map to gRPC status codes in one place (:func:`status_for`), so every client
-sees INVALID_ARGUMENT for bad input, NOT_FOUND for unknown ids, FAILED_PRECONDITION for
-conflicts and UNAVAILABLE for temporary failures, each with a message that says what to do.
+Backstop errors map to gRPC status codes in one place
+(:func:`backstop.controller.rpc_errors.status_for`), each with a message that says what to do.
+The policy calls come from :class:`~backstop.controller.policy_api.PolicyCalls`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
-
-import grpc
 
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
 from backstop.controller import fleet_models
@@ -24,12 +21,12 @@ from backstop.controller.policy_api import PolicyCalls
 from backstop.controller.policy_book import PolicyBook
 from backstop.controller.preview import preview
 from backstop.controller.refusals import RefusalLog, actor_of, peer_of
+from backstop.controller.rpc_errors import rpc, status_for
 from backstop.controller.store.base import Store
 from backstop.core.errors import (
     BackstopError,
     InvalidInput,
     NotFound,
-    status_name_for,
 )
 from backstop.core.models import Correction, Workload
 from backstop.core.scope import parse_model_hash
@@ -47,25 +44,6 @@ MAX_TOKEN_TTL_S = 7 * 24 * 3600.0
 T = TypeVar("T")
 
 
-def status_for(exc: BackstopError) -> grpc.StatusCode:
-    """The status an error is sent as (``core.errors.ERROR_TABLE``)."""
-    return grpc.StatusCode[status_name_for(exc)]
-
-
-def _rpc(
-    method: Callable[..., Awaitable[T]],
-) -> Callable[..., Awaitable[T]]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: Any) -> T:
-        try:
-            return await method(self, request, context)
-        except BackstopError as exc:
-            await context.abort(status_for(exc), exc.message)
-            raise  # abort raises; this line only satisfies the type checker
-
-    return wrapper
-
-
 class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # type: ignore[misc]
     def __init__(
         self, store: Store, engine: CorrectionsEngine, refusals: RefusalLog | None = None
@@ -75,12 +53,6 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
         self._authz = engine.authz
         self._refusals = refusals if refusals is not None else RefusalLog(engine.records.audit)
         self._policies = PolicyBook(store, engine.authz, engine.records.audit)
-
-    ApplyPolicy = _rpc(PolicyCalls.ApplyPolicy)
-    ApprovePolicy = _rpc(PolicyCalls.ApprovePolicy)
-    DeletePolicy = _rpc(PolicyCalls.DeletePolicy)
-    ListPolicies = _rpc(PolicyCalls.ListPolicies)
-    TestPolicy = _rpc(PolicyCalls.TestPolicy)
 
     def _identify(self, context: Any, what: str, claimed: str = "") -> Caller:
         """The caller; a refusal is audited (aggregated) under their certificate's name."""
@@ -133,7 +105,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
         )
         return self._out(correction)
 
-    @_rpc
+    @rpc
     async def ListNodes(self, request: Any, context: Any) -> control_pb2.ListNodesResponse:
         self._caller(context, Role.VIEWER, "listing nodes")
         nodes = []
@@ -158,7 +130,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
             nodes.append(msg)
         return control_pb2.ListNodesResponse(nodes=nodes)
 
-    @_rpc
+    @rpc
     async def ListWorkloads(
         self, request: control_pb2.ListWorkloadsRequest, context: Any
     ) -> control_pb2.ListWorkloadsResponse:
@@ -173,7 +145,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
             workloads=[convert.workload_to_pb(w) for w in workloads]
         )
 
-    @_rpc
+    @rpc
     async def ListModels(
         self, request: control_pb2.ListModelsRequest, context: Any
     ) -> control_pb2.ListModelsResponse:
@@ -194,7 +166,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
             history=[fleet_convert.sighting_to_pb(s) for s in history],
         )
 
-    @_rpc
+    @rpc
     async def ListCorrections(
         self, request: control_pb2.ListCorrectionsRequest, context: Any
     ) -> control_pb2.ListCorrectionsResponse:
@@ -208,7 +180,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
             msg.audit_head.CopyFrom(head)
         return control_pb2.ListCorrectionsResponse(corrections=corrections)
 
-    @_rpc
+    @rpc
     async def CreateCorrection(
         self, request: control_pb2.CreateCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
@@ -231,7 +203,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
         )
         return self._out(correction)
 
-    @_rpc
+    @rpc
     async def ApproveCorrection(
         self, request: control_pb2.ApproveCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
@@ -244,7 +216,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
         correction = self._engine.approve(request.correction_id, signature, caller)
         return self._out(correction)
 
-    @_rpc
+    @rpc
     async def ResumeCorrection(
         self, request: control_pb2.ResumeCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
@@ -258,7 +230,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
         )
         return self._out(correction)
 
-    @_rpc
+    @rpc
     async def GetCorrection(
         self, request: control_pb2.GetCorrectionRequest, context: Any
     ) -> types_pb2.Correction:
@@ -304,7 +276,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
             if left is not None:
                 left -= len(batch)
 
-    @_rpc
+    @rpc
     async def PreviewScope(
         self, request: control_pb2.PreviewScopeRequest, context: Any
     ) -> control_pb2.PreviewScopeResponse:
@@ -316,7 +288,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
             workloads=[convert.workload_to_pb(w) for w in found.workloads],
         )
 
-    @_rpc
+    @rpc
     async def CreateEnrolmentToken(
         self, request: control_pb2.CreateEnrolmentTokenRequest, context: Any
     ) -> control_pb2.CreateEnrolmentTokenResponse:
@@ -331,7 +303,7 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
         self._store.add_enrolment_token(digest, node_id, now, now + ttl)
         return control_pb2.CreateEnrolmentTokenResponse(token=token, expires_at_s=now + ttl)
 
-    @_rpc
+    @rpc
     async def RevokeNode(
         self, request: control_pb2.RevokeNodeRequest, context: Any
     ) -> control_pb2.RevokeNodeResponse:
@@ -349,12 +321,12 @@ class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # t
             )
         return control_pb2.RevokeNodeResponse(certificates_revoked=max(count, listed or 0))
 
-    @_rpc
+    @rpc
     async def GetAuditHead(self, request: Any, context: Any) -> types_pb2.AuditHead:
         self._caller(context, Role.VIEWER, "reading the audit head")
         return convert.audit_head_to_pb(self._store.audit_head())
 
-    @_rpc
+    @rpc
     async def WhoAmI(self, request: Any, context: Any) -> control_pb2.WhoAmIResponse:
         caller = self._identify(context, "asking who you are")
         return control_pb2.WhoAmIResponse(

@@ -12,6 +12,7 @@ from typing import Any
 from backstop.api.v1 import control_pb2
 from backstop.controller.authz import Caller
 from backstop.controller.policy_book import PolicyBook
+from backstop.controller.rpc_errors import rpc
 from backstop.controller.store.base import Store
 from backstop.core.errors import InvalidInput
 from backstop.policy.document import parse_policy
@@ -30,6 +31,7 @@ class PolicyCalls:
     def _caller(self, context: Any, role: Role, what: str, claimed: str = "") -> Caller:
         raise NotImplementedError  # supplied by ControlService
 
+    @rpc
     async def ApplyPolicy(
         self, request: control_pb2.ApplyPolicyRequest, context: Any
     ) -> control_pb2.PolicyVersion:
@@ -40,6 +42,7 @@ class PolicyCalls:
         version = self._policies.apply(document, signatures, caller, source)
         return policy_convert.version_to_pb(version)
 
+    @rpc
     async def ApprovePolicy(
         self, request: control_pb2.ApprovePolicyRequest, context: Any
     ) -> control_pb2.PolicyVersion:
@@ -51,6 +54,7 @@ class PolicyCalls:
         version = self._policies.approve(name, request.version, signature, caller)
         return policy_convert.version_to_pb(version)
 
+    @rpc
     async def DeletePolicy(
         self, request: control_pb2.DeletePolicyRequest, context: Any
     ) -> control_pb2.PolicyVersion:
@@ -61,6 +65,7 @@ class PolicyCalls:
         version = self._policies.delete(name, digest, signatures, caller)
         return policy_convert.version_to_pb(version)
 
+    @rpc
     async def ListPolicies(
         self, request: control_pb2.ListPoliciesRequest, context: Any
     ) -> control_pb2.ListPoliciesResponse:
@@ -71,6 +76,7 @@ class PolicyCalls:
             versions=[policy_convert.version_to_pb(v) for v in versions]
         )
 
+    @rpc
     async def TestPolicy(
         self, request: control_pb2.TestPolicyRequest, context: Any
     ) -> control_pb2.TestPolicyResponse:

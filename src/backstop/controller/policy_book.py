@@ -119,7 +119,7 @@ class PolicyBook:
     ) -> PolicyVersion:
         subject = f"{name} v{version}"
         try:
-            trust = self._trust(caller, Role.APPROVER, "approving a policy")
+            trust = self._approver_trust(caller)
             target = self._version(name, version)
             if target.state != PolicyState.PROPOSED:
                 raise Conflict(f"policy {subject} is {target.state.value}, not proposed")
@@ -183,7 +183,7 @@ class PolicyBook:
                 if not verdict.ok:
                     draft = replace(draft, state=PolicyState.PROPOSED)
         except BackstopError as exc:
-            self._audit(caller.name, "policy.refused", name, event=event, reason=exc.message)
+            self._audit(caller.name, "policy.refused", name, change=event, reason=exc.message)
             raise
         self._audit(
             caller.name,
@@ -198,12 +198,16 @@ class PolicyBook:
         return self._with_approval(self._version(name, number))
 
     def _trust(self, caller: Caller, role: Role, what: str) -> TrustPolicy | None:
+        """The trust policy, once the caller has ``role`` (``None``: open mode)."""
         trust = self._authz.policy()
+        if trust is not None:
+            self._authz.require(caller, role, what)
+        return trust
+
+    def _approver_trust(self, caller: Caller) -> TrustPolicy:
+        trust = self._trust(caller, Role.APPROVER, "approving a policy")
         if trust is None:
-            if role == Role.APPROVER:
-                raise Conflict("policies need no approval: this controller has no trust policy")
-            return None
-        self._authz.require(caller, role, what)
+            raise Conflict("policies need no approval: this controller has no trust policy")
         return trust
 
     def _verdict(

@@ -5,7 +5,8 @@ makes a version holding a *deletion statement* (:func:`deletion_statement`: the 
 digest of the version it ends), so a deletion is signed and approved like any change. A
 version is ``proposed`` until its signatures reach the quorum it needs, then ``active``; the
 version it replaces becomes ``superseded`` then. An active deletion leaves the policy gone.
-A proposed version that another change overtook is ``withdrawn``.
+A proposal is made against the version in force; when another change takes effect first, the
+proposal is ``withdrawn`` (apply it again to propose it against what is in force now).
 """
 
 from __future__ import annotations

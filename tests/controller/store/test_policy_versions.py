@@ -42,6 +42,7 @@ def test_a_proposal_waits_for_signatures_then_supersedes(store: Store) -> None:
     store.add_policy_version(_version(DOC, PolicyState.ACTIVE, 10.0))
     store.add_policy_version(_version(DOC + b"#2\n", PolicyState.PROPOSED, 20.0))
     store.add_policy_version(_version(DOC + b"#3\n", PolicyState.PROPOSED, 30.0))
+    store.add_policy_version(_version(DOC + b"#4\n", PolicyState.PROPOSED, 35.0))
     approval = SignatureRecord("k2", "bob", "approver", b"\x02" * 64, 40.0)
     store.add_policy_signature("watch", 3, approval)
     with pytest.raises(BackstopError):
@@ -49,8 +50,9 @@ def test_a_proposal_waits_for_signatures_then_supersedes(store: Store) -> None:
     store.activate_policy_version("watch", 3, 50.0)
     assert _states(store) == [
         (1, PolicyState.SUPERSEDED, 50.0),
-        (2, PolicyState.WITHDRAWN, 50.0),  # overtaken by the newer change
+        (2, PolicyState.WITHDRAWN, 50.0),  # each proposal was made against version 1
         (3, PolicyState.ACTIVE, None),
+        (4, PolicyState.WITHDRAWN, 50.0),
     ]
     assert [s.signer for s in store.list_policy_versions("watch")[2].signatures] == ["alice", "bob"]
     with pytest.raises(Conflict):

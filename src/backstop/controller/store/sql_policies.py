@@ -2,8 +2,9 @@
 
 Each change to a policy is a row of ``policies`` numbered after the policy's last one, holding
 the exact document bytes; signatures are rows of ``policy_signatures``. A version that becomes
-active supersedes the policy's active version and withdraws the proposals older than itself,
-in the same transaction, so a policy never has two active versions.
+active supersedes the policy's active version and withdraws its other proposals (each was
+made against the version in force then), in the same transaction, so a policy never has two
+active versions.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class SqlPolicies(ABC):
 
     def add_policy_version(self, version: PolicyVersion) -> int:
         """Store ``version`` as its policy's next version (its ``version`` field is ignored);
-        the number it got. Active, it supersedes the active version and withdraws older
+        the number it got. Active, it supersedes the active version and withdraws the
         proposals."""
         numbered: list[int] = []
 
@@ -162,7 +163,7 @@ def _settle(name: str, version: int, now_s: float) -> list[_Statement]:
             (PolicyState.SUPERSEDED.value, now_s, name, PolicyState.ACTIVE.value, version),
         ),
         (
-            "UPDATE policies SET state=?, ended_s=? WHERE name=? AND state=? AND version<?",
+            "UPDATE policies SET state=?, ended_s=? WHERE name=? AND state=? AND version<>?",
             (PolicyState.WITHDRAWN.value, now_s, name, PolicyState.PROPOSED.value, version),
         ),
     ]
