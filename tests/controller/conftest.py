@@ -15,6 +15,7 @@ from backstop.core.models import (
     CorrectionSpec,
     GpuSample,
     NodeInfo,
+    PolicyAuthority,
     Scope,
     SignatureRecord,
 )
@@ -73,6 +74,7 @@ class RecordingLink:
         self.node_id = node_id
         self.sent: list[tuple[int, CorrectionSpec]] = []
         self.heads: list[AuditHead] = []
+        self.authorities: list[PolicyAuthority | None] = []
         self.closed = ""
 
     def send_command(
@@ -81,9 +83,11 @@ class RecordingLink:
         spec_bytes: bytes,
         signatures: tuple[SignatureRecord, ...],
         audit_head: AuditHead,
+        authority: PolicyAuthority | None = None,
     ) -> None:
         self.sent.append((sequence, correction_convert.spec_from_bytes(spec_bytes)))
         self.heads.append(audit_head)
+        self.authorities.append(authority)
 
     def close(self, reason: str) -> None:
         self.closed = reason

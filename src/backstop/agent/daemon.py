@@ -74,6 +74,7 @@ class AgentDaemon:
             verifier=CommandVerifier(policy),
             journal=self.journal,
             default_grace_s=settings.default_grace_s,
+            node_labels=settings.labels,
         )
         tls = link_tls_dir(settings.tls_dir, settings.state_dir)
         credentials = link_credentials(settings.insecure, tls)

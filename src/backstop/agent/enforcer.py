@@ -20,11 +20,11 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backstop.agent import holds, metrics
+from backstop.agent import holds, metrics, policy_authority
 from backstop.agent.actuators.workload_actuator import ProcessActuator
 from backstop.agent.collectors.nvml import NvmlBackend
 from backstop.agent.records import outcomes_record, stored_ack
@@ -76,9 +76,12 @@ class Enforcer:
         verifier: CommandVerifier | None = None,
         journal: FileAuditLog | None = None,
         default_grace_s: float = ActionParams.DEFAULT_GRACE_S,
+        node_labels: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._node_id = node_id
+        self._labels = dict(node_labels or {})
+        """The node's labels, as policies match them (under each workload's own)."""
         self._state = state
         self._refresh = refresh
         self._clock = clock
@@ -212,7 +215,9 @@ class Enforcer:
             previous_power: dict[str, int] = {}
         else:
             workloads = await asyncio.to_thread(self._refresh)
-            in_scope = [w for w in workloads if workload_in_scope(spec.scope, w)]
+            in_scope, skipped = policy_authority.matching(
+                command, [w for w in workloads if workload_in_scope(spec.scope, w)], self._labels
+            )
             self._audit(
                 "action.apply",
                 spec,
@@ -224,6 +229,7 @@ class Enforcer:
                 in_force = False
             else:
                 outcomes, applied, previous_power, message = await self._act(spec, in_scope)
+            outcomes = [*outcomes, *skipped]
         failed = [o for o in outcomes if o.outcome == "failed"]
         ack = CommandAck(
             spec.correction_id,

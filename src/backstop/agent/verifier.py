@@ -14,7 +14,9 @@ happens, a command is refused when:
 - with a trust policy: the signatures over the exact spec bytes do not verify against the
   agent's trusted keys, the issuer may not issue, or the distinct approvers fall short of the
   quorum for the action (for a resume: the quorum for undoing the action of the correction
-  it reverts, which this agent knows from its own state).
+  it reverts, which this agent knows from its own state);
+- for a correction a policy started, the policy it carries does not authorise it
+  (:mod:`backstop.agent.policy_authority`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from backstop.agent.policy_authority import authority_problem
 from backstop.agent.state import AgentState
 from backstop.core.models import Action, Command
 from backstop.security.command_check import NOTHING_HERE, CommandCheck
@@ -34,6 +37,8 @@ class CommandVerifier:
         self, policy: TrustPolicyFile | None, clock: Callable[[], float] = time.time
     ) -> None:
         self._check = CommandCheck(policy, clock)
+        self._policy = policy
+        self._clock = clock
 
     @property
     def enforcing_signatures(self) -> bool:
@@ -47,6 +52,9 @@ class CommandVerifier:
         spec = command.spec
         if spec.correction_id in state.corrections:
             return f"replay of correction {spec.correction_id}, which was already handled"
+        if spec.policy_digest or command.authority is not None:
+            trust = self._policy.current() if self._policy is not None else None
+            return authority_problem(command, trust, self._clock())
         undone = NOTHING_HERE
         if spec.action is Action.RESUME:
             target = state.corrections.get(spec.reverts)

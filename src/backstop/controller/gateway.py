@@ -27,7 +27,7 @@ from backstop.controller.refusals import RefusalLog, actor_of, peer_of
 from backstop.controller.report_limits import ReportRefused, SequenceGuard
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput
-from backstop.core.models import AuditHead, Report, SignatureRecord
+from backstop.core.models import AuditHead, PolicyAuthority, Report, SignatureRecord
 from backstop.core.settings import ControllerSettings
 from backstop.security.tls import peer_identity_from_context
 from backstop.wire import checks, convert, correction_convert
@@ -110,10 +110,11 @@ class StreamLink:
         spec_bytes: bytes,
         signatures: tuple[SignatureRecord, ...],
         audit_head: AuditHead,
+        authority: PolicyAuthority | None = None,
     ) -> None:
         command = agent_pb2.Command(
             sequence=sequence,
-            correction=correction_convert.signed_correction(spec_bytes, signatures),
+            correction=correction_convert.signed_correction(spec_bytes, signatures, authority),
             audit_head=convert.audit_head_to_pb(audit_head),
         )
         self.queue.put_nowait(agent_pb2.ControllerMessage(command=command))

@@ -331,6 +331,17 @@ class CorrectionSpec:
     params: ActionParams = field(default_factory=ActionParams)
     reverts: str = ""
     """For resume: the id of the correction being undone."""
+    policy_digest: str = ""
+    """Set when a policy started it: the digest of that policy version's document."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyAuthority:
+    """What authorises a correction a policy started: the policy version's exact document and
+    the signatures (issuer, approvers) over it."""
+
+    document: bytes = b""
+    signatures: tuple[SignatureRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +408,8 @@ class Command:
     signatures: tuple[SignatureRecord, ...] = ()
     audit_head: AuditHead = field(default_factory=AuditHead)
     """The controller's audit head when the command was issued (the agent journals it)."""
+    authority: PolicyAuthority | None = None
+    """For a correction a policy started: the policy that authorises it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ def new_spec(
     ttl_s: float = DEFAULT_EXPIRY_S,
     params: ActionParams | None = None,
     correction_id: str = "",
+    policy_digest: str = "",
 ) -> CorrectionSpec:
     """A fresh spec created ``now_s``, expiring ``ttl_s`` later; its id is ``correction_id``
     (an agent's own lease ids) or else a new random one."""
@@ -38,6 +39,7 @@ def new_spec(
         expires_at_s=now_s + ttl_s,
         params=params if params is not None else ActionParams(),
         reverts=reverts,
+        policy_digest=policy_digest,
     )
 
 

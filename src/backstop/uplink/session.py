@@ -248,6 +248,7 @@ class ControllerSession:
         try:
             spec = correction_convert.spec_from_bytes(msg.correction.spec)
             signatures = correction_convert.signatures_from_pb(msg.correction.signatures)
+            authority = correction_convert.authority_from_pb(msg.correction)
             audit_head = convert.audit_head_from_pb(msg.audit_head)
         except Exception as exc:  # noqa: BLE001 - any malformed command is refused, not fatal
             log.warning("refused malformed command", extra={"sequence": msg.sequence})
@@ -266,6 +267,7 @@ class ControllerSession:
             spec_bytes=bytes(msg.correction.spec),
             signatures=signatures,
             audit_head=audit_head,
+            authority=authority,
         )
         result = await self._on_command(command)
         self._send_ack(correction_convert.ack_to_pb(result))

@@ -17,6 +17,7 @@ from backstop.core.models import (
     Correction,
     CorrectionSpec,
     CorrectionState,
+    PolicyAuthority,
     Scope,
     SignatureRecord,
     TargetResult,
@@ -129,6 +130,7 @@ def spec_to_pb(spec: CorrectionSpec) -> types_pb2.CorrectionSpec:
         expires_at_s=spec.expires_at_s,
         params=params_to_pb(spec.params),
         reverts=spec.reverts,
+        policy_digest=spec.policy_digest,
     )
 
 
@@ -143,6 +145,7 @@ def spec_from_pb(msg: types_pb2.CorrectionSpec) -> CorrectionSpec:
         expires_at_s=finite(msg.expires_at_s, "expires_at_s"),
         params=params_from_pb(msg.params),
         reverts=msg.reverts,
+        policy_digest=text(msg.policy_digest, "policy digest", 64),
     )
 
 
@@ -284,12 +287,29 @@ def signature_from_pb(msg: types_pb2.Signature) -> SignatureRecord:
 
 
 def signed_correction(
-    data: bytes, signatures: Iterable[SignatureRecord] = ()
+    data: bytes,
+    signatures: Iterable[SignatureRecord] = (),
+    authority: PolicyAuthority | None = None,
 ) -> types_pb2.SignedCorrection:
-    """A spec's exact bytes with the signatures that cover them."""
-    return types_pb2.SignedCorrection(
-        spec=data, signatures=[signature_to_pb(s) for s in signatures]
-    )
+    """A spec's exact bytes with the signatures that cover them (or the policy that
+    authorises it)."""
+    msg = types_pb2.SignedCorrection(spec=data, signatures=[signature_to_pb(s) for s in signatures])
+    if authority is not None:
+        msg.policy.document = authority.document
+        msg.policy.signatures.extend(signature_to_pb(s) for s in authority.signatures)
+    return msg
+
+
+MAX_POLICY_BYTES = 64 * 1024
+
+
+def authority_from_pb(msg: types_pb2.SignedCorrection) -> PolicyAuthority | None:
+    """The policy authority a command carries (``None``: none)."""
+    if not msg.HasField("policy"):
+        return None
+    if len(msg.policy.document) > MAX_POLICY_BYTES:
+        raise InvalidInput(f"a policy document is at most {MAX_POLICY_BYTES} bytes")
+    return PolicyAuthority(bytes(msg.policy.document), signatures_from_pb(msg.policy.signatures))
 
 
 def signatures_from_pb(msgs: Iterable[types_pb2.Signature]) -> tuple[SignatureRecord, ...]:

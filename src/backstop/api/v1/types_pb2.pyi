@@ -280,7 +280,7 @@ class ActionParams(_message.Message):
     def __init__(self, power_fraction: _Optional[float] = ..., cpu_fraction: _Optional[float] = ..., grace_s: _Optional[float] = ..., sample_interval_s: _Optional[float] = ...) -> None: ...
 
 class CorrectionSpec(_message.Message):
-    __slots__ = ("correction_id", "action", "scope", "reason", "issuer", "created_at_s", "expires_at_s", "params", "reverts")
+    __slots__ = ("correction_id", "action", "scope", "reason", "issuer", "created_at_s", "expires_at_s", "params", "reverts", "policy_digest")
     CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
@@ -290,6 +290,7 @@ class CorrectionSpec(_message.Message):
     EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     REVERTS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_DIGEST_FIELD_NUMBER: _ClassVar[int]
     correction_id: str
     action: Action
     scope: Scope
@@ -299,7 +300,8 @@ class CorrectionSpec(_message.Message):
     expires_at_s: float
     params: ActionParams
     reverts: str
-    def __init__(self, correction_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., created_at_s: _Optional[float] = ..., expires_at_s: _Optional[float] = ..., params: _Optional[_Union[ActionParams, _Mapping]] = ..., reverts: _Optional[str] = ...) -> None: ...
+    policy_digest: str
+    def __init__(self, correction_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., created_at_s: _Optional[float] = ..., expires_at_s: _Optional[float] = ..., params: _Optional[_Union[ActionParams, _Mapping]] = ..., reverts: _Optional[str] = ..., policy_digest: _Optional[str] = ...) -> None: ...
 
 class Signature(_message.Message):
     __slots__ = ("key_id", "signer", "role", "signature", "signed_at_s")
@@ -316,12 +318,22 @@ class Signature(_message.Message):
     def __init__(self, key_id: _Optional[str] = ..., signer: _Optional[str] = ..., role: _Optional[str] = ..., signature: _Optional[bytes] = ..., signed_at_s: _Optional[float] = ...) -> None: ...
 
 class SignedCorrection(_message.Message):
-    __slots__ = ("spec", "signatures")
+    __slots__ = ("spec", "signatures", "policy")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
     spec: bytes
     signatures: _containers.RepeatedCompositeFieldContainer[Signature]
-    def __init__(self, spec: _Optional[bytes] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ...) -> None: ...
+    policy: PolicyAuthority
+    def __init__(self, spec: _Optional[bytes] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ..., policy: _Optional[_Union[PolicyAuthority, _Mapping]] = ...) -> None: ...
+
+class PolicyAuthority(_message.Message):
+    __slots__ = ("document", "signatures")
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    document: bytes
+    signatures: _containers.RepeatedCompositeFieldContainer[Signature]
+    def __init__(self, document: _Optional[bytes] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ...) -> None: ...
 
 class WorkloadOutcome(_message.Message):
     __slots__ = ("workload_id", "pids", "outcome", "detail")

@@ -16,6 +16,7 @@ from backstop.controller.corrections.progress import Settler
 from backstop.controller.corrections.records import Records
 from backstop.controller.corrections.tracking import Progress
 from backstop.controller.fanout import Fanout
+from backstop.controller.policy_authorities import PolicyAuthorities
 from backstop.controller.store.base import NodeRecord, PendingCommand
 from backstop.core.errors import BackstopError
 from backstop.core.models import (
@@ -23,6 +24,7 @@ from backstop.core.models import (
     Correction,
     CorrectionSpec,
     CorrectionState,
+    PolicyAuthority,
     SignatureRecord,
     TargetState,
 )
@@ -44,8 +46,10 @@ class AgentLink(Protocol):
         spec_bytes: bytes,
         signatures: tuple[SignatureRecord, ...],
         audit_head: AuditHead,
+        authority: PolicyAuthority | None = None,
     ) -> None:
-        """Queue a command (with the controller's audit head when sent); never blocks."""
+        """Queue a command (with the controller's audit head when sent, and for a correction
+        a policy started the policy that authorises it); never blocks."""
         ...
 
     def close(self, reason: str) -> None:
@@ -73,6 +77,7 @@ class Delivery:
         self._sent: dict[str, int] = {}
         """Per connected node: the highest command sequence sent on its current stream."""
         self._refresh_pending: set[str] = set()
+        self._authorities = PolicyAuthorities(self._store)
 
     # --- agents --------------------------------------------------------------------------
 
@@ -137,7 +142,8 @@ class Delivery:
     def _send(self, link: AgentLink, cmd: PendingCommand, now: float, head: AuditHead) -> None:
         self._progress.sent(cmd.spec.correction_id, cmd.node_id, now)
         self._sent[cmd.node_id] = max(self._sent.get(cmd.node_id, 0), cmd.sequence)
-        link.send_command(cmd.sequence, cmd.spec_bytes, cmd.signatures, head)
+        authority = self._authorities.of(cmd.spec.policy_digest)
+        link.send_command(cmd.sequence, cmd.spec_bytes, cmd.signatures, head, authority)
 
     # --- dispatch ------------------------------------------------------------------------
 

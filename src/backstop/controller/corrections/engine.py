@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from backstop.controller.authz import Authorizer, Caller
 from backstop.controller.corrections.admission import Admission, CreateRequest
 from backstop.controller.corrections.delivery import AgentLink, Delivery
+from backstop.controller.corrections.policy_starts import PolicyStarts
 from backstop.controller.corrections.progress import Settler
 from backstop.controller.corrections.records import Records
 from backstop.controller.corrections.tracking import Progress
@@ -56,6 +57,8 @@ class CorrectionsEngine:
         self.progress = Settler(self.records, tracking, settings, shared)
         self.delivery = Delivery(self.records, tracking, self.progress, shared, replica_id)
         self._admission = Admission(self.records, settings, self.authz, self.delivery)
+        self.policy_starts = PolicyStarts(self.records, self.authz, self.delivery)
+        """Where policies start corrections (and people release the held ones)."""
 
     # --- agents and replicas -------------------------------------------------------------
 
@@ -89,6 +92,9 @@ class CorrectionsEngine:
     def approve(
         self, correction_id: str, signature: SignatureRecord | None, caller: Caller
     ) -> Correction:
+        correction = self.records.get(correction_id)
+        if correction.spec.policy_digest:  # held by its policy's limit: a person releases it
+            return self.policy_starts.release(correction, signature, caller)
         return self._admission.approve(correction_id, signature, caller)
 
     def resume(
