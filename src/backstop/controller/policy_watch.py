@@ -103,8 +103,9 @@ class PolicyWatch:
             try:
                 compiled = CompiledPolicy(parse_policy(v.document, f"policy {v.name}"))
             except BackstopError as exc:  # it parsed when applied; say so loudly, go on
-                log.error(
-                    "policy in force does not parse", extra={"policy": v.name, "error": exc.message}
+                log.error(  # noqa: TRY400 - the message says it all; no traceback wanted
+                    "policy in force does not parse",
+                    extra={"policy": v.name, "error": exc.message},
                 )
                 continue
             policies.append(_InForce(compiled, v.version))
@@ -174,9 +175,8 @@ class PolicyWatch:
         action = policy.action.correction
         if action is None:
             return
-        cid = policy_correction_id(
-            compiled.document.digest, workload.node_id, workload.workload_id, now
-        )
+        digest = compiled.document.digest
+        cid = policy_correction_id(digest, workload.node_id, workload.workload_id, now)
         until = policy.expires_at_s
         ttl = MAX_TTL_S if until is None else min(MAX_TTL_S, until - now)
         spec = new_spec(
