@@ -7,7 +7,8 @@ chain) and the methods that differ in how concurrent writers are kept apart, and
 :class:`~backstop.controller.store.dialect.Dialect`. Queries here use ``?`` placeholders.
 Enrolment tokens, certificates and revocations come from its base
 :class:`~backstop.controller.store.sql_enrolment.SqlEnrolment`, model history from
-:class:`~backstop.controller.store.sql_models.SqlModels`.
+:class:`~backstop.controller.store.sql_models.SqlModels`, alerts and their delivery queue from
+:class:`~backstop.controller.store.sql_alerts.SqlAlerts`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from backstop.controller.store.rows import (
     target_from_row,
     workload_from_bytes,
 )
+from backstop.controller.store.sql_alerts import SqlAlerts
 from backstop.controller.store.sql_enrolment import SqlEnrolment
 from backstop.controller.store.sql_models import SqlModels
 from backstop.core.errors import Conflict, NotFound
@@ -69,7 +71,7 @@ Rewrite = Callable[[list[Any]], Sequence[Statement]]
 """What a locked read-then-write makes of the rows read: the statements to run."""
 
 
-class SqlStore(SqlEnrolment, SqlModels):
+class SqlStore(SqlEnrolment, SqlModels, SqlAlerts):
     """The shared half of :class:`~backstop.controller.store.base.Store` over SQL."""
 
     dialect: Dialect
