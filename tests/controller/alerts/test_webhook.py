@@ -138,7 +138,9 @@ def test_backoff_doubles_from_one_second_to_five_minutes_with_jitter() -> None:
     assert backoff_s(10, lambda: 0.0) == 150.0
 
 
-def test_redirects_are_not_followed_and_urls_are_checked(receiver: Receiver) -> None:
+def test_redirects_are_not_followed_and_urls_are_checked(
+    receiver: Receiver, tmp_path: Path
+) -> None:
     receiver.statuses = [302, 307]
     receiver.listen()
     sink = WebhookSink(receiver.url)
@@ -150,3 +152,5 @@ def test_redirects_are_not_followed_and_urls_are_checked(receiver: Receiver) -> 
         WebhookSink("file:///etc/passwd")
     with pytest.raises(InvalidInput):
         WebhookSink("http:///nohost")
+    with pytest.raises(InvalidInput, match="secret file"):
+        WebhookSink(receiver.url, tmp_path / "missing")

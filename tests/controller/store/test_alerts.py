@@ -130,3 +130,16 @@ def test_the_queue_survives_a_reopen(store_url: str) -> None:
         assert max(d.attempts for d in due) == 1
     finally:
         second.close()
+
+
+def test_two_stores_on_one_database_share_alerts_and_claims(store_url: str) -> None:
+    a, b = open_store(store_url), open_store(store_url)
+    try:
+        first = a.raise_alert(_spec(), 10.0, ["webhook"])
+        assert b.raise_alert(_spec(), 11.0, ["webhook"]).alert_id == first.alert_id
+        (claimed,) = a.due_deliveries(12.0)
+        assert b.due_deliveries(12.0) == []  # the other replica's claim holds
+        assert [d.delivery_id for d in b.due_deliveries(12.0 + 60.0)] == [claimed.delivery_id]
+    finally:
+        a.close()
+        b.close()

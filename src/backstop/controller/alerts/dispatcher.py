@@ -63,6 +63,7 @@ class AlertDispatcher:
         self._poll_s = poll_s
         self._rng = rng
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._resent: dict[str, float] = {}
 
     @property
@@ -71,8 +72,10 @@ class AlertDispatcher:
         return tuple(self.sinks)
 
     def wake(self) -> None:
-        """Look at the queue now (call from the event loop after a change was stored)."""
-        self._wake.set()
+        """Look at the queue now (after a change was stored); safe from any thread. Before
+        :meth:`run` has started it does nothing: the first turn looks anyway."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     def drain(self, limit: int = BATCH) -> int:
         """Deliver what is due, once each; how many were claimed."""
@@ -156,6 +159,7 @@ class AlertDispatcher:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
+        self._loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
             claimed = 0

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from backstop.controller.alerts.http_post import check_url, post_json
 from backstop.core.alerts import Alert, alert_to_dict
-from backstop.core.errors import Unavailable
+from backstop.core.errors import InvalidInput, Unavailable
 
 SIGNATURE_HEADER = "X-Backstop-Signature"
 TIMESTAMP_HEADER = "X-Backstop-Timestamp"
@@ -49,6 +49,8 @@ class WebhookSink:
     ) -> None:
         self.name = name
         self.url = check_url(url, "the alert webhook URL")
+        if secret_file is not None and not secret_file.is_file():
+            raise InvalidInput(f"the webhook secret file {secret_file} does not exist")
         self.secret_file = secret_file
         self.timeout_s = timeout_s
         self._clock = clock

@@ -208,7 +208,8 @@ class SqlAlerts(ABC):
         return alert_from_row(rows[0]) if rows else None
 
     def list_alerts(self, states: Sequence[AlertState] = (), limit: int = 100) -> list[Alert]:
-        """Alerts in ``states`` (every state when empty), most recently raised first."""
+        """Alerts in ``states`` (every state when empty), most recently raised first; at most
+        ``limit`` of them (0: all)."""
         where = ""
         args: tuple[object, ...] = ()
         if states:
