@@ -1,11 +1,9 @@
 """Fixtures for the Helm chart's tests: a real control plane (see tests.support.kube), a fresh
 namespace per test, the chart rendered with ``helm template``, the CRD installed, Prometheus's
-promtool (see tests.support.promtool), and the metrics the daemons export."""
+promtool (see tests.support.prometheus_builds), and the metrics the daemons export."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from kubernetes import client as k8s
 from prometheus_client.metrics import MetricWrapperBase
 
 from tests.support.kube import REPO_ROOT, ControlPlane, kube, prebuild_kube_binaries, wait_until
-from tests.support.promtool import promtool_binary
+from tests.support.prometheus_builds import prebuild, promtool_binary
 
 __all__ = ["crd", "kube", "namespace", "promtool", "pytest_collection_finish"]
 
@@ -30,12 +28,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the control plane's binaries and promtool before the first test that needs them,
     outside per-test timeouts (each is a first-time build of minutes, cached afterwards)."""
     prebuild_kube_binaries(session)
-    if shutil.which("go") and any(
-        "promtool" in getattr(item, "fixturenames", ()) for item in session.items
-    ):
-        capture = session.config.pluginmanager.getplugin("capturemanager")
-        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-            promtool_binary()
+    prebuild(session, "promtool", promtool_binary)
 
 
 def render(

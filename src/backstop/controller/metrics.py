@@ -27,3 +27,18 @@ TARGETS_UNREACHABLE = Gauge(
     "backstop_controller_targets_unreachable",
     "Targets of open corrections that have not acknowledged yet (delivery is still tried)",
 )
+ALERTS_FIRING = Gauge(
+    "backstop_controller_alerts_firing", "Alerts firing (raised and not acknowledged or resolved)"
+)
+ALERT_DELIVERIES_PENDING = Gauge(
+    "backstop_controller_alert_deliveries_pending",
+    "Alert changes queued for a sink and not yet delivered (retried until they are)",
+)
+ALERT_DELIVERIES = Counter(
+    "backstop_controller_alert_deliveries_total", "Alert changes delivered", ["sink"]
+)
+ALERT_DELIVERIES_FAILED = Counter(
+    "backstop_controller_alert_deliveries_failed_total",
+    "Attempts to deliver an alert that failed (each is retried with backoff)",
+    ["sink"],
+)

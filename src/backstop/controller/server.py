@@ -15,6 +15,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from backstop.api.v1 import agent_pb2_grpc, control_pb2_grpc, enrolment_pb2_grpc
 from backstop.controller import metrics
+from backstop.controller.alerts.desk import AlertDesk
+from backstop.controller.alerts.dispatcher import AlertDispatcher
+from backstop.controller.alerts.sinks import sinks_from_settings
 from backstop.controller.authz import Authorizer
 from backstop.controller.control_api import ControlService
 from backstop.controller.corrections import CorrectionsEngine
@@ -43,6 +46,8 @@ HOUSEKEEPING_INTERVAL_S = 0.5
 PRUNE_INTERVAL_S = 300.0
 BACKLOG_INTERVAL_S = 10.0
 """How often the approval and delivery backlog gauges are counted afresh."""
+DELIVERED_KEPT_S = 7 * 24 * 3600.0
+"""Delivered alert changes are forgotten after this long (the alerts themselves are kept)."""
 HEARTBEAT_INTERVAL_S = 2.0
 REPLICA_STALE_S = 10.0
 """A replica silent this long is taken for dead: the nodes it held count as disconnected."""
@@ -85,6 +90,9 @@ class ControllerServer:
             fanout=self.fanout,
         )
         self.refusals = RefusalLog(self.engine.records.audit)
+        self.alert_dispatcher = AlertDispatcher(self.store, sinks_from_settings(settings))
+        self.alerts = AlertDesk(self.alert_dispatcher)
+        """Where policy evaluation and the alert RPCs raise, acknowledge and resolve alerts."""
         self._gateway = AgentGateway(
             self.store,
             self.engine,
@@ -151,6 +159,8 @@ class ControllerServer:
             self._telemetry.start()
         self._tasks.append(asyncio.create_task(self._housekeeping()))
         self._tasks.append(asyncio.create_task(self._liveness.beat()))
+        if self.alert_dispatcher.sinks:
+            self._tasks.append(asyncio.create_task(self.alert_dispatcher.run()))
         delivery = self.engine.delivery
         self._tasks.append(
             asyncio.create_task(self.fanout.run(delivery.on_replica_event, delivery.resync))
@@ -201,10 +211,12 @@ class ControllerServer:
                     awaiting, unreachable = self.store.correction_backlog()
                     metrics.AWAITING_APPROVAL.set(awaiting)
                     metrics.TARGETS_UNREACHABLE.set(unreachable)
+                    self.alert_dispatcher.count()
                     last_backlog = now
                 if now - last_prune > PRUNE_INTERVAL_S:
                     self.store.prune_samples(now - self.settings.sample_retention_s)
                     self.store.prune_model_sightings(now - self.settings.model_history_s)
+                    self.store.prune_alert_deliveries(now - DELIVERED_KEPT_S)
                     last_prune = now
             except Exception:
                 log.exception("housekeeping failed; retrying")

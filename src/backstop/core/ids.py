@@ -1,4 +1,4 @@
-"""Identifiers: sortable correction ids and stable workload ids."""
+"""Identifiers: sortable correction and alert ids, and stable workload ids."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ import time
 def new_correction_id() -> str:
     """``cor-`` + 11 hex digits of milliseconds + 8 random hex digits: unique and sortable."""
     return f"cor-{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
+
+
+def new_alert_id() -> str:
+    """``alr-`` + 11 hex digits of milliseconds + 8 random hex digits: unique and sortable."""
+    return f"alr-{int(time.time() * 1000):011x}{secrets.token_hex(4)}"
 
 
 def workload_id(node_id: str, root_pid: int, root_start_time: float, container_id: str = "") -> str:

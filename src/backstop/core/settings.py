@@ -51,6 +51,16 @@ class ControllerSettings:
     """Name of this replica in logs and Welcome messages; defaults to host:pid."""
     reflection: bool = True
     """gRPC server reflection on the agent/control port (same TLS), for grpcurl and the like."""
+    alert_webhook_url: str = ""
+    """Where every alert change is POSTed as JSON (http:// or https://); empty: no webhook."""
+    alert_webhook_secret_file: Path | None = None
+    """A file holding the webhook's HMAC secret; the requests are signed when it is set."""
+    alertmanager_url: str = ""
+    """A Prometheus Alertmanager (``http://HOST:9093``) alerts are sent to; empty: none."""
+    alert_external_url: str = ""
+    """This controller as people reach it; Alertmanager's ``generatorURL`` is made from it."""
+    alert_delivery_timeout_s: float = 10.0
+    """How long one delivery attempt may take before it counts as failed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from backstop.core.alerts import Alert, AlertDelivery, AlertSpec, AlertState
 from backstop.core.fleet import ModelSighting
 from backstop.core.models import (
     AuditHead,
@@ -109,6 +110,45 @@ class Store(Protocol):
         ...
 
     def prune_model_sightings(self, older_than_s: float) -> int: ...
+
+    # alerts: each change enqueues one delivery per sink named, in the same transaction
+    def raise_alert(self, spec: AlertSpec, now_s: float, sinks: Sequence[str] = ()) -> Alert:
+        """Idempotent by ``spec.dedup_key``: a new or resolved key fires (delivered to
+        ``sinks``); an open one only has ``last_seen_s`` (summary, details) refreshed."""
+        ...
+
+    def ack_alert(self, alert_id: str, by: str, now_s: float, sinks: Sequence[str] = ()) -> Alert:
+        """Acknowledge a firing alert; ``NotFound``, or ``Conflict`` unless it is firing."""
+        ...
+
+    def resolve_alert(self, alert_id: str, now_s: float, sinks: Sequence[str] = ()) -> Alert:
+        """Resolve an open alert; ``NotFound``, or ``Conflict`` when already resolved."""
+        ...
+
+    def get_alert(self, alert_id: str) -> Alert | None: ...
+    def list_alerts(self, states: Sequence[AlertState] = (), limit: int = 100) -> list[Alert]:
+        """Alerts in ``states`` (all when empty), most recently raised first."""
+        ...
+
+    def alert_backlog(self) -> tuple[int, int]:
+        """(alerts firing, deliveries not yet delivered)."""
+        ...
+
+    def due_deliveries(
+        self, now_s: float, limit: int = 100, claim_s: float = 60.0
+    ) -> list[AlertDelivery]:
+        """Claim due deliveries (each alert's first undelivered change per sink) for
+        ``claim_s``, oldest first."""
+        ...
+
+    def mark_delivered(self, delivery_id: int, now_s: float) -> None: ...
+    def mark_failed(self, delivery_id: int, next_attempt_s: float, error: str) -> None:
+        """Count a failed attempt; due again at ``next_attempt_s``."""
+        ...
+
+    def prune_alert_deliveries(self, older_than_s: float) -> int:
+        """Forget deliveries delivered before ``older_than_s``."""
+        ...
 
     # corrections
     def create_correction(

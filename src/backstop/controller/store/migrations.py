@@ -169,3 +169,40 @@ MIGRATIONS += (
     )
     """,
 )
+
+MIGRATIONS += (
+    # 7: alerts — one row per condition (its dedup key), firing, acknowledged or resolved; and
+    # the delivery queue: one row per alert per sink per change, retried until delivered
+    """
+    CREATE TABLE alerts (
+        alert_id TEXT PRIMARY KEY,
+        dedup_key TEXT NOT NULL UNIQUE,
+        policy TEXT NOT NULL,
+        policy_version INTEGER NOT NULL,
+        severity TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        workload_id TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        details TEXT NOT NULL,
+        state TEXT NOT NULL,
+        raised_s REAL NOT NULL,
+        last_seen_s REAL NOT NULL,
+        acked_by TEXT NOT NULL DEFAULT '',
+        acked_s REAL,
+        resolved_s REAL
+    );
+    CREATE INDEX alerts_state ON alerts(state, raised_s);
+    CREATE TABLE alert_deliveries (
+        delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_id TEXT NOT NULL REFERENCES alerts(alert_id),
+        sink TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_s REAL NOT NULL,
+        delivered_s REAL,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX alert_deliveries_due ON alert_deliveries(delivered_s, next_attempt_s);
+    CREATE INDEX alert_deliveries_alert ON alert_deliveries(alert_id, sink, delivery_id)
+    """,
+)

@@ -158,4 +158,38 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (name, version, key_id)
     );
     """,
+    # 7: alerts — one row per condition (its dedup key), firing, acknowledged or resolved;
+    # and the delivery queue: one row per alert per sink per change, retried until delivered
+    """
+    CREATE TABLE alerts (
+        alert_id TEXT PRIMARY KEY,
+        dedup_key TEXT NOT NULL UNIQUE,
+        policy TEXT NOT NULL,
+        policy_version BIGINT NOT NULL,
+        severity TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        workload_id TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        details TEXT NOT NULL,
+        state TEXT NOT NULL,
+        raised_s DOUBLE PRECISION NOT NULL,
+        last_seen_s DOUBLE PRECISION NOT NULL,
+        acked_by TEXT NOT NULL DEFAULT '',
+        acked_s DOUBLE PRECISION,
+        resolved_s DOUBLE PRECISION
+    );
+    CREATE INDEX alerts_state ON alerts(state, raised_s);
+    CREATE TABLE alert_deliveries (
+        delivery_id BIGSERIAL PRIMARY KEY,
+        alert_id TEXT NOT NULL REFERENCES alerts(alert_id),
+        sink TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        next_attempt_s DOUBLE PRECISION NOT NULL,
+        delivered_s DOUBLE PRECISION,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX alert_deliveries_due ON alert_deliveries(delivered_s, next_attempt_s);
+    CREATE INDEX alert_deliveries_alert ON alert_deliveries(alert_id, sink, delivery_id);
+    """,
 )

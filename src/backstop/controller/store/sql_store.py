@@ -8,7 +8,8 @@ chain) and the methods that differ in how concurrent writers are kept apart, and
 Enrolment tokens, certificates and revocations come from its base
 :class:`~backstop.controller.store.sql_enrolment.SqlEnrolment`, model history from
 :class:`~backstop.controller.store.sql_models.SqlModels`, policy versions from
-:class:`~backstop.controller.store.sql_policies.SqlPolicies`.
+:class:`~backstop.controller.store.sql_policies.SqlPolicies`, alerts and their delivery
+queue from :class:`~backstop.controller.store.sql_alerts.SqlAlerts`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from backstop.controller.store.rows import (
     target_from_row,
     workload_from_bytes,
 )
+from backstop.controller.store.sql_alerts import SqlAlerts
 from backstop.controller.store.sql_enrolment import SqlEnrolment
 from backstop.controller.store.sql_models import SqlModels
 from backstop.controller.store.sql_policies import SqlPolicies
@@ -71,7 +73,7 @@ Rewrite = Callable[[list[Any]], Sequence[Statement]]
 """What a locked read-then-write makes of the rows read: the statements to run."""
 
 
-class SqlStore(SqlEnrolment, SqlModels, SqlPolicies):
+class SqlStore(SqlEnrolment, SqlModels, SqlPolicies, SqlAlerts):
     """The shared half of :class:`~backstop.controller.store.base.Store` over SQL."""
 
     dialect: Dialect
