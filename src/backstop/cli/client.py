@@ -15,6 +15,7 @@ import grpc
 
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
 from backstop.cli.heads import HeadMemory
+from backstop.core.alerts import Alert
 from backstop.core.errors import (
     BackstopError,
     InvalidInput,
@@ -34,6 +35,7 @@ from backstop.core.policies import PolicyVersion
 from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
 from backstop.wire import convert, correction_convert, policy_convert
+from backstop.wire.alert_convert import alert_from_pb
 from backstop.wire.json_form import message_json
 from backstop.wire.received import (
     JsonObject,
@@ -253,6 +255,15 @@ class ControllerClient:
             params=correction_convert.params_to_pb(params),
         )
         return self._correction("CreateCorrection", request)
+
+    # -- alerts ------------------------------------------------------------------------------
+
+    def list_alerts(self, include_resolved: bool = False, limit: int = 0) -> list[Alert]:
+        request = control_pb2.ListAlertsRequest(all=include_resolved, limit=limit)
+        return [alert_from_pb(m) for m in self._call("ListAlerts", request).alerts]
+
+    def ack_alert(self, alert_id: str) -> Alert:
+        return alert_from_pb(self._call("AckAlert", control_pb2.AckAlertRequest(alert_id=alert_id)))
 
     # -- policies ----------------------------------------------------------------------------
 

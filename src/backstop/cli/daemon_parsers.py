@@ -118,6 +118,15 @@ def _add_controller(sub: Subcommands) -> None:
         action="store_false",
         help="do not serve gRPC server reflection (on by default, behind the same TLS)",
     )
+    alerts = serve.add_argument_group("alert sinks (see docs/alerts.md)")
+    alerts.add_argument("--alert-webhook-url", default="", help="POST every alert change here")
+    alerts.add_argument(
+        "--alert-webhook-secret-file", default="", help="the HMAC-SHA256 key for the webhook"
+    )
+    alerts.add_argument("--alertmanager-url", default="", help="http://HOST:9093 (API v2)")
+    alerts.add_argument(
+        "--alert-external-url", default="", help="the generatorURL alerts point back to"
+    )
 
 
 def _add_operator(sub: Subcommands) -> None:

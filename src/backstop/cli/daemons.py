@@ -32,6 +32,12 @@ def controller_serve(args: argparse.Namespace) -> int:
         crl=Path(args.crl) if args.crl else None,
         controller_id=args.replica_id,
         reflection=args.reflection,
+        alert_webhook_url=args.alert_webhook_url,
+        alert_webhook_secret_file=(
+            Path(args.alert_webhook_secret_file) if args.alert_webhook_secret_file else None
+        ),
+        alertmanager_url=args.alertmanager_url,
+        alert_external_url=args.alert_external_url,
     )
     ready = Path(args.ready_file) if args.ready_file else None
     return run_until_signal(serve(settings, ready), "controller")

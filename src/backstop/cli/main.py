@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_listings(sub)
     _add_corrections(sub)
     _add_policy(sub)
+    _add_alerts(sub)
     _add_pki(sub)
     _add_keys_and_audit(sub)
     demo = _command(sub, "demo", "run everything locally and narrate a correction")
@@ -220,6 +221,29 @@ def _add_config(sub: Subcommands) -> None:
     add_output_flag(show)
 
 
+def _add_alerts(sub: Subcommands) -> None:
+    alerts = _command(
+        sub,
+        "alerts",
+        help="alerts the policies raised: open ones, newest first; `alerts ack ID`",
+        description="Without a subcommand: list the open alerts (firing or acknowledged).",
+    )
+    alerts.set_defaults(handler=lazy("alerts", "alerts"))
+    alerts.add_argument("--all", action="store_true", help="resolved alerts too")
+    alerts.add_argument("--limit", type=whole(1, 10_000), default=100, help="at most this many")
+    add_output_flag(alerts)
+    add_watch_flags(alerts)
+    actions = alerts.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=Parser, help="ack (or none: list)"
+    )
+    ack = actions.add_parser(
+        "ack", help="say you are on it (an operator); it stays until its policy resolves it"
+    )
+    ack.set_defaults(handler=lazy("alerts", "ack"))
+    ack.add_argument("id", metavar="ID", help="the alert's id (alr-...)")
+    add_output_flag(ack)
+
+
 def _add_policy(sub: Subcommands) -> None:
     group = command_group(sub, "policy", "watchlist policies: what to watch for, and what to do")
 
@@ -241,12 +265,12 @@ def _add_policy(sub: Subcommands) -> None:
     listing = command("list", "list_policies", "the policies in force and the proposed ones")
     listing.add_argument("--all", action="store_true", help="superseded and withdrawn too")
     show = command("show", "show", "a policy: its version in force, its bytes and signatures")
-    show.add_argument("name", metavar="NAME")
+    show.add_argument("name", metavar="NAME", help="the policy's name")
     show.add_argument("--history", action="store_true", help="every version, oldest first")
     approve = command(
         "approve", "approve", "approve a proposed policy version (signs its exact bytes)"
     )
-    approve.add_argument("name", metavar="NAME")
+    approve.add_argument("name", metavar="NAME", help="the policy's name")
     approve.add_argument(
         "--version", type=whole(1, 2**63 - 1), default=0, help="default: the newest proposed"
     )
@@ -254,7 +278,7 @@ def _add_policy(sub: Subcommands) -> None:
     delete = command(
         "delete", "delete", "delete a policy (undoing a correcting one needs its undo quorum)"
     )
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", metavar="NAME", help="the policy's name")
     test = command("test", "test", "what a policy file would match now; stores nothing")
     test.add_argument("file", metavar="FILE", help="the policy file (YAML), or - for stdin")
 

@@ -205,17 +205,17 @@ def _table(versions: Sequence[PolicyVersion], layout: Layout) -> str:
         return "no policies; apply one with `backstop policy apply FILE`"
     rows = [
         (
-            render.escape(v.name),
+            v.name,
             v.version,
             v.action,
             _parsed(v).get("severity", "-"),
             v.state.value,
-            render.escape(v.applied_by),
+            v.applied_by,
             rfc3339(v.applied_s),
-            render.escape(v.approval) or "-",
+            v.approval or "-",
         )
         for v in versions
-    ]
+    ]  # every cell is escaped by the table
     headers = ("name", "version", "action", "severity", "state", "by", "applied", "approval")
     return render.table(headers, rows, width=layout.width, cut=("name", "approval"))
 
@@ -242,15 +242,13 @@ def _test_table(result: ReceivedPolicyTest, layout: Layout) -> str:
         return head
     rows = [
         (
-            render.escape(w.workload.workload_id),
-            render.escape(w.workload.node_id),
-            render.escape(w.workload.fingerprint.model.model_id[:16])
-            if w.workload.fingerprint.model
-            else "-",
-            render.escape("; ".join(reasons)),
+            w.workload.workload_id,
+            w.workload.node_id,
+            w.workload.fingerprint.model.model_id[:16] if w.workload.fingerprint.model else "-",
+            "; ".join(reasons),
         )
         for w, reasons in result.matches
-    ]
+    ]  # every cell is escaped by the table
     table = render.table(
         ("workload", "node", "model", "why"), rows, width=layout.width, cut=("why",)
     )

@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 
 from backstop.api.v1 import control_pb2, control_pb2_grpc, types_pb2
 from backstop.controller import fleet_models
+from backstop.controller.alert_api import AlertCalls
+from backstop.controller.alerts.desk import AlertDesk
+from backstop.controller.alerts.dispatcher import AlertDispatcher
 from backstop.controller.authz import Caller, Refused
 from backstop.controller.corrections import CorrectionsEngine, CreateRequest
 from backstop.controller.policy_api import PolicyCalls
@@ -44,15 +47,29 @@ MAX_TOKEN_TTL_S = 7 * 24 * 3600.0
 T = TypeVar("T")
 
 
-class ControlService(PolicyCalls, control_pb2_grpc.ControlServiceServicer):  # type: ignore[misc]
+class ControlService(
+    PolicyCalls,
+    AlertCalls,
+    control_pb2_grpc.ControlServiceServicer,  # type: ignore[misc]
+):
     def __init__(
-        self, store: Store, engine: CorrectionsEngine, refusals: RefusalLog | None = None
+        self,
+        store: Store,
+        engine: CorrectionsEngine,
+        refusals: RefusalLog | None = None,
+        *,
+        alerts: AlertDesk | None = None,
+        on_policy_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._engine = engine
         self._authz = engine.authz
         self._refusals = refusals if refusals is not None else RefusalLog(engine.records.audit)
-        self._policies = PolicyBook(store, engine.authz, engine.records.audit)
+        self._audit = engine.records.audit
+        self._alerts = alerts if alerts is not None else AlertDesk(AlertDispatcher(store, []))
+        self._policies = PolicyBook(
+            store, engine.authz, engine.records.audit, on_change=on_policy_change
+        )
 
     def _identify(self, context: Any, what: str, claimed: str = "") -> Caller:
         """The caller; a refusal is audited (aggregated) under their certificate's name."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -134,8 +135,11 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         *,
         mutual_tls: bool = False,
         refusals: RefusalLog | None = None,
+        on_reports: Callable[[Sequence[Report]], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_reports = on_reports
+        """Told of each batch of newly stored reports (policy evaluation)."""
         self._engine = engine
         self._refusals = refusals if refusals is not None else RefusalLog(engine.records.audit)
         self._settings = settings
@@ -375,14 +379,21 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 self._batches_done += 1
                 async with self._batch_written:
                     self._batch_written.notify_all()
+            fresh = []
             for (link, report), stored in zip(batch, results, strict=True):
                 if stored is None:
                     continue  # not stored: never confirm it, so the agent keeps and resends it
                 if stored:
                     metrics.REPORTS.inc()
+                    fresh.append(report)
                 else:
                     metrics.REPORTS_DUPLICATE.inc()
                 link.stored_report = max(link.stored_report, report.sequence)
+            if fresh and self._on_reports is not None:
+                try:
+                    self._on_reports(fresh)
+                except Exception:  # a failing evaluation never stops the reports
+                    log.exception("judging the reports against the policies failed")
 
     async def reports_written(self) -> None:
         """Wait until every report queued so far has been through the store (stored, a

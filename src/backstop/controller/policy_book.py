@@ -51,7 +51,11 @@ class PolicyBook:
         authz: Authorizer,
         audit: Audit,
         clock: Callable[[], float] = time.time,
+        *,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        self._on_change = on_change
+        """Told after a version became active (evaluation reloads the policies in force)."""
         self._store = store
         self._authz = authz
         self._audit = audit
@@ -148,6 +152,7 @@ class PolicyBook:
         if verdict.ok:
             self._audit(caller.name, "policy.activate", subject, digest=target.digest)
             self._store.activate_policy_version(name, version, self._clock())
+            self._on_change()
         return self._with_approval(self._version(name, version))
 
     # -- deciding --------------------------------------------------------------------------
@@ -195,6 +200,8 @@ class PolicyBook:
             replaces=current.version if current is not None else 0,
         )
         number = self._store.add_policy_version(draft)
+        if draft.state == PolicyState.ACTIVE:
+            self._on_change()
         return self._with_approval(self._version(name, number))
 
     def _trust(self, caller: Caller, role: Role, what: str) -> TrustPolicy | None:

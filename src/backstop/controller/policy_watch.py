@@ -68,6 +68,8 @@ class PolicyWatch:
         """Whether a policy in force has an expression (it may look at usage, which moves)."""
         self._judged: dict[tuple[str, str], tuple[object, int]] = {}
         self._started: dict[str, deque[float]] = {}
+        self._labels: dict[str, Mapping[str, str]] = {}
+        self._labels_s = float("-inf")
 
     def changed(self) -> None:
         """The policies in force may have changed: read them before the next judgement."""

@@ -26,6 +26,7 @@ from backstop.controller.fanout import fanout_for
 from backstop.controller.gateway import AgentGateway
 from backstop.controller.liveness import Liveness
 from backstop.controller.message_limit import MessageLimit, transport_limit
+from backstop.controller.policy_watch import PolicyWatch
 from backstop.controller.reflection import add_reflection
 from backstop.controller.refusals import RefusalLog
 from backstop.controller.store import Store, open_store
@@ -93,6 +94,9 @@ class ControllerServer:
         self.alert_dispatcher = AlertDispatcher(self.store, sinks_from_settings(settings))
         self.alerts = AlertDesk(self.alert_dispatcher)
         """Where policy evaluation and the alert RPCs raise, acknowledge and resolve alerts."""
+        self.policy_watch = PolicyWatch(
+            self.store, self.engine.policy_starts, self.alerts.raise_alert
+        )
         self._gateway = AgentGateway(
             self.store,
             self.engine,
@@ -100,6 +104,7 @@ class ControllerServer:
             self.controller_id,
             mutual_tls=settings.tls_dir is not None,
             refusals=self.refusals,
+            on_reports=self.policy_watch.observe,
         )
         self._enrol_server: grpc.aio.Server | None = None
         self.enrol_port = 0
@@ -119,7 +124,13 @@ class ControllerServer:
         recover the store's state and serve."""
         tls = self.settings.tls_dir
         agent_pb2_grpc.add_AgentGatewayServicer_to_server(self._gateway, self._server)
-        control = ControlService(self.store, self.engine, self.refusals)
+        control = ControlService(
+            self.store,
+            self.engine,
+            self.refusals,
+            alerts=self.alerts,
+            on_policy_change=self.policy_watch.changed,
+        )
         control_pb2_grpc.add_ControlServiceServicer_to_server(control, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         if self.settings.reflection:  # same port and TLS; admitted as a viewer's call

@@ -8,6 +8,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AlertState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ALERT_STATE_UNSPECIFIED: _ClassVar[AlertState]
+    ALERT_STATE_FIRING: _ClassVar[AlertState]
+    ALERT_STATE_ACKNOWLEDGED: _ClassVar[AlertState]
+    ALERT_STATE_RESOLVED: _ClassVar[AlertState]
+
 class PolicyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     POLICY_STATE_UNSPECIFIED: _ClassVar[PolicyState]
@@ -15,11 +22,69 @@ class PolicyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POLICY_STATE_ACTIVE: _ClassVar[PolicyState]
     POLICY_STATE_SUPERSEDED: _ClassVar[PolicyState]
     POLICY_STATE_WITHDRAWN: _ClassVar[PolicyState]
+ALERT_STATE_UNSPECIFIED: AlertState
+ALERT_STATE_FIRING: AlertState
+ALERT_STATE_ACKNOWLEDGED: AlertState
+ALERT_STATE_RESOLVED: AlertState
 POLICY_STATE_UNSPECIFIED: PolicyState
 POLICY_STATE_PROPOSED: PolicyState
 POLICY_STATE_ACTIVE: PolicyState
 POLICY_STATE_SUPERSEDED: PolicyState
 POLICY_STATE_WITHDRAWN: PolicyState
+
+class Alert(_message.Message):
+    __slots__ = ("alert_id", "dedup_key", "policy", "policy_version", "severity", "node_id", "workload_id", "summary", "details_json", "state", "raised_at_s", "last_seen_at_s", "acked_by", "acked_at_s", "resolved_at_s")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEDUP_KEY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RAISED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AT_S_FIELD_NUMBER: _ClassVar[int]
+    ACKED_BY_FIELD_NUMBER: _ClassVar[int]
+    ACKED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    dedup_key: str
+    policy: str
+    policy_version: int
+    severity: str
+    node_id: str
+    workload_id: str
+    summary: str
+    details_json: str
+    state: AlertState
+    raised_at_s: float
+    last_seen_at_s: float
+    acked_by: str
+    acked_at_s: float
+    resolved_at_s: float
+    def __init__(self, alert_id: _Optional[str] = ..., dedup_key: _Optional[str] = ..., policy: _Optional[str] = ..., policy_version: _Optional[int] = ..., severity: _Optional[str] = ..., node_id: _Optional[str] = ..., workload_id: _Optional[str] = ..., summary: _Optional[str] = ..., details_json: _Optional[str] = ..., state: _Optional[_Union[AlertState, str]] = ..., raised_at_s: _Optional[float] = ..., last_seen_at_s: _Optional[float] = ..., acked_by: _Optional[str] = ..., acked_at_s: _Optional[float] = ..., resolved_at_s: _Optional[float] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("all", "limit")
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    limit: int
+    def __init__(self, all: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("alerts",)
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+
+class AckAlertRequest(_message.Message):
+    __slots__ = ("alert_id",)
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    def __init__(self, alert_id: _Optional[str] = ...) -> None: ...
 
 class PolicyVersion(_message.Message):
     __slots__ = ("name", "version", "document", "digest", "action", "state", "applied_by", "applied_at_s", "ended_at_s", "signatures", "approval", "message")

@@ -135,6 +135,16 @@ class ControlServiceStub:
                 request_serializer=backstop_dot_v1_dot_control__pb2.TestPolicyRequest.SerializeToString,
                 response_deserializer=backstop_dot_v1_dot_control__pb2.TestPolicyResponse.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/backstop.v1.ControlService/ListAlerts',
+                request_serializer=backstop_dot_v1_dot_control__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.AckAlert = channel.unary_unary(
+                '/backstop.v1.ControlService/AckAlert',
+                request_serializer=backstop_dot_v1_dot_control__pb2.AckAlertRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.Alert.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -276,6 +286,20 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """Alerts the policies raised, newest first (role: viewer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckAlert(self, request, context):
+        """Say someone is on it (role: operator); it stays until its policy resolves it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -378,6 +402,16 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.TestPolicy,
                     request_deserializer=backstop_dot_v1_dot_control__pb2.TestPolicyRequest.FromString,
                     response_serializer=backstop_dot_v1_dot_control__pb2.TestPolicyResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.ListAlertsRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'AckAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckAlert,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.AckAlertRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.Alert.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -920,6 +954,60 @@ class ControlService:
             '/backstop.v1.ControlService/TestPolicy',
             backstop_dot_v1_dot_control__pb2.TestPolicyRequest.SerializeToString,
             backstop_dot_v1_dot_control__pb2.TestPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/ListAlerts',
+            backstop_dot_v1_dot_control__pb2.ListAlertsRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/AckAlert',
+            backstop_dot_v1_dot_control__pb2.AckAlertRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.Alert.FromString,
             options,
             channel_credentials,
             insecure,
