@@ -15,9 +15,11 @@ The variable is a JSON-like map (documented in ``docs/policies.md``)::
 ``model`` and ``serving`` are absent when the workload has none (test with ``has()``), and so
 is each serving figure its server does not report.
 
-The expressions run on cel-python's interpreter: its transpiler is faster but keeps the
-activation in a module global while it runs (two threads would see each other's) and logs every
-evaluation error.
+The expressions run on cel-python's interpreter. Its transpiler is faster but fails
+``has(workload.serving) && ...`` on a workload without serving figures (the interpreter
+answers false), keeps the activation in a module global while it runs (two threads would see
+each other's) and logs every evaluation error.
+Each compiled expression keeps its answers per value of the keys it reads (:class:`CelProgram`).
 """
 
 from __future__ import annotations
