@@ -84,13 +84,19 @@ def _field_match(i: int) -> str:
     )[i % 6]
 
 
+EXPRESSIONS = (
+    'workload.gpus >= {gpus} && workload.labels["team"] == "t{team}"',
+    "has(workload.serving) && workload.serving.generated_tokens_per_s > {tokens}.0",
+    "has(workload.model) && workload.model.parameters > {billions} * 1000000000",
+    'workload.namespace == "{namespace}" && "--port" in workload.cmdline',
+)
+"""The expressions of the CEL policies, filled in per policy by :func:`_expression`."""
+
+
 def _expression(i: int) -> str:
-    return (
-        f'workload.gpus >= {1 + i % 4} && workload.labels["team"] == "t{i % 12}"',
-        f"has(workload.serving) && workload.serving.generated_tokens_per_s > {i * 20}.0",
-        f"has(workload.model) && workload.model.parameters > {i % 70} * 1000000000",
-        f'workload.namespace == "{NAMESPACES[i % 4]}" && "--port" in workload.cmdline',
-    )[i % 4]
+    return EXPRESSIONS[i % 4].format(
+        gpus=1 + i % 4, team=i % 12, tokens=i * 20, billions=i % 70, namespace=NAMESPACES[i % 4]
+    )
 
 
 def policies() -> list[CompiledPolicy]:
