@@ -46,6 +46,9 @@ Verdict = tuple[bool, str]
 """(matched, why the expression gave no answer, or ``""``)."""
 MAX_EXPRESSION_CHARS = 4096
 """An expression longer than this is refused: a filter, not a program."""
+MAX_EXPRESSION_DEPTH = 250
+"""An expression whose parse tree is deeper is refused: the interpreter recurses per level and
+runs out of stack near 500 (``Environment`` sets the process's recursion limit to 2500)."""
 
 _LOCK = threading.Lock()
 _ENVIRONMENT: celpy.Environment | None = None
@@ -144,6 +147,7 @@ def compile_expression(text: str) -> CelProgram:
             ast = _ENVIRONMENT.compile(text)
             runner = _ENVIRONMENT.program(ast)
             keys = referenced_keys(ast)
+            levels = _depth(ast)
         except CELParseError as exc:
             first = str(exc.args[0]).splitlines()[:1] if exc.args else []
             near = f" near {first[0].strip()[-40:]!r}" if first else ""
@@ -153,7 +157,21 @@ def compile_expression(text: str) -> CelProgram:
             raise CelCompileError("nested too deeply") from None
         except Exception as exc:  # noqa: BLE001 (lark raises its own tree of errors)
             raise CelCompileError(f"does not compile ({type(exc).__name__})") from None
+    if levels > MAX_EXPRESSION_DEPTH:
+        raise CelCompileError(
+            f"nested too deeply ({levels} levels, at most {MAX_EXPRESSION_DEPTH})"
+        )
     return CelProgram(text, runner, keys)
+
+
+def _depth(ast: Any) -> int:
+    """How many levels deep a parsed expression is (each parenthesis adds about ten)."""
+    deepest, stack = 0, [(ast, 1)]
+    while stack:
+        tree, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((c, level + 1) for c in tree.children if hasattr(c, "data"))
+    return deepest
 
 
 def workload_view(workload: Workload, labels: Mapping[str, str]) -> dict[str, Any]:

@@ -232,7 +232,8 @@ def _model_check(what: str, part: Callable[[IdentifiedModel], str], prefix: str)
     def check(s: _Subject) -> str | None:
         model = s.workload.fingerprint.model
         value = part(model).lower() if model is not None else ""
-        return f"{what} {value[:16]} starts with {prefix}" if value.startswith(prefix) else None
+        said = f"{what} {_quote(value, 16)} starts with {prefix}"
+        return said if value.startswith(prefix) else None
 
     return check
 
