@@ -13,6 +13,7 @@ from backstop.core.scope import (
     parse_selector,
     validate_scope,
     workload_in_scope,
+    workload_namespace,
 )
 
 
@@ -118,3 +119,10 @@ def test_validate_scope_refuses_empty_and_all_with_others() -> None:
         validate_scope(Scope())
     with pytest.raises(InvalidInput, match="--all cannot be combined"):
         validate_scope(Scope(all=True, node_ids=("n1",)))
+
+
+def test_the_namespace_is_the_operators_label_else_the_runtimes() -> None:
+    both = {"backstop.io/namespace": "prod", "io.kubernetes.pod.namespace": "kube"}
+    assert workload_namespace(_workload(labels=both)) == "prod"
+    assert workload_namespace(_workload(labels={"io.kubernetes.pod.namespace": "kube"})) == "kube"
+    assert workload_namespace(_workload()) is None

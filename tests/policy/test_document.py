@@ -195,6 +195,14 @@ REFUSALS = [
     ("name: x\nmatch: {node: [\n", 3, "not valid YAML"),
     ("name: !!python/object:os.system x\n", 1, "name must be a string, got a value tagged"),
     ("name: x\nmatch: {node: n}\naction: pause\n1: one\n", 4, "a key in the policy must be"),
+    ('name: x\ndescription: "a\\e[2Jb"\n', 2, "description holds control"),
+    ("name: " + "[" * 30000, 1, "nested too deeply"),
+    (
+        "name: x\nmatch:\n  expression: '" + "(" * 30 + "true" + ")" * 30 + "'\n",
+        3,
+        "expression is not valid CEL: nested too deeply (310 levels, at most 250)",
+    ),
+    ("name: x\nmatch: {node: n}\naction: pause\n<<: {a: b}\n", 4, "a key in the policy must be"),
 ]
 
 

@@ -219,3 +219,43 @@ def test_the_expression_is_compiled_once_per_document(monkeypatch: pytest.Monkey
     assert all(scope_within(policy, w) for w in workloads)
     assert matching_policies([policy] * 3, workloads[0])
     assert calls == {"compile": 1, "program": 1}
+
+
+@pytest.mark.parametrize(
+    ("expression", "keys"),
+    [
+        ('has(workload.serving) && workload.labels["team"] == "x"', {"serving", "labels"}),
+        ('workload.labels.exists(k, k == "a") && workload.gpus in [1, 2]', {"labels", "gpus"}),
+        ("1 == 1", set()),
+        ('workload["gpus"] > 1', None),
+        ("[1].exists(workload, workload > 0)", None),
+        ("workload == {}", None),
+    ],
+)
+def test_the_keys_an_expression_reads(expression: str, keys: set[str] | None) -> None:
+    program = _policy(f"expression: '{expression}'").policy.match.program
+    assert program is not None
+    assert program.keys == (frozenset(keys) if keys is not None else None)
+
+
+def test_answers_are_kept_per_value_of_what_the_expression_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runs = []
+    evaluate = celpy.InterpretedRunner.evaluate
+
+    def counted(self: celpy.InterpretedRunner, context: dict[str, object]) -> object:
+        runs.append(1)
+        return evaluate(self, context)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(celpy.InterpretedRunner, "evaluate", counted)
+    policy = _policy("expression: 'workload.gpus == 2 && !has(workload.serving)'")
+    alike = [_workload(workload_id=f"wl-{i}", node_id=f"n{i}", serving=None) for i in range(20)]
+    assert all(policy.matches(w) for w in alike)
+    assert len(runs) == 1
+    assert not policy.matches(_workload(serving=None, gpus=(GpuUse("GPU-a", 1),)))
+    assert not policy.matches(_workload())
+    assert len(runs) == 3
+    whole = _policy("expression: 'workload[\"gpus\"] == 2'")
+    assert all(whole.matches(w) for w in alike)
+    assert len(runs) == 23

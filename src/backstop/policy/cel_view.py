@@ -15,15 +15,18 @@ The variable is a JSON-like map (documented in ``docs/policies.md``)::
 ``model`` and ``serving`` are absent when the workload has none (test with ``has()``), and so
 is each serving figure its server does not report.
 
-The expressions run on cel-python's interpreter: its transpiler is faster but keeps the
-activation in a module global while it runs (two threads would see each other's) and logs every
-evaluation error.
+The expressions run on cel-python's interpreter. Its transpiler is faster but fails
+``has(workload.serving) && ...`` on a workload without serving figures (the interpreter
+answers false), keeps the activation in a module global while it runs (two threads would see
+each other's) and logs every evaluation error.
+Each compiled expression keeps its answers per value of the keys it reads (:class:`CelProgram`).
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import celpy
@@ -35,8 +38,17 @@ from celpy.evaluation import CELEvalError
 from backstop.core.models import Workload
 from backstop.core.scope import workload_namespace
 
+VARIABLE = "workload"
+"""The one variable an expression sees."""
+CACHE_ENTRIES = 4096
+"""Answers kept per expression; all are dropped when it is full."""
+Verdict = tuple[bool, str]
+"""(matched, why the expression gave no answer, or ``""``)."""
 MAX_EXPRESSION_CHARS = 4096
 """An expression longer than this is refused: a filter, not a program."""
+MAX_EXPRESSION_DEPTH = 250
+"""An expression whose parse tree is deeper is refused: the interpreter recurses per level and
+runs out of stack near 500 (``Environment`` sets the process's recursion limit to 2500)."""
 
 _LOCK = threading.Lock()
 _ENVIRONMENT: celpy.Environment | None = None
@@ -53,13 +65,21 @@ class CelCompileError(Exception):
 
 
 class CelProgram:
-    """A compiled expression, ready to evaluate against any number of workloads."""
+    """A compiled expression, ready to evaluate against any number of workloads.
 
-    __slots__ = ("_runner", "text")
+    An expression's answer depends only on the keys of ``workload`` it reads; when those are
+    all plain ``workload.KEY`` references (:func:`referenced_keys`), answers are kept per
+    value of those keys (up to :data:`CACHE_ENTRIES`), so workloads alike in what it reads,
+    or a workload reported again unchanged, cost one lookup."""
 
-    def __init__(self, text: str, runner: celpy.Runner) -> None:
+    __slots__ = ("_answers", "_runner", "keys", "text")
+
+    def __init__(self, text: str, runner: celpy.Runner, keys: frozenset[str] | None) -> None:
         self.text = text
         self._runner = runner
+        self.keys = keys
+        """The keys of ``workload`` it reads; ``None``: it uses the variable otherwise."""
+        self._answers: dict[str, tuple[bool, str]] = {}
 
     def __repr__(self) -> str:
         return f"CelProgram({self.text!r})"
@@ -67,6 +87,50 @@ class CelProgram:
     def run(self, activation: Mapping[str, Any]) -> Any:
         """The raw result (a celpy value); raises whatever celpy raises."""
         return self._runner.evaluate(dict(activation))
+
+    def judge(self, view: Mapping[str, Any], bind: Callable[[], Mapping[str, Any]]) -> Verdict:
+        """(matched, error) for ``view``; ``bind()`` gives its activation when it must run."""
+        if self.keys is None:
+            return evaluate(self, bind())
+        key = json.dumps({k: view[k] for k in self.keys if k in view}, sort_keys=True)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = evaluate(self, bind())
+            if len(self._answers) >= CACHE_ENTRIES:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
+
+
+def referenced_keys(ast: Any) -> frozenset[str] | None:
+    """The ``KEY`` of every ``workload.KEY`` in a parsed expression (cel-python's tree:
+    nodes with ``data`` and ``children``, tokens as strings), or ``None`` when ``workload``
+    also appears otherwise (``workload["gpus"]``, a macro variable of that name, ...)."""
+    keys: set[str] = set()
+    stack: list[Any] = [ast]
+    while stack:
+        tree = stack.pop()
+        children = tree.children
+        for i, child in enumerate(children):
+            if not hasattr(child, "data"):
+                continue
+            if _is_workload(child):
+                after = children[i + 1] if i + 1 < len(children) else None
+                if tree.data != "member_dot" or i != 0 or not isinstance(after, str):
+                    return None
+                keys.add(str(after))
+            else:
+                stack.append(child)
+    return frozenset(keys)
+
+
+def _is_workload(tree: Any) -> bool:
+    """Whether ``tree`` is the bare identifier ``workload`` (as ``member`` > ``primary``)."""
+    while tree.data in ("member", "primary") and len(tree.children) == 1:
+        tree = tree.children[0]
+        if not hasattr(tree, "data"):
+            return False
+    return tree.data == "ident" and [str(c) for c in tree.children] == [VARIABLE]
 
 
 def compile_expression(text: str) -> CelProgram:
@@ -82,6 +146,8 @@ def compile_expression(text: str) -> CelProgram:
         try:
             ast = _ENVIRONMENT.compile(text)
             runner = _ENVIRONMENT.program(ast)
+            keys = referenced_keys(ast)
+            levels = _depth(ast)
         except CELParseError as exc:
             first = str(exc.args[0]).splitlines()[:1] if exc.args else []
             near = f" near {first[0].strip()[-40:]!r}" if first else ""
@@ -91,7 +157,21 @@ def compile_expression(text: str) -> CelProgram:
             raise CelCompileError("nested too deeply") from None
         except Exception as exc:  # noqa: BLE001 (lark raises its own tree of errors)
             raise CelCompileError(f"does not compile ({type(exc).__name__})") from None
-    return CelProgram(text, runner)
+    if levels > MAX_EXPRESSION_DEPTH:
+        raise CelCompileError(
+            f"nested too deeply ({levels} levels, at most {MAX_EXPRESSION_DEPTH})"
+        )
+    return CelProgram(text, runner, keys)
+
+
+def _depth(ast: Any) -> int:
+    """How many levels deep a parsed expression is (each parenthesis adds about ten)."""
+    deepest, stack = 0, [(ast, 1)]
+    while stack:
+        tree, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((c, level + 1) for c in tree.children if hasattr(c, "data"))
+    return deepest
 
 
 def workload_view(workload: Workload, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -141,10 +221,10 @@ def workload_view(workload: Workload, labels: Mapping[str, str]) -> dict[str, An
 
 def activation(view: Mapping[str, Any]) -> dict[str, Any]:
     """The activation an expression runs with: ``workload`` bound to ``view`` as CEL values."""
-    return {"workload": json_to_cel(dict(view))}
+    return {VARIABLE: json_to_cel(dict(view))}
 
 
-def evaluate(program: CelProgram, bound: Mapping[str, Any]) -> tuple[bool, str]:
+def evaluate(program: CelProgram, bound: Mapping[str, Any]) -> Verdict:
     """(matched, error): a runtime error or a result that is not a bool is no match, and says
     why in ``error``; nothing is raised."""
     try:

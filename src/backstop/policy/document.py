@@ -272,6 +272,13 @@ def _params(r: Reader, node: yaml.Node | None, action: PolicyAction) -> ActionPa
     return params
 
 
+def _description(r: Reader, node: yaml.Node) -> str:
+    text = r.string(node, "description", 4096)
+    if not text.replace("\n", "").replace("\t", "").isprintable():
+        raise r.fail(node, "description holds control or invisible characters")
+    return text
+
+
 def _incident(r: Reader, node: yaml.Node) -> str:
     text = r.string(node, "incident", 128)
     if not text.isprintable():
@@ -299,7 +306,7 @@ def _expires(r: Reader, node: yaml.Node) -> float:
 _FIELD = {"expires": "expires_at_s"}
 _READERS: Mapping[str, Callable[[Reader, yaml.Node], Any]] = {
     "name": _name,
-    "description": lambda r, node: r.string(node, "description", 4096),
+    "description": _description,
     "match": _match,
     "action": lambda r, node: _choice(r, node, "action", PolicyAction),
     "severity": lambda r, node: _choice(r, node, "severity", Severity),

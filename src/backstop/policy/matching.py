@@ -15,7 +15,7 @@ from typing import Any
 
 from backstop.core.models import EMPTY_LABELS, Behaviour, IdentifiedModel, Workload
 from backstop.core.scope import workload_namespace
-from backstop.policy.cel_view import activation, evaluate, workload_view
+from backstop.policy.cel_view import activation, workload_view
 from backstop.policy.document import Match, Policy, PolicyDocument
 
 Reasons = tuple[str, ...]
@@ -36,12 +36,13 @@ class _Subject:
     """One workload as the policies see it; the merged labels and the expression's view are
     computed on first use and shared by every policy checked against it."""
 
-    __slots__ = ("_bound", "_labels", "node_labels", "workload")
+    __slots__ = ("_bound", "_labels", "_view", "node_labels", "workload")
 
     def __init__(self, workload: Workload, node_labels: Mapping[str, str]) -> None:
         self.workload = workload
         self.node_labels = node_labels
         self._labels: Mapping[str, str] | None = None
+        self._view: dict[str, Any] | None = None
         self._bound: dict[str, Any] | None = None
 
     @property
@@ -54,9 +55,14 @@ class _Subject:
         return self._labels
 
     @property
+    def view(self) -> dict[str, Any]:
+        if self._view is None:
+            self._view = workload_view(self.workload, self.labels)
+        return self._view
+
     def bound(self) -> dict[str, Any]:
         if self._bound is None:
-            self._bound = activation(workload_view(self.workload, self.labels))
+            self._bound = activation(self.view)
         return self._bound
 
 
@@ -111,7 +117,7 @@ class CompiledPolicy:
         program = self.policy.match.program
         if program is None:
             return Verdict(True, tuple(reasons))
-        matched, error = evaluate(program, subject.bound)
+        matched, error = program.judge(subject.view, subject.bound)
         self.last_error = error
         if not matched:
             return Verdict(False, error=error)
@@ -226,7 +232,8 @@ def _model_check(what: str, part: Callable[[IdentifiedModel], str], prefix: str)
     def check(s: _Subject) -> str | None:
         model = s.workload.fingerprint.model
         value = part(model).lower() if model is not None else ""
-        return f"{what} {value[:16]} starts with {prefix}" if value.startswith(prefix) else None
+        said = f"{what} {_quote(value, 16)} starts with {prefix}"
+        return said if value.startswith(prefix) else None
 
     return check
 

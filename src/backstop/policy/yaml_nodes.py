@@ -75,6 +75,8 @@ class Reader:
             raise self.fail(line, f"not valid YAML: {problem}") from None
         except yaml.YAMLError as exc:
             raise self.fail(1, f"not valid YAML: {type(exc).__name__}") from None
+        except RecursionError:
+            raise self.fail(1, "not valid YAML: nested too deeply") from None
         if second is not None:
             raise self.fail(second, "more than one YAML document: a policy file holds one")
         if first is None:
