@@ -15,10 +15,19 @@ import pytest
 
 from backstop.demo import model_server
 from backstop.simgpu import FakeNvml, FakeProcess, default_gpus, idle_unless_listed
+from tests.support.alert_fixtures import alertmanager, prebuild_alertmanager, receiver
 from tests.support.cgroups import scratch_cgroup
 from tests.support.cluster import LocalCluster, ModelServer, cluster, wait_for
 
-__all__ = ["cluster", "nodes", "replicas"]
+pytest_collection_finish = prebuild_alertmanager
+__all__ = [
+    "alertmanager",
+    "cluster",
+    "nodes",
+    "pytest_collection_finish",
+    "receiver",
+    "replicas",
+]
 
 
 class TestCgroups:

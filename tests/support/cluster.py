@@ -118,7 +118,7 @@ class LocalCluster:
     store_url: str = ""
     """Where controllers keep their state (default: one SQLite file in the workdir)."""
 
-    def _spawn(
+    def spawn(
         self, name: str, args: list[str], env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -136,7 +136,7 @@ class LocalCluster:
         "controller" unless told otherwise."""
         ready = self.workdir / f"{name}.addr"
         ready.unlink(missing_ok=True)
-        proc = self._spawn(
+        proc = self.spawn(
             name,
             [
                 sys.executable,
@@ -219,7 +219,7 @@ class LocalCluster:
         env: Mapping[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """``backstop ARGS`` as a daemon joined to ``controller`` (default: "controller")."""
-        proc = self._spawn(
+        proc = self.spawn(
             name,
             [
                 sys.executable,
@@ -265,7 +265,7 @@ class LocalCluster:
 
     def start_model_server(self, name: str) -> ModelServer:
         port_file = self.workdir / f"{name}.port"
-        proc = self._spawn(name, model_server.command(self.workdir / name, port_file))
+        proc = self.spawn(name, model_server.command(self.workdir / name, port_file))
         port = wait_for(
             lambda: int(port_file.read_text()) if port_file.exists() else None, 20, name
         )

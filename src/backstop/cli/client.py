@@ -262,34 +262,42 @@ class ControllerClient:
         request = control_pb2.ListAlertsRequest(all=include_resolved, limit=limit)
         return [alert_from_pb(m) for m in self._call("ListAlerts", request).alerts]
 
-    def ack_alert(self, alert_id: str) -> Alert:
-        return alert_from_pb(self._call("AckAlert", control_pb2.AckAlertRequest(alert_id=alert_id)))
+    def ack_alert(self, alert_id: str, by: str) -> Alert:
+        request = control_pb2.AckAlertRequest(alert_id=alert_id, requested_by=by)
+        return alert_from_pb(self._call("AckAlert", request))
 
     # -- policies ----------------------------------------------------------------------------
 
     def apply_policy(
-        self, document: bytes, signatures: Sequence[SignatureRecord], source: str
+        self, document: bytes, signatures: Sequence[SignatureRecord], source: str, by: str
     ) -> PolicyVersion:
         request = control_pb2.ApplyPolicyRequest(
             document=document,
             signatures=[correction_convert.signature_to_pb(s) for s in signatures],
             source=source,
+            requested_by=by,
         )
         return policy_convert.version_from_pb(self._call("ApplyPolicy", request))
 
-    def approve_policy(self, name: str, version: int, signature: SignatureRecord) -> PolicyVersion:
+    def approve_policy(
+        self, name: str, version: int, signature: SignatureRecord, by: str
+    ) -> PolicyVersion:
         request = control_pb2.ApprovePolicyRequest(
-            name=name, version=version, signature=correction_convert.signature_to_pb(signature)
+            name=name,
+            version=version,
+            signature=correction_convert.signature_to_pb(signature),
+            requested_by=by,
         )
         return policy_convert.version_from_pb(self._call("ApprovePolicy", request))
 
     def delete_policy(
-        self, name: str, digest: str, signatures: Sequence[SignatureRecord]
+        self, name: str, digest: str, signatures: Sequence[SignatureRecord], by: str
     ) -> PolicyVersion:
         request = control_pb2.DeletePolicyRequest(
             name=name,
             digest=digest,
             signatures=[correction_convert.signature_to_pb(s) for s in signatures],
+            requested_by=by,
         )
         return policy_convert.version_from_pb(self._call("DeletePolicy", request))
 

@@ -177,9 +177,13 @@ def _issuer_signature(
 
 
 def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
-    if not args.key:
-        raise InvalidInput("an approval is signed: pass --key (or set BACKSTOP_KEY)")
     current = client.get(args.id)
+    if not args.key:
+        if not current.controllers_copy().policy_digest:
+            raise InvalidInput("an approval is signed: pass --key (or set BACKSTOP_KEY)")
+        # held by its policy's blast-radius limit: an open controller takes an unsigned release
+        correction = client.approve(args.id, _user(args))
+        return _print_correction(args, correction)
     data = current.signed_spec
     if not data:
         raise InvalidInput(f"the controller sent no signed bytes of {args.id}; refusing to sign")
@@ -205,6 +209,12 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
         signed_at_s=time.time(),
     )
     correction = client.approve_signed(args.id, _user(args), record)
+    return _print_correction(args, correction, data)
+
+
+def _print_correction(
+    args: argparse.Namespace, correction: ReceivedCorrection, data: bytes = b""
+) -> int:
     if structured(args):
         print(dumps(correction.json_data, args.output))
     else:

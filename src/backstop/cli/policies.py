@@ -39,7 +39,7 @@ def _apply(client: ControllerClient, args: argparse.Namespace) -> int:
     raw, source = _read(args.file)
     parse_policy(raw, source)  # refused here, with its line, before anything is sent
     signatures = (_sign(args, raw, "issuer"),) if args.key else ()
-    version = client.apply_policy(raw, signatures, source)
+    version = client.apply_policy(raw, signatures, source, _user(args))
     return _print_version(args, version)
 
 
@@ -79,7 +79,8 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
         if input("approve exactly these bytes? [y/N] ").strip().lower() not in ("y", "yes"):
             raise InvalidInput("cancelled; nothing was approved")
     signature = _sign(args, target.document, "approver")
-    return _print_version(args, client.approve_policy(args.name, target.version, signature))
+    approved = client.approve_policy(args.name, target.version, signature, _user(args))
+    return _print_version(args, approved)
 
 
 def _delete(client: ControllerClient, args: argparse.Namespace) -> int:
@@ -93,7 +94,8 @@ def _delete(client: ControllerClient, args: argparse.Namespace) -> int:
     current = active[-1]
     statement = deletion_statement(args.name, current.digest)
     signatures = (_sign(args, statement, "issuer"),) if args.key else ()
-    return _print_version(args, client.delete_policy(args.name, current.digest, signatures))
+    deleted = client.delete_policy(args.name, current.digest, signatures, _user(args))
+    return _print_version(args, deleted)
 
 
 def _test(client: ControllerClient, args: argparse.Namespace) -> int:

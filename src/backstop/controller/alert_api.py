@@ -44,7 +44,9 @@ class AlertCalls:
     async def AckAlert(
         self, request: control_pb2.AckAlertRequest, context: Any
     ) -> control_pb2.Alert:
-        caller = self._caller(context, Role.OPERATOR, "acknowledging an alert")
+        caller = self._caller(
+            context, Role.OPERATOR, "acknowledging an alert", request.requested_by
+        )
         alert_id = text(request.alert_id, "alert id", 64)
         if self._store.get_alert(alert_id) is None:
             raise NotFound(f"no alert {alert_id!r}; see `backstop alerts --all`")

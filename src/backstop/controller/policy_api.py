@@ -35,7 +35,7 @@ class PolicyCalls:
     async def ApplyPolicy(
         self, request: control_pb2.ApplyPolicyRequest, context: Any
     ) -> control_pb2.PolicyVersion:
-        caller = self._caller(context, Role.VIEWER, "applying a policy")
+        caller = self._caller(context, Role.VIEWER, "applying a policy", request.requested_by)
         document = _document(request.document)
         signatures = correction_convert.signatures_from_pb(request.signatures)
         source = text(request.source, "source", 256)
@@ -46,7 +46,7 @@ class PolicyCalls:
     async def ApprovePolicy(
         self, request: control_pb2.ApprovePolicyRequest, context: Any
     ) -> control_pb2.PolicyVersion:
-        caller = self._caller(context, Role.VIEWER, "approving a policy")
+        caller = self._caller(context, Role.VIEWER, "approving a policy", request.requested_by)
         if not request.HasField("signature"):
             raise InvalidInput("an approval carries a signature (pass --key)")
         signature = correction_convert.signature_from_pb(request.signature)
@@ -58,7 +58,7 @@ class PolicyCalls:
     async def DeletePolicy(
         self, request: control_pb2.DeletePolicyRequest, context: Any
     ) -> control_pb2.PolicyVersion:
-        caller = self._caller(context, Role.VIEWER, "deleting a policy")
+        caller = self._caller(context, Role.VIEWER, "deleting a policy", request.requested_by)
         signatures = correction_convert.signatures_from_pb(request.signatures)
         name = text(request.name, "policy name", 63)
         digest = text(request.digest, "digest", 64)

@@ -3,15 +3,13 @@ tests.support.prometheus_builds) and recording HTTP receivers (tests.support.ale
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
-
-import pytest
 
 from backstop.core.alerts import AlertSpec
-from tests.support.alert_receivers import Alertmanager, Receiver, run_alertmanager
-from tests.support.prometheus_builds import alertmanager_binary, prebuild
+from tests.support.alert_fixtures import alertmanager, prebuild_alertmanager, receiver
+
+pytest_collection_finish = prebuild_alertmanager
+__all__ = ["alert_spec", "alertmanager", "pytest_collection_finish", "receiver"]
 
 
 def alert_spec(workload_id: str = "wl-a", **changes: object) -> AlertSpec:
@@ -27,27 +25,3 @@ def alert_spec(workload_id: str = "wl-a", **changes: object) -> AlertSpec:
         details={"memory_pct": 97.0},
     )
     return replace(spec, **changes)  # type: ignore[arg-type]
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build Alertmanager before the first test that needs it, outside per-test timeouts."""
-    prebuild(session, "alertmanager", alertmanager_binary)
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
-    """Alertmanager at the pinned version; skips the test where Go cannot build it."""
-    try:
-        binary = alertmanager_binary()
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    with run_alertmanager(binary, tmp_path) as running:
-        yield running
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A webhook receiver, bound but refusing connections until ``listen()``."""
-    made = Receiver()
-    yield made
-    made.close()

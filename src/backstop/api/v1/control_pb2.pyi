@@ -81,10 +81,12 @@ class ListAlertsResponse(_message.Message):
     def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
 
 class AckAlertRequest(_message.Message):
-    __slots__ = ("alert_id",)
+    __slots__ = ("alert_id", "requested_by")
     ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     alert_id: str
-    def __init__(self, alert_id: _Optional[str] = ...) -> None: ...
+    requested_by: str
+    def __init__(self, alert_id: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
 
 class PolicyVersion(_message.Message):
     __slots__ = ("name", "version", "document", "digest", "action", "state", "applied_by", "applied_at_s", "ended_at_s", "signatures", "approval", "message")
@@ -115,34 +117,40 @@ class PolicyVersion(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., document: _Optional[bytes] = ..., digest: _Optional[str] = ..., action: _Optional[str] = ..., state: _Optional[_Union[PolicyState, str]] = ..., applied_by: _Optional[str] = ..., applied_at_s: _Optional[float] = ..., ended_at_s: _Optional[float] = ..., signatures: _Optional[_Iterable[_Union[_types_pb2.Signature, _Mapping]]] = ..., approval: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ApplyPolicyRequest(_message.Message):
-    __slots__ = ("document", "signatures", "source")
+    __slots__ = ("document", "signatures", "source", "requested_by")
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     SIGNATURES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     document: bytes
     signatures: _containers.RepeatedCompositeFieldContainer[_types_pb2.Signature]
     source: str
-    def __init__(self, document: _Optional[bytes] = ..., signatures: _Optional[_Iterable[_Union[_types_pb2.Signature, _Mapping]]] = ..., source: _Optional[str] = ...) -> None: ...
+    requested_by: str
+    def __init__(self, document: _Optional[bytes] = ..., signatures: _Optional[_Iterable[_Union[_types_pb2.Signature, _Mapping]]] = ..., source: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
 
 class ApprovePolicyRequest(_message.Message):
-    __slots__ = ("name", "version", "signature")
+    __slots__ = ("name", "version", "signature", "requested_by")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     signature: _types_pb2.Signature
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ...) -> None: ...
+    requested_by: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ..., requested_by: _Optional[str] = ...) -> None: ...
 
 class DeletePolicyRequest(_message.Message):
-    __slots__ = ("name", "signatures", "digest")
+    __slots__ = ("name", "signatures", "digest", "requested_by")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SIGNATURES_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     signatures: _containers.RepeatedCompositeFieldContainer[_types_pb2.Signature]
     digest: str
-    def __init__(self, name: _Optional[str] = ..., signatures: _Optional[_Iterable[_Union[_types_pb2.Signature, _Mapping]]] = ..., digest: _Optional[str] = ...) -> None: ...
+    requested_by: str
+    def __init__(self, name: _Optional[str] = ..., signatures: _Optional[_Iterable[_Union[_types_pb2.Signature, _Mapping]]] = ..., digest: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
 
 class ListPoliciesRequest(_message.Message):
     __slots__ = ("name", "include_ended")

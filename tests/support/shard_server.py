@@ -1,0 +1,29 @@
+"""A stand-in model server for weights in any layout: it maps every ``*.safetensors`` file in
+DIR (as serving frameworks map their shards), listens on a loopback port, writes the port to
+PORT_FILE and waits. ``python -m tests.support.shard_server DIR PORT_FILE``."""
+
+from __future__ import annotations
+
+import mmap
+import socket
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    directory, port_file = Path(sys.argv[1]), Path(sys.argv[2])
+    held = []
+    for path in sorted(directory.glob("*.safetensors")):
+        fh = path.open("rb")
+        held.append((fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)))
+    listener = socket.create_server(("127.0.0.1", 0))
+    tmp = port_file.with_name(port_file.name + ".tmp")
+    tmp.write_text(str(listener.getsockname()[1]))
+    tmp.replace(port_file)
+    while True:
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()
