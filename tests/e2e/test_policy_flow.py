@@ -28,8 +28,8 @@ SECRET = b"a webhook secret"
 CONFIG = {"architectures": ["WatchedForCausalLM"], "model_type": "watched", "hidden_size": 64}
 
 
-def _tensors(changed: bool = False) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(4411)
+def _tensors(seed: int, changed: bool = False) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
     embed = rng.standard_normal((256, 64), dtype=np.float32)
     head = rng.standard_normal((256, 64), dtype=np.float32)
     if changed:
@@ -37,10 +37,15 @@ def _tensors(changed: bool = False) -> dict[str, np.ndarray]:
     return {"model.embed_tokens.weight": embed, "lm_head.weight": head}
 
 
+def _seed(directory: Path) -> int:
+    """Weights of this test's own: processes of other tests on this host never match."""
+    return int(hashlib.sha256(str(directory.parent).encode()).hexdigest()[:8], 16)
+
+
 def _one_file(directory: Path, changed: bool = False) -> Path:
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps(CONFIG))
-    save_file(_tensors(changed), str(directory / "model.safetensors"))
+    save_file(_tensors(_seed(directory), changed), str(directory / "model.safetensors"))
     return directory / "model.safetensors"
 
 
@@ -49,7 +54,7 @@ def _sharded(directory: Path) -> None:
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps(CONFIG))
     weight_map = {}
-    for number, (name, tensor) in enumerate(sorted(_tensors().items()), start=1):
+    for number, (name, tensor) in enumerate(sorted(_tensors(_seed(directory)).items()), start=1):
         shard = f"model-0000{number}-of-00002.safetensors"
         save_file({name: tensor}, str(directory / shard))
         weight_map[name] = shard
@@ -181,3 +186,41 @@ def test_past_its_limit_a_policy_waits_for_a_person(cluster: LocalCluster, tmp_p
     released = cluster.cli("approve", str(waiting["spec"]["correction_id"]), "--yes")
     assert released.code == 0, released.err
     wait_for(lambda: proc_state(second.pid) == "T", 20, "the released correction to pause it")
+
+
+def test_an_enforce_node_policy_pauses_while_the_controller_is_down(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    watched = identify([_one_file(tmp_path / "original")]).model_id
+    _start(cluster)
+    path = Path(_policy(cluster, "on-the-node", watched))
+    path.write_text(path.read_text() + "enforce: node\n")
+    assert cluster.json("policy", "apply", str(path))["state"] == "active"
+    stored = tmp_path / "state-node-p" / "node-policies.json"
+    wait_for(
+        lambda: stored.exists() and bool(json.loads(stored.read_text())["policies"]),
+        20,
+        "the agent to keep the node policy",
+    )
+
+    address = cluster.address
+    cluster.kill_controller()
+    copy = _serve(cluster, "copy", tmp_path / "original")
+    wait_for(lambda: proc_state(copy.pid) == "T", 20, "the agent to pause it on its own")
+    journal = (tmp_path / "state-node-p" / "audit.jsonl").read_text()
+    assert '"policy.node_enforce"' in journal
+
+    cluster.start_controller(address)  # the same store: the policy is still in force
+    corrections = wait_for(lambda: cluster.json("corrections") or None, 30, "its correction")
+    assert corrections[0]["spec"]["issuer"] == "policy:on-the-node"
+    wait_for(
+        lambda: '"policy.node_handover"' in (tmp_path / "state-node-p" / "audit.jsonl").read_text(),
+        30,
+        "the agent to hand the workload over",
+    )
+    time.sleep(1)
+    assert proc_state(copy.pid) == "T"  # held by the controller's correction throughout
+    (workload,) = [w for w in cluster.json("workloads") if w["root_pid"] == copy.pid]
+    assert [h["correction_id"] for h in workload["holds"]] == [
+        corrections[0]["spec"]["correction_id"]
+    ]

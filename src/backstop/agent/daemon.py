@@ -19,6 +19,8 @@ from backstop.agent.collectors.nvml import NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector
 from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.enforcer import Enforcer
+from backstop.agent.node_enforcement import NodeEnforcement
+from backstop.agent.node_policies import NodePolicies
 from backstop.agent.sampler import NodeSample, Sampler
 from backstop.agent.serving.tracker import ServingTracker
 from backstop.agent.state import AgentState
@@ -76,6 +78,13 @@ class AgentDaemon:
             default_grace_s=settings.default_grace_s,
             node_labels=settings.labels,
         )
+        self.node_enforcement = NodeEnforcement(
+            self.node_id,
+            self.enforcer,
+            NodePolicies(settings.state_dir, policy),
+            self.state,
+            settings.labels,
+        )
         tls = link_tls_dir(settings.tls_dir, settings.state_dir)
         credentials = link_credentials(settings.insecure, tls)
         peer_check = controller_check(settings.insecure, tls, settings.crl)
@@ -92,6 +101,7 @@ class AgentDaemon:
             spool=ReportSpool(settings.state_dir / "spool", max_bytes=settings.spool_max_bytes),
             peer_check=peer_check,
             heads=lambda: (self.enforcer.witnessed_head(), self.enforcer.journal_head()),
+            on_policies=self.node_enforcement.on_policies,
             adopt_report_sequence=self.state.adopt_report_sequence,
         )
         self.latest: NodeSample | None = None
@@ -128,6 +138,7 @@ class AgentDaemon:
             sample = await asyncio.to_thread(self.sampler.sample)
             self.latest = sample
             await self.enforcer.reconcile(sample.workloads)
+            await self.node_enforcement.on_sample(sample.workloads, self.session.connected.is_set())
             report = Report(
                 node_id=self.node_id,
                 sequence=self.state.next_report_sequence(),

@@ -56,6 +56,9 @@ STICKY_ACTIONS = (Action.PAUSE, Action.SHUTDOWN)
 LEASE_HOLD_S = 365 * 24 * 3600.0
 """A lease pause holds until the controller is heard again (it is lifted then, not expired)."""
 NOTHING_MATCHED = "no workload in scope on this node"
+LOCAL_PREFIXES = ("lease-", "node-")
+"""Ids of corrections the agent makes itself (its lease, its node policies): the controller
+knows none of them, so their acks are never sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,15 +275,54 @@ class Enforcer:
             ttl_s=LEASE_HOLD_S,
             correction_id=f"lease-{int(now * 1000):x}",
         )
-        data = correction_convert.spec_bytes(spec)
-        self._audit("lease.engage", spec, silent_s=round(silent_s, 1))
-        command = Command(0, spec, data)
-        self._journal(command, CommandAck(spec.correction_id, 0, TargetState.PENDING), [])
-        ack = await self._execute(command)
+        command = Command(0, spec, correction_convert.spec_bytes(spec))
+        ack = await self._run_local(command, "lease.engage", silent_s=round(silent_s, 1))
         log.warning(
             "lease expired: workloads paused (fail-closed)",
             extra={"correction_id": spec.correction_id, "detail": ack.message},
         )
+
+    async def _run_local(self, command: Command, event: str, **details: object) -> CommandAck:
+        """Apply a correction of the agent's own making (sequence 0): audited, journaled."""
+        spec = command.spec
+        self._audit(event, spec, **details)
+        self._journal(command, CommandAck(spec.correction_id, 0, TargetState.PENDING), [])
+        return await self._execute(command)
+
+    async def run_local(self, command: Command, event: str, **details: object) -> CommandAck:
+        """Verify, then apply (in queue order) a correction the agent made itself from what
+        it was given (a node policy): refused when its authority does not hold here."""
+
+        async def job() -> CommandAck:
+            problem = self._verifier.problem(command, self._state)
+            spec = command.spec
+            if problem:
+                self._audit("command.refused", spec, reason=problem)
+                return CommandAck(spec.correction_id, 0, TargetState.REFUSED, problem)
+            return await self._run_local(command, event, **details)
+
+        result: CommandAck = await self._enqueue(job)
+        return result
+
+    async def lift_local(self, correction_id: str, reason: str, event: str) -> None:
+        """Undo a correction the agent applied of its own accord (in queue order)."""
+        await self._enqueue(lambda: self._lift(correction_id, reason, event))
+
+    async def _lift(self, correction_id: str, reason: str, event: str) -> str:
+        now = self._clock()
+        spec = new_spec(
+            Action.RESUME,
+            Scope(all=True),
+            reason,
+            self._node_id,
+            now_s=now,
+            ttl_s=60,
+            reverts=correction_id,
+            correction_id=f"lift-{correction_id}-{int(now * 1000):x}",
+        )
+        self._audit(event, spec, reverts=correction_id)
+        _, message = await self._resume(spec)
+        return message
 
     def lease_engaged(self) -> bool:
         return any(c.correction_id.startswith("lease-") for c in self._state.active(self._clock()))
@@ -291,31 +333,20 @@ class Enforcer:
 
     async def _lift_lease(self) -> None:
         for lease in self._state.active(self._clock()):
-            if not lease.correction_id.startswith("lease-"):
-                continue
-            now = self._clock()
-            spec = new_spec(
-                Action.RESUME,
-                Scope(all=True),
-                "controller heard again",
-                self._node_id,
-                now_s=now,
-                ttl_s=60,
-                reverts=lease.correction_id,
-                correction_id=f"lease-lift-{int(now * 1000):x}",
-            )
-            self._audit("lease.lift", spec, reverts=lease.correction_id)
-            _, message = await self._resume(spec)
-            log.warning(
-                "lease lifted", extra={"correction_id": lease.correction_id, "detail": message}
-            )
+            if lease.correction_id.startswith("lease-"):
+                message = await self._lift(
+                    lease.correction_id, "controller heard again", "lease.lift"
+                )
+                log.warning(
+                    "lease lifted", extra={"correction_id": lease.correction_id, "detail": message}
+                )
 
     def recent_acks(self, limit: int = 20) -> list[CommandAck]:
         """The stored acks of the latest handled commands, re-sent after each reconnect."""
         done = [
             c
             for c in self._state.corrections.values()
-            if c.ack_state != "applying" and not c.correction_id.startswith("lease-")
+            if c.ack_state != "applying" and not c.correction_id.startswith(LOCAL_PREFIXES)
         ]
         done.sort(key=lambda c: (c.handled_at_s, c.sequence))
         return [stored_ack(c, c.sequence) for c in done[-limit:]]

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from backstop.core.errors import BackstopError
-from backstop.core.models import Command, Workload, WorkloadOutcome
+from backstop.core.models import Command, SignatureRecord, Workload, WorkloadOutcome
 from backstop.core.policies import digest_of
 from backstop.policy.document import PolicyDocument, parse_policy
 from backstop.policy.matching import CompiledPolicy
@@ -66,16 +66,32 @@ def _carried(command: Command) -> tuple[PolicyDocument | None, str]:
 
 def _quorum_problem(command: Command, document: PolicyDocument, trust: TrustPolicy) -> str:
     signatures = command.authority.signatures if command.authority is not None else ()
-    name = document.policy.name
+    return quorum_problem(
+        document.raw, document.policy.name, signatures, trust, action=command.spec.action.value
+    )
+
+
+def quorum_problem(
+    data: bytes,
+    name: str,
+    signatures: Sequence[SignatureRecord],
+    trust: TrustPolicy,
+    *,
+    action: str,
+    reverts_action: str = "",
+) -> str:
+    """Why the signatures over policy ``name``'s ``data`` (its document, or the statement that
+    deletes it) do not authorise ``action`` here ('' when they do)."""
     issuers = [s.signer for s in signatures if s.role == quorum.SignatureRole.ISSUER]
     if len(issuers) != 1:
         return f"policy {name} carries {len(issuers)} issuer signatures, not one"
     verdict = quorum.check(
-        document.raw,
+        data,
         issuer=issuers[0],
-        action=command.spec.action.value,
+        action=action,
         signatures=signatures,
         policy=trust,
+        reverts_action=reverts_action,
     )
     return "" if verdict.ok else f"policy {name} is not authorised: {verdict.reason}"
 

@@ -24,6 +24,7 @@ from backstop.controller import metrics, report_limits
 from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.message_limit import MessageTooLarge
 from backstop.controller.node_heads import NodeHeads
+from backstop.controller.node_policy_push import NodePolicyPush, NodePolicySet
 from backstop.controller.refusals import RefusalLog, actor_of, peer_of
 from backstop.controller.report_limits import ReportRefused, SequenceGuard
 from backstop.controller.store.base import Store
@@ -120,6 +121,15 @@ class StreamLink:
         )
         self.queue.put_nowait(agent_pb2.ControllerMessage(command=command))
 
+    def send_policies(self, policies: NodePolicySet) -> None:
+        """Queue the node policies in force (and the deletions of such policies)."""
+        enforce, deletions = policies
+        message = agent_pb2.NodePolicies(
+            enforce=[correction_convert.policy_authority_to_pb(a) for a in enforce],
+            deletions=[correction_convert.policy_authority_to_pb(a) for a in deletions],
+        )
+        self.queue.put_nowait(agent_pb2.ControllerMessage(policies=message))
+
     def close(self, reason: str) -> None:
         self.close_reason = reason
         self.queue.put_nowait(_CLOSE)
@@ -138,6 +148,8 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         on_reports: Callable[[Sequence[Report]], None] | None = None,
     ) -> None:
         self._store = store
+        self._node_policies = NodePolicyPush(store)
+        self._links: dict[str, StreamLink] = {}
         self._on_reports = on_reports
         """Told of each batch of newly stored reports (policy evaluation)."""
         self._engine = engine
@@ -190,6 +202,8 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 )
             )
             self._engine.redeliver(node.node_id)
+            self._links[node.node_id] = link
+            link.send_policies(self._node_policies.current())
             link.stored_report = link.acked_report = stored
             reader = asyncio.create_task(self._read_loop(context, node.node_id, link))
             error = await self._write_loop(context, link, reader)
@@ -202,9 +216,18 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         finally:
             if reader is not None:
                 await stop_reader(reader)
+            if self._links.get(node.node_id) is link:
+                del self._links[node.node_id]
             if self._engine.detach(link):
                 self._store.set_connected(node.node_id, False, time.time(), self._controller_id)
                 log.info("agent disconnected", extra={"node": node.node_id})
+
+    def push_policies(self) -> None:
+        """Send every connected agent the node policies in force now."""
+        if self._links:
+            current = self._node_policies.current()
+            for link in list(self._links.values()):
+                link.send_policies(current)
 
     def _identity_problem(self, context: Any, node_id: str) -> tuple[str, str]:
         """With mutual TLS, a stream may only speak for the node its certificate names.

@@ -95,7 +95,10 @@ class ControllerServer:
         self.alerts = AlertDesk(self.alert_dispatcher)
         """Where policy evaluation and the alert RPCs raise, acknowledge and resolve alerts."""
         self.policy_watch = PolicyWatch(
-            self.store, self.engine.policy_starts, self.alerts.raise_alert
+            self.store,
+            self.engine.policy_starts,
+            self.alerts.raise_alert,
+            on_reload=self._push_node_policies,
         )
         self._gateway = AgentGateway(
             self.store,
@@ -118,6 +121,10 @@ class ControllerServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._telemetry: TelemetryServer | None = None
         self.port = 0
+
+    def _push_node_policies(self) -> None:
+        """The policies in force changed: every connected agent gets its node policies anew."""
+        self._gateway.push_policies()
 
     async def start(self) -> int:
         """Bind every port first (a busy one stops the start before anything changes), then

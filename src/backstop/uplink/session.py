@@ -17,14 +17,22 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import grpc
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
-from backstop.core.errors import PermissionDenied
-from backstop.core.models import AuditHead, Command, CommandAck, NodeInfo, Report, TargetState
+from backstop.core.errors import BackstopError, PermissionDenied
+from backstop.core.models import (
+    AuditHead,
+    Command,
+    CommandAck,
+    NodeInfo,
+    PolicyAuthority,
+    Report,
+    TargetState,
+)
 from backstop.core.netaddr import require_loopback_for_plaintext, split_addresses
 from backstop.uplink import metrics
 from backstop.uplink.spool import ReportSpool
@@ -38,6 +46,18 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 CommandHandler = Callable[[Command], Awaitable[CommandAck]]
 Heads = Callable[[], tuple[AuditHead, AuditHead]]
 """The newest controller audit head witnessed, and the head of the agent's own journal."""
+
+
+PoliciesHandler = Callable[
+    [list[PolicyAuthority], list[PolicyAuthority]], Coroutine[Any, Any, None]
+]
+"""Called with the node policies in force and the deletions the controller sent."""
+
+
+async def _ignore_policies(
+    _enforce: list[PolicyAuthority], _deletions: list[PolicyAuthority]
+) -> None:
+    return None
 
 
 class ControllerSession:
@@ -57,6 +77,7 @@ class ControllerSession:
         peer_check: Callable[[str], None] | None = None,
         heads: Heads | None = None,
         adopt_report_sequence: Callable[[int], int | None] | None = None,
+        on_policies: PoliciesHandler | None = None,
     ) -> None:
         if credentials is None:
             require_loopback_for_plaintext(address)
@@ -70,6 +91,8 @@ class ControllerSession:
         self._inventory = inventory
         self._last_sequence = last_command_sequence
         self._on_command = on_command
+        self._on_policies: PoliciesHandler = on_policies or _ignore_policies
+        """Given the node policies the controller sends (the agent keeps and enforces them)."""
         self._heads = heads
         self._reconnect_max_s = reconnect_max_s
         self._spool = spool
@@ -239,10 +262,23 @@ class ControllerSession:
             kind = message.WhichOneof("body")
             if kind == "report_ack":
                 self._spool.confirm(message.report_ack.sequence)
+            elif kind == "policies":
+                self._take_policies(message.policies)
             elif kind == "command":
                 task = asyncio.create_task(self._handle_command(message.command))
                 self._command_tasks.add(task)
                 task.add_done_callback(self._command_tasks.discard)
+
+    def _take_policies(self, msg: agent_pb2.NodePolicies) -> None:
+        try:
+            enforce = [correction_convert.policy_authority_from_pb(m) for m in msg.enforce]
+            deletions = [correction_convert.policy_authority_from_pb(m) for m in msg.deletions]
+        except BackstopError as exc:
+            log.warning("refused malformed node policies", extra={"error": exc.message})
+            return
+        task = asyncio.create_task(self._on_policies(enforce, deletions))
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
 
     async def _handle_command(self, msg: agent_pb2.Command) -> None:
         try:

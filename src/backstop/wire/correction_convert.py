@@ -295,8 +295,7 @@ def signed_correction(
     authorises it)."""
     msg = types_pb2.SignedCorrection(spec=data, signatures=[signature_to_pb(s) for s in signatures])
     if authority is not None:
-        msg.policy.document = authority.document
-        msg.policy.signatures.extend(signature_to_pb(s) for s in authority.signatures)
+        msg.policy.CopyFrom(policy_authority_to_pb(authority))
     return msg
 
 
@@ -305,11 +304,20 @@ MAX_POLICY_BYTES = 64 * 1024
 
 def authority_from_pb(msg: types_pb2.SignedCorrection) -> PolicyAuthority | None:
     """The policy authority a command carries (``None``: none)."""
-    if not msg.HasField("policy"):
-        return None
-    if len(msg.policy.document) > MAX_POLICY_BYTES:
+    return policy_authority_from_pb(msg.policy) if msg.HasField("policy") else None
+
+
+def policy_authority_from_pb(msg: types_pb2.PolicyAuthority) -> PolicyAuthority:
+    if len(msg.document) > MAX_POLICY_BYTES:
         raise InvalidInput(f"a policy document is at most {MAX_POLICY_BYTES} bytes")
-    return PolicyAuthority(bytes(msg.policy.document), signatures_from_pb(msg.policy.signatures))
+    return PolicyAuthority(bytes(msg.document), signatures_from_pb(msg.signatures))
+
+
+def policy_authority_to_pb(authority: PolicyAuthority) -> types_pb2.PolicyAuthority:
+    return types_pb2.PolicyAuthority(
+        document=authority.document,
+        signatures=[signature_to_pb(s) for s in authority.signatures],
+    )
 
 
 def signatures_from_pb(msgs: Iterable[types_pb2.Signature]) -> tuple[SignatureRecord, ...]:

@@ -91,6 +91,14 @@ class Command(_message.Message):
     audit_head: _types_pb2.AuditHead
     def __init__(self, sequence: _Optional[int] = ..., correction: _Optional[_Union[_types_pb2.SignedCorrection, _Mapping]] = ..., audit_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ...) -> None: ...
 
+class NodePolicies(_message.Message):
+    __slots__ = ("enforce", "deletions")
+    ENFORCE_FIELD_NUMBER: _ClassVar[int]
+    DELETIONS_FIELD_NUMBER: _ClassVar[int]
+    enforce: _containers.RepeatedCompositeFieldContainer[_types_pb2.PolicyAuthority]
+    deletions: _containers.RepeatedCompositeFieldContainer[_types_pb2.PolicyAuthority]
+    def __init__(self, enforce: _Optional[_Iterable[_Union[_types_pb2.PolicyAuthority, _Mapping]]] = ..., deletions: _Optional[_Iterable[_Union[_types_pb2.PolicyAuthority, _Mapping]]] = ...) -> None: ...
+
 class Ping(_message.Message):
     __slots__ = ("sent_at_s",)
     SENT_AT_S_FIELD_NUMBER: _ClassVar[int]
@@ -98,13 +106,15 @@ class Ping(_message.Message):
     def __init__(self, sent_at_s: _Optional[float] = ...) -> None: ...
 
 class ControllerMessage(_message.Message):
-    __slots__ = ("welcome", "command", "ping", "report_ack")
+    __slots__ = ("welcome", "command", "ping", "report_ack", "policies")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     PING_FIELD_NUMBER: _ClassVar[int]
     REPORT_ACK_FIELD_NUMBER: _ClassVar[int]
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     command: Command
     ping: Ping
     report_ack: ReportAck
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., report_ack: _Optional[_Union[ReportAck, _Mapping]] = ...) -> None: ...
+    policies: NodePolicies
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., command: _Optional[_Union[Command, _Mapping]] = ..., ping: _Optional[_Union[Ping, _Mapping]] = ..., report_ack: _Optional[_Union[ReportAck, _Mapping]] = ..., policies: _Optional[_Union[NodePolicies, _Mapping]] = ...) -> None: ...
