@@ -102,6 +102,7 @@ class AgentDaemon:
             peer_check=peer_check,
             heads=lambda: (self.enforcer.witnessed_head(), self.enforcer.journal_head()),
             on_policies=self.node_enforcement.on_policies,
+            node_policies=self.node_enforcement.kept,
             adopt_report_sequence=self.state.adopt_report_sequence,
         )
         self.latest: NodeSample | None = None

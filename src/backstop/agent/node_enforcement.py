@@ -57,6 +57,10 @@ class NodeEnforcement:
         self._clock = clock
         self._specs: dict[str, CorrectionSpec] = {}
 
+    def kept(self) -> str:
+        """The digest of the node policies kept (for the Hello)."""
+        return self._policies.digest()
+
     async def on_sample(self, workloads: Sequence[Workload], connected: bool) -> None:
         """Enforce (controller unreachable) or hand over (connected) after each sample."""
         now = self._clock()

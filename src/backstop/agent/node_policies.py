@@ -25,7 +25,7 @@ from pathlib import Path
 from backstop.agent.policy_authority import quorum_problem
 from backstop.core.errors import BackstopError
 from backstop.core.models import PolicyAuthority, SignatureRecord, Workload
-from backstop.core.policies import deletion_statement
+from backstop.core.policies import deletion_statement, set_digest
 from backstop.policy.document import Enforce, PolicyDocument, parse_policy
 from backstop.policy.matching import CompiledPolicy
 from backstop.security.identities import TrustPolicyFile
@@ -56,6 +56,10 @@ class NodePolicies:
     @property
     def policies(self) -> tuple[NodePolicy, ...]:
         return tuple(self._policies.values())
+
+    def digest(self) -> str:
+        """The kept set as one digest (said in each Hello; ``""`` for none)."""
+        return set_digest(self._policies)
 
     def replace(self, authorities: Sequence[PolicyAuthority]) -> list[str]:
         """Keep the verified ones of ``authorities`` as the set in force; why each other was

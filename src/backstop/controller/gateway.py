@@ -203,7 +203,9 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
             )
             self._engine.redeliver(node.node_id)
             self._links[node.node_id] = link
-            link.send_policies(self._node_policies.current())
+            policies = self._node_policies.current()
+            if self._node_policies.digest(policies) != hello.node_policies:
+                link.send_policies(policies)
             link.stored_report = link.acked_report = stored
             reader = asyncio.create_task(self._read_loop(context, node.node_id, link))
             error = await self._write_loop(context, link, reader)
@@ -223,9 +225,10 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                 log.info("agent disconnected", extra={"node": node.node_id})
 
     def push_policies(self) -> None:
-        """Send every connected agent the node policies in force now."""
-        if self._links:
-            current = self._node_policies.current()
+        """Send every connected agent the node policies in force now, when they changed."""
+        current = self._node_policies.current()
+        pushed = self._node_policies.changed(current)
+        if pushed:
             for link in list(self._links.values()):
                 link.send_policies(current)
 

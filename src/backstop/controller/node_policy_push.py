@@ -3,8 +3,9 @@
 The set is the active versions whose policy says ``enforce: node`` and corrects, each with
 the signatures over its exact bytes, and the signed deletions, from the last week, of such
 policies (an agent lifts what it enforced for a policy only on such a deletion; its own
-corrections last at most a week). It is sent after each Welcome and whenever the policies
-in force change. Which versions say ``enforce: node`` is read once per digest.
+corrections last at most a week). It is sent after the Welcome when it differs from what the
+agent says it keeps (a digest in its Hello), and whenever the policies in force change.
+Which versions say ``enforce: node`` is read once per digest.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError
 from backstop.core.models import PolicyAuthority
-from backstop.core.policies import PolicyState, PolicyVersion
+from backstop.core.policies import PolicyState, PolicyVersion, digest_of, set_digest
 from backstop.policy.document import Enforce, parse_policy
 from backstop.security.command_check import MAX_TTL_S
 
@@ -27,6 +28,15 @@ class NodePolicyPush:
         self._store = store
         self._clock = clock
         self._on_nodes: dict[str, bool] = {}
+        self._last = ("", "")
+
+    def changed(self, policies: NodePolicySet) -> bool:
+        """Whether ``policies`` differ from the set this was last asked about (then noted)."""
+        now = (self.digest(policies), set_digest(digest_of(a.document) for a in policies[1]))
+        if now == self._last:
+            return False
+        self._last = now
+        return True
 
     def current(self) -> NodePolicySet:
         """(the policies agents enforce, the deletions that end such policies)."""
@@ -49,6 +59,11 @@ class NodePolicyPush:
                 if v.state is PolicyState.ACTIVE and self._enforced_on_nodes(v):
                     enforce.append(PolicyAuthority(v.document, v.signatures))
         return enforce, deletions
+
+    @staticmethod
+    def digest(policies: NodePolicySet) -> str:
+        """The digest an agent keeping exactly ``policies`` says in its Hello."""
+        return set_digest(digest_of(a.document) for a in policies[0])
 
     def _enforced_on_nodes(self, version: PolicyVersion) -> bool:
         known = self._on_nodes.get(version.digest)

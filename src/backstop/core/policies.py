@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from backstop.core.models import SignatureRecord
@@ -62,3 +63,9 @@ def digest_of(document: bytes) -> str:
 def deletion_statement(name: str, digest: str) -> bytes:
     """The bytes a deletion of policy ``name`` (whose active version has ``digest``) signs."""
     return _STATEMENT + f"name: {name}\ndigest: {digest}\n".encode()
+
+
+def set_digest(digests: Iterable[str]) -> str:
+    """One digest for a set of policy versions (their digests, in any order); ``""`` for none."""
+    ordered = sorted(digests)
+    return hashlib.sha256("\n".join(ordered).encode()).hexdigest() if ordered else ""

@@ -25,6 +25,7 @@ Each compiled expression keeps its answers per value of the keys it reads (:clas
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -48,7 +49,9 @@ MAX_EXPRESSION_CHARS = 4096
 """An expression longer than this is refused: a filter, not a program."""
 MAX_EXPRESSION_DEPTH = 250
 """An expression whose parse tree is deeper is refused: the interpreter recurses per level and
-runs out of stack near 500 (``Environment`` sets the process's recursion limit to 2500)."""
+runs out of stack near 500 at the interpreter's default recursion limit (``Environment`` raises
+it to 2500 for the whole process; the limit it found is put back, so code elsewhere keeps the
+guard it was written for)."""
 
 _LOCK = threading.Lock()
 _ENVIRONMENT: celpy.Environment | None = None
@@ -142,7 +145,9 @@ def compile_expression(text: str) -> CelProgram:
         raise CelCompileError("empty")
     with _LOCK:
         if _ENVIRONMENT is None:
+            limit = sys.getrecursionlimit()
             _ENVIRONMENT = celpy.Environment()
+            sys.setrecursionlimit(limit)  # the process's own, not the library's 2500
         try:
             ast = _ENVIRONMENT.compile(text)
             runner = _ENVIRONMENT.program(ast)

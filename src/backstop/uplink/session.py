@@ -78,7 +78,10 @@ class ControllerSession:
         heads: Heads | None = None,
         adopt_report_sequence: Callable[[int], int | None] | None = None,
         on_policies: PoliciesHandler | None = None,
+        node_policies: Callable[[], str] = lambda: "",
     ) -> None:
+        self._node_policies = node_policies
+        """The digest of the node policies the agent keeps, said in each Hello."""
         if credentials is None:
             require_loopback_for_plaintext(address)
         self._credentials = credentials
@@ -206,6 +209,7 @@ class ControllerSession:
                 protocol_version=PROTOCOL_VERSION,
                 witnessed_audit_head=convert.audit_head_to_pb(witnessed),
                 journal_head=convert.audit_head_to_pb(journal),
+                node_policies=self._node_policies(),
             )
             await call.write(agent_pb2.AgentMessage(hello=hello))
             welcome = await call.read()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from backstop.api.v1 import types_pb2 as backstop_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61\x63kstop/v1/agent.proto\x12\x0b\x62\x61\x63kstop.v1\x1a\x17\x62\x61\x63kstop/v1/types.proto\"\xc5\x01\n\x05Hello\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.backstop.v1.Node\x12\x1d\n\x15last_command_sequence\x18\x02 \x01(\x04\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\x34\n\x14witnessed_audit_head\x18\x04 \x01(\x0b\x32\x16.backstop.v1.AuditHead\x12,\n\x0cjournal_head\x18\x05 \x01(\x0b\x32\x16.backstop.v1.AuditHead\"\xfd\x01\n\x06Report\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x14\n\x0csampled_at_s\x18\x02 \x01(\x01\x12$\n\x04gpus\x18\x03 \x03(\x0b\x32\x16.backstop.v1.GpuSample\x12(\n\tworkloads\x18\x04 \x03(\x0b\x32\x15.backstop.v1.Workload\x12\x17\n\x0f\x64ropped_reports\x18\x05 \x01(\x04\x12,\n\x0cjournal_head\x18\x06 \x01(\x0b\x32\x16.backstop.v1.AuditHead\x12\x34\n\x14witnessed_audit_head\x18\x07 \x01(\x0b\x32\x16.backstop.v1.AuditHead\"\x9f\x01\n\nCommandAck\x12\x15\n\rcorrection_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.backstop.v1.TargetState\x12\x0f\n\x07message\x18\x04 \x01(\t\x12.\n\x08outcomes\x18\x05 \x03(\x0b\x32\x1c.backstop.v1.WorkloadOutcome\"\x8a\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.backstop.v1.HelloH\x00\x12%\n\x06report\x18\x02 \x01(\x0b\x32\x13.backstop.v1.ReportH\x00\x12&\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x17.backstop.v1.CommandAckH\x00\x42\x06\n\x04\x62ody\"s\n\x07Welcome\x12\x15\n\rcontroller_id\x18\x01 \x01(\t\x12\x19\n\x11report_interval_s\x18\x02 \x01(\x01\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\x1c\n\x14last_report_sequence\x18\x04 \x01(\x04\"\x1d\n\tReportAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"z\n\x07\x43ommand\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x31\n\ncorrection\x18\x02 \x01(\x0b\x32\x1d.backstop.v1.SignedCorrection\x12*\n\naudit_head\x18\x03 \x01(\x0b\x32\x16.backstop.v1.AuditHead\"n\n\x0cNodePolicies\x12-\n\x07\x65nforce\x18\x01 \x03(\x0b\x32\x1c.backstop.v1.PolicyAuthority\x12/\n\tdeletions\x18\x02 \x03(\x0b\x32\x1c.backstop.v1.PolicyAuthority\"\x19\n\x04Ping\x12\x11\n\tsent_at_s\x18\x01 \x01(\x01\"\xed\x01\n\x11\x43ontrollerMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.backstop.v1.WelcomeH\x00\x12\'\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.backstop.v1.CommandH\x00\x12!\n\x04ping\x18\x03 \x01(\x0b\x32\x11.backstop.v1.PingH\x00\x12,\n\nreport_ack\x18\x04 \x01(\x0b\x32\x16.backstop.v1.ReportAckH\x00\x12-\n\x08policies\x18\x05 \x01(\x0b\x32\x19.backstop.v1.NodePoliciesH\x00\x42\x06\n\x04\x62ody2X\n\x0c\x41gentGateway\x12H\n\x07\x43onnect\x12\x19.backstop.v1.AgentMessage\x1a\x1e.backstop.v1.ControllerMessage(\x01\x30\x01\x42<Z:github.com/backstop/backstop/gen/go/backstop/v1;backstopv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x61\x63kstop/v1/agent.proto\x12\x0b\x62\x61\x63kstop.v1\x1a\x17\x62\x61\x63kstop/v1/types.proto\"\xdc\x01\n\x05Hello\x12\x1f\n\x04node\x18\x01 \x01(\x0b\x32\x11.backstop.v1.Node\x12\x1d\n\x15last_command_sequence\x18\x02 \x01(\x04\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\x34\n\x14witnessed_audit_head\x18\x04 \x01(\x0b\x32\x16.backstop.v1.AuditHead\x12,\n\x0cjournal_head\x18\x05 \x01(\x0b\x32\x16.backstop.v1.AuditHead\x12\x15\n\rnode_policies\x18\x06 \x01(\t\"\xfd\x01\n\x06Report\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x14\n\x0csampled_at_s\x18\x02 \x01(\x01\x12$\n\x04gpus\x18\x03 \x03(\x0b\x32\x16.backstop.v1.GpuSample\x12(\n\tworkloads\x18\x04 \x03(\x0b\x32\x15.backstop.v1.Workload\x12\x17\n\x0f\x64ropped_reports\x18\x05 \x01(\x04\x12,\n\x0cjournal_head\x18\x06 \x01(\x0b\x32\x16.backstop.v1.AuditHead\x12\x34\n\x14witnessed_audit_head\x18\x07 \x01(\x0b\x32\x16.backstop.v1.AuditHead\"\x9f\x01\n\nCommandAck\x12\x15\n\rcorrection_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.backstop.v1.TargetState\x12\x0f\n\x07message\x18\x04 \x01(\t\x12.\n\x08outcomes\x18\x05 \x03(\x0b\x32\x1c.backstop.v1.WorkloadOutcome\"\x8a\x01\n\x0c\x41gentMessage\x12#\n\x05hello\x18\x01 \x01(\x0b\x32\x12.backstop.v1.HelloH\x00\x12%\n\x06report\x18\x02 \x01(\x0b\x32\x13.backstop.v1.ReportH\x00\x12&\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x17.backstop.v1.CommandAckH\x00\x42\x06\n\x04\x62ody\"s\n\x07Welcome\x12\x15\n\rcontroller_id\x18\x01 \x01(\t\x12\x19\n\x11report_interval_s\x18\x02 \x01(\x01\x12\x18\n\x10protocol_version\x18\x03 \x01(\r\x12\x1c\n\x14last_report_sequence\x18\x04 \x01(\x04\"\x1d\n\tReportAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"z\n\x07\x43ommand\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x31\n\ncorrection\x18\x02 \x01(\x0b\x32\x1d.backstop.v1.SignedCorrection\x12*\n\naudit_head\x18\x03 \x01(\x0b\x32\x16.backstop.v1.AuditHead\"n\n\x0cNodePolicies\x12-\n\x07\x65nforce\x18\x01 \x03(\x0b\x32\x1c.backstop.v1.PolicyAuthority\x12/\n\tdeletions\x18\x02 \x03(\x0b\x32\x1c.backstop.v1.PolicyAuthority\"\x19\n\x04Ping\x12\x11\n\tsent_at_s\x18\x01 \x01(\x01\"\xed\x01\n\x11\x43ontrollerMessage\x12\'\n\x07welcome\x18\x01 \x01(\x0b\x32\x14.backstop.v1.WelcomeH\x00\x12\'\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.backstop.v1.CommandH\x00\x12!\n\x04ping\x18\x03 \x01(\x0b\x32\x11.backstop.v1.PingH\x00\x12,\n\nreport_ack\x18\x04 \x01(\x0b\x32\x16.backstop.v1.ReportAckH\x00\x12-\n\x08policies\x18\x05 \x01(\x0b\x32\x19.backstop.v1.NodePoliciesH\x00\x42\x06\n\x04\x62ody2X\n\x0c\x41gentGateway\x12H\n\x07\x43onnect\x12\x19.backstop.v1.AgentMessage\x1a\x1e.backstop.v1.ControllerMessage(\x01\x30\x01\x42<Z:github.com/backstop/backstop/gen/go/backstop/v1;backstopv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,25 +34,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z:github.com/backstop/backstop/gen/go/backstop/v1;backstopv1'
   _globals['_HELLO']._serialized_start=66
-  _globals['_HELLO']._serialized_end=263
-  _globals['_REPORT']._serialized_start=266
-  _globals['_REPORT']._serialized_end=519
-  _globals['_COMMANDACK']._serialized_start=522
-  _globals['_COMMANDACK']._serialized_end=681
-  _globals['_AGENTMESSAGE']._serialized_start=684
-  _globals['_AGENTMESSAGE']._serialized_end=822
-  _globals['_WELCOME']._serialized_start=824
-  _globals['_WELCOME']._serialized_end=939
-  _globals['_REPORTACK']._serialized_start=941
-  _globals['_REPORTACK']._serialized_end=970
-  _globals['_COMMAND']._serialized_start=972
-  _globals['_COMMAND']._serialized_end=1094
-  _globals['_NODEPOLICIES']._serialized_start=1096
-  _globals['_NODEPOLICIES']._serialized_end=1206
-  _globals['_PING']._serialized_start=1208
-  _globals['_PING']._serialized_end=1233
-  _globals['_CONTROLLERMESSAGE']._serialized_start=1236
-  _globals['_CONTROLLERMESSAGE']._serialized_end=1473
-  _globals['_AGENTGATEWAY']._serialized_start=1475
-  _globals['_AGENTGATEWAY']._serialized_end=1563
+  _globals['_HELLO']._serialized_end=286
+  _globals['_REPORT']._serialized_start=289
+  _globals['_REPORT']._serialized_end=542
+  _globals['_COMMANDACK']._serialized_start=545
+  _globals['_COMMANDACK']._serialized_end=704
+  _globals['_AGENTMESSAGE']._serialized_start=707
+  _globals['_AGENTMESSAGE']._serialized_end=845
+  _globals['_WELCOME']._serialized_start=847
+  _globals['_WELCOME']._serialized_end=962
+  _globals['_REPORTACK']._serialized_start=964
+  _globals['_REPORTACK']._serialized_end=993
+  _globals['_COMMAND']._serialized_start=995
+  _globals['_COMMAND']._serialized_end=1117
+  _globals['_NODEPOLICIES']._serialized_start=1119
+  _globals['_NODEPOLICIES']._serialized_end=1229
+  _globals['_PING']._serialized_start=1231
+  _globals['_PING']._serialized_end=1256
+  _globals['_CONTROLLERMESSAGE']._serialized_start=1259
+  _globals['_CONTROLLERMESSAGE']._serialized_end=1496
+  _globals['_AGENTGATEWAY']._serialized_start=1498
+  _globals['_AGENTGATEWAY']._serialized_end=1586
 # @@protoc_insertion_point(module_scope)

@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Hello(_message.Message):
-    __slots__ = ("node", "last_command_sequence", "protocol_version", "witnessed_audit_head", "journal_head")
+    __slots__ = ("node", "last_command_sequence", "protocol_version", "witnessed_audit_head", "journal_head", "node_policies")
     NODE_FIELD_NUMBER: _ClassVar[int]
     LAST_COMMAND_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     WITNESSED_AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
     JOURNAL_HEAD_FIELD_NUMBER: _ClassVar[int]
+    NODE_POLICIES_FIELD_NUMBER: _ClassVar[int]
     node: _types_pb2.Node
     last_command_sequence: int
     protocol_version: int
     witnessed_audit_head: _types_pb2.AuditHead
     journal_head: _types_pb2.AuditHead
-    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., last_command_sequence: _Optional[int] = ..., protocol_version: _Optional[int] = ..., witnessed_audit_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ..., journal_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ...) -> None: ...
+    node_policies: str
+    def __init__(self, node: _Optional[_Union[_types_pb2.Node, _Mapping]] = ..., last_command_sequence: _Optional[int] = ..., protocol_version: _Optional[int] = ..., witnessed_audit_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ..., journal_head: _Optional[_Union[_types_pb2.AuditHead, _Mapping]] = ..., node_policies: _Optional[str] = ...) -> None: ...
 
 class Report(_message.Message):
     __slots__ = ("sequence", "sampled_at_s", "gpus", "workloads", "dropped_reports", "journal_head", "witnessed_audit_head")

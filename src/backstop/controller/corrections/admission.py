@@ -14,7 +14,7 @@ from backstop.controller import metrics
 from backstop.controller.authz import Authorizer, Caller
 from backstop.controller.corrections import rules
 from backstop.controller.corrections.delivery import Delivery
-from backstop.controller.corrections.records import Records
+from backstop.controller.corrections.records import Records, spec_details
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, PermissionDenied
 from backstop.core.models import (
     Action,
@@ -141,12 +141,7 @@ class Admission:
             caller.name,
             "correction.propose" if waiting else "correction.create",
             spec.correction_id,
-            action=spec.action.value,
-            scope=correction_convert.scope_to_pb(spec.scope)
-            .SerializeToString(deterministic=True)
-            .hex(),
-            reason=spec.reason,
-            issuer=spec.issuer,
+            **spec_details(spec),
             reverts=spec.reverts,
             signers=[f"{s.signer}:{s.role}:{s.key_id}" for s in signatures],
             approvals=f"{len(approvers)} of {required}",

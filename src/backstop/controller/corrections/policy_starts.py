@@ -21,7 +21,7 @@ from backstop.controller import metrics
 from backstop.controller.authz import Authorizer, Caller
 from backstop.controller.corrections import rules
 from backstop.controller.corrections.delivery import Delivery
-from backstop.controller.corrections.records import Records
+from backstop.controller.corrections.records import Records, spec_details
 from backstop.core.errors import BackstopError, Conflict
 from backstop.core.models import Correction, CorrectionSpec, CorrectionState, SignatureRecord
 from backstop.security.command_check import MAX_TTL_S
@@ -58,12 +58,7 @@ class PolicyStarts:
             spec.issuer,
             "correction.propose" if held else "correction.create",
             cid,
-            action=spec.action.value,
-            scope=correction_convert.scope_to_pb(spec.scope)
-            .SerializeToString(deterministic=True)
-            .hex(),
-            reason=spec.reason,
-            issuer=spec.issuer,
+            **spec_details(spec),
             policy_digest=spec.policy_digest,
             **({"held": held} if held else {}),
         )

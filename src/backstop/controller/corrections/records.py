@@ -11,7 +11,8 @@ from collections.abc import Callable
 from backstop.controller.corrections.watching import Watchers
 from backstop.controller.store.base import Store
 from backstop.core.errors import NotFound
-from backstop.core.models import Correction
+from backstop.core.models import Correction, CorrectionSpec
+from backstop.wire import correction_convert
 
 
 class Records:
@@ -32,3 +33,14 @@ class Records:
         if found is None:
             raise NotFound(f"no correction {correction_id!r}; see `backstop corrections`")
         return found
+
+
+def spec_details(spec: CorrectionSpec) -> dict[str, object]:
+    """What the audit entry of a correction's creation records of its spec."""
+    scope = correction_convert.scope_to_pb(spec.scope).SerializeToString(deterministic=True)
+    return {
+        "action": spec.action.value,
+        "scope": scope.hex(),
+        "reason": spec.reason,
+        "issuer": spec.issuer,
+    }
