@@ -39,15 +39,21 @@ from backstop.agent.kubelet_client import ContainerRef, PodResources
 from backstop.agent.pod_cgroups import pod_uid_from_cgroup
 from backstop.core.errors import BackstopError, CollectorError
 from backstop.core.models import Workload
-from backstop.core.scope import NAMESPACE_LABELS
+from backstop.core.scope import (
+    CONTAINER_LABEL,
+    GPU_ALLOCATION_LABEL,
+    NAMESPACE_LABEL,
+    POD_LABEL,
+    POD_UID_LABEL,
+    UNALLOCATED,
+)
 
-LABEL_NAMESPACE = NAMESPACE_LABELS[0]
-LABEL_POD = "backstop.io/pod"
-LABEL_CONTAINER = "backstop.io/container"
-LABEL_POD_UID = "backstop.io/pod-uid"
-LABEL_GPU_ALLOCATION = "backstop.io/gpu-allocation"
+LABEL_NAMESPACE = NAMESPACE_LABEL
+LABEL_POD = POD_LABEL
+LABEL_CONTAINER = CONTAINER_LABEL
+LABEL_POD_UID = POD_UID_LABEL
+LABEL_GPU_ALLOCATION = GPU_ALLOCATION_LABEL
 ALLOCATED = "allocated"
-UNALLOCATED = "unallocated"
 _MIG_PREFIX = "MIG-"
 
 

@@ -134,6 +134,10 @@ def _add_corrections(sub: Subcommands) -> None:
         )
         scope.add_argument("--workload", action="append", default=[], help="workload id")
         scope.add_argument(
+            "--namespace", default="", help="workloads the agents attributed to this namespace"
+        )
+        scope.add_argument("--pod", default="", metavar="NS/NAME", help="one Kubernetes pod")
+        scope.add_argument(
             "--unattributed",
             action="store_true",
             help="GPU use the agents cannot attribute to a process (only its GPU can be capped)",
