@@ -162,3 +162,12 @@ def test_the_workloads_table_shows_pods_and_unallocated_gpu_use(
     assert "team-a/vllm-0" in rows["wl-server"]
     assert "allocated" in rows["wl-server"]
     assert " - " in rows["wl-host"]
+
+
+def test_the_workloads_listing_filters_by_pod(
+    control: FakeControl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["workloads", "--pod", "team-b/nb", "-o", "json"]) == 0
+    assert [w["workload_id"] for w in json.loads(capsys.readouterr().out)] == ["wl-notebook"]
+    assert main(["workloads", "--pod", "nb"]) == 2
+    assert "expected NAMESPACE/NAME" in capsys.readouterr().err

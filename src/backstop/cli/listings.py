@@ -2,7 +2,7 @@
 
 ``-o json`` and ``-o yaml`` print the records as received (the documented shapes); the tables
 fit the terminal (:mod:`backstop.cli.output`). ``workloads`` filters on the controller by node
-and model, and here, on the records received, by framework, namespace, state and labels.
+and model, and here, on the records received, by framework, namespace, pod, state and labels.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from backstop.core.scope import (
     NAMESPACE_LABEL,
     POD_LABEL,
     UNALLOCATED,
+    kubernetes_selector,
     parse_model_hash,
     parse_selector,
     selector_matches,
@@ -75,7 +76,7 @@ def _wanted(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The client-side filters given, as (what, value)."""
     return [
         (name, value)
-        for name in ("framework", "namespace", "state", "selector")
+        for name in ("framework", "namespace", "pod", "state", "selector")
         if (value := getattr(args, name, ""))
     ]
 
@@ -86,6 +87,8 @@ def workload_matches(w: Workload, wanted: Sequence[tuple[str, str]]) -> bool:
         if name == "framework" and w.fingerprint.framework.lower() != value.lower():
             return False
         if name == "namespace" and workload_namespace(w) != value:
+            return False
+        if name == "pod" and not selector_matches(kubernetes_selector("", value), w.labels):
             return False
         if name == "state" and ("unattributed" if w.unattributed else w.state) != value:
             return False
@@ -99,6 +102,8 @@ def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
     wanted = _wanted(args)
     if args.selector:
         parse_selector(args.selector)  # a malformed selector is refused before any call
+    if args.pod:
+        kubernetes_selector("", args.pod)
     workloads = [
         w for w in client.list_workloads(args.node, model) if workload_matches(w.workload, wanted)
     ]

@@ -88,6 +88,9 @@ def _add_listings(sub: Subcommands) -> None:
         "--namespace", default="", help="only workloads in this Kubernetes namespace"
     )
     workloads.add_argument(
+        "--pod", default="", metavar="NS/NAME", help="only workloads of this Kubernetes pod"
+    )
+    workloads.add_argument(
         "--state", default="", help="only workloads in this state: running, paused, throttled"
     )
     workloads.add_argument(
