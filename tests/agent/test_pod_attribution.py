@@ -218,3 +218,22 @@ def test_a_node_without_pods_never_asks(tmp_path: Path, fake_kubelet: ServedKube
     assert pods.label([host]) == [host]
     assert fake_kubelet.kubelet.calls == {}
     pods.close()
+
+
+@pytest.mark.parametrize(
+    ("devices", "judged"),
+    [
+        ([(GPU, "0")], "allocated"),  # the device plugin's index strategy
+        ([(GPU, "1")], "unallocated"),
+        ([("nvidia.com/mig-1g.10gb", "MIG-6f2b9f2e-0000-5a4d-9c3e-111111111111")], None),
+    ],
+    ids=["index-held", "index-other", "mig"],
+)
+def test_gpu_indices_are_understood_and_mig_slices_are_not_judged(
+    node: Path, fake_kubelet: ServedKubelet, devices: list[tuple[str, str]], judged: str | None
+) -> None:
+    fake_kubelet.kubelet.pods = [FakePod("team-a", "vllm-0", {"server": devices})]
+    pods = PodAttribution(PodResourcesClient(fake_kubelet.socket_path), node / "containers")
+    for sampler in _sampler(node, pods):
+        sample = sampler.sample()
+    assert _by_pid(sample)[SERVER_PID].labels.get(LABEL_GPU_ALLOCATION) == judged

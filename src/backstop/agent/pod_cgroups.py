@@ -16,6 +16,7 @@ pod segment wins. The container id is
 
 from __future__ import annotations
 
+import functools
 import re
 
 _POD_SEGMENT = re.compile(
@@ -26,8 +27,11 @@ _POD_SEGMENT = re.compile(
 nodes nest it as ``kubelet-kubepods-...``)."""
 
 
+@functools.lru_cache(maxsize=4096)
 def pod_uid_from_cgroup(path: str) -> str:
-    """The pod UID (with dashes) named by a cgroup path under ``kubepods``, or ``""``."""
+    """The pod UID (with dashes) named by a cgroup path under ``kubepods``, or ``""``.
+
+    Cached: every sample asks again for the same few paths."""
     if "kubepods" not in path:
         return ""
     for segment in reversed(path.split("/")):
