@@ -237,3 +237,18 @@ def test_gpu_indices_are_understood_and_mig_slices_are_not_judged(
     for sampler in _sampler(node, pods):
         sample = sampler.sample()
     assert _by_pid(sample)[SERVER_PID].labels.get(LABEL_GPU_ALLOCATION) == judged
+
+
+def test_nothing_is_judged_when_the_plugin_names_gpus_unlike_nvml(
+    node: Path, fake_kubelet: ServedKubelet
+) -> None:
+    _kubelet_knows_the_pods(fake_kubelet)
+    fake_kubelet.kubelet.pods[0] = FakePod("team-a", "vllm-0", {"server": [(GPU, "gpu-a")]})
+    fake_kubelet.kubelet.allocatable = [(GPU, "gpu-a"), (GPU, "gpu-b")]
+    pods = PodAttribution(PodResourcesClient(fake_kubelet.socket_path), node / "containers")
+    for sampler in _sampler(node, pods):
+        sample = sampler.sample()
+    workloads = _by_pid(sample)
+    assert LABEL_GPU_ALLOCATION not in workloads[SERVER_PID].labels
+    assert LABEL_GPU_ALLOCATION not in workloads[NOTEBOOK_PID].labels
+    assert workloads[SERVER_PID].labels[LABEL_POD] == "vllm-0"

@@ -14,7 +14,8 @@ corrections reach it as any selector does.
 among its devices (a pod without a GPU request that the device plugin did not stop from
 seeing every GPU), else ``allocated``. Nothing is judged when the kubelet does not list the
 container (a view older than the container), or when the container holds MIG slices (NVML
-names the parent GPU, the kubelet the slice).
+names the parent GPU, the kubelet the slice), or when the devices the kubelet can allocate
+name none of the node's GPUs by UUID or index (``GetAllocatableResources``).
 
 What the kubelet and the links say is kept and refreshed every ``refresh_interval_s``, or
 sooner (at most once per ``min_interval_s``) when a workload with a GPU appears in a pod's
@@ -171,5 +172,8 @@ class PodAttribution:
         devices = resources.containers[ref]
         if any(d.startswith(_MIG_PREFIX) for d in devices):
             return ""
+        offered = resources.allocatable
+        if offered and gpu_uuids and not offered & {*gpu_uuids, *gpu_uuids.values()}:
+            return ""  # the plugin names GPUs in a way NVML does not: nothing to compare
         held = {gpu_uuids.get(d, d) for d in devices}
         return ALLOCATED if held.issuperset(used) else UNALLOCATED
