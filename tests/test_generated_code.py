@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_generated_code_matches_protos(tmp_path: Path) -> None:
+@pytest.mark.parametrize("package", [("v1",), ("podresources", "v1")], ids=".".join)
+def test_generated_code_matches_protos(tmp_path: Path, package: tuple[str, ...]) -> None:
     env = dict(os.environ, PYTHON=sys.executable)
     subprocess.run(
         ["bash", str(ROOT / "scripts" / "gen-protos.sh"), str(tmp_path)],
@@ -18,8 +21,8 @@ def test_generated_code_matches_protos(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
     )
-    fresh = tmp_path / "backstop" / "api" / "v1"
-    committed = ROOT / "src" / "backstop" / "api" / "v1"
+    fresh = tmp_path.joinpath("backstop", "api", *package)
+    committed = ROOT.joinpath("src", "backstop", "api", *package)
     names = sorted(p.name for p in fresh.iterdir())
     assert names == sorted(p.name for p in committed.iterdir() if p.suffix in (".py", ".pyi"))
     stale = [n for n in names if (fresh / n).read_bytes() != (committed / n).read_bytes()]

@@ -58,6 +58,15 @@ def test_agent_mounts_cgroups_read_write_pod_resources_read_only_and_keeps_state
     assert mounts["cgroup"] == {"name": "cgroup", "mountPath": "/host/sys/fs/cgroup"}
     assert volumes["pod-resources"]["hostPath"]["path"] == "/var/lib/kubelet/pod-resources"
     assert mounts["pod-resources"]["readOnly"] is True
+    assert volumes["container-logs"]["hostPath"] == {
+        "path": "/var/log/containers",
+        "type": "Directory",
+    }
+    assert mounts["container-logs"] == {
+        "name": "container-logs",
+        "mountPath": "/var/log/containers",
+        "readOnly": True,
+    }
     assert volumes["state"]["hostPath"] == {
         "path": "/var/lib/backstop",
         "type": "DirectoryOrCreate",
@@ -114,12 +123,16 @@ def test_agent_arguments_are_ones_backstop_agent_run_takes(kube: ControlPlane) -
     assert args.metrics_listen == "0.0.0.0:9465"
     assert args.lease == 0
     assert not args.agent_tls_dir  # STATE_DIR/tls, where enrolment writes
+    assert args.pod_resources_socket == "/var/lib/kubelet/pod-resources/kubelet.sock"
+    assert args.container_logs_dir == "/var/log/containers"
 
     privileged = _agent(render(kube, values=CI_VALUES / "privileged-agent-values.yaml"))
     args = _parse(privileged["args"], "gpu-node-1")
     assert (args.lease, args.lease_selector) == (30.0, "backstop.io/lease=fail-closed")
     assert sorted(args.label) == ["pool=inference", "zone=eu-west-1a"]
     assert args.nvml_library == "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1"
+    assert (args.pod_resources_socket, args.container_logs_dir) == ("", "")
+    assert "container-logs" not in {m["name"] for m in privileged["volumeMounts"]}
 
 
 @pytest.fixture

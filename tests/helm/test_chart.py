@@ -325,7 +325,8 @@ def test_controller_and_operator_meet_the_restricted_pod_security_standard(
     assert 'would violate PodSecurity "restricted:latest"' in warnings
     for reason in (
         "host namespaces (hostPID=true)",
-        'volumes "state", "cgroup", "pod-resources" use restricted volume type "hostPath"',
+        'volumes "state", "cgroup", "pod-resources", "container-logs" use restricted volume type '
+        '"hostPath"',
         "unrestricted capabilities",
         "runAsUser=0",
     ):

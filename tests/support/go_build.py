@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOS = ROOT / "protos"
+OWN_PROTOS = PROTOS / "backstop"
+"""Backstop's own protocol (protos/k8s holds the kubelet's API, which the Go client needs not)."""
 CLIENT_MODULE = ROOT / "tests" / "interop" / "go"
 GO_MODULE_PATH = "github.com/backstop/backstop/gen/go"
 """The import-path prefix of every ``go_package`` in protos/; the client module's own path."""
@@ -62,7 +64,7 @@ def go_tool(tool: tuple[str, str, str]) -> Path:
 
 def listnodes_client() -> Path:
     """The Go ListNodes client, generated from protos/ and built if this version is missing."""
-    sources = sorted(PROTOS.rglob("*.proto")) + sorted(
+    sources = sorted(OWN_PROTOS.rglob("*.proto")) + sorted(
         p for p in CLIENT_MODULE.rglob("*") if p.is_file()
     )
     digest = hashlib.sha256(repr((PROTOC_GEN_GO, PROTOC_GEN_GO_GRPC)).encode())
@@ -81,7 +83,7 @@ def listnodes_client() -> Path:
         protoc = [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}", *plugins]
         protoc += [f"--go_out={module}", f"--go_opt=module={GO_MODULE_PATH}"]
         protoc += [f"--go-grpc_out={module}", f"--go-grpc_opt=module={GO_MODULE_PATH}"]
-        _run([*protoc, *(str(p.relative_to(PROTOS)) for p in sorted(PROTOS.rglob("*.proto")))])
+        _run([*protoc, *(str(p.relative_to(PROTOS)) for p in sorted(OWN_PROTOS.rglob("*.proto")))])
         _go(["build", "-o", str(module / "listnodes"), "./cmd/listnodes"], cwd=module)
         binary.parent.mkdir(parents=True, exist_ok=True)
         os.replace(module / "listnodes", binary)

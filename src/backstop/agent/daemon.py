@@ -19,8 +19,10 @@ from backstop.agent.collectors.nvml import NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector
 from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.enforcer import Enforcer
+from backstop.agent.kubelet_client import PodResourcesClient
 from backstop.agent.node_enforcement import NodeEnforcement
 from backstop.agent.node_policies import NodePolicies
+from backstop.agent.pod_attribution import PodAttribution
 from backstop.agent.sampler import NodeSample, Sampler
 from backstop.agent.serving.tracker import ServingTracker
 from backstop.agent.state import AgentState
@@ -48,18 +50,28 @@ def _check_security_settings(settings: AgentSettings) -> None:
     check_link_security(settings, who="node", enrol_hint="backstop agent enroll")
 
 
+def _pod_attribution(settings: AgentSettings) -> PodAttribution | None:
+    socket_path, links = settings.pod_resources_socket, settings.container_logs_dir
+    if not socket_path and links is None:
+        return None
+    kubelet = PodResourcesClient(socket_path) if socket_path else None
+    return PodAttribution(kubelet, links)
+
+
 class AgentDaemon:
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self.node_id = settings.node_id or socket.gethostname()
         self.state = AgentState(settings.state_dir)
         self.nvml = NvmlBackend(settings.nvml_library or None)
+        self.pods = _pod_attribution(settings)
         self.sampler = Sampler(
             self.nvml,
             ProcessCollector(proc_root=settings.proc_root),
             WorkloadDiscovery(self.node_id, proc_root=settings.proc_root),
             cgroup_prefixes=settings.cgroup_prefixes,
             serving=ServingTracker(proc_root=settings.proc_root),
+            pods=self.pods,
         )
         self.actuator = ProcessActuator(
             proc_root=settings.proc_root, default_grace_s=settings.default_grace_s
@@ -236,4 +248,6 @@ class AgentDaemon:
             if telemetry is not None:
                 telemetry.stop()
             self.nvml.close()
+            if self.pods is not None:
+                self.pods.close()
             self.journal.close()

@@ -19,6 +19,7 @@ from backstop.agent import dcgm_series, metrics
 from backstop.agent.collectors.nvml import GpuSnapshot, NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot
 from backstop.agent.discovery import WorkloadDiscovery
+from backstop.agent.pod_attribution import PodAttribution
 from backstop.agent.serving.tracker import ServingTracker
 from backstop.agent.unattributed import RecentlyAttributed, plausible, unattributed_workloads
 from backstop.core.errors import BackstopError
@@ -48,8 +49,11 @@ class Sampler:
         discovery: WorkloadDiscovery,
         cgroup_prefixes: tuple[str, ...] = (),
         serving: ServingTracker | None = None,
+        *,
+        pods: PodAttribution | None = None,
     ) -> None:
         self._nvml = nvml
+        self._pods = pods
         self._serving = serving
         self._recent = RecentlyAttributed()
         self._processes = processes
@@ -115,6 +119,9 @@ class Sampler:
                 exiting=self._recent.exiting(workloads, visible, now),
             ),
         ]
+        if self._pods is not None and workloads:
+            workloads, error = self._with_pods(self._pods, workloads, gpu.gpus)
+            errors += [error] if error else []
         tracker = self._serving
         if tracker is not None and workloads:
             found = list(workloads)
@@ -126,6 +133,13 @@ class Sampler:
         dcgm_series.SERIES.publish(gpu)
         metrics.WORKLOADS.set(len(workloads))
         return NodeSample(now, gpu.gpus, tuple(workloads), tuple(errors))
+
+    def _with_pods(
+        self, pods: PodAttribution, workloads: list[Workload], gpus: Sequence[GpuSample]
+    ) -> tuple[list[Workload], str]:
+        """Pod labels; a failing kubelet is a failing collector, the sample goes on."""
+        _, error = self._timed("kubelet", lambda: pods.refresh(workloads), None)
+        return pods.label(workloads, {str(g.index): g.uuid for g in gpus}), error
 
     @staticmethod
     def _publish_gpu_metrics(gpus: tuple[GpuSample, ...]) -> None:

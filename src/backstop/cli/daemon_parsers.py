@@ -184,6 +184,19 @@ def _add_agent(sub: Subcommands) -> None:
     )
     run.add_argument("--lease-selector", default="", help="which workloads the lease pauses")
     run.add_argument("--trust-policy", default="", help="operators' keys and quorum (JSON)")
+    kube = run.add_argument_group("Kubernetes attribution (see docs/kubernetes.md)")
+    kube.add_argument(
+        "--pod-resources-socket",
+        default="/var/lib/kubelet/pod-resources/kubelet.sock",
+        metavar="PATH",
+        help="the kubelet's PodResources socket, for GPU allocations (empty: not asked)",
+    )
+    kube.add_argument(
+        "--container-logs-dir",
+        default="/var/log/containers",
+        metavar="DIR",
+        help="the kubelet's container log links, for pod names (empty: pod UIDs only)",
+    )
     enroll = agent_sub.add_parser("enroll", help="join with a one-time token; get a certificate")
     enroll.set_defaults(handler=lazy("trust", "enroll"))
     enroll.add_argument("--enrol-address", required=True, help="controller enrolment HOST:PORT")

@@ -78,6 +78,8 @@ def agent_run(args: argparse.Namespace) -> int:
         crl=Path(args.crl) if args.crl else None,
         lease_s=args.lease,
         lease_selector=args.lease_selector,
+        pod_resources_socket=args.pod_resources_socket,
+        container_logs_dir=Path(args.container_logs_dir) if args.container_logs_dir else None,
     )
     return run_until_signal(AgentDaemon(settings).run(), "agent")
 

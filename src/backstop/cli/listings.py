@@ -2,7 +2,7 @@
 
 ``-o json`` and ``-o yaml`` print the records as received (the documented shapes); the tables
 fit the terminal (:mod:`backstop.cli.output`). ``workloads`` filters on the controller by node
-and model, and here, on the records received, by framework, namespace, state and labels.
+and model, and here, on the records received, by framework, namespace, pod, state and labels.
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ from backstop.cli.output import Layout, emit
 from backstop.cli.watching import watchable
 from backstop.core.models import Workload
 from backstop.core.scope import (
+    GPU_ALLOCATION_LABEL,
+    NAMESPACE_LABEL,
+    POD_LABEL,
+    UNALLOCATED,
+    kubernetes_selector,
     parse_model_hash,
     parse_selector,
     selector_matches,
@@ -71,7 +76,7 @@ def _wanted(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The client-side filters given, as (what, value)."""
     return [
         (name, value)
-        for name in ("framework", "namespace", "state", "selector")
+        for name in ("framework", "namespace", "pod", "state", "selector")
         if (value := getattr(args, name, ""))
     ]
 
@@ -82,6 +87,8 @@ def workload_matches(w: Workload, wanted: Sequence[tuple[str, str]]) -> bool:
         if name == "framework" and w.fingerprint.framework.lower() != value.lower():
             return False
         if name == "namespace" and workload_namespace(w) != value:
+            return False
+        if name == "pod" and not selector_matches(kubernetes_selector("", value), w.labels):
             return False
         if name == "state" and ("unattributed" if w.unattributed else w.state) != value:
             return False
@@ -95,6 +102,8 @@ def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
     wanted = _wanted(args)
     if args.selector:
         parse_selector(args.selector)  # a malformed selector is refused before any call
+    if args.pod:
+        kubernetes_selector("", args.pod)
     workloads = [
         w for w in client.list_workloads(args.node, model) if workload_matches(w.workload, wanted)
     ]
@@ -104,7 +113,7 @@ def _workloads(client: ControllerClient, args: argparse.Namespace) -> int:
 
 
 def _workloads_table(workloads: Sequence[ReceivedWorkload], layout: Layout) -> str:
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for w in (listed.workload for listed in workloads):
         fp = w.fingerprint
         gpu_mem = sum(g.used_memory_bytes for g in fp.gpus)
@@ -126,17 +135,41 @@ def _workloads_table(workloads: Sequence[ReceivedWorkload], layout: Layout) -> s
                 command if layout.wide else command[:COMMAND_CHARS],
             )
         )
-    headers = (
+    headers: tuple[str, ...] = (
         "workload", "node", "pid", "procs", "state", "framework", "behaviour", "gpus/mem",
         "ports", "model", "tok/s", "holds", "command",
     )  # fmt: skip
+    headers, rows = _pod_columns(workloads, headers, rows)
     return render.table(
         headers,
         rows,
         width=layout.width,
-        cut=("workload", "node", "holds", "command"),
+        cut=("workload", "node", "holds", "pod", "command"),
         colour=("state",) if layout.colour else (),
     )
+
+
+def _pod_columns(
+    workloads: Sequence[ReceivedWorkload],
+    headers: tuple[str, ...],
+    rows: list[tuple[object, ...]],
+) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
+    """``pod`` (NAMESPACE/NAME) where an agent attributed any workload to a pod, and
+    ``gpu alloc`` where any uses a GPU its container was not allocated; before ``command``."""
+    labels = [listed.workload.labels for listed in workloads]
+    extra: list[tuple[str, list[str]]] = []
+    if any(POD_LABEL in lab for lab in labels):
+        pods = [
+            f"{lab.get(NAMESPACE_LABEL, '?')}/{lab[POD_LABEL]}" if POD_LABEL in lab else "-"
+            for lab in labels
+        ]
+        extra.append(("pod", pods))
+    if any(lab.get(GPU_ALLOCATION_LABEL) == UNALLOCATED for lab in labels):
+        extra.append(("gpu alloc", [lab.get(GPU_ALLOCATION_LABEL, "-") for lab in labels]))
+    for name, values in extra:
+        headers = (*headers[:-1], name, headers[-1])
+        rows = [(*row[:-1], v, row[-1]) for row, v in zip(rows, values, strict=True)]
+    return headers, rows
 
 
 def _corrections(client: ControllerClient, args: argparse.Namespace) -> int:

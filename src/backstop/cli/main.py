@@ -88,6 +88,9 @@ def _add_listings(sub: Subcommands) -> None:
         "--namespace", default="", help="only workloads in this Kubernetes namespace"
     )
     workloads.add_argument(
+        "--pod", default="", metavar="NS/NAME", help="only workloads of this Kubernetes pod"
+    )
+    workloads.add_argument(
         "--state", default="", help="only workloads in this state: running, paused, throttled"
     )
     workloads.add_argument(
@@ -133,6 +136,10 @@ def _add_corrections(sub: Subcommands) -> None:
             "--model", action="append", default=[], help="model id or weights hash (prefix)"
         )
         scope.add_argument("--workload", action="append", default=[], help="workload id")
+        scope.add_argument(
+            "--namespace", default="", help="workloads the agents attributed to this namespace"
+        )
+        scope.add_argument("--pod", default="", metavar="NS/NAME", help="one Kubernetes pod")
         scope.add_argument(
             "--unattributed",
             action="store_true",

@@ -18,6 +18,7 @@ from backstop.core.models import Action, ActionParams, CorrectionSpec, Scope, Si
 from backstop.core.scope import (
     KIND_LABEL,
     UNATTRIBUTED,
+    kubernetes_selector,
     parse_model_hash,
     parse_selector,
     validate_scope,
@@ -46,6 +47,9 @@ def scope_from_args(args: argparse.Namespace) -> Scope:
     selector = parse_selector(args.selector) if args.selector else ()
     if getattr(args, "unattributed", False):
         selector = (*selector, (KIND_LABEL, UNATTRIBUTED, True))
+    namespace, pod = getattr(args, "namespace", ""), getattr(args, "pod", "")
+    if namespace or pod:
+        selector = (*selector, *kubernetes_selector(namespace, pod))
     scope = Scope(
         all=bool(args.all),
         node_ids=tuple(args.node),

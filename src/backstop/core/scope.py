@@ -27,13 +27,55 @@ KIND_LABEL = "backstop.io/kind"
 UNATTRIBUTED = "unattributed"
 """The kind of GPU use the agent cannot attribute to one of its processes."""
 NAMESPACE_LABELS = ("backstop.io/namespace", "io.kubernetes.pod.namespace")
-"""Where a workload's Kubernetes namespace is: the operator's label, else the container
-runtime's."""
+"""Where a workload's Kubernetes namespace is: the operator's or the node agent's label, else
+the container runtime's."""
+NAMESPACE_LABEL = NAMESPACE_LABELS[0]
+POD_LABEL = "backstop.io/pod"
+"""The pod a node agent attributed the workload to (with :data:`NAMESPACE_LABEL`)."""
+CONTAINER_LABEL = "backstop.io/container"
+POD_UID_LABEL = "backstop.io/pod-uid"
+GPU_ALLOCATION_LABEL = "backstop.io/gpu-allocation"
+"""``allocated`` or ``unallocated``: whether the workload's container holds the GPUs it uses."""
+UNALLOCATED = "unallocated"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 def workload_namespace(workload: Workload) -> str | None:
     """The workload's Kubernetes namespace (:data:`NAMESPACE_LABELS`), ``None`` when unknown."""
     return next((workload.labels[k] for k in NAMESPACE_LABELS if k in workload.labels), None)
+
+
+def kubernetes_selector(namespace: str, pod: str) -> tuple[tuple[str, str, bool], ...]:
+    """``--namespace NS`` and ``--pod NS/NAME`` as requirements on the pod labels.
+
+    Raises :class:`InvalidInput` for a name Kubernetes would not accept, for a pod in another
+    namespace than ``--namespace``, and for a pod name too long for a label value (then its
+    UID selects it: ``backstop.io/pod-uid=UID``).
+    """
+    namespaces = [namespace] if namespace else []
+    name = ""
+    if pod:
+        pod_namespace, slash, name = pod.partition("/")
+        if not slash or not name:
+            raise InvalidInput(f"--pod {pod!r}: expected NAMESPACE/NAME")
+        namespaces.append(pod_namespace)
+        if not _DNS_SUBDOMAIN.match(name):
+            raise InvalidInput(f"--pod {pod!r}: {name!r} is not a pod name")
+        if not is_label(POD_LABEL, name):
+            raise InvalidInput(
+                f"--pod {pod!r}: names over 63 characters cannot be matched by label; "
+                f"select the pod by its UID: --selector {POD_UID_LABEL}=UID"
+            )
+    for ns in namespaces:
+        if not _DNS_LABEL.match(ns):
+            raise InvalidInput(f"{ns!r} is not a Kubernetes namespace name")
+    if len(set(namespaces)) > 1:
+        raise InvalidInput(f"--pod {pod!r} is not in --namespace {namespace!r}")
+    selector = [(NAMESPACE_LABEL, namespaces[0], True)] if namespaces else []
+    if name:
+        selector.append((POD_LABEL, name, True))
+    return tuple(selector)
 
 
 def parse_selector(text: str) -> tuple[tuple[str, str, bool], ...]:
@@ -144,7 +186,9 @@ def workload_in_scope(scope: Scope, workload: Workload) -> bool:
 
 def validate_scope(scope: Scope) -> None:
     if scope.empty:
-        raise InvalidInput("empty scope: give --all, --node, --selector, --model or --workload")
+        raise InvalidInput(
+            "empty scope: give --all, --node, --selector, --namespace, --pod, --model or --workload"
+        )
     if scope.all and (scope.node_ids or scope.selector or scope.model_hashes or scope.workload_ids):
         raise InvalidInput("--all cannot be combined with other scope flags")
     for key, value, _ in scope.selector:

@@ -104,3 +104,9 @@ class AgentSettings:
     word from the controller (0: off). Lifted when the controller is heard again."""
     lease_selector: str = ""
     """Which workloads the lease pauses (a label selector); empty: every workload."""
+    pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    """The kubelet's PodResources unix socket (which container holds which GPU); empty: not
+    asked. Absent on a node without a kubelet, which costs nothing but the judgement."""
+    container_logs_dir: Path | None = Path("/var/log/containers")
+    """The kubelet's container log links, which name each container's pod and namespace;
+    ``None``: workloads get the pod UID only."""
