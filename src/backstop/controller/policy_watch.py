@@ -58,7 +58,7 @@ class PolicyWatch:
         *,
         on_reload: Callable[[], None] = lambda: None,
     ) -> None:
-        self._on_reload = on_reload
+        self.on_reload = on_reload
         """Told when the policies in force changed (the agents get the node policies anew)."""
         self._store = store
         self._starts = starts
@@ -120,7 +120,7 @@ class PolicyWatch:
         self._generation += 1
         self._judged.clear()
         log.info("policies in force", extra={"count": len(policies)})
-        self._on_reload()
+        self.on_reload()
 
     def _node_labels(self, reports: Sequence[Report]) -> Mapping[str, Mapping[str, str]]:
         wanted = {r.node_id for r in reports if r.workloads}

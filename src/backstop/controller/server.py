@@ -98,7 +98,6 @@ class ControllerServer:
             self.store,
             self.engine.policy_starts,
             self.alerts.raise_alert,
-            on_reload=self._push_node_policies,
         )
         self._gateway = AgentGateway(
             self.store,
@@ -109,6 +108,9 @@ class ControllerServer:
             refusals=self.refusals,
             on_reports=self.policy_watch.observe,
         )
+        # a change of the policies in force sends the agents their node policies anew (bound
+        # to the gateway, not to this server: no reference cycle keeps the server alive)
+        self.policy_watch.on_reload = self._gateway.push_policies
         self._enrol_server: grpc.aio.Server | None = None
         self.enrol_port = 0
         # the transport's ceiling is higher; MessageLimit refuses (and audits) what is over
@@ -121,10 +123,6 @@ class ControllerServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._telemetry: TelemetryServer | None = None
         self.port = 0
-
-    def _push_node_policies(self) -> None:
-        """The policies in force changed: every connected agent gets its node policies anew."""
-        self._gateway.push_policies()
 
     async def start(self) -> int:
         """Bind every port first (a busy one stops the start before anything changes), then
