@@ -65,6 +65,7 @@ class PolicyStarts:
             reason=spec.reason,
             issuer=spec.issuer,
             policy_digest=spec.policy_digest,
+            incident=spec.incident,
             **({"held": held} if held else {}),
         )
         try:
