@@ -67,7 +67,7 @@ def timeline_to_pb(t: Timeline) -> control_pb2.IncidentTimeline:
         incident=incident_to_pb(t.incident),
         entries=[
             control_pb2.IncidentEntry(
-                at_s=e.at_s, actor=e.actor, kind=e.kind, subject=e.subject, detail=e.detail
+                happened_at_s=e.at_s, actor=e.actor, kind=e.kind, subject=e.subject, detail=e.detail
             )
             for e in t.entries
         ],
@@ -100,7 +100,7 @@ def timeline_from_pb(msg: control_pb2.IncidentTimeline) -> Timeline:
         incident=incident_from_pb(msg.incident),
         entries=tuple(
             TimelineEntry(
-                at_s=finite(e.at_s, "entry time"),
+                at_s=finite(e.happened_at_s, "entry time"),
                 actor=text(e.actor, "actor", 256),
                 kind=text(e.kind, "entry kind", 64),
                 subject=text(e.subject, "entry subject", 256),

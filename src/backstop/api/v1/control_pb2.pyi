@@ -489,18 +489,18 @@ class CloseIncidentRequest(_message.Message):
     def __init__(self, incident_id: _Optional[str] = ..., summary: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
 
 class IncidentEntry(_message.Message):
-    __slots__ = ("at_s", "actor", "kind", "subject", "detail")
-    AT_S_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("happened_at_s", "actor", "kind", "subject", "detail")
+    HAPPENED_AT_S_FIELD_NUMBER: _ClassVar[int]
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
-    at_s: float
+    happened_at_s: float
     actor: str
     kind: str
     subject: str
     detail: str
-    def __init__(self, at_s: _Optional[float] = ..., actor: _Optional[str] = ..., kind: _Optional[str] = ..., subject: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    def __init__(self, happened_at_s: _Optional[float] = ..., actor: _Optional[str] = ..., kind: _Optional[str] = ..., subject: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class IncidentHolding(_message.Message):
     __slots__ = ("correction_id", "action", "state", "node_ids", "expires_at_s")
