@@ -34,8 +34,9 @@ from backstop.core.netaddr import require_loopback_for_plaintext, split_addresse
 from backstop.core.policies import PolicyVersion
 from backstop.security.audit import AuditEntry
 from backstop.security.tls import channel_credentials
-from backstop.wire import convert, correction_convert, policy_convert
+from backstop.wire import convert, correction_convert, incident_convert, policy_convert
 from backstop.wire.alert_convert import alert_from_pb
+from backstop.wire.incident_convert import ReceivedIncident, ReceivedTimeline
 from backstop.wire.json_form import message_json
 from backstop.wire.received import (
     JsonObject,
@@ -244,6 +245,7 @@ class ControllerClient:
         issuer: str,
         ttl_s: float,
         params: ActionParams,
+        incident: str = "",
     ) -> ReceivedCorrection:
         """An unsigned correction: the controller writes and signs its spec."""
         request = control_pb2.CreateCorrectionRequest(
@@ -253,6 +255,7 @@ class ControllerClient:
             issuer=issuer,
             ttl_s=ttl_s,
             params=correction_convert.params_to_pb(params),
+            incident=incident,
         )
         return self._correction("CreateCorrection", request)
 
@@ -265,6 +268,24 @@ class ControllerClient:
     def ack_alert(self, alert_id: str, by: str) -> Alert:
         request = control_pb2.AckAlertRequest(alert_id=alert_id, requested_by=by)
         return alert_from_pb(self._call("AckAlert", request))
+
+    # -- incidents ---------------------------------------------------------------------------
+
+    def open_incident(self, title: str, severity: str, by: str) -> ReceivedIncident:
+        msg = control_pb2.OpenIncidentRequest(title=title, severity=severity, requested_by=by)
+        return incident_convert.received_incident(self._call("OpenIncident", msg))
+
+    def list_incidents(self, open_only: bool, limit: int) -> list[ReceivedIncident]:
+        msg = control_pb2.ListIncidentsRequest(open_only=open_only, limit=limit)
+        return incident_convert.received_incidents(self._call("ListIncidents", msg))
+
+    def incident(self, incident_id: str) -> ReceivedTimeline:
+        msg = control_pb2.GetIncidentRequest(incident_id=incident_id)
+        return incident_convert.received_timeline(self._call("GetIncident", msg))
+
+    def close_incident(self, iid: str, summary: str, by: str) -> ReceivedIncident:
+        msg = control_pb2.CloseIncidentRequest(incident_id=iid, summary=summary, requested_by=by)
+        return incident_convert.received_incident(self._call("CloseIncident", msg))
 
     # -- policies ----------------------------------------------------------------------------
 
@@ -315,9 +336,9 @@ class ControllerClient:
         )
         return self._correction("ApproveCorrection", request)
 
-    def resume(self, correction_id: str, reason: str, issuer: str) -> ReceivedCorrection:
+    def resume(self, cid: str, reason: str, issuer: str, incident: str = "") -> ReceivedCorrection:
         request = control_pb2.ResumeCorrectionRequest(
-            correction_id=correction_id, reason=reason, issuer=issuer
+            correction_id=cid, reason=reason, issuer=issuer, incident=incident
         )
         return self._correction("ResumeCorrection", request)
 

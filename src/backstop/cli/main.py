@@ -15,6 +15,7 @@ from backstop import __version__
 from backstop.cli.config_sources import DAEMONS
 from backstop.cli.daemon_parsers import add_daemons
 from backstop.cli.global_flags import add_global_flags, spread_global_flags
+from backstop.cli.incident_parsers import add_incident_flag, add_incidents
 from backstop.cli.numbers import MAX_WAIT_S, finite, seconds, whole
 from backstop.cli.output import add_output_flag, add_watch_flags
 from backstop.cli.parser_style import EXIT_USAGE, Parser, Subcommands, command_group
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corrections(sub)
     _add_policy(sub)
     _add_alerts(sub)
+    add_incidents(sub)
     _add_pki(sub)
     _add_keys_and_audit(sub)
     demo = _command(sub, "demo", "run everything locally and narrate a correction")
@@ -155,6 +157,7 @@ def _add_corrections(sub: Subcommands) -> None:
         p.add_argument(
             "--ttl", type=seconds(0, MAX_WAIT_S), default=0.0, help="expiry in seconds (0: 1 h)"
         )
+        add_incident_flag(p)
         if verb == "throttle":
             p.add_argument(
                 "--power-fraction", type=finite, default=None, help="GPU power cap (0-1]; 0.5"
@@ -178,6 +181,7 @@ def _add_corrections(sub: Subcommands) -> None:
     resume.add_argument("--dry-run", action="store_true", help=_DRY_RUN)
     resume.add_argument("--wait", action="store_true", help="wait for every target to answer")
     resume.add_argument("--timeout", type=_WAIT, default=60.0, help="seconds to --wait")
+    add_incident_flag(resume)
     add_output_flag(resume)
     status = _command(sub, "status", help="show a correction and its targets")
     status.set_defaults(handler=lazy("operate", "status"))

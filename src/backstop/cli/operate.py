@@ -109,6 +109,7 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
         now_s=now,
         ttl_s=args.ttl or DEFAULT_EXPIRY_S,
         params=params,
+        incident=args.incident,
     )
     if args.key:
         data = correction_convert.spec_bytes(spec)
@@ -117,7 +118,13 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
         return _report(client, client.create_signed(data, (signature,)), args, data)
     _confirm(client, spec, args)
     correction = client.create(
-        action, scope, reason=reason, issuer=_user(args), ttl_s=args.ttl, params=params
+        action,
+        scope,
+        reason=reason,
+        issuer=_user(args),
+        ttl_s=args.ttl,
+        params=params,
+        incident=args.incident,
     )
     return _report(client, correction, args)
 
@@ -165,11 +172,12 @@ def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
             _user(args),
             now_s=now,
             reverts=args.id,
+            incident=args.incident,
         )
         data = correction_convert.spec_bytes(spec)
         signature = _issuer_signature(args, spec, data)
         return _report(client, client.resume_signed(args.id, data, (signature,)), args, data)
-    correction = client.resume(args.id, args.reason, _user(args))
+    correction = client.resume(args.id, args.reason, _user(args), args.incident)
     return _report(client, correction, args)
 
 

@@ -2,7 +2,9 @@
 
 Backstop errors map to gRPC status codes in one place
 (:func:`backstop.controller.rpc_errors.status_for`), each with a message that says what to do.
-The policy calls come from :class:`~backstop.controller.policy_api.PolicyCalls`.
+The policy calls come from :class:`~backstop.controller.policy_api.PolicyCalls`, the alert
+and incident calls from :mod:`~backstop.controller.alert_api` and
+:mod:`~backstop.controller.incident_api`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from backstop.controller.alerts.desk import AlertDesk
 from backstop.controller.alerts.dispatcher import AlertDispatcher
 from backstop.controller.authz import Caller, Refused
 from backstop.controller.corrections import CorrectionsEngine, CreateRequest
+from backstop.controller.incident_api import IncidentCalls
+from backstop.controller.incident_book import IncidentBook
 from backstop.controller.policy_api import PolicyCalls
 from backstop.controller.policy_book import PolicyBook
 from backstop.controller.preview import preview
@@ -50,6 +54,7 @@ T = TypeVar("T")
 class ControlService(
     PolicyCalls,
     AlertCalls,
+    IncidentCalls,
     control_pb2_grpc.ControlServiceServicer,  # type: ignore[misc]
 ):
     def __init__(
@@ -67,6 +72,7 @@ class ControlService(
         self._refusals = refusals if refusals is not None else RefusalLog(engine.records.audit)
         self._audit = engine.records.audit
         self._alerts = alerts if alerts is not None else AlertDesk(AlertDispatcher(store, []))
+        self._incidents = IncidentBook(store, engine.records)
         self._policies = PolicyBook(
             store, engine.authz, engine.records.audit, on_change=on_policy_change
         )
@@ -215,6 +221,7 @@ class ControlService(
                 issuer=request.issuer,
                 ttl_s=request.ttl_s,
                 params=correction_convert.params_from_pb(request.params),
+                incident=checks.text(request.incident, "incident", 64),
             ),
             caller,
         )
@@ -243,7 +250,11 @@ class ControlService(
             raise InvalidInput("the issuer is missing")
         caller = self._caller(context, Role.VIEWER, "resuming", request.issuer)
         correction = self._engine.resume(
-            request.correction_id, request.reason, request.issuer, caller
+            request.correction_id,
+            request.reason,
+            request.issuer,
+            caller,
+            checks.text(request.incident, "incident", 64),
         )
         return self._out(correction)
 

@@ -12,7 +12,9 @@ policy whose action corrects, starts a correction issued by ``policy:<name>`` wi
 version as its authority (:mod:`backstop.controller.corrections.policy_starts`): scoped to
 that workload on its node, with the policy's action and parameters, ending with the policy
 or after the longest lifetime a correction may have. Past ``max_targets_per_hour`` (counted
-by this replica over the last hour) it is held for a person to release.
+by this replica over the last hour) it is held for a person to release. A policy naming an
+open incident links its alerts and corrections to it (the correction's signed spec names it);
+``incident: auto`` opens one at the policy version's first match, which later matches join.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from backstop.controller.corrections.policy_starts import PolicyStarts, policy_correction_id
+from backstop.controller.corrections.records import Records
+from backstop.controller.incident_book import IncidentBook
 from backstop.controller.store.base import Store
 from backstop.core.alerts import AlertSpec
 from backstop.core.errors import BackstopError
+from backstop.core.incidents import AUTO, Incident, IncidentState
 from backstop.core.models import Report, Scope, Workload
 from backstop.core.policies import PolicyState
 from backstop.core.specs import new_spec
@@ -57,10 +62,12 @@ class PolicyWatch:
         clock: Callable[[], float] = time.time,
         *,
         on_reload: Callable[[], None] = lambda: None,
+        incidents: IncidentBook | None = None,
     ) -> None:
         self.on_reload = on_reload
         """Told when the policies in force changed (the agents get the node policies anew)."""
         self._store = store
+        self._incidents = incidents or IncidentBook(store, Records(store, clock))
         self._starts = starts
         self._raise = raise_alert
         self._clock = clock
@@ -159,6 +166,8 @@ class PolicyWatch:
         policy = compiled.policy
         why = "; ".join(verdict.reasons)
         model = workload.fingerprint.model
+        digest = compiled.document.digest
+        incident = self._incident(policy.name, policy.incident, version, digest)
         self._raise(
             AlertSpec(
                 dedup_key=f"{policy.name}/{workload.workload_id}",
@@ -176,13 +185,13 @@ class PolicyWatch:
                     "action": policy.action.value,
                     "model_id": model.model_id if model is not None else "",
                     "description": policy.description,
+                    **({"incident": incident} if incident else {}),
                 },
             )
         )
         action = policy.action.correction
         if action is None:
             return
-        digest = compiled.document.digest
         cid = policy_correction_id(digest, workload.node_id, workload.workload_id, now)
         until = policy.expires_at_s
         ttl = MAX_TTL_S if until is None else min(MAX_TTL_S, until - now)
@@ -196,10 +205,29 @@ class PolicyWatch:
             params=policy.params,
             correction_id=cid,
             policy_digest=digest,
+            incident=incident,
         )
         held = self._over_limit(policy.name, policy.max_targets_per_hour, now)
         if self._starts.start(spec, held=held) is not None and not held:
             self._started.setdefault(policy.name, deque()).append(now)
+
+    def _incident(self, name: str, named: str, version: int, digest: str) -> str:
+        """The incident a match of policy ``name`` joins: for ``auto`` the version's own
+        (opened now if need be), else the one it names; '' when that one is not open here."""
+        if not named:
+            return ""
+        found: Incident | None
+        if named == AUTO:
+            found = self._incidents.for_policy(name, version, digest)
+        else:
+            found = self._store.get_incident(named) if named.startswith("inc-") else None
+        if found is not None and found.state is IncidentState.OPEN:
+            return found.incident_id
+        log.warning(
+            "policy names no open incident; its match is not linked",
+            extra={"policy": name, "incident": named},
+        )
+        return ""
 
     def _over_limit(self, name: str, limit: int, now: float) -> str:
         started = self._started.setdefault(name, deque())

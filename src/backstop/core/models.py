@@ -333,6 +333,8 @@ class CorrectionSpec:
     """For resume: the id of the correction being undone."""
     policy_digest: str = ""
     """Set when a policy started it: the digest of that policy version's document."""
+    incident: str = ""
+    """The incident it belongs to (``core.incidents``); signed with the rest of the spec."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ def new_spec(
     params: ActionParams | None = None,
     correction_id: str = "",
     policy_digest: str = "",
+    incident: str = "",
 ) -> CorrectionSpec:
     """A fresh spec created ``now_s``, expiring ``ttl_s`` later; its id is ``correction_id``
     (an agent's own lease ids) or else a new random one."""
@@ -40,6 +41,7 @@ def new_spec(
         params=params if params is not None else ActionParams(),
         reverts=reverts,
         policy_digest=policy_digest,
+        incident=incident,
     )
 
 

@@ -17,12 +17,18 @@ def validate_reason(reason: str, max_len: int = MAX_REASON_LEN) -> None:
     """Refuse a reason that is missing, only blank, too long or holds control characters."""
     if not reason or not reason.strip():
         raise InvalidInput("a reason is required: say why (it goes into the audit record)")
-    if len(reason) > max_len:
-        raise InvalidInput(f"reason is longer than {max_len} characters")
-    bad = sorted({c for c in reason if unicodedata.category(c) in _HIDDEN})
+    validate_line(reason, "reason", max_len)
+
+
+def validate_line(value: str, what: str, max_len: int = MAX_REASON_LEN) -> None:
+    """Refuse a one-line text (``what`` names it) that is too long or holds control
+    characters."""
+    if len(value) > max_len:
+        raise InvalidInput(f"{what} is longer than {max_len} characters")
+    bad = sorted({c for c in value if unicodedata.category(c) in _HIDDEN})
     if bad:
         shown = ", ".join(f"U+{ord(c):04X}" for c in bad[:5])
         raise InvalidInput(
-            f"the reason holds control or invisible characters ({shown}): "
+            f"the {what} holds control or invisible characters ({shown}): "
             "write it as plain text on one line"
         )

@@ -131,6 +131,7 @@ def spec_to_pb(spec: CorrectionSpec) -> types_pb2.CorrectionSpec:
         params=params_to_pb(spec.params),
         reverts=spec.reverts,
         policy_digest=spec.policy_digest,
+        incident=spec.incident,
     )
 
 
@@ -146,6 +147,7 @@ def spec_from_pb(msg: types_pb2.CorrectionSpec) -> CorrectionSpec:
         params=params_from_pb(msg.params),
         reverts=msg.reverts,
         policy_digest=text(msg.policy_digest, "policy digest", 64),
+        incident=text(msg.incident, "incident", 64),
     )
 
 

@@ -229,7 +229,7 @@ class ListCorrectionsResponse(_message.Message):
     def __init__(self, corrections: _Optional[_Iterable[_Union[_types_pb2.Correction, _Mapping]]] = ...) -> None: ...
 
 class CreateCorrectionRequest(_message.Message):
-    __slots__ = ("action", "scope", "reason", "issuer", "ttl_s", "params", "issuer_signature", "signed")
+    __slots__ = ("action", "scope", "reason", "issuer", "ttl_s", "params", "issuer_signature", "signed", "incident")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +238,7 @@ class CreateCorrectionRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     ISSUER_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
     action: _types_pb2.Action
     scope: _types_pb2.Scope
     reason: str
@@ -246,7 +247,8 @@ class CreateCorrectionRequest(_message.Message):
     params: _types_pb2.ActionParams
     issuer_signature: _types_pb2.Signature
     signed: _types_pb2.SignedCorrection
-    def __init__(self, action: _Optional[_Union[_types_pb2.Action, str]] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., ttl_s: _Optional[float] = ..., params: _Optional[_Union[_types_pb2.ActionParams, _Mapping]] = ..., issuer_signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ..., signed: _Optional[_Union[_types_pb2.SignedCorrection, _Mapping]] = ...) -> None: ...
+    incident: str
+    def __init__(self, action: _Optional[_Union[_types_pb2.Action, str]] = ..., scope: _Optional[_Union[_types_pb2.Scope, _Mapping]] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., ttl_s: _Optional[float] = ..., params: _Optional[_Union[_types_pb2.ActionParams, _Mapping]] = ..., issuer_signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ..., signed: _Optional[_Union[_types_pb2.SignedCorrection, _Mapping]] = ..., incident: _Optional[str] = ...) -> None: ...
 
 class ApproveCorrectionRequest(_message.Message):
     __slots__ = ("correction_id", "approver", "signature")
@@ -259,16 +261,18 @@ class ApproveCorrectionRequest(_message.Message):
     def __init__(self, correction_id: _Optional[str] = ..., approver: _Optional[str] = ..., signature: _Optional[_Union[_types_pb2.Signature, _Mapping]] = ...) -> None: ...
 
 class ResumeCorrectionRequest(_message.Message):
-    __slots__ = ("correction_id", "reason", "issuer", "signed")
+    __slots__ = ("correction_id", "reason", "issuer", "signed", "incident")
     CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ISSUER_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
     correction_id: str
     reason: str
     issuer: str
     signed: _types_pb2.SignedCorrection
-    def __init__(self, correction_id: _Optional[str] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., signed: _Optional[_Union[_types_pb2.SignedCorrection, _Mapping]] = ...) -> None: ...
+    incident: str
+    def __init__(self, correction_id: _Optional[str] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., signed: _Optional[_Union[_types_pb2.SignedCorrection, _Mapping]] = ..., incident: _Optional[str] = ...) -> None: ...
 
 class GetCorrectionRequest(_message.Message):
     __slots__ = ("correction_id",)
@@ -421,3 +425,119 @@ class ModelSighting(_message.Message):
     last_seen_s: float
     running: bool
     def __init__(self, model_id: _Optional[str] = ..., workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., first_seen_s: _Optional[float] = ..., last_seen_s: _Optional[float] = ..., running: _Optional[bool] = ...) -> None: ...
+
+class Incident(_message.Message):
+    __slots__ = ("incident_id", "title", "severity", "state", "opened_by", "opened_at_s", "closed_by", "closed_at_s", "summary")
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    OPENED_BY_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_BY_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    title: str
+    severity: str
+    state: str
+    opened_by: str
+    opened_at_s: float
+    closed_by: str
+    closed_at_s: float
+    summary: str
+    def __init__(self, incident_id: _Optional[str] = ..., title: _Optional[str] = ..., severity: _Optional[str] = ..., state: _Optional[str] = ..., opened_by: _Optional[str] = ..., opened_at_s: _Optional[float] = ..., closed_by: _Optional[str] = ..., closed_at_s: _Optional[float] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class OpenIncidentRequest(_message.Message):
+    __slots__ = ("title", "severity", "requested_by")
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    title: str
+    severity: str
+    requested_by: str
+    def __init__(self, title: _Optional[str] = ..., severity: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
+class ListIncidentsRequest(_message.Message):
+    __slots__ = ("open_only", "limit")
+    OPEN_ONLY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    open_only: bool
+    limit: int
+    def __init__(self, open_only: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListIncidentsResponse(_message.Message):
+    __slots__ = ("incidents",)
+    INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    incidents: _containers.RepeatedCompositeFieldContainer[Incident]
+    def __init__(self, incidents: _Optional[_Iterable[_Union[Incident, _Mapping]]] = ...) -> None: ...
+
+class GetIncidentRequest(_message.Message):
+    __slots__ = ("incident_id",)
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    def __init__(self, incident_id: _Optional[str] = ...) -> None: ...
+
+class CloseIncidentRequest(_message.Message):
+    __slots__ = ("incident_id", "summary", "requested_by")
+    INCIDENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    incident_id: str
+    summary: str
+    requested_by: str
+    def __init__(self, incident_id: _Optional[str] = ..., summary: _Optional[str] = ..., requested_by: _Optional[str] = ...) -> None: ...
+
+class IncidentEntry(_message.Message):
+    __slots__ = ("happened_at_s", "actor", "kind", "subject", "detail")
+    HAPPENED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    happened_at_s: float
+    actor: str
+    kind: str
+    subject: str
+    detail: str
+    def __init__(self, happened_at_s: _Optional[float] = ..., actor: _Optional[str] = ..., kind: _Optional[str] = ..., subject: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class IncidentHolding(_message.Message):
+    __slots__ = ("correction_id", "action", "state", "node_ids", "expires_at_s")
+    CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_S_FIELD_NUMBER: _ClassVar[int]
+    correction_id: str
+    action: str
+    state: str
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    expires_at_s: float
+    def __init__(self, correction_id: _Optional[str] = ..., action: _Optional[str] = ..., state: _Optional[str] = ..., node_ids: _Optional[_Iterable[str]] = ..., expires_at_s: _Optional[float] = ...) -> None: ...
+
+class IncidentMilestones(_message.Message):
+    __slots__ = ("detected_at_s", "decided_at_s", "applied_at_s", "recovered_at_s")
+    DETECTED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    RECOVERED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    detected_at_s: float
+    decided_at_s: float
+    applied_at_s: float
+    recovered_at_s: float
+    def __init__(self, detected_at_s: _Optional[float] = ..., decided_at_s: _Optional[float] = ..., applied_at_s: _Optional[float] = ..., recovered_at_s: _Optional[float] = ...) -> None: ...
+
+class IncidentTimeline(_message.Message):
+    __slots__ = ("incident", "entries", "milestones", "in_force", "correction_ids")
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    MILESTONES_FIELD_NUMBER: _ClassVar[int]
+    IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    CORRECTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    incident: Incident
+    entries: _containers.RepeatedCompositeFieldContainer[IncidentEntry]
+    milestones: IncidentMilestones
+    in_force: _containers.RepeatedCompositeFieldContainer[IncidentHolding]
+    correction_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, incident: _Optional[_Union[Incident, _Mapping]] = ..., entries: _Optional[_Iterable[_Union[IncidentEntry, _Mapping]]] = ..., milestones: _Optional[_Union[IncidentMilestones, _Mapping]] = ..., in_force: _Optional[_Iterable[_Union[IncidentHolding, _Mapping]]] = ..., correction_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -145,6 +145,26 @@ class ControlServiceStub:
                 request_serializer=backstop_dot_v1_dot_control__pb2.AckAlertRequest.SerializeToString,
                 response_deserializer=backstop_dot_v1_dot_control__pb2.Alert.FromString,
                 _registered_method=True)
+        self.OpenIncident = channel.unary_unary(
+                '/backstop.v1.ControlService/OpenIncident',
+                request_serializer=backstop_dot_v1_dot_control__pb2.OpenIncidentRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.Incident.FromString,
+                _registered_method=True)
+        self.ListIncidents = channel.unary_unary(
+                '/backstop.v1.ControlService/ListIncidents',
+                request_serializer=backstop_dot_v1_dot_control__pb2.ListIncidentsRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.ListIncidentsResponse.FromString,
+                _registered_method=True)
+        self.GetIncident = channel.unary_unary(
+                '/backstop.v1.ControlService/GetIncident',
+                request_serializer=backstop_dot_v1_dot_control__pb2.GetIncidentRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.IncidentTimeline.FromString,
+                _registered_method=True)
+        self.CloseIncident = channel.unary_unary(
+                '/backstop.v1.ControlService/CloseIncident',
+                request_serializer=backstop_dot_v1_dot_control__pb2.CloseIncidentRequest.SerializeToString,
+                response_deserializer=backstop_dot_v1_dot_control__pb2.Incident.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -300,6 +320,32 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenIncident(self, request, context):
+        """Incidents: the corrections, approvals and alerts of one response under one id, with
+        their timeline and report (role: operator to open and close, viewer to list and show).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIncidents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIncident(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseIncident(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -412,6 +458,26 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.AckAlert,
                     request_deserializer=backstop_dot_v1_dot_control__pb2.AckAlertRequest.FromString,
                     response_serializer=backstop_dot_v1_dot_control__pb2.Alert.SerializeToString,
+            ),
+            'OpenIncident': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenIncident,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.OpenIncidentRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.Incident.SerializeToString,
+            ),
+            'ListIncidents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIncidents,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.ListIncidentsRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.ListIncidentsResponse.SerializeToString,
+            ),
+            'GetIncident': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIncident,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.GetIncidentRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.IncidentTimeline.SerializeToString,
+            ),
+            'CloseIncident': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseIncident,
+                    request_deserializer=backstop_dot_v1_dot_control__pb2.CloseIncidentRequest.FromString,
+                    response_serializer=backstop_dot_v1_dot_control__pb2.Incident.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1008,6 +1074,114 @@ class ControlService:
             '/backstop.v1.ControlService/AckAlert',
             backstop_dot_v1_dot_control__pb2.AckAlertRequest.SerializeToString,
             backstop_dot_v1_dot_control__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenIncident(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/OpenIncident',
+            backstop_dot_v1_dot_control__pb2.OpenIncidentRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.Incident.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIncidents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/ListIncidents',
+            backstop_dot_v1_dot_control__pb2.ListIncidentsRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.ListIncidentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIncident(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/GetIncident',
+            backstop_dot_v1_dot_control__pb2.GetIncidentRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.IncidentTimeline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseIncident(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/backstop.v1.ControlService/CloseIncident',
+            backstop_dot_v1_dot_control__pb2.CloseIncidentRequest.SerializeToString,
+            backstop_dot_v1_dot_control__pb2.Incident.FromString,
             options,
             channel_credentials,
             insecure,

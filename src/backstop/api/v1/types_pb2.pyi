@@ -280,7 +280,7 @@ class ActionParams(_message.Message):
     def __init__(self, power_fraction: _Optional[float] = ..., cpu_fraction: _Optional[float] = ..., grace_s: _Optional[float] = ..., sample_interval_s: _Optional[float] = ...) -> None: ...
 
 class CorrectionSpec(_message.Message):
-    __slots__ = ("correction_id", "action", "scope", "reason", "issuer", "created_at_s", "expires_at_s", "params", "reverts", "policy_digest")
+    __slots__ = ("correction_id", "action", "scope", "reason", "issuer", "created_at_s", "expires_at_s", "params", "reverts", "policy_digest", "incident")
     CORRECTION_ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
@@ -291,6 +291,7 @@ class CorrectionSpec(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     REVERTS_FIELD_NUMBER: _ClassVar[int]
     POLICY_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    INCIDENT_FIELD_NUMBER: _ClassVar[int]
     correction_id: str
     action: Action
     scope: Scope
@@ -301,7 +302,8 @@ class CorrectionSpec(_message.Message):
     params: ActionParams
     reverts: str
     policy_digest: str
-    def __init__(self, correction_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., created_at_s: _Optional[float] = ..., expires_at_s: _Optional[float] = ..., params: _Optional[_Union[ActionParams, _Mapping]] = ..., reverts: _Optional[str] = ..., policy_digest: _Optional[str] = ...) -> None: ...
+    incident: str
+    def __init__(self, correction_id: _Optional[str] = ..., action: _Optional[_Union[Action, str]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., reason: _Optional[str] = ..., issuer: _Optional[str] = ..., created_at_s: _Optional[float] = ..., expires_at_s: _Optional[float] = ..., params: _Optional[_Union[ActionParams, _Mapping]] = ..., reverts: _Optional[str] = ..., policy_digest: _Optional[str] = ..., incident: _Optional[str] = ...) -> None: ...
 
 class Signature(_message.Message):
     __slots__ = ("key_id", "signer", "role", "signature", "signed_at_s")

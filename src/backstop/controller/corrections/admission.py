@@ -15,6 +15,7 @@ from backstop.controller.authz import Authorizer, Caller
 from backstop.controller.corrections import rules
 from backstop.controller.corrections.delivery import Delivery
 from backstop.controller.corrections.records import Records, spec_details
+from backstop.controller.incident_book import require_open
 from backstop.core.errors import BackstopError, Conflict, InvalidInput, NotFound, PermissionDenied
 from backstop.core.models import (
     Action,
@@ -49,6 +50,7 @@ class CreateRequest:
     issuer: str
     ttl_s: float = 0.0
     params: ActionParams = field(default_factory=ActionParams)
+    incident: str = ""
 
 
 class Admission:
@@ -83,6 +85,7 @@ class Admission:
             now_s=now,
             ttl_s=ttl,
             params=request.params,
+            incident=request.incident,
         )
         return self._admit(spec, correction_convert.spec_bytes(spec), (), caller)
 
@@ -126,6 +129,8 @@ class Admission:
             self._check_spec(spec, caller)
             self._authz.require(caller, Role.OPERATOR, f"a {spec.action.value}")
             original = rules.check_new(spec, self._store.get_correction)
+            if spec.incident:
+                require_open(self._store, spec.incident)
             known = {r.info.node_id: r for r in self._store.list_nodes()}
             unknown = [n for n in spec.scope.node_ids if n not in known]
             if unknown:
@@ -143,6 +148,7 @@ class Admission:
             spec.correction_id,
             **spec_details(spec),
             reverts=spec.reverts,
+            incident=spec.incident,
             signers=[f"{s.signer}:{s.role}:{s.key_id}" for s in signatures],
             approvals=f"{len(approvers)} of {required}",
         )
@@ -270,7 +276,12 @@ class Admission:
         raise PermissionDenied(reason)
 
     def resume(
-        self, correction_id: str, reason: str, issuer: str, caller: Caller | None = None
+        self,
+        correction_id: str,
+        reason: str,
+        issuer: str,
+        caller: Caller | None = None,
+        incident: str = "",
     ) -> Correction:
         """An unsigned resume: only in open mode."""
         caller = caller or Caller(issuer or "anonymous", Role.ADMIN, authenticated=False)
@@ -288,5 +299,6 @@ class Admission:
             now_s=now,
             ttl_s=self._settings.default_ttl_s,
             reverts=correction_id,
+            incident=incident,
         )
         return self._admit(spec, correction_convert.spec_bytes(spec), (), caller)

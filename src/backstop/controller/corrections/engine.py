@@ -98,10 +98,15 @@ class CorrectionsEngine:
         return self._admission.approve(correction_id, signature, caller)
 
     def resume(
-        self, correction_id: str, reason: str, issuer: str, caller: Caller | None = None
+        self,
+        correction_id: str,
+        reason: str,
+        issuer: str,
+        caller: Caller | None = None,
+        incident: str = "",
     ) -> Correction:
         """An unsigned resume: only in open mode."""
-        return self._admission.resume(correction_id, reason, issuer, caller)
+        return self._admission.resume(correction_id, reason, issuer, caller, incident)
 
     def get(self, correction_id: str) -> Correction:
         return self.records.get(correction_id)

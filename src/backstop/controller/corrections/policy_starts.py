@@ -60,6 +60,7 @@ class PolicyStarts:
             cid,
             **spec_details(spec),
             policy_digest=spec.policy_digest,
+            incident=spec.incident,
             **({"held": held} if held else {}),
         )
         try:

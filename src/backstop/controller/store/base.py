@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from backstop.core.alerts import Alert, AlertDelivery, AlertSpec, AlertState
 from backstop.core.fleet import ModelSighting
+from backstop.core.incidents import Incident
 from backstop.core.models import (
     AuditHead,
     CommandAck,
@@ -239,6 +240,32 @@ class Store(Protocol):
     def list_audit(self, after_seq: int = 0, limit: int = 0) -> list[AuditEntry]: ...
     def audit_head(self) -> AuditHead:
         """The chain's newest entry's index and hash (``AuditHead()`` for an empty chain)."""
+        ...
+
+    # incidents: corrections name one in their spec (copied to an indexed column)
+    def open_incident(self, incident: Incident) -> bool:
+        """Store a new open incident; False (nothing changed) when its id exists already."""
+        ...
+
+    def get_incident(self, incident_id: str) -> Incident | None: ...
+    def list_incidents(self, open_only: bool = False, limit: int = 100) -> list[Incident]:
+        """Incidents, most recently opened first."""
+        ...
+
+    def close_incident(self, incident_id: str, by: str, summary: str, now_s: float) -> Incident:
+        """Close an open incident; ``NotFound``, or ``Conflict`` when closed already."""
+        ...
+
+    def incident_corrections(self, incident_id: str) -> list[Correction]:
+        """The corrections naming the incident and the resumes undoing them, oldest first."""
+        ...
+
+    def incident_alerts(self, incident_id: str) -> list[Alert]:
+        """The alerts whose details name the incident, oldest first."""
+        ...
+
+    def audit_about(self, subjects: Sequence[str]) -> list[AuditEntry]:
+        """The audit entries about any of ``subjects``, oldest first."""
         ...
 
     # enrolment and certificates

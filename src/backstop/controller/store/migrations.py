@@ -206,3 +206,26 @@ MIGRATIONS += (
     CREATE INDEX alert_deliveries_alert ON alert_deliveries(alert_id, sink, delivery_id)
     """,
 )
+
+MIGRATIONS += (
+    # 8: incidents, and what finds an incident's corrections (its id, copied from the signed
+    # spec) and their audit entries (by subject) without reading every one
+    """
+    CREATE TABLE incidents (
+        incident_id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        opened_by TEXT NOT NULL,
+        opened_s REAL NOT NULL,
+        closed_by TEXT NOT NULL DEFAULT '',
+        closed_s REAL,
+        summary TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX incidents_opened ON incidents(opened_s);
+    ALTER TABLE corrections ADD COLUMN incident TEXT NOT NULL DEFAULT '';
+    CREATE INDEX corrections_incident ON corrections(incident);
+    CREATE INDEX corrections_reverts ON corrections(reverts);
+    CREATE INDEX audit_subject ON audit(subject)
+    """,
+)

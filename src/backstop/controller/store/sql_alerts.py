@@ -13,12 +13,11 @@ receiver sees an alert's changes in order.
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from backstop.controller.store.dialect import Dialect
+from backstop.controller.store.sql_access import SqlAccess, Statement
 from backstop.core.alerts import (
     Alert,
     AlertDelivery,
@@ -49,8 +48,6 @@ DUE = """SELECT d.delivery_id, d.sink, d.payload, d.attempts FROM alert_deliveri
 CLAIM_S = 60.0
 """How long a claimed delivery is left to its claimant before it is due again."""
 ERROR_CHARS = 500
-
-Statement = tuple[str, Sequence[object]]
 
 
 def alert_from_row(row: Sequence[Any]) -> Alert:
@@ -97,27 +94,8 @@ def _enqueue(alert: Alert, sinks: Sequence[str], now_s: float) -> list[Statement
     return [(ENQUEUE, (sink, payload, now_s, alert.alert_id)) for sink in sinks]
 
 
-class SqlAlerts(ABC):
+class SqlAlerts(SqlAccess):
     """The alert half of the store over SQL."""
-
-    dialect: Dialect
-
-    @abstractmethod
-    def _query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        """The rows one query returns."""
-
-    @abstractmethod
-    def _write(self, *statements: tuple[str, Sequence[object]]) -> list[int]:
-        """Run the (query, arguments) statements in one transaction; each one's row count."""
-
-    @abstractmethod
-    def _rewrite(
-        self,
-        query: str,
-        args: Sequence[object],
-        rewrite: Callable[[list[Any]], Sequence[Statement]],
-    ) -> None:
-        """Lock and read the rows ``query`` selects, then run what ``rewrite`` makes of them."""
 
     # --- alerts -------------------------------------------------------------------------
 

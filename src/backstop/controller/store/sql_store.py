@@ -9,7 +9,8 @@ Enrolment tokens, certificates and revocations come from its base
 :class:`~backstop.controller.store.sql_enrolment.SqlEnrolment`, model history from
 :class:`~backstop.controller.store.sql_models.SqlModels`, policy versions from
 :class:`~backstop.controller.store.sql_policies.SqlPolicies`, alerts and their delivery
-queue from :class:`~backstop.controller.store.sql_alerts.SqlAlerts`.
+queue from :class:`~backstop.controller.store.sql_alerts.SqlAlerts`, incidents from
+:class:`~backstop.controller.store.sql_incidents.SqlIncidents`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from backstop.controller.store.rows import (
 )
 from backstop.controller.store.sql_alerts import SqlAlerts
 from backstop.controller.store.sql_enrolment import SqlEnrolment
+from backstop.controller.store.sql_incidents import SqlIncidents
 from backstop.controller.store.sql_models import SqlModels
 from backstop.controller.store.sql_policies import SqlPolicies
 from backstop.core.errors import Conflict, NotFound
@@ -73,7 +75,7 @@ Rewrite = Callable[[list[Any]], Sequence[Statement]]
 """What a locked read-then-write makes of the rows read: the statements to run."""
 
 
-class SqlStore(SqlEnrolment, SqlModels, SqlPolicies, SqlAlerts):
+class SqlStore(SqlEnrolment, SqlModels, SqlPolicies, SqlAlerts, SqlIncidents):
     """The shared half of :class:`~backstop.controller.store.base.Store` over SQL."""
 
     dialect: Dialect
@@ -222,8 +224,8 @@ class SqlStore(SqlEnrolment, SqlModels, SqlPolicies, SqlAlerts):
             (
                 """INSERT INTO corrections (correction_id, action, spec, state, message,
                        created_at_s, updated_at_s, expires_at_s, reverts, signatures,
-                       approvals_required)
-                   VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?)
+                       approvals_required, incident)
+                   VALUES (?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (correction_id) DO NOTHING""",
                 (
                     spec.correction_id,
@@ -236,6 +238,7 @@ class SqlStore(SqlEnrolment, SqlModels, SqlPolicies, SqlAlerts):
                     spec.reverts,
                     signatures_to_json(signatures),
                     approvals_required,
+                    spec.incident,
                 ),
             )
         )
