@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -190,7 +191,11 @@ def one_run(args: argparse.Namespace, reports: Reports, with_policies: bool) -> 
             rate, cpu, sim_cpu, alerts = asyncio.run(measure(address, proc.pid, db, reports, args))
         finally:
             proc.terminate()
-            proc.wait(10)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:  # still busy with the backlog
+                proc.kill()
+                proc.wait()
     return Run(
         100 if with_policies else 0, rate, cpu, sim_cpu, alerts, args.agents * args.workloads
     )
