@@ -99,8 +99,8 @@ def _expression(i: int) -> str:
     )
 
 
-def policies() -> list[CompiledPolicy]:
-    """60 field-only, 20 fields + CEL, 20 CEL-only policies, parsed from YAML text."""
+def policy_texts() -> list[str]:
+    """60 field-only, 20 fields + CEL, 20 CEL-only policies (action alert), as YAML text."""
     texts = []
     for i in range(100):
         if i < 60:
@@ -110,7 +110,15 @@ def policies() -> list[CompiledPolicy]:
         else:
             match = f"expression: '{_expression(i)}'"
         texts.append(f"name: p-{i}\nmatch:\n  {match}\naction: alert\n")
-    return [compile_policy(parse_policy(t.encode(), f"p-{i}.yaml")) for i, t in enumerate(texts)]
+    return texts
+
+
+def policies() -> list[CompiledPolicy]:
+    """:func:`policy_texts`, parsed and compiled."""
+    return [
+        compile_policy(parse_policy(t.encode(), f"p-{i}.yaml"))
+        for i, t in enumerate(policy_texts())
+    ]
 
 
 def by_matching_policies(ps: Sequence[CompiledPolicy], ws: Sequence[Workload]) -> int:

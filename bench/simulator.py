@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -24,6 +24,9 @@ import grpc
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc, types_pb2
 
 STREAMS_PER_CHANNEL = 100
+
+ReportMaker = Callable[[int, str], agent_pb2.AgentMessage]
+"""(sequence, node id) -> the report message a simulated agent sends."""
 
 
 @dataclass
@@ -60,8 +63,15 @@ def _report(seq: int, node_id: str) -> agent_pb2.AgentMessage:
 
 
 class SimAgent:
-    def __init__(self, node_id: str, channel: grpc.aio.Channel, stats: SimStats) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        channel: grpc.aio.Channel,
+        stats: SimStats,
+        make_report: ReportMaker | None = None,
+    ) -> None:
         self.node_id = node_id
+        self.make_report = make_report or _report
         self.channel = channel
         self.stats = stats
         self.last_command = 0
@@ -94,7 +104,7 @@ class SimAgent:
             await asyncio.sleep(random.uniform(0, report_interval_s))
             while True:
                 self.report_seq += 1
-                await queue.put(_report(self.report_seq, self.node_id))
+                await queue.put(self.make_report(self.report_seq, self.node_id))
                 self.stats.reports += 1
                 await asyncio.sleep(report_interval_s)
 
@@ -155,8 +165,10 @@ async def run_fleet(
     report_interval_s: float = 5.0,
     poll_interval_s: float = 10.0,
     stats: SimStats | None = None,
+    make_report: ReportMaker | None = None,
 ) -> tuple[list[asyncio.Task[None]], list[grpc.aio.Channel], SimStats]:
-    """Start ``count`` simulated agents; returns their tasks, channels and shared stats."""
+    """Start ``count`` simulated agents (``make_report``: what they report, by default 8 GPUs
+    and no workloads); returns their tasks, channels and shared stats."""
     stats = stats or SimStats()
     channels = [
         grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
@@ -164,7 +176,8 @@ async def run_fleet(
     ]
     tasks = []
     for i in range(count):
-        agent = SimAgent(f"{prefix}-{i:05d}", channels[i // STREAMS_PER_CHANNEL], stats)
+        channel = channels[i // STREAMS_PER_CHANNEL]
+        agent = SimAgent(f"{prefix}-{i:05d}", channel, stats, make_report)
         coro = (
             agent.run_stream(report_interval_s)
             if mode == "stream"

@@ -130,14 +130,14 @@ class PolicyWatch:
         self.on_reload()
 
     def _node_labels(self, reports: Sequence[Report]) -> Mapping[str, Mapping[str, str]]:
-        wanted = {r.node_id for r in reports if r.workloads}
-        if not wanted:
-            return {}
-        return {
-            r.info.node_id: r.info.labels
-            for r in self._store.list_nodes()
-            if r.info.node_id in wanted
-        }
+        # one row per node with workloads in the batch, not the whole fleet's (1,000 nodes
+        # took 50-70 ms to list, on every batch)
+        labels: dict[str, Mapping[str, str]] = {}
+        for node_id in {r.node_id for r in reports if r.workloads}:
+            record = self._store.get_node(node_id)
+            if record is not None:
+                labels[node_id] = record.info.labels
+        return labels
 
     # -- judging -------------------------------------------------------------------------
 
