@@ -19,6 +19,7 @@ from backstop.agent.collectors.nvml import NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector
 from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.enforcer import Enforcer
+from backstop.agent.network_use import NetworkTracker
 from backstop.agent.sampler import NodeSample, Sampler
 from backstop.agent.serving.tracker import ServingTracker
 from backstop.agent.state import AgentState
@@ -58,6 +59,7 @@ class AgentDaemon:
             WorkloadDiscovery(self.node_id, proc_root=settings.proc_root),
             cgroup_prefixes=settings.cgroup_prefixes,
             serving=ServingTracker(proc_root=settings.proc_root),
+            network=NetworkTracker(proc_root=settings.proc_root),
         )
         self.actuator = ProcessActuator(
             proc_root=settings.proc_root, default_grace_s=settings.default_grace_s
