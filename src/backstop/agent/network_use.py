@@ -63,7 +63,10 @@ class NetworkTracker:
         self._root = proc_root
         self._dump = socket_dump
         self._seen: dict[str, _Seen] = {}
-        self._own_netns = procfs.read_netns(proc_root, os.getpid()) or ""
+        try:  # the agent's own, whatever proc_root is (a host /proc seen from a container)
+            self._own_netns = os.readlink("/proc/self/ns/net")
+        except OSError:
+            self._own_netns = ""
         self.reads = 0
         """Workload readings made so far (for tests and the agent's cost)."""
 
@@ -78,7 +81,7 @@ class NetworkTracker:
         out = []
         for w in workloads:
             seen = self._seen.get(w.workload_id)
-            due = w.pids and (seen is None or now_s - seen.read_at_s >= self._interval_s)
+            due = bool(w.pids) and (seen is None or now_s - seen.read_at_s >= self._interval_s)
             if due and time.monotonic() < deadline:
                 netns = procfs.read_netns(self._root, w.root_pid)
                 if netns is not None and netns == self._own_netns and sockets is None:
