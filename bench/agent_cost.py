@@ -1,7 +1,8 @@
 """Agent cost at 1 s sampling with 8 GPUs and 1,000 processes, against node_exporter.
 
 Starts a controller, 1,000 real processes (``sleep``), 8 simulated GPUs (the NVML test
-library) with 8 of the processes holding GPU contexts, and one agent reporting every second.
+library) with 8 of the processes holding GPU contexts (each busy on half of its GPU's SMs),
+and one agent reporting every second.
 After a warm-up, CPU time and RSS of the agent are sampled from /proc for the measuring
 window. In the same run, Prometheus node_exporter (built with ``go install``, default
 collectors) is scraped every second for the same window, as a baseline from a well-known node
@@ -95,7 +96,7 @@ def main() -> None:
             gpus = FakeNvml(work / "gpu")
             gpus.write(
                 default_gpus(8),
-                [FakeProcess(i, workers[i].pid, 2**30) for i in range(8)],
+                [FakeProcess(i, workers[i].pid, 2**30, sm_util_pct=50) for i in range(8)],
             )
             controller, address = start_controller(work, "--report-interval", "1")
             procs.append(controller)

@@ -1,6 +1,7 @@
 """A real controller and two real agents; the workloads are plain child processes that the
 test NVML library shows on a GPU. node-a runs one whose command line holds terminal escape
-codes and a newline (what a tenant controls); node-b runs two ordinary ones.
+codes and a newline (what a tenant controls), on a GPU without per-process utilisation;
+node-b runs two ordinary ones, one of them busy on the GPU's SMs.
 
 The controller waits 60 s for an ack (``--ack-timeout``), so a target stays dispatched
 while its agent is stopped (SIGSTOP): the tests of ``--wait`` rely on that.
@@ -9,6 +10,7 @@ while its agent is stopped (SIGSTOP): the tests of ``--wait`` rely on that.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -31,6 +33,7 @@ HOSTILE_ARGV0 = "\x1b[2J\x1b[Hpwned\ntwo\u202eevil"
 split the row, reverse what follows."""
 SLEEPER = "import time; time.sleep(600)"
 ACK_TIMEOUT = ("--ack-timeout", "60")
+B1_SM_PCT = 40
 
 
 @dataclass
@@ -80,9 +83,20 @@ def rig(cluster: LocalCluster) -> Iterator[Rig]:
             a, b = cgroups.make("node-a/w"), cgroups.make("node-b/w")
             hostile = _child(cluster, a, argv0=HOSTILE_ARGV0)
             b1, b2 = _child(cluster, b, "b1"), _child(cluster, b, "b2")
+            # node-a's GPU gives no per-process utilisation; on node-b, b1 keeps 40 % of the
+            # SMs busy and b2 none.
             for node_id, procs in (("node-a", [hostile]), ("node-b", [b1, b2])):
+                gpus = default_gpus(1)
+                if node_id == "node-a":
+                    gpus = [dataclasses.replace(gpus[0], not_supported=("process_util",))]
                 gpu = FakeNvml(cluster.workdir / f"gpu-{node_id}")
-                gpu.write(default_gpus(1), [FakeProcess(0, p.pid, 2**30) for p in procs])
+                gpu.write(
+                    gpus,
+                    [
+                        FakeProcess(0, p.pid, 2**30, sm_util_pct=B1_SM_PCT if p is b1 else None)
+                        for p in procs
+                    ],
+                )
                 prefix = cgroups.path_of(root / node_id)
                 cluster.start_agent(node_id, gpu.env(), "--cgroup-prefix", prefix)
             for proc in (hostile, b1, b2):

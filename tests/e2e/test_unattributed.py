@@ -34,7 +34,9 @@ def test_gpu_use_out_of_view_is_reported_and_only_its_gpu_is_capped(nodes: Nodes
     assert hidden["pids"] == []
     assert "no such process in the agent's view" in hidden["unattributed"]
     assert hidden["labels"]["backstop.io/kind"] == "unattributed"
-    assert hidden["fingerprint"]["gpus"] == [{"gpu_uuid": GPU1, "used_memory_bytes": 6 << 30}]
+    assert hidden["fingerprint"]["gpus"] == [
+        {"gpu_uuid": GPU1, "used_memory_bytes": 6 << 30, "sm_util_pct": 0}  # no sample: idle
+    ]
 
     table = cluster.cli("workloads", "--node", "node-a")
     assert "unattributed" in table.out

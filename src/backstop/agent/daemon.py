@@ -20,6 +20,7 @@ from backstop.agent.collectors.processes import ProcessCollector
 from backstop.agent.discovery import WorkloadDiscovery
 from backstop.agent.enforcer import Enforcer
 from backstop.agent.kubelet_client import PodResourcesClient
+from backstop.agent.network_use import NetworkTracker
 from backstop.agent.node_enforcement import NodeEnforcement
 from backstop.agent.node_policies import NodePolicies
 from backstop.agent.pod_attribution import PodAttribution
@@ -72,6 +73,7 @@ class AgentDaemon:
             cgroup_prefixes=settings.cgroup_prefixes,
             serving=ServingTracker(proc_root=settings.proc_root),
             pods=self.pods,
+            network=NetworkTracker(proc_root=settings.proc_root),
         )
         self.actuator = ProcessActuator(
             proc_root=settings.proc_root, default_grace_s=settings.default_grace_s

@@ -1,9 +1,9 @@
 """One sample of the node: run each collector (timed, isolated), then discover workloads.
 
 Pipeline (dcgm-exporter style): collect (NVML, processes) → transform (group processes into
-workloads, fingerprint them) → publish (the daemon reports it). A failing collector never fails
-the sample: its section is empty, its success metric is 0, and the error is logged once per
-change.
+workloads, fingerprint them, add serving and network use) → publish (the daemon reports
+it). A failing collector never fails the sample: its section is empty, its success metric
+is 0, and the error is logged once per change.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from backstop.agent import dcgm_series, metrics
 from backstop.agent.collectors.nvml import GpuSnapshot, NvmlBackend
 from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot
 from backstop.agent.discovery import WorkloadDiscovery
+from backstop.agent.network_use import NetworkTracker
 from backstop.agent.pod_attribution import PodAttribution
 from backstop.agent.serving.tracker import ServingTracker
 from backstop.agent.unattributed import RecentlyAttributed, plausible, unattributed_workloads
@@ -47,14 +48,16 @@ class Sampler:
         nvml: NvmlBackend | None,
         processes: ProcessCollector,
         discovery: WorkloadDiscovery,
+        *,
         cgroup_prefixes: tuple[str, ...] = (),
         serving: ServingTracker | None = None,
-        *,
         pods: PodAttribution | None = None,
+        network: NetworkTracker | None = None,
     ) -> None:
         self._nvml = nvml
         self._pods = pods
         self._serving = serving
+        self._network = network
         self._recent = RecentlyAttributed()
         self._processes = processes
         self._discovery = discovery
@@ -128,6 +131,11 @@ class Sampler:
             workloads, error = self._timed(
                 "serving", lambda: _with_serving(tracker, found, now), found
             )
+            errors += [error] if error else []
+        network = self._network
+        if network is not None and workloads:
+            found = list(workloads)
+            workloads, error = self._timed("network", lambda: network.annotate(found, now), found)
             errors += [error] if error else []
         self._publish_gpu_metrics(gpu.gpus)
         dcgm_series.SERIES.publish(gpu)

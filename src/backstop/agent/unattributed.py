@@ -10,7 +10,7 @@ workload of its own, marked ``unattributed`` with the reason:
 - a GPU shows memory in use (over :data:`BUSY_MEMORY_BYTES`) or utilisation above zero while
   NVML lists no process on it at all.
 
-Such a workload carries its GPUs and the memory NVML reports, and the label
+Such a workload carries its GPUs with the memory and SM share NVML reports, and the label
 ``backstop.io/kind=unattributed`` (so ``--selector backstop.io/kind=unattributed`` scopes
 them). Its pid is the number NVML reports, which may name another process in the agent's
 namespace, so nothing ever signals it: only its GPU can be capped (``throttle``).
@@ -22,7 +22,7 @@ from collections.abc import Collection, Sequence
 from types import MappingProxyType
 
 from backstop.agent import metrics
-from backstop.agent.workload_record import LABEL_KIND
+from backstop.agent.workload_record import LABEL_KIND, summed_gpu_use
 from backstop.core.ids import workload_id
 from backstop.core.models import Fingerprint, GpuProcess, GpuSample, GpuUse, Workload
 from backstop.core.scope import UNATTRIBUTED
@@ -115,17 +115,20 @@ def _why(pid: int, visible: Collection[int], in_scope: Collection[int]) -> str:
 def _process(
     node_id: str, pid: int, uses: list[GpuProcess], names: dict[str, str], why: str
 ) -> Workload:
-    memory: dict[str, int] = {}
-    for gp in uses:
-        memory[gp.gpu_uuid] = memory.get(gp.gpu_uuid, 0) + (gp.used_memory_bytes or 0)
-    where = ", ".join(f"{names.get(u, 'GPU')} {u} ({memory[u] >> 20} MiB)" for u in sorted(memory))
+    gpus = summed_gpu_use(uses)
+    where = ", ".join(f"{names.get(g.gpu_uuid, 'GPU')} {g.gpu_uuid} ({_use(g)})" for g in gpus)
     return _record(
         workload_id(node_id, pid, 0.0, f"{KIND}:{pid}"),
         node_id,
         pid,
-        tuple(GpuUse(u, memory[u]) for u in sorted(memory)),
+        gpus,
         f"NVML lists pid {pid} on {where}: {why}",
     )
+
+
+def _use(gpu: GpuUse) -> str:
+    sm = "" if gpu.sm_util_pct is None else f", {gpu.sm_util_pct}% SM"
+    return f"{gpu.used_memory_bytes >> 20} MiB{sm}"
 
 
 def _busy_alone(gpu: GpuSample) -> bool:

@@ -1,6 +1,7 @@
 """The Workload record discovery reports, put together from what it found about a group.
 
-Owns the ``backstop.io/*`` labels the agent sets, the GPU memory a workload holds per GPU,
+Owns the ``backstop.io/*`` labels the agent sets, the GPU use (memory, SM share, MIG instance)
+a workload has per GPU,
 the moving average and the recent window of its GPU utilisation (for the behaviour class)
 and the assembly of the :class:`~backstop.core.models.Workload` with its fingerprint.
 Finding the processes, their sockets and weights is :mod:`backstop.agent.discovery`'s.
@@ -70,13 +71,36 @@ class UtilisationAverage:
 
 
 def gpu_uses(pids: Iterable[int], gpu_processes: Sequence[GpuProcess]) -> tuple[GpuUse, ...]:
-    """The GPU memory the processes hold, summed per GPU, ordered by GPU uuid."""
+    """The GPU use of the processes ``pids``: see :func:`summed_gpu_use`."""
     members = set(pids)
-    memory: dict[str, int] = {}
-    for gp in gpu_processes:
-        if gp.pid in members:
-            memory[gp.gpu_uuid] = memory.get(gp.gpu_uuid, 0) + (gp.used_memory_bytes or 0)
-    return tuple(GpuUse(uuid, memory[uuid]) for uuid in sorted(memory))
+    return summed_gpu_use(gp for gp in gpu_processes if gp.pid in members)
+
+
+def summed_gpu_use(processes: Iterable[GpuProcess]) -> tuple[GpuUse, ...]:
+    """Per GPU (ordered by uuid): the memory the processes hold, their SM share (summed, at
+    most 100; ``None`` if NVML gave any of them none) and their MIG instance (``None`` unless
+    all of them share one)."""
+    by_gpu: dict[str, list[GpuProcess]] = {}
+    for gp in processes:
+        by_gpu.setdefault(gp.gpu_uuid, []).append(gp)
+    uses = []
+    for uuid in sorted(by_gpu):
+        procs = by_gpu[uuid]
+        shares = [gp.sm_util_pct for gp in procs]
+        instances = {(gp.gpu_instance_id, gp.compute_instance_id) for gp in procs}
+        gi, ci = instances.pop() if len(instances) == 1 else (None, None)
+        uses.append(
+            GpuUse(
+                uuid,
+                sum(gp.used_memory_bytes or 0 for gp in procs),
+                sm_util_pct=None
+                if None in shares
+                else min(100, sum(s for s in shares if s is not None)),
+                gpu_instance_id=gi,
+                compute_instance_id=ci,
+            )
+        )
+    return tuple(uses)
 
 
 def assemble_workload(

@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from backstop.cli import models, render, signed
+from backstop.cli import models, render, signed, usage_render
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
 from backstop.cli.output import emit, structured
@@ -163,7 +163,8 @@ def _workload_text(found: ReceivedWorkload, behind: Sequence[ReceivedCorrection]
              f"{render.rate(s.requests_waiting)} waiting"),
         )  # fmt: skip
     lines.append("gpus:" if fp.gpus else "gpus: none")
-    lines += [f"  {render.escape(g.gpu_uuid)}  {render.mib(g.used_memory_bytes)}" for g in fp.gpus]
+    lines += [usage_render.gpu_line(g) for g in fp.gpus]
+    lines += _fields(("network", usage_render.network_line(w.network)))
     lines.append("weights:" if fp.weights else "weights: none")
     lines += [
         f"  {render.escape(f.path)}  {render.escape(f.format)}  "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from backstop.cli import render
+from backstop.cli import render, usage_render
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
 from backstop.cli.output import Layout, emit
@@ -128,6 +128,7 @@ def _workloads_table(workloads: Sequence[ReceivedWorkload], layout: Layout) -> s
                 fp.framework or "-",
                 fp.behaviour or "-",
                 f"{len(fp.gpus)}/{render.mib(gpu_mem)}" if fp.gpus else "-",
+                usage_render.sm_text(fp.gpus),
                 ",".join(str(p) for p in fp.listening_ports) or "-",
                 render.model_text(fp),
                 render.rate(w.serving.generated_tokens_per_s if w.serving else None),
@@ -137,7 +138,7 @@ def _workloads_table(workloads: Sequence[ReceivedWorkload], layout: Layout) -> s
         )
     headers: tuple[str, ...] = (
         "workload", "node", "pid", "procs", "state", "framework", "behaviour", "gpus/mem",
-        "ports", "model", "tok/s", "holds", "command",
+        "sm", "ports", "model", "tok/s", "holds", "command",
     )  # fmt: skip
     headers, rows = _pod_columns(workloads, headers, rows)
     return render.table(

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from backstop.core.network import NetworkUse
 from backstop.core.serving import ServingStats
 
 EMPTY_LABELS: Mapping[str, str] = MappingProxyType({})
@@ -122,6 +123,11 @@ class GpuProcess:
     gpu_uuid: str
     pid: int
     used_memory_bytes: int | None = None
+    sm_util_pct: int | None = None
+    """Its SM share since the previous sample (``None``: NVML gave no reading)."""
+    gpu_instance_id: int | None = None
+    """Its MIG GPU instance; ``None`` when MIG is off or NVML did not say."""
+    compute_instance_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +136,11 @@ class GpuUse:
 
     gpu_uuid: str
     used_memory_bytes: int = 0
+    sm_util_pct: int | None = None
+    """SM share of its processes since the previous sample (``None``: unavailable)."""
+    gpu_instance_id: int | None = None
+    """The MIG GPU instance its processes run in (``None``: MIG off, unknown or several)."""
+    compute_instance_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +248,8 @@ class Workload:
     unattributed: str = ""
     """``""`` for a process tree in the agent's view; else GPU use it cannot attribute to one
     of its processes, and why (the pid is as NVML reports it; it is never signalled)."""
+    network: NetworkUse | None = None
+    """Its network traffic (``None``: not read yet)."""
 
 
 @dataclass(frozen=True, slots=True)

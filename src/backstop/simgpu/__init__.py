@@ -59,6 +59,8 @@ FIELDS = frozenset(
         "ecc",
         "events",
         "pci",
+        "process_util",
+        "mig",
     }
 )
 """Field names accepted by ``not_supported`` and ``failures`` (see the C file)."""
@@ -132,6 +134,8 @@ class FakeGpu:
     """Every call on the GPU returns NVML_ERROR_GPU_IS_LOST."""
     no_permission: bool = False
     """Setting the power limit returns NVML_ERROR_NO_PERMISSION."""
+    mig: bool = False
+    """MIG mode is on: processes report their GPU and compute instance ids."""
     not_supported: tuple[str, ...] = ()
     """Fields that return NVML_ERROR_NOT_SUPPORTED."""
     failures: Mapping[str, str] = field(default_factory=dict)
@@ -148,6 +152,15 @@ class FakeProcess:
     """``None``: NVML reports the memory as not available."""
     kind: str = "compute"
     """``compute`` or ``graphics``."""
+    sm_util_pct: int | None = None
+    """SM share of its one utilisation sample; ``None``: NVML has no sample of it."""
+    memory_util_pct: int = 0
+    sample_ts_us: int | None = None
+    """When the sample was taken (NVML's microseconds): returned only to a caller asking
+    for samples after an earlier time. ``None``: now, on every call (busy all along)."""
+    gpu_instance_id: int | None = None
+    """Its MIG GPU instance (reported only while the GPU's MIG mode is on)."""
+    compute_instance_id: int | None = None
 
 
 def default_gpus(count: int = 2) -> list[FakeGpu]:
@@ -299,6 +312,8 @@ def _gpu_line(index: int, gpu: FakeGpu) -> str:
         words.append("lost=1")
     if gpu.no_permission:
         words.append("no_permission=1")
+    if gpu.mig:
+        words.append("mig=1")
     if gpu.not_supported:
         words.append("not_supported=" + ",".join(_field(f) for f in gpu.not_supported))
     if gpu.failures:
@@ -328,6 +343,17 @@ def render_scenario(
         words = [f"proc {proc.gpu}", f"pid={proc.pid}", f"type={proc.kind}"]
         if proc.used_memory_bytes is not None:
             words.append(f"mem={proc.used_memory_bytes}")
+        if proc.sm_util_pct is not None:
+            words += [
+                f"sm={proc.sm_util_pct}",
+                f"mem_util={proc.memory_util_pct}",
+            ]
+            if proc.sample_ts_us is not None:
+                words.append(f"ts={proc.sample_ts_us}")
+        if proc.gpu_instance_id is not None:
+            words.append(f"gi={proc.gpu_instance_id}")
+        if proc.compute_instance_id is not None:
+            words.append(f"ci={proc.compute_instance_id}")
         lines.append(" ".join(words))
     return "\n".join(lines) + "\n"
 

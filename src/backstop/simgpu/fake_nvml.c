@@ -48,12 +48,21 @@
  *   no_permission=1       nvmlDeviceSetPowerManagementLimit returns NO_PERMISSION
  *   not_supported=F,F...  these fields return NVML_ERROR_NOT_SUPPORTED
  *   fail=F:CODE,F:CODE    these fields return CODE
+ *   mig=0|1               MIG mode, current and pending (nvmlDeviceGetMigMode; default 0)
  * Fields: name index util memory power power_limit default_limit constraints
  *         set_limit temp sm_clock mem_clock graphics_clock processes
- *         graphics_processes energy ecc events pci
+ *         graphics_processes energy ecc events pci process_util mig
  *
  * proc keys: pid=PID (required), mem=BYTES (absent: "not available", which pynvml
- *   reports as None), type=compute|graphics (default compute).
+ *   reports as None), type=compute|graphics (default compute),
+ *   sm=PCT mem_util=PCT ts=US  one utilisation sample of the process, taken at ts
+ *                         (microseconds; absent: now, a process busy all along, fresh on
+ *                         every call): nvmlDeviceGetProcessUtilization
+ *                         returns the samples whose ts is after the timestamp it is
+ *                         given, and NVML_ERROR_NOT_FOUND when there is none (as NVML
+ *                         does); a proc without sm has no sample,
+ *   gi=ID ci=ID           the MIG GPU and compute instance of the process (reported
+ *                         only while the GPU's MIG mode is on; else 0xFFFFFFFF).
  *
  * CODE is an NVML error name without its prefix (GPU_IS_LOST, NOT_SUPPORTED,
  * NO_PERMISSION, UNKNOWN, ...) or a number. A malformed scenario is reported on
@@ -76,6 +85,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define API __attribute__((visibility("default")))
@@ -195,6 +205,8 @@ enum field {
     F_ECC,
     F_EVENTS,
     F_PCI,
+    F_PROCESS_UTIL,
+    F_MIG,
     F_COUNT
 };
 
@@ -202,7 +214,8 @@ static const char *const FIELD_NAMES[F_COUNT] = {
     "name",     "index",       "util",           "memory",    "power",
     "power_limit", "default_limit", "constraints", "set_limit", "temp",
     "sm_clock", "mem_clock",   "graphics_clock", "processes", "graphics_processes",
-    "energy",   "ecc",         "events",         "pci",
+    "energy",   "ecc",         "events",         "pci",       "process_util",
+    "mig",
 };
 
 #define MAX_GPUS 64
@@ -227,6 +240,7 @@ struct gpu {
     int nxids;
     int has_limit;
     int lost;
+    int mig;
     nvmlReturn_t fail[F_COUNT];
 };
 
@@ -235,6 +249,10 @@ struct proc {
     unsigned int pid;
     unsigned long long mem;
     int graphics;
+    int has_sample;
+    unsigned int sm, mem_util;
+    unsigned long long ts;
+    unsigned int gi, ci;
 };
 
 struct scenario {
@@ -444,6 +462,9 @@ static int parse_gpu(const char *path, struct scenario *s, char **w, int n) {
         } else if (strcmp(key, "lost") == 0) {
             if (parse_uint(val, 1, &v)) return parse_fail(path, "lost must be 0 or 1", val);
             g->lost = (int)v;
+        } else if (strcmp(key, "mig") == 0) {
+            if (parse_uint(val, 1, &v)) return parse_fail(path, "mig must be 0 or 1", val);
+            g->mig = (int)v;
         } else if (strcmp(key, "no_permission") == 0) {
             if (parse_uint(val, 1, &v)) return parse_fail(path, "no_permission must be 0 or 1", val);
             if (v) g->fail[F_SET_LIMIT] = NVML_ERROR_NO_PERMISSION;
@@ -508,6 +529,9 @@ static int parse_proc(const char *path, struct scenario *s, char **w, int n) {
     p = &s->procs[s->nprocs];
     memset(p, 0, sizeof(*p));
     p->mem = NVML_VALUE_NOT_AVAILABLE_ULL;
+    p->ts = 0; /* now */
+    p->gi = NO_INSTANCE;
+    p->ci = NO_INSTANCE;
     if (n < 2 || parse_uint(w[1], MAX_GPUS - 1, &v) || (int)v >= s->ngpus)
         return parse_fail(path, "proc must name an earlier gpu index", n < 2 ? NULL : w[1]);
     p->gpu = (int)v;
@@ -526,6 +550,16 @@ static int parse_proc(const char *path, struct scenario *s, char **w, int n) {
             if (strcmp(val, "compute") == 0) p->graphics = 0;
             else if (strcmp(val, "graphics") == 0) p->graphics = 1;
             else return parse_fail(path, "type must be compute or graphics", val);
+        } else if (strcmp(key, "sm") == 0 || strcmp(key, "mem_util") == 0) {
+            if (parse_uint(val, 100, &v)) return parse_fail(path, "bad utilisation", val);
+            *(key[0] == 's' ? &p->sm : &p->mem_util) = (unsigned int)v;
+            p->has_sample = 1;
+        } else if (strcmp(key, "ts") == 0) {
+            if (parse_uint(val, ~0ULL - 1, &v)) return parse_fail(path, "bad ts", val);
+            p->ts = v;
+        } else if (strcmp(key, "gi") == 0 || strcmp(key, "ci") == 0) {
+            if (parse_uint(val, 0xFFFFFFFEu, &v)) return parse_fail(path, "bad instance id", val);
+            *(key[0] == 'g' ? &p->gi : &p->ci) = (unsigned int)v;
         } else {
             return parse_fail(path, "unknown proc key", key);
         }
@@ -1192,8 +1226,8 @@ static nvmlReturn_t do_processes(nvmlDevice_t dev, int graphics, int v1, unsigne
             nvmlProcessInfo_t *o = (nvmlProcessInfo_t *)infos + k++;
             o->pid = p->pid;
             o->usedGpuMemory = p->mem;
-            o->gpuInstanceId = NO_INSTANCE;
-            o->computeInstanceId = NO_INSTANCE;
+            o->gpuInstanceId = g->mig ? p->gi : NO_INSTANCE;
+            o->computeInstanceId = g->mig ? p->ci : NO_INSTANCE;
         }
     }
     *count = n;
@@ -1211,6 +1245,73 @@ PROCESS_LISTING(nvmlDeviceGetComputeRunningProcesses, nvmlProcessInfo_v1_t, 0, 1
 PROCESS_LISTING(nvmlDeviceGetGraphicsRunningProcesses_v3, nvmlProcessInfo_t, 1, 0)
 PROCESS_LISTING(nvmlDeviceGetGraphicsRunningProcesses_v2, nvmlProcessInfo_t, 1, 0)
 PROCESS_LISTING(nvmlDeviceGetGraphicsRunningProcesses, nvmlProcessInfo_v1_t, 1, 1)
+
+/* ---- per-process utilisation and MIG ----------------------------------- */
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long timeStamp;
+    unsigned int smUtil, memUtil, encUtil, decUtil;
+} nvmlProcessUtilizationSample_t;
+
+/* The samples taken after LAST_SEEN, NVML's way: NULL SAMPLES asks for the count. */
+static nvmlReturn_t do_process_util(nvmlDevice_t dev, nvmlProcessUtilizationSample_t *samples,
+                                    unsigned int *count, unsigned long long last_seen) {
+    struct gpu *g;
+    int index;
+    unsigned int n = 0, k = 0;
+    struct timespec now;
+    unsigned long long now_us;
+    nvmlReturn_t r = device(dev, F_PROCESS_UTIL, &g, &index);
+    if (r) return r;
+    if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+    clock_gettime(CLOCK_REALTIME, &now);
+    now_us = (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000;
+    for (int i = 0; i < cur.nprocs; i++) {
+        const struct proc *p = &cur.procs[i];
+        if (p->gpu == index && p->has_sample && (p->ts ? p->ts : now_us) > last_seen) n++;
+    }
+    if (n == 0) return NVML_ERROR_NOT_FOUND;
+    if (!samples || *count < n) {
+        *count = n;
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    for (int i = 0; i < cur.nprocs; i++) {
+        const struct proc *p = &cur.procs[i];
+        unsigned long long ts = p->ts ? p->ts : now_us;
+        if (p->gpu != index || !p->has_sample || ts <= last_seen) continue;
+        nvmlProcessUtilizationSample_t *o = samples + k++;
+        memset(o, 0, sizeof(*o));
+        o->pid = p->pid;
+        o->timeStamp = ts;
+        o->smUtil = p->sm;
+        o->memUtil = p->mem_util;
+    }
+    *count = n;
+    return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t dev,
+                                                 nvmlProcessUtilizationSample_t *samples,
+                                                 unsigned int *count,
+                                                 unsigned long long last_seen) {
+    LOCKED(do_process_util(dev, samples, count, last_seen));
+}
+
+static nvmlReturn_t do_mig_mode(nvmlDevice_t dev, unsigned int *current, unsigned int *pending) {
+    struct gpu *g;
+    nvmlReturn_t r = device_out(dev, F_MIG, &g, NULL, current);
+    if (r) return r;
+    if (!pending) return NVML_ERROR_INVALID_ARGUMENT;
+    *current = (unsigned int)g->mig;
+    *pending = (unsigned int)g->mig;
+    return NVML_SUCCESS;
+}
+
+API nvmlReturn_t nvmlDeviceGetMigMode(nvmlDevice_t dev, unsigned int *current,
+                                      unsigned int *pending) {
+    LOCKED(do_mig_mode(dev, current, pending));
+}
 
 /* ---- test hook -------------------------------------------------------- */
 

@@ -28,6 +28,18 @@ def optf(msg: object, name: str) -> float | None:
     return float(getattr(msg, name)) if msg.HasField(name) else None  # type: ignore[attr-defined]
 
 
+def optional_quantities(msg: object, names: Iterable[str]) -> dict[str, float | None]:
+    """The optional float fields ``names`` of ``msg``: ``None`` when unset, else held to be
+    finite and not negative."""
+    quantities: dict[str, float | None] = {}
+    for name in names:
+        value = optf(msg, name)
+        if value is not None and finite(value, name) < 0:
+            raise InvalidInput(f"{name} must not be negative, not {value}")
+        quantities[name] = value
+    return quantities
+
+
 def set_present(msg: object, source: object, names: Iterable[str]) -> None:
     """Set each optional field ``names`` of ``msg`` that ``source`` has a value for; a None
     leaves the field unset."""

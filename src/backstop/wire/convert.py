@@ -13,7 +13,6 @@ from backstop.core.models import (
     Behaviour,
     Fingerprint,
     GpuSample,
-    GpuUse,
     Hold,
     NodeInfo,
     Report,
@@ -32,6 +31,12 @@ from backstop.wire.checks import (
 )
 from backstop.wire.model_convert import model_from_pb, model_to_pb
 from backstop.wire.serving_convert import serving_from_pb, serving_to_pb
+from backstop.wire.usage_convert import (
+    gpu_use_from_pb,
+    gpu_use_to_pb,
+    network_from_pb,
+    network_to_pb,
+)
 
 MAX_HOLDS = 256
 """Holds listed per workload; more are not kept (a report is bounded as a whole)."""
@@ -87,10 +92,7 @@ def fingerprint_to_pb(fp: Fingerprint) -> types_pb2.Fingerprint:
             for w in fp.weights
         ],
         listening_ports=list(fp.listening_ports),
-        gpus=[
-            types_pb2.GpuUse(gpu_uuid=g.gpu_uuid, used_memory_bytes=g.used_memory_bytes)
-            for g in fp.gpus
-        ],
+        gpus=[gpu_use_to_pb(g) for g in fp.gpus],
         behaviour=fp.behaviour.value,
         behaviour_confidence=fp.behaviour_confidence,
         model_hash=fp.model_hash,
@@ -124,7 +126,7 @@ def fingerprint_from_pb(msg: types_pb2.Fingerprint) -> Fingerprint:
             for w in msg.weights
         ),
         listening_ports=tuple(int(p) for p in msg.listening_ports),
-        gpus=tuple(GpuUse(g.gpu_uuid, g.used_memory_bytes) for g in msg.gpus),
+        gpus=tuple(gpu_use_from_pb(g) for g in msg.gpus),
         behaviour=behaviour,
         behaviour_confidence=confidence,
         model_hash=text(msg.model_hash, "model hash", 64),
@@ -145,6 +147,7 @@ def workload_to_pb(wl: Workload) -> types_pb2.Workload:
         holds=[types_pb2.Hold(correction_id=h.correction_id, action=h.action) for h in wl.holds],
         serving=serving_to_pb(wl.serving) if wl.serving is not None else None,
         unattributed=wl.unattributed,
+        network=network_to_pb(wl.network) if wl.network is not None else None,
     )
 
 
@@ -168,6 +171,7 @@ def workload_from_pb(msg: types_pb2.Workload, node_id: str | None = None) -> Wor
         ),
         serving=serving_from_pb(msg.serving) if msg.HasField("serving") else None,
         unattributed=text(msg.unattributed, "unattributed reason", 512),
+        network=network_from_pb(msg.network) if msg.HasField("network") else None,
     )
 
 

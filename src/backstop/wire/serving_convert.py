@@ -7,9 +7,8 @@ never zero. Numbers are held to be finite and not negative; names to bounded pri
 from __future__ import annotations
 
 from backstop.api.v1 import types_pb2
-from backstop.core.errors import InvalidInput
 from backstop.core.serving import ServingStats
-from backstop.wire.checks import finite, optf, set_present, text
+from backstop.wire.checks import finite, optional_quantities, set_present, text
 
 MAX_MODEL_NAME = 512
 _QUANTITIES = (
@@ -33,12 +32,7 @@ def serving_to_pb(stats: ServingStats) -> types_pb2.ServingStats:
 
 
 def serving_from_pb(msg: types_pb2.ServingStats) -> ServingStats:
-    quantities: dict[str, float | None] = {}
-    for name in _QUANTITIES:
-        value = optf(msg, name)
-        if value is not None and finite(value, name) < 0:
-            raise InvalidInput(f"{name} must not be negative, not {value}")
-        quantities[name] = value
+    quantities = optional_quantities(msg, _QUANTITIES)
     return ServingStats(
         server=text(msg.server, "serving server", 32),
         port=msg.port,

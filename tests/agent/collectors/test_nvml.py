@@ -107,11 +107,11 @@ class TestSampling:
 
         assert sorted(snapshot.processes, key=lambda p: (p.gpu_uuid, p.pid)) == sorted(
             [
-                GpuProcess(gpus[0].uuid, 4101, 30 * 2**30),
-                GpuProcess(gpus[0].uuid, 4102, 512 * 2**20),
-                GpuProcess(gpus[1].uuid, 4101, 29 * 2**30),
-                GpuProcess(gpus[1].uuid, 4200, None),
-                GpuProcess(gpus[1].uuid, 4300, 2**20),
+                GpuProcess(gpus[0].uuid, 4101, 30 * 2**30, sm_util_pct=0),
+                GpuProcess(gpus[0].uuid, 4102, 512 * 2**20, sm_util_pct=0),
+                GpuProcess(gpus[1].uuid, 4101, 29 * 2**30, sm_util_pct=0),
+                GpuProcess(gpus[1].uuid, 4200, None, sm_util_pct=0),
+                GpuProcess(gpus[1].uuid, 4300, 2**20, sm_util_pct=0),
             ],
             key=lambda p: (p.gpu_uuid, p.pid),
         )
@@ -130,7 +130,7 @@ class TestSampling:
         fake_nvml.write(busier, [FakeProcess(gpu=1, pid=777, used_memory_bytes=2**30)])
         second = backend.collect()
         assert [(g.utilization_pct, g.temperature_c) for g in second.gpus] == [(99, 83)] * 2
-        assert second.processes == (GpuProcess(gpus[1].uuid, 777, 2**30),)
+        assert second.processes == (GpuProcess(gpus[1].uuid, 777, 2**30, sm_util_pct=0),)
 
         grown = default_gpus(4)
         fake_nvml.write(grown)
@@ -198,7 +198,7 @@ class TestFailures:
         fake_nvml.write([gpus[0], dataclasses.replace(gpus[1], lost=True)], procs)
         snapshot = backend.collect()
         assert snapshot.gpus == (expected_sample(0, gpus[0]),)
-        assert snapshot.processes == (GpuProcess(gpus[0].uuid, 11, 2**30),)
+        assert snapshot.processes == (GpuProcess(gpus[0].uuid, 11, 2**30, sm_util_pct=0),)
         assert snapshot.errors == (f"{gpus[1].uuid}: GPU is lost",)
         # Still lost on the next sample, and still named by its UUID.
         assert backend.collect().errors == (f"{gpus[1].uuid}: GPU is lost",)
@@ -242,7 +242,7 @@ class TestFailures:
             utilization_pct=None,
             memory_utilization_pct=None,
         )
-        assert snapshot.processes == (GpuProcess(gpus[0].uuid, 21, 2**30),)
+        assert snapshot.processes == (GpuProcess(gpus[0].uuid, 21, 2**30, sm_util_pct=0),)
         assert snapshot.errors == ()
 
     def test_other_field_errors_are_none_and_reported(

@@ -6,7 +6,8 @@ the daemon runs on without a GPU section. ``collect()`` never fails for one bad 
 field NVML does not support is ``None``, a lost GPU is left out and named in
 ``GpuSnapshot.errors``. It raises :class:`CollectorError` only when NVML as a whole
 fails. Handles are resolved once and cached by UUID; they are resolved again when the
-GPU count changes or a GPU was lost.
+GPU count changes or a GPU was lost. Per-process use (memory, SM share, MIG instances) is
+:mod:`~backstop.agent.collectors.nvml_process_use`'s.
 
 Errors::
 
@@ -28,6 +29,7 @@ from typing import TypeVar
 import pynvml
 
 from backstop.agent.collectors.nvml_counters import GpuCounters, XidWatch, read_counters
+from backstop.agent.collectors.nvml_process_use import ProcessUse
 from backstop.core.errors import (
     ActuationError,
     CollectorError,
@@ -113,6 +115,7 @@ class NvmlBackend:
         self._by_uuid: dict[str, _Device] = {}
         self._last_uuid: dict[int, str] = {}
         self._xids = XidWatch()
+        self._process_use = ProcessUse()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -252,26 +255,11 @@ class NvmlBackend:
 
     def _processes(self, device: _Device, errors: list[str]) -> list[GpuProcess]:
         """Compute and graphics processes on one GPU, one entry per PID."""
-        handle = device.handle
-        compute = self._read(
-            device,
-            "compute processes",
-            lambda: pynvml.nvmlDeviceGetComputeRunningProcesses_v3(handle),
-            errors,
-        )
-        graphics = self._read(
-            device,
-            "graphics processes",
-            lambda: pynvml.nvmlDeviceGetGraphicsRunningProcesses_v3(handle),
-            errors,
-        )
-        memory_by_pid: dict[int, int | None] = {}
-        for info in [*(compute or ()), *(graphics or ())]:
-            pid = int(info.pid)
-            used = None if info.usedGpuMemory is None else int(info.usedGpuMemory)
-            if memory_by_pid.get(pid) is None:
-                memory_by_pid[pid] = used
-        return [GpuProcess(device.uuid, pid, used) for pid, used in memory_by_pid.items()]
+
+        def read(what: str, call: Callable[[], T]) -> T | None:
+            return self._read(device, what, call, errors)
+
+        return self._process_use.processes(device.uuid, device.handle, read)
 
     def _read(
         self, device: _Device, what: str, call: Callable[[], T], errors: list[str]
@@ -350,6 +338,7 @@ class NvmlBackend:
             logger.info("GPU count changed from %d to %d", len(self._slots), count)
         self._slots = [None] * count
         self._by_uuid = {}
+        self._process_use.forget(())
 
     def _resolve(self, index: int, errors: list[str]) -> _Device | None:
         """Handle, UUID and name of the GPU at ``index``; None (and an error) if unusable."""

@@ -25,26 +25,18 @@ import struct
 from pathlib import Path
 
 from backstop.agent.fingerprint.procfs import read_listen_sockets
+from backstop.agent.netlink_diag import (
+    INODE_OFFSET,
+    SPORT_OFFSET,
+    DumpRefused,
+    diag_socket,
+    dump_tcp,
+)
 from backstop.agent.netns import socket_in_namespace
 
 log = logging.getLogger(__name__)
 
-NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-NLMSG_ERROR = 2
-NLMSG_DONE = 3
 TCP_LISTEN = 10
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_DIAG_REQ = struct.Struct("=BBBBI48x")
-"""``inet_diag_req_v2``: family, protocol, ext, pad, states, zeroed ``inet_diag_sockid``."""
-_SPORT_OFFSET = 4
-"""``inet_diag_msg.id.idiag_sport`` (network byte order)."""
-_INODE_OFFSET = 68
-"""``inet_diag_msg.idiag_inode``."""
-_RECV_BYTES = 65536
 
 
 class _ProcFallback:
@@ -52,10 +44,6 @@ class _ProcFallback:
 
 
 _FALLBACK = _ProcFallback()
-
-
-class _DumpRefused(OSError):
-    """The kernel answered the dump request with an error."""
 
 
 class ListenSocketReader:
@@ -105,7 +93,7 @@ class ListenSocketReader:
             return _FALLBACK
         try:
             if netns == self._own_netns:
-                return _diag_socket()
+                return diag_socket()
             return _diag_socket_in(self._root / str(pid) / "ns" / "net")
         except OSError as exc:
             log.debug("no sock_diag socket for %s, reading /proc: %s", netns, exc)
@@ -113,20 +101,18 @@ class ListenSocketReader:
 
     def _dump(self, sock: socket.socket) -> dict[int, int]:
         found: dict[int, int] = {}
+
+        def take(msg: bytes) -> None:
+            (port,) = struct.unpack_from(">H", msg, SPORT_OFFSET)
+            (inode,) = struct.unpack_from("=I", msg, INODE_OFFSET)
+            if inode:
+                found[inode] = port
+
         for family in (socket.AF_INET, socket.AF_INET6):
             self._sequence = (self._sequence + 1) & 0xFFFFFFFF
-            request = _DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_LISTEN)
-            header = _NLMSGHDR.pack(
-                _NLMSGHDR.size + len(request),
-                SOCK_DIAG_BY_FAMILY,
-                NLM_F_REQUEST | NLM_F_DUMP,
-                self._sequence,
-                0,
-            )
-            sock.send(header + request)
             try:
-                _receive_dump(sock, self._sequence, found)
-            except _DumpRefused as exc:
+                dump_tcp(sock, family, self._sequence, take, states=1 << TCP_LISTEN)
+            except DumpRefused as exc:
                 if family == socket.AF_INET:
                     raise
                 # No IPv6 in this kernel or namespace: no IPv6 listeners either.
@@ -134,40 +120,6 @@ class ListenSocketReader:
         return found
 
 
-def _receive_dump(sock: socket.socket, sequence: int, found: dict[int, int]) -> None:
-    """Read one dump's replies into ``found`` until ``NLMSG_DONE``."""
-    while True:
-        data = sock.recv(_RECV_BYTES)
-        if not data:
-            raise OSError("netlink socket closed")
-        offset = 0
-        while offset + _NLMSGHDR.size <= len(data):
-            length, kind, _flags, seq, _port = _NLMSGHDR.unpack_from(data, offset)
-            if length < _NLMSGHDR.size:
-                raise OSError("malformed netlink message")
-            body = offset + _NLMSGHDR.size
-            if seq == sequence:
-                if kind == NLMSG_DONE:
-                    return
-                if kind == NLMSG_ERROR:
-                    (errno,) = struct.unpack_from("=i", data, body)
-                    raise _DumpRefused(-errno, os.strerror(-errno))
-                if length >= _NLMSGHDR.size + _INODE_OFFSET + 4:
-                    (port,) = struct.unpack_from(">H", data, body + _SPORT_OFFSET)
-                    (inode,) = struct.unpack_from("=I", data, body + _INODE_OFFSET)
-                    if inode:
-                        found[inode] = port
-            offset += (length + 3) & ~3
-
-
-def _diag_socket() -> socket.socket:
-    sock = socket.socket(
-        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_SOCK_DIAG
-    )
-    sock.settimeout(1.0)
-    return sock
-
-
 def _diag_socket_in(ns_path: Path) -> socket.socket:
     """A sock_diag socket created inside the namespace at ``ns_path`` (needs CAP_SYS_ADMIN)."""
-    return socket_in_namespace(ns_path, _diag_socket)
+    return socket_in_namespace(ns_path, diag_socket)

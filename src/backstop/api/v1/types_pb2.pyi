@@ -91,12 +91,18 @@ class GpuSample(_message.Message):
     def __init__(self, index: _Optional[int] = ..., uuid: _Optional[str] = ..., name: _Optional[str] = ..., utilization_pct: _Optional[int] = ..., memory_utilization_pct: _Optional[int] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., power_mw: _Optional[int] = ..., power_limit_mw: _Optional[int] = ..., power_default_limit_mw: _Optional[int] = ..., temperature_c: _Optional[int] = ..., sm_clock_mhz: _Optional[int] = ..., memory_clock_mhz: _Optional[int] = ...) -> None: ...
 
 class GpuUse(_message.Message):
-    __slots__ = ("gpu_uuid", "used_memory_bytes")
+    __slots__ = ("gpu_uuid", "used_memory_bytes", "sm_util_pct", "gpu_instance_id", "compute_instance_id")
     GPU_UUID_FIELD_NUMBER: _ClassVar[int]
     USED_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SM_UTIL_PCT_FIELD_NUMBER: _ClassVar[int]
+    GPU_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     gpu_uuid: str
     used_memory_bytes: int
-    def __init__(self, gpu_uuid: _Optional[str] = ..., used_memory_bytes: _Optional[int] = ...) -> None: ...
+    sm_util_pct: int
+    gpu_instance_id: int
+    compute_instance_id: int
+    def __init__(self, gpu_uuid: _Optional[str] = ..., used_memory_bytes: _Optional[int] = ..., sm_util_pct: _Optional[int] = ..., gpu_instance_id: _Optional[int] = ..., compute_instance_id: _Optional[int] = ...) -> None: ...
 
 class WeightsFile(_message.Message):
     __slots__ = ("path", "format", "size_bytes", "header_sha256", "sampled_sha256", "invalid_reason")
@@ -173,7 +179,7 @@ class Fingerprint(_message.Message):
     def __init__(self, exe: _Optional[str] = ..., cmdline: _Optional[_Iterable[str]] = ..., cgroup: _Optional[str] = ..., container_id: _Optional[str] = ..., framework: _Optional[str] = ..., weights: _Optional[_Iterable[_Union[WeightsFile, _Mapping]]] = ..., listening_ports: _Optional[_Iterable[int]] = ..., gpus: _Optional[_Iterable[_Union[GpuUse, _Mapping]]] = ..., behaviour: _Optional[str] = ..., behaviour_confidence: _Optional[float] = ..., model_hash: _Optional[str] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ...) -> None: ...
 
 class Workload(_message.Message):
-    __slots__ = ("workload_id", "node_id", "root_pid", "pids", "fingerprint", "labels", "state", "started_at_s", "holds", "serving", "unattributed")
+    __slots__ = ("workload_id", "node_id", "root_pid", "pids", "fingerprint", "labels", "state", "started_at_s", "holds", "serving", "unattributed", "network")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +198,7 @@ class Workload(_message.Message):
     HOLDS_FIELD_NUMBER: _ClassVar[int]
     SERVING_FIELD_NUMBER: _ClassVar[int]
     UNATTRIBUTED_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
     workload_id: str
     node_id: str
     root_pid: int
@@ -203,7 +210,26 @@ class Workload(_message.Message):
     holds: _containers.RepeatedCompositeFieldContainer[Hold]
     serving: ServingStats
     unattributed: str
-    def __init__(self, workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., root_pid: _Optional[int] = ..., pids: _Optional[_Iterable[int]] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., started_at_s: _Optional[float] = ..., holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., serving: _Optional[_Union[ServingStats, _Mapping]] = ..., unattributed: _Optional[str] = ...) -> None: ...
+    network: NetworkUse
+    def __init__(self, workload_id: _Optional[str] = ..., node_id: _Optional[str] = ..., root_pid: _Optional[int] = ..., pids: _Optional[_Iterable[int]] = ..., fingerprint: _Optional[_Union[Fingerprint, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., state: _Optional[str] = ..., started_at_s: _Optional[float] = ..., holds: _Optional[_Iterable[_Union[Hold, _Mapping]]] = ..., serving: _Optional[_Union[ServingStats, _Mapping]] = ..., unattributed: _Optional[str] = ..., network: _Optional[_Union[NetworkUse, _Mapping]] = ...) -> None: ...
+
+class NetworkUse(_message.Message):
+    __slots__ = ("source", "egress_bytes", "ingress_bytes", "egress_bytes_per_s", "ingress_bytes_per_s", "unavailable", "sampled_at_s")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    INGRESS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    INGRESS_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    egress_bytes: int
+    ingress_bytes: int
+    egress_bytes_per_s: float
+    ingress_bytes_per_s: float
+    unavailable: str
+    sampled_at_s: float
+    def __init__(self, source: _Optional[str] = ..., egress_bytes: _Optional[int] = ..., ingress_bytes: _Optional[int] = ..., egress_bytes_per_s: _Optional[float] = ..., ingress_bytes_per_s: _Optional[float] = ..., unavailable: _Optional[str] = ..., sampled_at_s: _Optional[float] = ...) -> None: ...
 
 class ServingStats(_message.Message):
     __slots__ = ("server", "port", "model_name", "generated_tokens_per_s", "prompt_tokens_per_s", "requests_running", "requests_waiting", "inferences_per_s", "sampled_at_s")
