@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
-from backstop.controller.gateway import stop_reader
+from backstop.controller.agent_stream import stop_reader
 
 
 async def _fails_with(exc: BaseException) -> str:

@@ -17,19 +17,25 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from backstop.api.v1 import agent_pb2, agent_pb2_grpc
 from backstop.controller import metrics, report_limits
+from backstop.controller.agent_stream import (
+    CLOSE,
+    ReaderDone,
+    StreamLink,
+    read_message,
+    stop_reader,
+)
 from backstop.controller.corrections import CorrectionsEngine
 from backstop.controller.message_limit import MessageTooLarge
 from backstop.controller.node_heads import NodeHeads
-from backstop.controller.node_policy_push import NodePolicyPush, NodePolicySet
+from backstop.controller.node_policy_push import NodePolicyPush
 from backstop.controller.refusals import RefusalLog, actor_of, peer_of
 from backstop.controller.report_limits import ReportRefused, SequenceGuard
 from backstop.controller.store.base import Store
 from backstop.core.errors import BackstopError, InvalidInput
-from backstop.core.models import AuditHead, PolicyAuthority, Report, SignatureRecord
+from backstop.core.models import Report
 from backstop.core.settings import ControllerSettings
 from backstop.security.tls import peer_identity_from_context
 from backstop.wire import checks, convert, correction_convert
@@ -39,100 +45,6 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = 1
 PING_INTERVAL_S = 5.0
 REPORT_ACK_INTERVAL_S = 0.5
-_CLOSE = object()
-
-
-async def _read(context: Any) -> Any:
-    """Read one message; bytes that are not an AgentMessage become InvalidInput."""
-    try:
-        return await context.read()
-    except DecodeError as exc:
-        raise InvalidInput("bytes on the stream are not a valid AgentMessage") from exc
-
-
-class _ReaderDone:
-    """Posted into a stream's queue when its reader ends."""
-
-    def __init__(self, task: asyncio.Task[str]) -> None:
-        self._task = task
-
-    def error(self) -> str:
-        return reader_error(self._task)
-
-
-def reader_error(task: asyncio.Task[str]) -> str:
-    """What a finished reader ended with, always retrieved (never "never retrieved").
-
-    A reader that found its RPC already over (the peer left, the server is stopping) ends
-    the stream quietly; any other exception is logged as an error.
-    """
-    if task.cancelled():
-        return ""
-    exc = task.exception()
-    if isinstance(exc, grpc.aio.BaseError):
-        log.debug("agent stream ended under its reader", exc_info=exc)
-        return ""
-    if exc is not None:
-        log.error("agent stream reader failed", exc_info=exc)
-        return "internal error reading the stream"
-    return task.result()
-
-
-async def stop_reader(task: asyncio.Task[str]) -> None:
-    """Cancel a stream's reader if it still runs, and retrieve how it ended.
-
-    The writer may leave first (its write found the RPC over) while the reader has already
-    failed; without this its exception would go unretrieved and be logged at exit.
-    """
-    if not task.done():
-        task.cancel()
-        await asyncio.wait([task])
-    reader_error(task)
-
-
-class StreamLink:
-    """The outgoing side of one agent stream (implements ``corrections.AgentLink``)."""
-
-    def __init__(self, node_id: str, guard: SequenceGuard | None = None) -> None:
-        self.node_id = node_id
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.close_reason = ""
-        self.stored_report = 0
-        """Highest report sequence stored from this stream's node."""
-        self.acked_report = 0
-        self.heads: NodeHeads | None = None
-        self.error_code = grpc.StatusCode.INVALID_ARGUMENT
-        """How the stream ends when its reader returns an error."""
-        self.guard = guard if guard is not None else SequenceGuard(0, 0.0)
-        """The bounds on this stream's report sequences."""
-
-    def send_command(
-        self,
-        sequence: int,
-        spec_bytes: bytes,
-        signatures: tuple[SignatureRecord, ...],
-        audit_head: AuditHead,
-        authority: PolicyAuthority | None = None,
-    ) -> None:
-        command = agent_pb2.Command(
-            sequence=sequence,
-            correction=correction_convert.signed_correction(spec_bytes, signatures, authority),
-            audit_head=convert.audit_head_to_pb(audit_head),
-        )
-        self.queue.put_nowait(agent_pb2.ControllerMessage(command=command))
-
-    def send_policies(self, policies: NodePolicySet) -> None:
-        """Queue the node policies in force (and the deletions of such policies)."""
-        enforce, deletions = policies
-        message = agent_pb2.NodePolicies(
-            enforce=[correction_convert.policy_authority_to_pb(a) for a in enforce],
-            deletions=[correction_convert.policy_authority_to_pb(a) for a in deletions],
-        )
-        self.queue.put_nowait(agent_pb2.ControllerMessage(policies=message))
-
-    def close(self, reason: str) -> None:
-        self.close_reason = reason
-        self.queue.put_nowait(_CLOSE)
 
 
 class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
@@ -277,7 +189,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
 
     async def _read_hello(self, context: Any) -> agent_pb2.Hello | None:
         try:
-            first = await asyncio.wait_for(_read(context), self._settings.hello_timeout_s)
+            first = await asyncio.wait_for(read_message(context), self._settings.hello_timeout_s)
         except InvalidInput as exc:
             too_large = isinstance(exc, MessageTooLarge)  # audited where it was measured
             metrics.STREAM_ERRORS.labels(reason="oversized" if too_large else "undecodable").inc()
@@ -323,16 +235,16 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
 
         Between messages: a ReportAck when more reports were stored (at most every
         ``REPORT_ACK_INTERVAL_S``), and a Ping when the stream was quiet for ``PING_INTERVAL_S``.
-        The reader posts a ``_ReaderDone`` into the same queue, so only the queue is awaited.
+        The reader posts a ``ReaderDone`` into the same queue, so only the queue is awaited.
         """
-        reader.add_done_callback(lambda task: link.queue.put_nowait(_ReaderDone(task)))
+        reader.add_done_callback(lambda task: link.queue.put_nowait(ReaderDone(task)))
         last_ping = time.monotonic()
         while True:
             try:
                 message = await asyncio.wait_for(link.queue.get(), REPORT_ACK_INTERVAL_S)
             except TimeoutError:
                 message = None
-            if isinstance(message, _ReaderDone):
+            if isinstance(message, ReaderDone):
                 return message.error()
             if link.stored_report > link.acked_report:
                 link.acked_report = link.stored_report
@@ -348,7 +260,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
                         agent_pb2.ControllerMessage(ping=agent_pb2.Ping(sent_at_s=time.time()))
                     )
                 continue
-            if message is _CLOSE:
+            if message is CLOSE:
                 await context.abort(grpc.StatusCode.ABORTED, link.close_reason)
             await context.write(message)
 
@@ -356,7 +268,7 @@ class AgentGateway(agent_pb2_grpc.AgentGatewayServicer):  # type: ignore[misc]
         """Handle reports and acks; return an error text for a malformed message, else ''."""
         while True:
             try:
-                message = await _read(context)
+                message = await read_message(context)
             except MessageTooLarge as exc:  # audited where it was measured
                 link.error_code = grpc.StatusCode.RESOURCE_EXHAUSTED
                 return exc.message
