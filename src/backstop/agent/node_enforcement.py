@@ -63,6 +63,8 @@ class NodeEnforcement:
 
     async def on_sample(self, workloads: Sequence[Workload], connected: bool) -> None:
         """Enforce (controller unreachable) or hand over (connected) after each sample."""
+        if not (self._has_local() if connected else self._policies.policies):
+            return  # nothing to hand over, or nothing to enforce: the usual sample
         now = self._clock()
         holds = self._policy_holds(now)
         if connected:
@@ -90,14 +92,14 @@ class NodeEnforcement:
     ) -> None:
         """A new set from the controller: keep it; lift what a valid deletion ends."""
         self._policies.replace(enforce)
-        known = {}
-        for spec in self._local_specs().values():
-            known[spec.policy_digest] = (
-                f"{spec.issuer.removeprefix(ISSUER_PREFIX)} {spec.action.value}"
-            )
+        local = self._local_specs()
+        known = {
+            spec.policy_digest: f"{spec.issuer.removeprefix(ISSUER_PREFIX)} {spec.action.value}"
+            for spec in local.values()
+        }
         for deletion in deletions:
             digest = self._policies.deleted(deletion, known)
-            for cid, spec in self._local_specs().items():
+            for cid, spec in local.items():
                 if digest and spec.policy_digest == digest:
                     await self._enforcer.lift_local(
                         cid, "its policy was deleted (signed)", "policy.node_deleted"
@@ -146,6 +148,9 @@ class NodeEnforcement:
             for wid in c.workload_ids if digest else ():
                 holds.setdefault((digest, wid), []).append(c.correction_id)
         return holds
+
+    def _has_local(self) -> bool:
+        return any(cid.startswith(LOCAL) for cid in list(self._state.corrections))
 
     def _local_specs(self) -> dict[str, CorrectionSpec]:
         return {

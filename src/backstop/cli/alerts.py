@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from backstop.cli import render
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
-from backstop.cli.operate import _user
+from backstop.cli.operate import user_of
 from backstop.cli.output import Layout, emit
 from backstop.cli.watching import watchable
 from backstop.core.alerts import Alert, alert_to_dict
@@ -26,7 +26,7 @@ def _list(client: ControllerClient, args: argparse.Namespace) -> int:
 
 
 def _ack(client: ControllerClient, args: argparse.Namespace) -> int:
-    alert = client.ack_alert(args.id, _user(args))
+    alert = client.ack_alert(args.id, user_of(args))
     return emit(
         args,
         lambda: alert_to_dict(alert),

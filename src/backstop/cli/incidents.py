@@ -16,7 +16,7 @@ from backstop.cli import render
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
 from backstop.cli.incident_report import PHASES, report_json, report_markdown
-from backstop.cli.operate import _user
+from backstop.cli.operate import user_of
 from backstop.cli.output import Layout, dumps, emit
 from backstop.core import times
 from backstop.core.errors import InvalidInput
@@ -25,7 +25,7 @@ from backstop.wire.incident_convert import ReceivedIncident, ReceivedTimeline
 
 
 def _open(client: ControllerClient, args: argparse.Namespace) -> int:
-    opened = client.open_incident(args.title, args.severity, _user(args))
+    opened = client.open_incident(args.title, args.severity, user_of(args))
     return emit(
         args, lambda: opened.json_data, lambda _l: render.escape(opened.incident.incident_id)
     )
@@ -42,7 +42,7 @@ def _show(client: ControllerClient, args: argparse.Namespace) -> int:
 
 
 def _close(client: ControllerClient, args: argparse.Namespace) -> int:
-    closed = client.close_incident(args.id, args.summary, _user(args))
+    closed = client.close_incident(args.id, args.summary, user_of(args))
     i = closed.incident
     return emit(
         args,

@@ -31,7 +31,8 @@ from backstop.wire import correction_convert
 from backstop.wire.received import ReceivedCorrection
 
 
-def _user(args: argparse.Namespace) -> str:
+def user_of(args: argparse.Namespace) -> str:
+    """Who the caller says they are: ``--as``, else the login name."""
     if args.user:
         return str(args.user)
     try:
@@ -105,7 +106,7 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
         action,
         scope,
         reason,
-        _user(args),
+        user_of(args),
         now_s=now,
         ttl_s=args.ttl or DEFAULT_EXPIRY_S,
         params=params,
@@ -121,7 +122,7 @@ def _correct(client: ControllerClient, args: argparse.Namespace) -> int:
         action,
         scope,
         reason=reason,
-        issuer=_user(args),
+        issuer=user_of(args),
         ttl_s=args.ttl,
         params=params,
         incident=args.incident,
@@ -169,7 +170,7 @@ def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
             Action.RESUME,
             original.scope,
             args.reason.strip() or f"resume {args.id}",
-            _user(args),
+            user_of(args),
             now_s=now,
             reverts=args.id,
             incident=args.incident,
@@ -177,7 +178,7 @@ def _resume(client: ControllerClient, args: argparse.Namespace) -> int:
         data = correction_convert.spec_bytes(spec)
         signature = _issuer_signature(args, spec, data)
         return _report(client, client.resume_signed(args.id, data, (signature,)), args, data)
-    correction = client.resume(args.id, args.reason, _user(args), args.incident)
+    correction = client.resume(args.id, args.reason, user_of(args), args.incident)
     return _report(client, correction, args)
 
 
@@ -194,7 +195,7 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
         if not current.controllers_copy().policy_digest:
             raise InvalidInput("an approval is signed: pass --key (or set BACKSTOP_KEY)")
         # held by its policy's blast-radius limit: an open controller takes an unsigned release
-        correction = client.approve(args.id, _user(args))
+        correction = client.approve(args.id, user_of(args))
         return _print_correction(args, correction)
     data = current.signed_spec
     if not data:
@@ -216,11 +217,11 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
     record = sign_correction(
         load_private(Path(args.key)),
         data,
-        signer=_user(args),
+        signer=user_of(args),
         role="approver",
         signed_at_s=time.time(),
     )
-    correction = client.approve_signed(args.id, _user(args), record)
+    correction = client.approve_signed(args.id, user_of(args), record)
     return _print_correction(args, correction, data)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from backstop.cli import render
 from backstop.cli.client import ControllerClient
 from backstop.cli.connect import with_client
-from backstop.cli.operate import _user
+from backstop.cli.operate import user_of
 from backstop.cli.output import Layout, emit
 from backstop.core.errors import BackstopError, InvalidInput, NotFound
 from backstop.core.models import SignatureRecord
@@ -39,7 +39,7 @@ def _apply(client: ControllerClient, args: argparse.Namespace) -> int:
     raw, source = _read(args.file)
     parse_policy(raw, source)  # refused here, with its line, before anything is sent
     signatures = (_sign(args, raw, "issuer"),) if args.key else ()
-    version = client.apply_policy(raw, signatures, source, _user(args))
+    version = client.apply_policy(raw, signatures, source, user_of(args))
     return _print_version(args, version)
 
 
@@ -79,7 +79,7 @@ def _approve(client: ControllerClient, args: argparse.Namespace) -> int:
         if input("approve exactly these bytes? [y/N] ").strip().lower() not in ("y", "yes"):
             raise InvalidInput("cancelled; nothing was approved")
     signature = _sign(args, target.document, "approver")
-    approved = client.approve_policy(args.name, target.version, signature, _user(args))
+    approved = client.approve_policy(args.name, target.version, signature, user_of(args))
     return _print_version(args, approved)
 
 
@@ -94,7 +94,7 @@ def _delete(client: ControllerClient, args: argparse.Namespace) -> int:
     current = active[-1]
     statement = deletion_statement(args.name, current.digest)
     signatures = (_sign(args, statement, "issuer"),) if args.key else ()
-    deleted = client.delete_policy(args.name, current.digest, signatures, _user(args))
+    deleted = client.delete_policy(args.name, current.digest, signatures, user_of(args))
     return _print_version(args, deleted)
 
 
@@ -140,7 +140,7 @@ def _read(path: str) -> tuple[bytes, str]:
 
 def _sign(args: argparse.Namespace, data: bytes, role: str) -> SignatureRecord:
     key = load_private(Path(args.key))
-    return sign_correction(key, data, signer=_user(args), role=role, signed_at_s=time.time())
+    return sign_correction(key, data, signer=user_of(args), role=role, signed_at_s=time.time())
 
 
 # -- printing ------------------------------------------------------------------------------

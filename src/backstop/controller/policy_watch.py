@@ -72,6 +72,9 @@ class PolicyWatch:
         self._raise = raise_alert
         self._clock = clock
         self._policies: list[_InForce] = []
+        self._compiled: list[CompiledPolicy] = []
+        self._version_of: dict[int, int] = {}
+        """Each compiled policy's version, by identity (set with the policies at reload)."""
         self._versions: tuple[tuple[str, int], ...] = ()
         self._loaded_s = float("-inf")
         self._generation = 0
@@ -123,6 +126,8 @@ class PolicyWatch:
                 continue
             policies.append(_InForce(compiled, v.version))
         self._policies, self._versions = policies, versions
+        self._compiled = [p.compiled for p in policies]
+        self._version_of = {id(p.compiled): p.version for p in policies}
         self._expressions = any(p.compiled.policy.match.expression for p in policies)
         self._generation += 1
         self._judged.clear()
@@ -150,10 +155,8 @@ class PolicyWatch:
             self._judged.clear()  # workloads come and go: start afresh (alerts deduplicate)
         self._judged[key] = seen
         now = self._clock()
-        versions = {id(p.compiled): p.version for p in self._policies}
-        compiled = [p.compiled for p in self._policies]
-        for policy, verdict in matching_policies(compiled, workload, node_labels, now_s=now):
-            self._matched(policy, versions[id(policy)], workload, verdict, now)
+        for policy, verdict in matching_policies(self._compiled, workload, node_labels, now_s=now):
+            self._matched(policy, self._version_of[id(policy)], workload, verdict, now)
 
     def _matched(
         self,
