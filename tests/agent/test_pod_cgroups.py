@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backstop.agent.collectors.processes import parse_cgroup_file
+from backstop.agent.collectors.cgroup_file import parse_cgroup_file
 from backstop.agent.pod_cgroups import pod_uid_from_cgroup
 
 UID = "6e0a1f5c-3b2d-4c8e-9f10-2a3b4c5d6e7f"

@@ -66,9 +66,10 @@ class AgentDaemon:
         self.state = AgentState(settings.state_dir)
         self.nvml = NvmlBackend(settings.nvml_library or None)
         self.pods = _pod_attribution(settings)
+        self.processes = ProcessCollector(proc_root=settings.proc_root, use_events=True)
         self.sampler = Sampler(
             self.nvml,
-            ProcessCollector(proc_root=settings.proc_root),
+            self.processes,
             WorkloadDiscovery(self.node_id, proc_root=settings.proc_root),
             cgroup_prefixes=settings.cgroup_prefixes,
             serving=ServingTracker(proc_root=settings.proc_root),
@@ -250,6 +251,7 @@ class AgentDaemon:
             if telemetry is not None:
                 telemetry.stop()
             self.nvml.close()
+            self.processes.close()
             if self.pods is not None:
                 self.pods.close()
             self.journal.close()

@@ -11,7 +11,7 @@ container runtime places each container in a cgroup below it named for the conta
 
 Nested nodes (kind, a kubelet in a container) add segments above ``kubepods``; the innermost
 pod segment wins. The container id is
-:func:`~backstop.agent.collectors.processes.container_id_from_cgroup`'s. Pure: no I/O.
+:func:`~backstop.agent.collectors.cgroup_file.container_id_from_cgroup`'s. Pure: no I/O.
 """
 
 from __future__ import annotations

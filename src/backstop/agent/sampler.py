@@ -90,8 +90,9 @@ class Sampler:
             gpu, error = self._timed("nvml", self._nvml.collect, gpu)
             errors += [error] if error else []
             errors += list(gpu.errors)
+        gpu_pids = [p.pid for p in gpu.processes]
         procs, error = self._timed(
-            "processes", self._processes.collect, ProcessSnapshot(processes={})
+            "processes", lambda: self._processes.collect(gpu_pids), ProcessSnapshot(processes={})
         )
         errors += [error] if error else []
         visible = procs.processes.keys()

@@ -20,24 +20,26 @@ The expressions run on cel-python's interpreter. Its transpiler is faster but fa
 answers false), keeps the activation in a module global while it runs (two threads would see
 each other's) and logs every evaluation error.
 Each compiled expression keeps its answers per value of the keys it reads (:class:`CelProgram`).
+
+cel-python (with lark, pendulum and regex behind it, about 8 MiB) is imported when the first
+expression is compiled, not with this module: an agent with no policies never loads it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import celpy
-from celpy.adapter import json_to_cel
-from celpy.celparser import CELParseError
-from celpy.celtypes import BoolType
-from celpy.evaluation import CELEvalError
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from backstop.core.models import Workload
 from backstop.core.scope import workload_namespace
+
+if TYPE_CHECKING:
+    import celpy
 
 VARIABLE = "workload"
 """The one variable an expression sees."""
@@ -55,6 +57,18 @@ guard it was written for)."""
 
 _LOCK = threading.Lock()
 _ENVIRONMENT: celpy.Environment | None = None
+
+
+@functools.cache
+def _cel() -> ModuleType:
+    """cel-python, imported on first use (see the module docstring)."""
+    import celpy  # heavy: only where an expression is compiled or run
+    import celpy.adapter
+    import celpy.celparser
+    import celpy.celtypes
+    import celpy.evaluation
+
+    return celpy
 
 
 class CelCompileError(Exception):
@@ -143,17 +157,18 @@ def compile_expression(text: str) -> CelProgram:
         raise CelCompileError(f"longer than {MAX_EXPRESSION_CHARS} characters")
     if not text.strip():
         raise CelCompileError("empty")
+    cel = _cel()
     with _LOCK:
         if _ENVIRONMENT is None:
             limit = sys.getrecursionlimit()
-            _ENVIRONMENT = celpy.Environment()
+            _ENVIRONMENT = cel.Environment()
             sys.setrecursionlimit(limit)  # the process's own, not the library's 2500
         try:
             ast = _ENVIRONMENT.compile(text)
             runner = _ENVIRONMENT.program(ast)
             keys = referenced_keys(ast)
             levels = _depth(ast)
-        except CELParseError as exc:
+        except cel.celparser.CELParseError as exc:
             first = str(exc.args[0]).splitlines()[:1] if exc.args else []
             near = f" near {first[0].strip()[-40:]!r}" if first else ""
             line, column = getattr(exc, "line", None) or 1, getattr(exc, "column", None) or 0
@@ -226,23 +241,25 @@ def workload_view(workload: Workload, labels: Mapping[str, str]) -> dict[str, An
 
 def activation(view: Mapping[str, Any]) -> dict[str, Any]:
     """The activation an expression runs with: ``workload`` bound to ``view`` as CEL values."""
-    return {VARIABLE: json_to_cel(dict(view))}
+    return {VARIABLE: _cel().adapter.json_to_cel(dict(view))}
 
 
 def evaluate(program: CelProgram, bound: Mapping[str, Any]) -> Verdict:
     """(matched, error): a runtime error or a result that is not a bool is no match, and says
     why in ``error``; nothing is raised."""
+    cel = _cel()
+    eval_error = cel.evaluation.CELEvalError
     try:
         result = program.run(bound)
-    except CELEvalError as exc:
+    except eval_error as exc:
         return False, f"expression failed: {_eval_reason(exc)}"
     except RecursionError:
         return False, "expression failed: nested too deeply"
     except Exception as exc:  # noqa: BLE001 (an expression must never fail its caller)
         return False, f"expression failed: {type(exc).__name__}"
-    if isinstance(result, CELEvalError):
+    if isinstance(result, eval_error):
         return False, f"expression failed: {_eval_reason(result)}"
-    if not isinstance(result, BoolType):
+    if not isinstance(result, cel.celtypes.BoolType):
         return False, f"expression gave {type(result).__name__}, not a bool"
     return bool(result), ""
 

@@ -13,14 +13,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from backstop.agent.collectors.cgroup_file import container_id_from_cgroup, parse_cgroup_file
 from backstop.agent.collectors.processes import (
     PF_KTHREAD,
     YOUNG_S,
     ProcessCollector,
     ProcessSnapshot,
     ProcInfo,
-    container_id_from_cgroup,
-    parse_cgroup_file,
 )
 from backstop.core.errors import CollectorError
 from tests.agent.conftest import FakeClock
