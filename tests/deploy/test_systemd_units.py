@@ -45,7 +45,13 @@ CONTROLLER_ONLY = {
     "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
     "ReadWritePaths": "/var/lib/backstop-controller",
 }
-AGENT_CAPABILITIES = {"CAP_KILL", "CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE", "CAP_SYS_ADMIN"}
+AGENT_CAPABILITIES = {
+    "CAP_KILL",
+    "CAP_SYS_PTRACE",
+    "CAP_DAC_OVERRIDE",
+    "CAP_SYS_ADMIN",
+    "CAP_NET_ADMIN",
+}
 LIMITS = {CONTROLLER: 3.5, AGENT: 3.5}
 
 

@@ -25,7 +25,7 @@ from tests.support.cluster import LocalCluster
 from tests.support.kube import ControlPlane, node_is_ready, wait_until
 from tests.support.secure import SecureSetup
 
-DOCUMENTED_CAPABILITIES = ["KILL", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_ADMIN"]
+DOCUMENTED_CAPABILITIES = ["KILL", "SYS_PTRACE", "DAC_READ_SEARCH", "SYS_ADMIN", "NET_ADMIN"]
 AGENT_TEMPLATES = ("agent/serviceaccount", "agent/daemonset", "agent/service", "trust-policy")
 
 

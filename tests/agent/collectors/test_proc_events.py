@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -233,3 +235,26 @@ def test_events_are_not_used_for_another_proc_root(tmp_path: Path) -> None:
     assert not ProcessCollector(tmp_path, use_events=True).uses_events
     assert not ProcessCollector(use_events=False).uses_events
     assert os.readlink("/proc/self") == str(os.getpid())
+
+
+def test_an_agent_in_its_own_network_namespace_listens_in_the_hosts() -> None:
+    # as in a pod with hostPID but not hostNetwork: the connector is the host namespace's
+    script = (
+        "import os, subprocess, sys, time\n"
+        "from pathlib import Path\n"
+        "from backstop.agent.collectors.proc_events import ProcEvents\n"
+        "assert ProcEvents.open(host_netns=Path(sys.argv[1]).parent / 'ns' / 'no') is None\n"
+        "events = ProcEvents.open(host_netns=Path(sys.argv[1]))\n"
+        "child = subprocess.Popen(['true']); child.wait(); time.sleep(0.1)\n"
+        "changes = events.drain()\n"
+        "print(child.pid in changes.touched, child.pid in changes.exited)\n"
+    )
+    own = f"/proc/{os.getpid()}/ns/net"
+    out = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", script, own],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert out.stdout.split() == ["True", "True"]

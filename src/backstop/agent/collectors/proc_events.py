@@ -2,10 +2,11 @@
 changed name or ids, or exited since the last look.
 
 The proc connector (``NETLINK_CONNECTOR``, group ``CN_IDX_PROC``; ``linux/cn_proc.h``) sends
-one datagram per event to every listener. It needs ``CAP_NET_ADMIN`` and a listener in the
-initial user and PID namespaces (the kernel refuses the subscription elsewhere and says so in
-its acknowledgement); :meth:`ProcEvents.open` returns ``None`` then, and the process collector
-lists ``/proc`` instead. Events name processes by their pid in the initial PID namespace.
+one datagram per event to every listener. It needs ``CAP_NET_ADMIN``, a socket in the host's
+network namespace and a listener in the initial user and PID namespaces (the kernel refuses
+the subscription elsewhere and says so in its acknowledgement); :meth:`ProcEvents.open`
+returns ``None`` then, and the process collector lists ``/proc`` instead. Events name
+processes by their pid in the initial PID namespace.
 
 Thread events (a ``fork`` whose child is a thread of its parent, a thread's ``exit``) are
 dropped here: the collector keeps processes. A socket buffer that overflowed (a fork storm
@@ -21,6 +22,10 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from backstop.agent.netns import socket_in_namespace
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,8 @@ PROC_EVENT_NONE = 0x0
 PROC_EVENT_FORK = 0x1
 PROC_EVENT_EXIT = 0x80000000
 
+SO_RCVBUFFORCE = 33
+"""``SO_RCVBUF`` beyond ``net.core.rmem_max`` (needs CAP_NET_ADMIN)."""
 RECEIVE_BUFFER_BYTES = 4 << 20
 """Asked of the kernel for the socket (about 50,000 events between two looks)."""
 
@@ -83,6 +90,34 @@ def parse_event(data: bytes, changes: Changes) -> int | None:
     return None
 
 
+def _connector_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER_BYTES)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+    return sock
+
+
+def _subscribed(sock: socket.socket, ack_timeout_s: float) -> socket.socket:
+    """``sock`` listening to process events; closed, and ``OSError``, where refused."""
+    try:
+        sock.bind((0, CN_IDX_PROC))
+        sock.send(_listen_message())
+        sock.settimeout(ack_timeout_s)
+        error = None
+        while error is None:
+            error = parse_event(sock.recv(65536), Changes())
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    if error:
+        sock.close()
+        raise OSError(error, f"subscription refused: {os.strerror(error)}")
+    return sock
+
+
 def _listen_message() -> bytes:
     op = struct.pack("=I", PROC_CN_MCAST_LISTEN)
     cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
@@ -96,32 +131,24 @@ class ProcEvents:
         self._sock = sock
 
     @classmethod
-    def open(cls, ack_timeout_s: float = 0.5) -> ProcEvents | None:
-        """Subscribe; ``None`` (with a debug line saying why) where the kernel refuses."""
+    def open(
+        cls, ack_timeout_s: float = 0.5, host_netns: Path = Path("/proc/1/ns/net")
+    ) -> ProcEvents | None:
+        """Subscribe; ``None`` (with a debug line saying why) where the kernel refuses.
+
+        The connector lives in the host's network namespace only: an agent in a pod of its own
+        network (hostPID, not hostNetwork) makes its socket in ``host_netns``, pid 1's
+        (:func:`~backstop.agent.netns.socket_in_namespace`, which needs CAP_SYS_ADMIN)."""
         try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
-        except (OSError, AttributeError) as exc:
+            elsewhere = os.stat(host_netns).st_ino != os.stat("/proc/self/ns/net").st_ino
+        except OSError:
+            elsewhere = False  # no view of pid 1's namespace: try this one
+        try:
+            make = partial(socket_in_namespace, host_netns, _connector_socket)
+            return cls(_subscribed(make() if elsewhere else _connector_socket(), ack_timeout_s))
+        except OSError as exc:
             log.debug("no proc connector", extra={"error": str(exc)})
             return None
-        try:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER_BYTES)  # SO_RCVBUFFORCE
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
-            sock.bind((0, CN_IDX_PROC))
-            sock.send(_listen_message())
-            sock.settimeout(ack_timeout_s)
-            error = None
-            while error is None:
-                error = parse_event(sock.recv(65536), Changes())
-            sock.setblocking(False)
-        except OSError as exc:
-            error = exc.errno or errno.EIO
-        if error:
-            log.debug("proc connector refused", extra={"error": os.strerror(error)})
-            sock.close()
-            return None
-        return cls(sock)
 
     def drain(self) -> Changes | None:
         """The changes since the last call, or :data:`OVERFLOWED` when events were lost."""
