@@ -13,11 +13,12 @@ agent has seen enough of it, the *time shape* of its GPU utilisation
    :data:`~backstop.agent.fingerprint.behaviour_window.MIN_SAMPLES` samples, the time shape
    decides (:func:`by_shape`): a multinomial logistic model
    (:mod:`backstop.agent.fingerprint.behaviour_model`, fitted on synthetic traces by
-   ``bench/behaviour_eval.py --fit``, on the traces that the strong rules leave to it) over
-   the window's features and the static facts gives a probability per kind of workload
-   (serving, training, batch work, a paused model, a miner-like load, a notebook), summed per
-   behaviour; the likeliest behaviour is the answer and its probability the confidence,
-   unless that is below :data:`UNKNOWN_BELOW`, when the answer is unknown [0.0];
+   ``bench/behaviour_eval.py --fit``; fitting it only on the traces the strong rules leave
+   to it measured no better) over the window's features and the static facts gives a
+   probability per kind of workload (serving, training, batch work, a paused model, a
+   miner-like load, a notebook), summed per behaviour; the likeliest behaviour is the answer
+   and its probability the confidence, unless that is below :data:`UNKNOWN_BELOW`, when the
+   answer is unknown [0.0];
 3. with fewer samples (or no window) the static rules decide, tried in order, the first that
    applies winning (:data:`RULES`; the strong rules are its first three):
 
