@@ -157,7 +157,8 @@ class WorkloadDiscovery:
         """The workloads in ``procs``, fingerprinted, ordered by root pid.
 
         ``gpu_processes`` come from NVML (pids in the host's pid namespace, as ``procs``);
-        ``gpu_util`` maps GPU uuid to utilisation percent, for the behaviour class.
+        ``gpu_util`` maps GPU uuid to utilisation percent: one sample per call, whose moving
+        average and recent window per workload feed the behaviour class.
         """
         now = self._clock()
         self._sync(procs)
@@ -397,7 +398,8 @@ class WorkloadDiscovery:
         util = self._util.update(
             wid, [gpu_util[g.gpu_uuid] for g in gpus if g.gpu_uuid in gpu_util]
         )
-        behaviour, confidence = classify(ports, util, bool(weights), framework)
+        window = self._util.window(wid)
+        behaviour, confidence = classify(ports, util, bool(weights), framework, window)
 
         return assemble_workload(
             self._node_id,
