@@ -7,8 +7,8 @@ import argparse
 
 from backstop.cli.config_sources import default_config
 from backstop.cli.numbers import MAX_WAIT_S, seconds
-from backstop.cli.parser_style import Subcommands, command_group
-from backstop.cli.verbs import lazy
+from backstop.cli.parser_style import Parser, Subcommands, command_group
+from backstop.cli.verbs import lazy, verb
 from backstop.core.settings import DEFAULT_CONTROLLER
 
 _POSITIVE = seconds(0, MAX_WAIT_S, low_open=True)
@@ -24,6 +24,13 @@ def add_config_flag(p: argparse.ArgumentParser, daemon: str) -> None:
         help="settings file, keys are the long flag names; flags and BACKSTOP_<FLAG> "
         "variables win over it (default %(default)s, may be missing; env BACKSTOP_CONFIG)",
     )
+
+
+def _daemon_command(group: Subcommands, daemon: str, name: str, help: str) -> Parser:
+    """``backstop DAEMON NAME``, run by ``daemons.DAEMON_NAME``, with the daemon's ``--config``."""
+    parser = verb(group, name, lazy("daemons", f"{daemon}_{name}"), help)
+    add_config_flag(parser, daemon)
+    return parser
 
 
 def add_daemons(sub: Subcommands) -> None:
@@ -47,11 +54,12 @@ def _node_files(
 
 def _add_cloud(sub: Subcommands) -> None:
     cloud_sub = command_group(sub, "cloud", "run the cloud agent for one AWS or GCP account")
-    cloud_run = cloud_sub.add_parser(
-        "run", help="report the account's GPU instances and endpoints; stop and hold on command"
+    cloud_run = _daemon_command(
+        cloud_sub,
+        "cloud",
+        "run",
+        "report the account's GPU instances and endpoints; stop and hold on command",
     )
-    cloud_run.set_defaults(handler=lazy("daemons", "cloud_run"))
-    add_config_flag(cloud_run, "cloud")
     cloud_run.add_argument(
         "--provider", required=True, choices=("aws", "gcp"), help="the cloud the account is in"
     )
@@ -86,9 +94,7 @@ def _add_cloud(sub: Subcommands) -> None:
 
 def _add_controller(sub: Subcommands) -> None:
     ctl_sub = command_group(sub, "controller", "run the central controller")
-    serve = ctl_sub.add_parser("serve", help="serve agents and the control API")
-    serve.set_defaults(handler=lazy("daemons", "controller_serve"))
-    add_config_flag(serve, "controller")
+    serve = _daemon_command(ctl_sub, "controller", "serve", "serve agents and the control API")
     serve.add_argument("--listen", default=DEFAULT_CONTROLLER, help="gRPC HOST:PORT")
     serve.add_argument(
         "--store", default="sqlite:///backstop.db", help="sqlite:///PATH (default %(default)s)"
@@ -131,11 +137,12 @@ def _add_controller(sub: Subcommands) -> None:
 
 def _add_operator(sub: Subcommands) -> None:
     op_sub = command_group(sub, "operator", "run the Kubernetes operator")
-    op_run = op_sub.add_parser(
-        "run", help="apply Correction resources; with a controller, be this cluster's agent"
+    op_run = _daemon_command(
+        op_sub,
+        "operator",
+        "run",
+        "apply Correction resources; with a controller, be this cluster's agent",
     )
-    op_run.set_defaults(handler=lazy("daemons", "operator_run"))
-    add_config_flag(op_run, "operator")
     op_run.add_argument(
         "--kubeconfig", default="", metavar="PATH", help="default: in-cluster, else ~/.kube/config"
     )
@@ -163,9 +170,7 @@ def _add_operator(sub: Subcommands) -> None:
 
 def _add_agent(sub: Subcommands) -> None:
     agent_sub = command_group(sub, "agent", "run the node agent")
-    run = agent_sub.add_parser("run", help="report this node and apply corrections")
-    run.set_defaults(handler=lazy("daemons", "agent_run"))
-    add_config_flag(run, "agent")
+    run = _daemon_command(agent_sub, "agent", "run", "report this node and apply corrections")
     run.add_argument("--node-id", default="", help="stable node name (default: host name)")
     run.add_argument("--state-dir", default="/var/lib/backstop", help="agent journal directory")
     run.add_argument("--report-interval", type=_POSITIVE, default=5.0, help="seconds")
@@ -197,8 +202,12 @@ def _add_agent(sub: Subcommands) -> None:
         metavar="DIR",
         help="the kubelet's container log links, for pod names (empty: pod UIDs only)",
     )
-    enroll = agent_sub.add_parser("enroll", help="join with a one-time token; get a certificate")
-    enroll.set_defaults(handler=lazy("trust", "enroll"))
+    enroll = verb(
+        agent_sub,
+        "enroll",
+        lazy("trust", "enroll"),
+        help="join with a one-time token; get a certificate",
+    )
     enroll.add_argument("--enrol-address", required=True, help="controller enrolment HOST:PORT")
     enroll.add_argument("--token", required=True, help="from `backstop pki token`")
     enroll.add_argument("--ca", required=True, help="the CA certificate to trust (ca.crt)")

@@ -8,7 +8,7 @@ import argparse
 from backstop.cli.numbers import whole
 from backstop.cli.output import add_output_flag
 from backstop.cli.parser_style import Parser, Subcommands, command_group
-from backstop.cli.verbs import lazy
+from backstop.cli.verbs import lazy, verb
 
 
 def add_incident_flag(p: argparse.ArgumentParser) -> None:
@@ -24,8 +24,7 @@ def add_incidents(sub: Subcommands) -> None:
     group = command_group(sub, "incident", "incidents: one response, its timeline and report")
 
     def command(name: str, help: str) -> Parser:
-        parser = group.add_parser(name, help=help, description=help)
-        parser.set_defaults(handler=lazy("incidents", f"{name}_incident"))
+        parser = verb(group, name, lazy("incidents", f"{name}_incident"), help)
         add_output_flag(parser)
         return parser
 

@@ -19,7 +19,7 @@ from backstop.cli.incident_parsers import add_incident_flag, add_incidents
 from backstop.cli.numbers import MAX_WAIT_S, finite, seconds, whole
 from backstop.cli.output import add_output_flag, add_watch_flags
 from backstop.cli.parser_style import EXIT_USAGE, Parser, Subcommands, command_group
-from backstop.cli.verbs import Handler, lazy
+from backstop.cli.verbs import Handler, lazy, verb
 from backstop.core.errors import BackstopError, exit_code_for
 
 __all__ = ["CORRECTION_VERBS", "EXIT_USAGE", "build_parser", "main"]
@@ -56,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_incidents(sub)
     _add_pki(sub)
     _add_keys_and_audit(sub)
-    demo = _command(sub, "demo", "run everything locally and narrate a correction")
-    demo.set_defaults(handler=lazy("daemons", "demo"))
+    demo = verb(
+        sub, "demo", lazy("daemons", "demo"), "run everything locally and narrate a correction"
+    )
     demo.add_argument("--pace", type=seconds(0, 3600), default=1.0, help="seconds between steps")
     _add_config(sub)
-    completion = _command(sub, "completion", "print the shell completion script")
-    completion.set_defaults(handler=lazy("completion", "completion"))
+    completion = verb(
+        sub, "completion", lazy("completion", "completion"), "print the shell completion script"
+    )
     completion.add_argument(
         "shell", choices=("bash", "zsh", "fish"), help="the shell to complete in"
     )
@@ -69,18 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(sub: Subcommands, name: str, help: str, description: str = "") -> Parser:
-    """A command whose help is also what ``backstop NAME -h`` says it does."""
-    return sub.add_parser(name, help=help, description=description or help)
-
-
 def _add_listings(sub: Subcommands) -> None:
-    nodes = _command(sub, "nodes", help="list nodes and their GPUs")
-    nodes.set_defaults(handler=lazy("listings", "nodes"))
+    nodes = verb(sub, "nodes", lazy("listings", "nodes"), help="list nodes and their GPUs")
     add_output_flag(nodes)
     add_watch_flags(nodes)
-    workloads = _command(sub, "workloads", help="list workloads and fingerprints")
-    workloads.set_defaults(handler=lazy("listings", "workloads"))
+    workloads = verb(
+        sub, "workloads", lazy("listings", "workloads"), help="list workloads and fingerprints"
+    )
     workloads.add_argument("--node", default="", help="only this node")
     workloads.add_argument(
         "--model", default="", help="only workloads holding this model (id prefix, 12+ digits)"
@@ -100,25 +97,28 @@ def _add_listings(sub: Subcommands) -> None:
     )
     add_output_flag(workloads)
     add_watch_flags(workloads)
-    models = _command(
+    models = verb(
         sub,
         "models",
+        lazy("models", "models"),
         help="list identified models: copies, nodes, GPUs, tokens/s; or one's history",
     )
-    models.set_defaults(handler=lazy("models", "models"))
     models.add_argument(
         "model_id", nargs="?", default="", help="one model (id prefix, 12+ digits) and its history"
     )
     add_output_flag(models)
-    describe = _command(
-        sub, "describe", help="everything known about one node, workload, correction or model"
+    describe = verb(
+        sub,
+        "describe",
+        lazy("describe", "describe"),
+        help="everything known about one node, workload, correction or model",
     )
-    describe.set_defaults(handler=lazy("describe", "describe"))
     describe.add_argument("kind", choices=("node", "workload", "correction", "model"), help="what")
     describe.add_argument("id", help="its id (a model: an id prefix of 12+ digits)")
     add_output_flag(describe)
-    corrections = _command(sub, "corrections", help="list corrections, newest first")
-    corrections.set_defaults(handler=lazy("listings", "corrections"))
+    corrections = verb(
+        sub, "corrections", lazy("listings", "corrections"), help="list corrections, newest first"
+    )
     corrections.add_argument(
         "--limit", type=whole(1, 10_000), default=50, help="how many, at most 10000"
     )
@@ -127,9 +127,8 @@ def _add_listings(sub: Subcommands) -> None:
 
 
 def _add_corrections(sub: Subcommands) -> None:
-    for verb, text in CORRECTION_VERBS.items():
-        p = _command(sub, verb, text)
-        p.set_defaults(handler=lazy("operate", "correct"))
+    for name, text in CORRECTION_VERBS.items():
+        p = verb(sub, name, lazy("operate", "correct"), text)
         scope = p.add_argument_group("scope (one or more; --all alone)")
         scope.add_argument("--all", action="store_true", help="every workload on every node")
         scope.add_argument("--node", action="append", default=[], help="node id (repeatable)")
@@ -158,24 +157,29 @@ def _add_corrections(sub: Subcommands) -> None:
             "--ttl", type=seconds(0, MAX_WAIT_S), default=0.0, help="expiry in seconds (0: 1 h)"
         )
         add_incident_flag(p)
-        if verb == "throttle":
+        if name == "throttle":
             p.add_argument(
                 "--power-fraction", type=finite, default=None, help="GPU power cap (0-1]; 0.5"
             )
             p.add_argument("--cpu-cores", type=finite, default=None, help="CPU quota in cores")
-        if verb in ("terminate", "shutdown"):
+        if name in ("terminate", "shutdown"):
             p.add_argument("--grace", type=finite, default=None, help="SIGTERM→SIGKILL seconds")
-        if verb == "observe":
+        if name == "observe":
             p.add_argument("--interval", type=finite, default=None, help="sampling seconds")
         add_output_flag(p)
 
-    approve = _command(sub, "approve", help="approve a proposed correction (signed)")
-    approve.set_defaults(handler=lazy("operate", "approve"))
+    approve = verb(
+        sub, "approve", lazy("operate", "approve"), help="approve a proposed correction (signed)"
+    )
     approve.add_argument("id", help="the correction to approve")
     approve.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     add_output_flag(approve)
-    resume = _command(sub, "resume", help="undo an observe, throttle, pause or shutdown")
-    resume.set_defaults(handler=lazy("operate", "resume"))
+    resume = verb(
+        sub,
+        "resume",
+        lazy("operate", "resume"),
+        help="undo an observe, throttle, pause or shutdown",
+    )
     resume.add_argument("id", help="the correction to undo")
     resume.add_argument("--reason", default="", help="why (default: resume ID)")
     resume.add_argument("--dry-run", action="store_true", help=_DRY_RUN)
@@ -183,8 +187,9 @@ def _add_corrections(sub: Subcommands) -> None:
     resume.add_argument("--timeout", type=_WAIT, default=60.0, help="seconds to --wait")
     add_incident_flag(resume)
     add_output_flag(resume)
-    status = _command(sub, "status", help="show a correction and its targets")
-    status.set_defaults(handler=lazy("operate", "status"))
+    status = verb(
+        sub, "status", lazy("operate", "status"), help="show a correction and its targets"
+    )
     status.add_argument("id", help="the correction to show")
     status.add_argument("--watch", action="store_true", help="follow until it finishes")
     status.add_argument("--timeout", type=_WAIT, default=300.0, help="seconds to --watch")
@@ -214,14 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _add_config(sub: Subcommands) -> None:
     config_sub = command_group(sub, "config", "the daemons' settings and where each comes from")
-    show = _command(
+    show = verb(
         config_sub,
         "show",
+        lazy("config_show", "show"),
         help="a daemon's effective settings and the source of each (flag, env, file, default)",
         description="The settings the daemon would run with here: each from its flag (given "
         "after --), else BACKSTOP_<FLAG>, else its TOML file, else the default.",
     )
-    show.set_defaults(handler=lazy("config_show", "show"))
     show.add_argument(
         "--daemon", choices=tuple(DAEMONS), default="controller", help="whose settings"
     )
@@ -233,13 +238,13 @@ def _add_config(sub: Subcommands) -> None:
 
 
 def _add_alerts(sub: Subcommands) -> None:
-    alerts = _command(
+    alerts = verb(
         sub,
         "alerts",
+        lazy("alerts", "alerts"),
         help="alerts the policies raised: open ones, newest first; `alerts ack ID`",
         description="Without a subcommand: list the open alerts (firing or acknowledged).",
     )
-    alerts.set_defaults(handler=lazy("alerts", "alerts"))
     alerts.add_argument("--all", action="store_true", help="resolved alerts too")
     alerts.add_argument("--limit", type=whole(1, 10_000), default=100, help="at most this many")
     add_output_flag(alerts)
@@ -247,10 +252,12 @@ def _add_alerts(sub: Subcommands) -> None:
     actions = alerts.add_subparsers(
         dest="subcommand", metavar="SUBCOMMAND", parser_class=Parser, help="ack (or none: list)"
     )
-    ack = actions.add_parser(
-        "ack", help="say you are on it (an operator); it stays until its policy resolves it"
+    ack = verb(
+        actions,
+        "ack",
+        lazy("alerts", "ack"),
+        help="say you are on it (an operator); it stays until its policy resolves it",
     )
-    ack.set_defaults(handler=lazy("alerts", "ack"))
     ack.add_argument("id", metavar="ID", help="the alert's id (alr-...)")
     add_output_flag(ack)
 
@@ -259,8 +266,7 @@ def _add_policy(sub: Subcommands) -> None:
     group = command_group(sub, "policy", "watchlist policies: what to watch for, and what to do")
 
     def command(name: str, handler: str, help: str, description: str = "") -> Parser:
-        parser = _command(group, name, help=help, description=description)
-        parser.set_defaults(handler=lazy("policies", handler))
+        parser = verb(group, name, lazy("policies", handler), help, description)
         add_output_flag(parser)
         return parser
 
@@ -296,12 +302,17 @@ def _add_policy(sub: Subcommands) -> None:
 
 def _add_pki(sub: Subcommands) -> None:
     pki_sub = command_group(sub, "pki", "certificate authority, certificates, enrolment tokens")
-    init = _command(pki_sub, "init", help="create a CA (ca.crt, ca.key) in --dir")
-    init.set_defaults(handler=lazy("trust", "pki_init"))
+    init = verb(
+        pki_sub, "init", lazy("trust", "pki_init"), help="create a CA (ca.crt, ca.key) in --dir"
+    )
     init.add_argument("--dir", required=True, help="the new CA's directory")
     add_output_flag(init)
-    issue = _command(pki_sub, "issue", help="issue a certificate from the CA in --dir")
-    issue.set_defaults(handler=lazy("trust", "pki_issue"))
+    issue = verb(
+        pki_sub,
+        "issue",
+        lazy("trust", "pki_issue"),
+        help="issue a certificate from the CA in --dir",
+    )
     issue.add_argument("--dir", required=True, help="the CA directory")
     issue.add_argument("--name", required=True, help="CN: controller name, node id or person")
     issue.add_argument(
@@ -317,16 +328,21 @@ def _add_pki(sub: Subcommands) -> None:
         "--days", type=whole(1, 36_500), default=365, help="how long the certificate is valid"
     )
     add_output_flag(issue)
-    token = _command(pki_sub, "token", help="a one-time enrolment token for a node (admin)")
-    token.set_defaults(handler=lazy("trust", "pki_token"))
+    token = verb(
+        pki_sub,
+        "token",
+        lazy("trust", "pki_token"),
+        help="a one-time enrolment token for a node (admin)",
+    )
     token.add_argument("--node", required=True, help="the node id the token enrols")
     token.add_argument(
         "--ttl", type=seconds(0, 7 * 24 * 3600.0, low_open=True), default=3600.0, help="seconds"
     )
     add_output_flag(token)
-    revoke = _command(
+    revoke = verb(
         pki_sub,
         "revoke",
+        lazy("trust", "pki_revoke"),
         help="put certificates on the CA's revocation list (through the controller, or --dir)",
         description="Without --dir: ask the controller (admin) to revoke --node; it refuses the "
         "node at once and, holding the CA key for enrolment, adds the node's certificates to "
@@ -334,7 +350,6 @@ def _add_pki(sub: Subcommands) -> None:
         "(where ca.key is) for --node, --person, --cert or --serial; then copy crl.pem to "
         "every daemon's TLS directory.",
     )
-    revoke.set_defaults(handler=lazy("trust", "pki_revoke"))
     revoke.add_argument("--node", default="", help="every certificate issued to this node")
     revoke.add_argument("--person", default="", help="with --dir: every client certificate")
     revoke.add_argument("--cert", action="append", default=[], help="with --dir: a PEM file")
@@ -346,20 +361,19 @@ def _add_pki(sub: Subcommands) -> None:
 
 def _add_keys_and_audit(sub: Subcommands) -> None:
     keys_sub = command_group(sub, "keys", "operator signing keys")
-    new = _command(keys_sub, "new", help="make an Ed25519 key pair")
-    new.set_defaults(handler=lazy("trust", "keys_new"))
+    new = verb(keys_sub, "new", lazy("trust", "keys_new"), help="make an Ed25519 key pair")
     new.add_argument("--out", required=True, help="private key path (PATH.pub gets the public)")
     new.add_argument("--name", default="", help="your name, for the trust-policy snippet")
     new.add_argument("--role", default="operator", help="for the trust-policy snippet")
     add_output_flag(new)
 
     audit_sub = command_group(sub, "audit", "the tamper-evident record")
-    verify = _command(
+    verify = verb(
         audit_sub,
         "verify",
+        lazy("audit_cmd", "verify"),
         help="check a chain and every witnessed head; point at the first bad entry",
     )
-    verify.set_defaults(handler=lazy("audit_cmd", "verify"))
     verify.add_argument(
         "--journal", "--file", dest="journal", default="",
         help="an agent journal (default: the controller's chain)",
@@ -368,8 +382,7 @@ def _add_keys_and_audit(sub: Subcommands) -> None:
         "--node", default="", help="hold --journal to the journal head the controller recorded"
     )
     add_output_flag(verify)
-    export = _command(audit_sub, "export", help="JSON lines for a SIEM")
-    export.set_defaults(handler=lazy("audit_cmd", "export"))
+    export = verb(audit_sub, "export", lazy("audit_cmd", "export"), help="JSON lines for a SIEM")
     export.add_argument(
         "--journal", "--file", dest="journal", default="",
         help="an agent journal (default: the controller's chain)",
@@ -377,12 +390,15 @@ def _add_keys_and_audit(sub: Subcommands) -> None:
     export.add_argument(
         "--after", type=whole(0, 2**63 - 1), default=0, help="only entries after this seq"
     )
-    head = _command(audit_sub, "head", help="the controller's audit head (this CLI keeps it)")
-    head.set_defaults(handler=lazy("audit_cmd", "head"))
+    head = verb(
+        audit_sub,
+        "head",
+        lazy("audit_cmd", "head"),
+        help="the controller's audit head (this CLI keeps it)",
+    )
     add_output_flag(head)
 
-    whoami = _command(sub, "whoami", help="who the controller thinks you are")
-    whoami.set_defaults(handler=lazy("trust", "whoami"))
+    whoami = verb(sub, "whoami", lazy("trust", "whoami"), help="who the controller thinks you are")
     add_output_flag(whoami)
 
 

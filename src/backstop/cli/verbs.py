@@ -10,6 +10,8 @@ import argparse
 import importlib
 from collections.abc import Callable
 
+from backstop.cli.parser_style import Parser, Subcommands
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -22,3 +24,11 @@ def lazy(module: str, function: str) -> Handler:
 
     handler.__qualname__ = f"{module}.{function}"
     return handler
+
+
+def verb(sub: Subcommands, name: str, handler: Handler, help: str, description: str = "") -> Parser:
+    """The command ``name`` that runs ``handler``; its help is also what ``backstop NAME -h``
+    says it does, unless there is a longer ``description``."""
+    parser = sub.add_parser(name, help=help, description=description or help)
+    parser.set_defaults(handler=handler)
+    return parser

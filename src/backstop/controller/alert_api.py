@@ -9,8 +9,8 @@ from typing import Any
 
 from backstop.api.v1 import control_pb2
 from backstop.controller.alerts.desk import AlertDesk
-from backstop.controller.authz import Caller
 from backstop.controller.rpc_errors import rpc
+from backstop.controller.service_part import ServicePart
 from backstop.controller.store.base import Store
 from backstop.core.alerts import AlertState
 from backstop.core.errors import BackstopError, NotFound
@@ -22,13 +22,10 @@ DEFAULT_ALERTS = 100
 MAX_ALERTS = 10_000
 
 
-class AlertCalls:
+class AlertCalls(ServicePart):
     _store: Store
     _alerts: AlertDesk
     _audit: Callable[..., None]
-
-    def _caller(self, context: Any, role: Role, what: str, claimed: str = "") -> Caller:
-        raise NotImplementedError  # supplied by ControlService
 
     @rpc
     async def ListAlerts(

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from backstop.api.v1 import control_pb2
-from backstop.controller.authz import Caller
 from backstop.controller.incident_book import IncidentBook
 from backstop.controller.rpc_errors import rpc
+from backstop.controller.service_part import ServicePart
 from backstop.security.identities import Role
 from backstop.wire.checks import text
 from backstop.wire.incident_convert import incident_to_pb, timeline_to_pb
@@ -19,11 +19,8 @@ DEFAULT_INCIDENTS = 100
 MAX_INCIDENTS = 10_000
 
 
-class IncidentCalls:
+class IncidentCalls(ServicePart):
     _incidents: IncidentBook
-
-    def _caller(self, context: Any, role: Role, what: str, claimed: str = "") -> Caller:
-        raise NotImplementedError  # supplied by ControlService
 
     @rpc
     async def OpenIncident(

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from backstop.api.v1 import control_pb2
-from backstop.controller.authz import Caller
 from backstop.controller.policy_book import PolicyBook
 from backstop.controller.rpc_errors import rpc
+from backstop.controller.service_part import ServicePart
 from backstop.controller.store.base import Store
 from backstop.core.errors import InvalidInput
 from backstop.core.models import Workload
@@ -30,12 +30,9 @@ TEST_BUDGET_S = 2.0
 """The most work one ``policy test`` may cost the controller."""
 
 
-class PolicyCalls:
+class PolicyCalls(ServicePart):
     _store: Store
     _policies: PolicyBook
-
-    def _caller(self, context: Any, role: Role, what: str, claimed: str = "") -> Caller:
-        raise NotImplementedError  # supplied by ControlService
 
     @rpc
     async def ApplyPolicy(

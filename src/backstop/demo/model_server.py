@@ -27,6 +27,8 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from backstop.telemetry.endpoint import QuietHandler
+
 MODEL_NAME = "backstop-demo-tiny"
 VOCAB = ("the", "model", "is", "paused", "serving", "tokens", "safely", "now", "compute", "gpu")
 
@@ -111,7 +113,7 @@ class ServingMetrics:
 
 
 def _handler(model: Model, served: ServingMetrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             url = urlparse(self.path)
             if url.path == "/healthz":
@@ -128,13 +130,7 @@ def _handler(model: Model, served: ServingMetrics) -> type[BaseHTTPRequestHandle
             else:
                 self.send_error(404, "try /generate?prompt=..., /metrics or /healthz")
                 return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
+            self.reply(200, body)
 
     return Handler
 

@@ -24,6 +24,22 @@ from backstop.core.netaddr import split_host_port
 log = logging.getLogger(__name__)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps no access log and answers with :meth:`reply`."""
+
+    def reply(self, status: int, body: bytes, content_type: str = "") -> None:
+        """Send ``body`` whole, with its length (and ``content_type`` when given)."""
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
 class TelemetryServer:
     """Serves /metrics and /healthz on a background thread until :meth:`stop`."""
 
@@ -94,7 +110,7 @@ def _handler(
     registry: Collector,
     extra: Callable[[], bytes],
 ) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             if self.path.split("?")[0] == "/metrics":
                 body = generate_latest(registry) + extra()
@@ -108,13 +124,6 @@ def _handler(
                     404,
                     "text/plain",
                 )
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
+            self.reply(status, body, ctype)
 
     return Handler

@@ -16,9 +16,9 @@ from typing import TypeVar, cast
 import psycopg
 import pytest
 
+from backstop.controller.store.migrations import POSTGRES_MIGRATIONS as MIGRATIONS
 from backstop.controller.store.postgres import PostgresStore
 from backstop.controller.store.postgres_listener import Notification
-from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.sqlite import SqliteStore
 from backstop.core.errors import InvalidInput, StoreError
 from backstop.core.models import (

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from backstop.controller.store import Store, open_store
-from backstop.controller.store.migrations import MIGRATIONS
+from backstop.controller.store.migrations import MIGRATIONS, POSTGRES_MIGRATIONS
 from backstop.controller.store.postgres import PostgresStore
-from backstop.controller.store.postgres_migrations import MIGRATIONS as POSTGRES_MIGRATIONS
 from backstop.controller.store.sqlite import SqliteStore
 from backstop.core.errors import InvalidInput, NotFound
 from backstop.core.models import (

@@ -68,24 +68,18 @@ class Reply:
     workload_id: str
 
     def _make(
-        self,
-        outcome: Outcome,
-        mechanism: str,
-        pids: tuple[int, ...],
-        detail: str,
-        *,
-        leaves_behind: str = "",
-        previous: str = "",
+        self, outcome: Outcome, mechanism: str, pids: tuple[int, ...], detail: str, **rest: str
     ) -> ActuationResult:
+        """A result of this reply's action and workload (``rest``: what it leaves behind, and
+        the value it replaced)."""
         return ActuationResult(
             outcome=outcome,
             mechanism=str(mechanism),
             pids=pids,
             detail=detail,
-            leaves_behind=leaves_behind,
-            previous=previous,
             workload_id=self.workload_id,
             action=self.action,
+            **rest,
         )
 
     def applied(

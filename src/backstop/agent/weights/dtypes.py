@@ -8,7 +8,7 @@ ONNX therefore hash alike.
 
 from __future__ import annotations
 
-from backstop.agent.weights.model import InvalidWeights, element_count
+from backstop.agent.weights.model import MAX_DIMS, InvalidWeights, element_count
 
 # canonical dtype: bits per element
 ELEMENT_BITS: dict[str, int] = {
@@ -78,6 +78,13 @@ def tensor_bytes(dtype: str, shape: tuple[int, ...]) -> int:
     if bits is None:
         raise InvalidWeights(f"unknown dtype {dtype!r}")
     return (element_count(shape) * bits + 7) // 8
+
+
+def check_rank(dims: int, what: str) -> None:
+    """Refuse a tensor of more than :data:`~backstop.agent.weights.model.MAX_DIMS` dimensions
+    (``what`` names it in the reason)."""
+    if dims > MAX_DIMS:
+        raise InvalidWeights(f"{what}: {dims} dimensions, over the limit of {MAX_DIMS}")
 
 
 def check_shape(value: object, max_dims: int, what: str) -> tuple[int, ...]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import struct
 
+from backstop.agent.weights.dtypes import check_rank
 from backstop.agent.weights.model import (
-    MAX_DIMS,
     MAX_METADATA_VALUE_CHARS,
     InvalidWeights,
     Limits,
@@ -162,8 +162,7 @@ def _value(cursor: Cursor, kind: int, depth: int) -> object:
 def _tensor_info(cursor: Cursor) -> tuple[str, tuple[int, ...], int, int]:
     name = _string(cursor)
     n_dims = cursor.u32()
-    if n_dims > MAX_DIMS:
-        raise InvalidWeights(f"tensor {name!r}: {n_dims} dimensions")
+    check_rank(n_dims, f"tensor {name!r}")
     shape = tuple(cursor.u64() for _ in range(n_dims))
     return name, shape, cursor.u32(), cursor.u64()
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from backstop.agent.weights.dtypes import ONNX_TYPES, tensor_bytes
+from backstop.agent.weights.dtypes import ONNX_TYPES, check_rank, tensor_bytes
 from backstop.agent.weights.model import (
-    MAX_DIMS,
     MAX_METADATA_VALUE_CHARS,
     InvalidWeights,
     Limits,
@@ -112,8 +111,7 @@ def _initializer(reader: WeightsReader, tensor: _Field) -> TensorInfo:
             name = _text(reader, f)
         elif f.number == 9 and f.wire == _BYTES:
             raw = f
-        if len(dims) > MAX_DIMS:
-            raise InvalidWeights(f"initializer {name!r}: over {MAX_DIMS} dimensions")
+        check_rank(len(dims), f"initializer {name!r}")
     if data_type not in ONNX_TYPES:
         raise InvalidWeights(f"initializer {name!r}: unsupported data type {data_type}")
     dtype = ONNX_TYPES[data_type]

@@ -57,6 +57,8 @@ class CorrectionsEngine:
         self.progress = Settler(self.records, tracking, settings, shared)
         self.delivery = Delivery(self.records, tracking, self.progress, shared, replica_id)
         self._admission = Admission(self.records, settings, self.authz, self.delivery)
+        self.resume = self._admission.resume
+        """An unsigned resume: only in open mode (the admission's, unchanged)."""
         self.policy_starts = PolicyStarts(self.records, self.authz, self.delivery)
         """Where policies start corrections (and people release the held ones)."""
 
@@ -96,17 +98,6 @@ class CorrectionsEngine:
         if correction.spec.policy_digest:  # held by its policy's limit: a person releases it
             return self.policy_starts.release(correction, signature, caller)
         return self._admission.approve(correction_id, signature, caller)
-
-    def resume(
-        self,
-        correction_id: str,
-        reason: str,
-        issuer: str,
-        caller: Caller | None = None,
-        incident: str = "",
-    ) -> Correction:
-        """An unsigned resume: only in open mode."""
-        return self._admission.resume(correction_id, reason, issuer, caller, incident)
 
     def get(self, correction_id: str) -> Correction:
         return self.records.get(correction_id)

@@ -1,13 +1,14 @@
 """The few spellings SQLite and PostgreSQL disagree on in the queries the store shares.
 
 A :class:`Dialect` names them (placeholders, a list parameter, the larger of two values, no
-limit); :data:`SQLITE` and :data:`POSTGRES` are the two the backends use. Locking is not a
+limit, and the column types the schema migrations spell differently); :data:`SQLITE` and
+:data:`POSTGRES` are the two the backends use. Locking is not a
 spelling: each backend writes the statements that take locks itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -23,6 +24,9 @@ class Dialect:
     """The ``LIMIT`` parameter meaning no limit."""
     placeholders: Callable[[str], str]
     """A query written with ``?`` placeholders (as the shared ones are) in the driver's own."""
+    column_types: Mapping[str, str]
+    """The column types of the schema migrations, by the name the shared text gives them
+    (``{bytes}``, ``{time}``, ``{int64}``, ``{flag}``, ``{row_id}``, ``{serial}``)."""
 
 
 def _expanded_in(column: str, values: Sequence[object]) -> tuple[str, tuple[object, ...]]:
@@ -41,5 +45,31 @@ def _percent_s(query: str) -> str:
     return query.replace("?", "%s")
 
 
-SQLITE = Dialect(in_list=_expanded_in, greatest="MAX", no_limit=-1, placeholders=_same)
-POSTGRES = Dialect(in_list=_array_in, greatest="GREATEST", no_limit=None, placeholders=_percent_s)
+SQLITE = Dialect(
+    in_list=_expanded_in,
+    greatest="MAX",
+    no_limit=-1,
+    placeholders=_same,
+    column_types={
+        "bytes": "BLOB",
+        "time": "REAL",
+        "int64": "INTEGER",
+        "flag": "INTEGER NOT NULL DEFAULT 0",
+        "row_id": "INTEGER PRIMARY KEY",
+        "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    },
+)
+POSTGRES = Dialect(
+    in_list=_array_in,
+    greatest="GREATEST",
+    no_limit=None,
+    placeholders=_percent_s,
+    column_types={
+        "bytes": "BYTEA",
+        "time": "DOUBLE PRECISION",
+        "int64": "BIGINT",
+        "flag": "BOOLEAN NOT NULL DEFAULT FALSE",
+        "row_id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "serial": "BIGSERIAL PRIMARY KEY",
+    },
+)

@@ -37,13 +37,13 @@ from backstop.controller.store import acks as acks_rules
 from backstop.controller.store.acks import AckDecision
 from backstop.controller.store.base import NewTarget
 from backstop.controller.store.dialect import POSTGRES
+from backstop.controller.store.migrations import POSTGRES_MIGRATIONS
 from backstop.controller.store.postgres_listener import (
     Listener,
     check_channel,
     check_payload,
     open_listener,
 )
-from backstop.controller.store.postgres_migrations import MIGRATIONS
 from backstop.controller.store.postgres_pool import ConnectionPool
 from backstop.controller.store.report_batch import plan_reports
 from backstop.controller.store.rows import audit_from_row, audit_row
@@ -135,7 +135,7 @@ class PostgresStore(SqlStore):
             )
             cur.execute("SELECT version FROM schema_migrations")
             applied = {int(row[0]) for row in cur.fetchall()}
-            for version, script in enumerate(MIGRATIONS, start=1):
+            for version, script in enumerate(POSTGRES_MIGRATIONS, start=1):
                 if version in applied:
                     continue
                 cur.execute(script.encode())  # several statements, no parameters
