@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backstop.agent.collectors.processes import ProcessCollector, ProcessSnapshot, ProcInfo
-from backstop.agent.discovery import WorkloadDiscovery
+from backstop.agent.discovery import MAX_SEARCH_BACKOFF_S, WorkloadDiscovery
 from backstop.agent.fingerprint import procfs as procfs_module
 from backstop.agent.fingerprint.weights import WeightsHasher
 from backstop.agent.grouping import group_workloads
@@ -625,17 +625,27 @@ def test_a_listener_nobody_holds_is_searched_with_back_off(fake: FakeProc) -> No
     first = discovery.stats.fd_scans
     discovery.discover(fake.snapshot(), [])
     backing_off = discovery.stats.fd_scans
+    searched = len(fake.infos)
+    fake.add(125, 1)
     clock.now += 30
     discovery.discover(fake.snapshot(), [])
     retried = discovery.stats.fd_scans
     clock.now += 30  # the second retry waits twice as long
     discovery.discover(fake.snapshot(), [])
     still_backing_off = discovery.stats.fd_scans
+    per_retry = []
+    for _ in range(6):  # up to the longest back-off, then a full search
+        clock.now += MAX_SEARCH_BACKOFF_S
+        before = discovery.stats.fd_scans
+        discovery.discover(fake.snapshot(), [])
+        per_retry.append(discovery.stats.fd_scans - before)
 
-    assert first == len(fake.infos)
+    assert first == searched
     assert backing_off == first
-    assert retried == 2 * first
+    assert retried == first + 1  # only the process new since the search
     assert still_backing_off == retried
+    assert len(fake.infos) in per_retry  # a socket can be handed to an old process
+    assert per_retry.count(0) >= 3
 
 
 def test_a_new_listener_is_searched_among_its_namespace_only(

@@ -3,12 +3,13 @@
 Real child processes, listed on a GPU as NVML would list them, sampled once per discovery
 pass with a utilisation pattern (as the sampler passes NVML's readings): until the window
 holds ``MIN_SAMPLES`` samples the static rules decide, from then on the time shape does,
-except where strong static evidence (a listener with weights) says serving.
+except where strong static evidence (a serving framework with a listener) says serving.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,11 +83,26 @@ def test_input_bound_training_becomes_training_once_the_window_is_long_enough(
     assert seen[-1][0] is Behaviour.TRAINING  # steady work broken by regular dips
 
 
-def test_a_quiet_listener_with_weights_stays_serving(spawner: Spawner, tmp_path: Path) -> None:
+def test_a_quiet_vllm_server_stays_serving(spawner: Spawner, tmp_path: Path) -> None:
+    weights = write_safetensors(tmp_path / "model.safetensors", safetensors_header(), b"\1" * 9000)
+    program = tmp_path / "vllm"  # a serving framework, by its program's name
+    program.write_text(LISTENER)
+    child = spawner.command([sys.executable, str(program), str(weights)])
+    child.read_line()
+
+    seen = verdicts(child, WINDOW_SAMPLES, lambda t: 60.0 if t == 5 else 0.0)
+
+    assert set(seen) == {(Behaviour.SERVING, 0.95)}
+
+
+def test_a_quiet_listener_with_weights_is_left_to_the_shape_once_the_window_is_full(
+    spawner: Spawner, tmp_path: Path
+) -> None:
     weights = write_safetensors(tmp_path / "model.safetensors", safetensors_header(), b"\1" * 9000)
     child = spawner.python(LISTENER, str(weights))
     child.read_line()
 
     seen = verdicts(child, WINDOW_SAMPLES, lambda t: 60.0 if t == 5 else 0.0)
 
-    assert set(seen) == {(Behaviour.SERVING, 0.80)}
+    assert set(seen[: MIN_SAMPLES - 1]) == {(Behaviour.SERVING, 0.80)}  # the rules
+    assert seen[-1] != (Behaviour.SERVING, 0.80)  # the shape: idle, like a paused model

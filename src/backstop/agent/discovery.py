@@ -21,11 +21,14 @@ listed once per network namespace per call, through netlink where possible
   so rescans spread out);
 - when a LISTEN socket appears that no known process holds: the namespace's processes are
   searched at once, never-scanned ones first, until its holder is found; a socket whose
-  holder cannot be found is searched again after a growing back-off.
+  holder cannot be found is searched again after a growing back-off, among the processes
+  not searched since its last full search (new ones), and in full once per
+  :data:`MAX_SEARCH_BACKOFF_S` (a socket can be handed to an old process).
 
 Everything is cached per process incarnation ``(pid, create_time)``. Weights seen in a
 process stay in its fingerprint for the process's life (servers unmap their weights once
-loaded onto the GPU), at most :data:`MAX_WEIGHTS_PER_PROCESS` of them. Weights are only read
+loaded onto the GPU), at most
+:data:`~backstop.agent.process_state.MAX_WEIGHTS_PER_PROCESS` of them. Weights are only read
 through ``/proc/PID/fd/N`` and ``/proc/PID/map_files`` links, which lead to the very file
 the process holds; the fallback through ``/proc/PID/root`` reads a file only when its
 device and inode match the mapping.
@@ -35,10 +38,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from backstop.agent.collectors.processes import ProcessSnapshot, ProcInfo
@@ -55,13 +59,13 @@ from backstop.agent.fingerprint.weights import (
     is_weights_candidate,
 )
 from backstop.agent.grouping import WorkloadGroup, group_workloads
+from backstop.agent.process_state import ProcState
 from backstop.agent.workload_record import UtilisationAverage, assemble_workload, gpu_uses
 from backstop.core.ids import workload_id
 from backstop.core.models import GpuProcess, WeightsFile, Workload
 
 log = logging.getLogger(__name__)
 
-MAX_WEIGHTS_PER_PROCESS = 64
 MAX_SEARCH_BACKOFF_S = 600.0
 
 
@@ -76,28 +80,11 @@ class DiscoveryStats:
 
 
 @dataclass(slots=True)
-class _ProcState:
-    """What discovery remembers about one process incarnation."""
-
-    create_time: float
-    netns: str | None
-    fd_scanned_at: float | None = None
-    listen_inodes: frozenset[int] = frozenset()
-    content_scanned_at: float | None = None
-    libraries: tuple[str, ...] = ()
-    weights: dict[str, WeightsFile] = field(default_factory=dict)
-    models: dict[str, FileModel] = field(default_factory=dict)
-    """Per weights path, what identity knows of the file (see ``model_identity``)."""
-    redacted: tuple[tuple[str, ...], tuple[str, ...]] | None = None
-    """(cmdline, redacted cmdline) as last computed."""
-    framework: tuple[str, tuple[str, ...], FrameworkMatch] | None = None
-    """(exe, cmdline, match) as last computed; recomputed when any of them changes."""
-
-
-@dataclass(slots=True)
 class _Backoff:
     retry_at: float
     attempts: int
+    since: float | None
+    """When every candidate was last searched (``None``: search them all at the retry)."""
 
 
 class WorkloadDiscovery:
@@ -121,7 +108,7 @@ class WorkloadDiscovery:
         self._identifier = identifier if identifier is not None else ModelIdentifier()
         self._interval = rescan_interval_s
         self._clock = clock
-        self._states: dict[int, _ProcState] = {}
+        self._states: dict[int, ProcState] = {}
         self._holders: set[int] = set()
         """Pids whose last fd scan found LISTEN sockets."""
         self._by_netns: dict[str, list[int]] | None = None
@@ -197,7 +184,7 @@ class WorkloadDiscovery:
             if state is not None and state.create_time == info.create_time:
                 continue
             self._netns_reads += 1
-            states[pid] = _ProcState(info.create_time, procfs.read_netns(self._root, pid))
+            states[pid] = ProcState(info.create_time, procfs.read_netns(self._root, pid))
             self._holders.discard(pid)
             self._by_netns = None
 
@@ -256,7 +243,16 @@ class WorkloadDiscovery:
         if not unknown:
             return
         namespaces = {listen[inode][1] for inode in unknown}
-        candidates = [pid for pid, state in self._states.items() if state.netns in namespaces]
+        # a process searched since a socket's last full search does not hold it
+        searched = max(
+            b.since if (b := self._backoff.get(i)) and b.since is not None else math.inf
+            for i in unknown
+        )
+        candidates = [
+            pid
+            for pid, state in self._states.items()
+            if state.netns in namespaces and (state.fd_scanned_at or -1.0) < searched
+        ]
         candidates.sort(
             key=lambda pid: (
                 self._states[pid].fd_scanned_at is not None,
@@ -273,7 +269,9 @@ class WorkloadDiscovery:
             previous = self._backoff.get(inode)
             attempts = previous.attempts + 1 if previous else 1
             delay = min(self._interval * 2 ** (attempts - 1), MAX_SEARCH_BACKOFF_S)
-            self._backoff[inode] = _Backoff(now + delay, attempts)
+            since = now if previous is None or previous.since is None else previous.since
+            full_next = delay >= MAX_SEARCH_BACKOFF_S  # the rare full search, for passed fds
+            self._backoff[inode] = _Backoff(now + delay, attempts, None if full_next else since)
             log.debug("no process holds listening socket inode %d", inode)
 
     def _ports(self, pids: Iterable[int], listen: Mapping[int, tuple[int, str]]) -> set[int]:
@@ -332,7 +330,7 @@ class WorkloadDiscovery:
             weighed = self._weigh_mapping(pid, mapping)
             if weighed is not None:
                 found[mapping.path] = weighed
-        _remember(state, found)
+        state.remember(found)
 
     def _weigh_mapping(
         self, pid: int, mapping: procfs.MappedFile
@@ -432,17 +430,3 @@ class WorkloadDiscovery:
             match = match_process(info.exe, info.cmdline, state.libraries)
             state.framework = cached = (info.exe, info.cmdline, match)
         return cached[2]
-
-
-def _remember(state: _ProcState, found: Mapping[str, tuple[WeightsFile, FileModel | None]]) -> None:
-    """Keep what a scan found, newest last; the oldest go beyond ``MAX_WEIGHTS_PER_PROCESS``."""
-    for path, (weights, model) in found.items():
-        state.weights.pop(path, None)
-        state.weights[path] = weights
-        state.models.pop(path, None)
-        if model is not None:
-            state.models[path] = model
-    while len(state.weights) > MAX_WEIGHTS_PER_PROCESS:
-        oldest = next(iter(state.weights))
-        state.weights.pop(oldest)
-        state.models.pop(oldest, None)

@@ -92,7 +92,7 @@ def training(rng: random.Random, n: int = WINDOW_SAMPLES) -> list[float]:
 
 @pytest.mark.parametrize(
     ("framework", "weights", "confidence"),
-    [("", True, 0.80), ("vllm", True, 0.95), ("vllm", False, 0.90)],
+    [("vllm", True, 0.95), ("vllm", False, 0.90)],
 )
 def test_a_quiet_listening_server_stays_serving_with_a_full_window(
     framework: str, weights: bool, confidence: float
@@ -104,11 +104,16 @@ def test_a_quiet_listening_server_stays_serving_with_a_full_window(
     assert verdict == (Behaviour.SERVING, confidence)
 
 
-def test_a_listener_with_weights_is_serving_where_the_shape_alone_would_not_say_so() -> None:
+def test_a_listener_with_weights_is_serving_by_the_rules_and_left_to_the_shape_after() -> None:
+    # measured: a listener with weights but no serving framework is a server less than half
+    # of the time once the shape is known (docs/behaviour.md), so it does not override it
     window = window_of(quiet_server())
-    assert by_shape(window, Evidence.of((8000,), 8.0, True, ""))[0] is not Behaviour.SERVING
+    few = window_of(quiet_server()[: MIN_SAMPLES - 1])
 
-    assert classify((8000,), 8.0, True, "", window) == (Behaviour.SERVING, 0.80)
+    assert classify((8000,), 8.0, True, "", few) == (Behaviour.SERVING, 0.80)
+    assert classify((8000,), 8.0, True, "", window) == by_shape(
+        window, Evidence.of((8000,), 8.0, True, "")
+    )
 
 
 def test_a_miner_like_constant_load_without_a_listener_is_other_once_the_window_is_full() -> None:

@@ -6,9 +6,12 @@ agent has seen enough of it, the *time shape* of its GPU utilisation
 (:class:`~backstop.agent.fingerprint.behaviour_window.BehaviourWindow`). The decision:
 
 1. strong static evidence stands, whatever the shape (:data:`STRONG_RULES`): a serving
-   framework and a listening socket → serving [0.95 with weights open or mapped, else 0.90];
-   a listening socket and weights → serving [0.80] (a model behind a port). A server that has
-   had no requests for minutes looks idle, like a paused notebook, and must stay a server;
+   framework and a listening socket → serving [0.95 with weights open or mapped, else 0.90].
+   A server that has had no requests for minutes looks idle, like a paused notebook, and
+   must stay a server. A listening socket with weights but no serving framework is not
+   strong: measured once the shape is known, it was a server less than half of the time
+   (notebooks, paused models, batch and training jobs listen and hold weights too), so the
+   shape decides there;
 2. otherwise, with a window of at least
    :data:`~backstop.agent.fingerprint.behaviour_window.MIN_SAMPLES` samples, the time shape
    decides (:func:`by_shape`): a multinomial logistic model
@@ -20,9 +23,10 @@ agent has seen enough of it, the *time shape* of its GPU utilisation
    and its probability the confidence, unless that is below :data:`UNKNOWN_BELOW`, when the
    answer is unknown [0.0];
 3. with fewer samples (or no window) the static rules decide, tried in order, the first that
-   applies winning (:data:`RULES`; the strong rules are its first three):
+   applies winning (:data:`RULES`):
 
-   a. the strong rules above;
+   a. the strong rules above, then a listening socket and weights → serving [0.80] (a model
+      behind a port);
    b. a serving framework without a listening socket → serving [0.60] (still starting, or
       the listener lives in another process tree);
    c. sustained GPU utilisation ≥ :data:`TRAINING_UTIL_PCT` and no listening socket →
@@ -99,12 +103,12 @@ _Rule = tuple[Callable[[Evidence], bool], Behaviour, float]
 STRONG_RULES: tuple[_Rule, ...] = (
     (lambda e: e.serving_framework and e.listening and e.weights, Behaviour.SERVING, 0.95),
     (lambda e: e.serving_framework and e.listening, Behaviour.SERVING, 0.90),
-    (lambda e: e.listening and e.weights, Behaviour.SERVING, 0.80),
 )
 """Static evidence that stands whatever the time shape: (applies?, behaviour, confidence)."""
 
 RULES: tuple[_Rule, ...] = (
     *STRONG_RULES,
+    (lambda e: e.listening and e.weights, Behaviour.SERVING, 0.80),
     (lambda e: e.serving_framework, Behaviour.SERVING, 0.60),
     (
         lambda e: e.training_util and not e.listening and (e.weights or e.ml_library),
