@@ -21,14 +21,17 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backstop.agent.policy_authority import quorum_problem
 from backstop.core.errors import BackstopError
 from backstop.core.models import PolicyAuthority, SignatureRecord, Workload
 from backstop.core.policies import deletion_statement, set_digest
-from backstop.policy.document import Enforce, PolicyDocument, parse_policy
 from backstop.policy.matching import CompiledPolicy
 from backstop.security.identities import TrustPolicyFile
+
+if TYPE_CHECKING:
+    from backstop.policy.document import PolicyDocument
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,8 @@ class NodePolicies:
     # -- verification and storage --------------------------------------------------------
 
     def _verified(self, authority: PolicyAuthority) -> tuple[NodePolicy | None, str]:
+        from backstop.policy.document import Enforce, parse_policy  # YAML only for policies
+
         try:
             document: PolicyDocument = parse_policy(authority.document, "node policy")
         except BackstopError as exc:

@@ -22,14 +22,17 @@ only its own node.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from backstop.core.errors import BackstopError
 from backstop.core.models import Command, SignatureRecord, Workload, WorkloadOutcome
 from backstop.core.policies import digest_of
-from backstop.policy.document import PolicyDocument, parse_policy
 from backstop.policy.matching import CompiledPolicy
 from backstop.security import quorum
 from backstop.security.identities import TrustPolicy
+
+if TYPE_CHECKING:
+    from backstop.policy.document import PolicyDocument
 
 ISSUER_PREFIX = "policy:"
 
@@ -58,6 +61,8 @@ def _carried(command: Command) -> tuple[PolicyDocument | None, str]:
         return None, f"started by policy version {spec.policy_digest[:16]}, but carries none"
     if digest_of(authority.document) != spec.policy_digest:
         return None, "the policy it carries is not the one its correction names"
+    from backstop.policy.document import parse_policy  # YAML is read only for policies
+
     try:
         return parse_policy(authority.document, "policy"), ""
     except BackstopError as exc:
@@ -117,6 +122,8 @@ def matching(
     as a skipped outcome saying so. Without a policy: all of them."""
     if command.authority is None:
         return list(workloads), []
+    from backstop.policy.document import parse_policy  # YAML is read only for policies
+
     compiled = CompiledPolicy(parse_policy(command.authority.document, "policy"))
     kept: list[Workload] = []
     skipped: list[WorkloadOutcome] = []

@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backstop.core.models import EMPTY_LABELS, Behaviour, IdentifiedModel, Workload
 from backstop.core.scope import workload_namespace
 from backstop.policy.cel_view import activation, workload_view
-from backstop.policy.document import Match, Policy, PolicyDocument
+
+if TYPE_CHECKING:
+    from backstop.policy.document import Match, Policy, PolicyDocument
 
 Reasons = tuple[str, ...]
 """Phrases saying which fields of a policy matched a workload, for an alert."""

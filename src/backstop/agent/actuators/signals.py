@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-
-import psutil
+from typing import TYPE_CHECKING
 
 from backstop.agent.actuators.proctree import (
     PidReused,
@@ -33,6 +32,9 @@ from backstop.agent.actuators.proctree import (
     tree,
 )
 from backstop.core.errors import ActuationError
+
+if TYPE_CHECKING:
+    import psutil
 
 logger = logging.getLogger(__name__)
 
@@ -310,9 +312,14 @@ class TreeSignaller:
 
 
 class _Termination:
-    """The bookkeeping of one terminate_tree call: who was signalled, who is gone, how."""
+    """The bookkeeping of one terminate_tree call: who was signalled, who is gone, how.
+
+    psutil (about 1.3 MiB) is imported here, by the first termination, not with the agent."""
 
     def __init__(self, signaller: TreeSignaller) -> None:
+        import psutil  # only where a termination waits for exits
+
+        self.psutil = psutil
         self.s = signaller
         self.refs: dict[int, ProcessRef] = {}
         self.handles: dict[int, psutil.Process] = {}
@@ -327,10 +334,10 @@ class _Termination:
         """Remember a member and open a psutil handle; False when it has already gone."""
         self.refs[ref.pid] = ref
         try:
-            handle = psutil.Process(ref.pid)
-        except psutil.NoSuchProcess:
+            handle = self.psutil.Process(ref.pid)
+        except self.psutil.NoSuchProcess:
             handle = None
-        except psutil.Error as exc:
+        except self.psutil.Error as exc:
             raise ActuationError(f"cannot watch pid {ref.pid}: {exc}") from exc
         if handle is None or self.s._living(ref) is None:
             self.gone.add(ref.pid)
@@ -358,7 +365,7 @@ class _Termination:
 
     def _reap(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for exits; a zombie that is not ours counts as gone."""
-        gone, alive = psutil.wait_procs(self.alive(), timeout=timeout_s)
+        gone, alive = self.psutil.wait_procs(self.alive(), timeout=timeout_s)
         for handle in gone:
             self.gone.add(handle.pid)
             code = getattr(handle, "returncode", None)
