@@ -19,7 +19,7 @@ With ``use_events`` (the agent's default) and the kernel's proc connector availa
 (:mod:`~backstop.agent.collectors.proc_events`: root, the initial PID namespace), ``/proc``
 is not listed at every collect: only the processes that events name (created, ``exec``,
 renamed, exited), the young ones, the children of those that exit, and the pids the caller
-asks for (``also``: the GPU's processes) are read, 0.5 ms per sample at 1,000 processes. An
+asks for (``also``: the GPU's processes) are read, 0.2 ms per sample at 1,000 processes. An
 exiting process is read again at every collect until it has gone (its exit event comes
 before it turns zombie and is reaped, and neither sends another). The listing and the full
 refresh run once per ``event_refresh_interval_s`` instead, and at once when the socket
