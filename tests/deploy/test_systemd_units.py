@@ -52,7 +52,7 @@ AGENT_CAPABILITIES = {
     "CAP_SYS_ADMIN",
     "CAP_NET_ADMIN",
 }
-LIMITS = {CONTROLLER: 3.5, AGENT: 3.5}
+LIMITS = {CONTROLLER: 3.5, AGENT: 3.7}
 
 
 def parse_unit(path: Path) -> dict[str, dict[str, list[str]]]:
