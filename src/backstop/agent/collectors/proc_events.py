@@ -22,7 +22,6 @@ import os
 import socket
 import struct
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 from backstop.agent.netns import socket_in_namespace
@@ -43,6 +42,9 @@ SO_RCVBUFFORCE = 33
 """``SO_RCVBUF`` beyond ``net.core.rmem_max`` (needs CAP_NET_ADMIN)."""
 RECEIVE_BUFFER_BYTES = 4 << 20
 """Asked of the kernel for the socket (about 50,000 events between two looks)."""
+
+DATAGRAM_BYTES = 65536
+"""Read buffer per datagram: an event is 76 bytes."""
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _CN_MSG = struct.Struct("=IIIIHH")
@@ -107,7 +109,7 @@ def _subscribed(sock: socket.socket, ack_timeout_s: float) -> socket.socket:
         sock.settimeout(ack_timeout_s)
         error = None
         while error is None:
-            error = parse_event(sock.recv(65536), Changes())
+            error = parse_event(sock.recv(DATAGRAM_BYTES), Changes())
         sock.setblocking(False)
     except OSError:
         sock.close()
@@ -144,8 +146,12 @@ class ProcEvents:
         except OSError:
             elsewhere = False  # no view of pid 1's namespace: try this one
         try:
-            make = partial(socket_in_namespace, host_netns, _connector_socket)
-            return cls(_subscribed(make() if elsewhere else _connector_socket(), ack_timeout_s))
+            sock = (
+                socket_in_namespace(host_netns, _connector_socket)
+                if elsewhere
+                else _connector_socket()
+            )
+            return cls(_subscribed(sock, ack_timeout_s))
         except OSError as exc:
             log.debug("no proc connector", extra={"error": str(exc)})
             return None
@@ -156,7 +162,7 @@ class ProcEvents:
         recv = self._sock.recv
         while True:
             try:
-                data = recv(65536)
+                data = recv(DATAGRAM_BYTES)
             except BlockingIOError:
                 return changes
             except OSError as exc:
@@ -170,7 +176,7 @@ class ProcEvents:
         """Empty the socket after an overflow: the listing that follows covers it all."""
         while True:
             try:
-                self._sock.recv(65536)
+                self._sock.recv(DATAGRAM_BYTES)
             except OSError:
                 return
 
