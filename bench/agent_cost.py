@@ -4,7 +4,8 @@ Starts a controller, 1,000 real processes (``sleep``), 8 simulated GPUs (the NVM
 library) with 8 of the processes holding GPU contexts (each busy on half of its GPU's SMs),
 and one agent reporting every second.
 After a warm-up, CPU time and RSS of the agent are sampled from /proc for the measuring
-window. In the same run, Prometheus node_exporter (built with ``go install``, default
+window, while its ``/metrics`` is scraped every ``--scrape-interval`` seconds (the chart
+always serves it). In the same run, Prometheus node_exporter (built with ``go install``, default
 collectors) is scraped every second for the same window, as a baseline from a well-known node
 daemon.
 
@@ -23,6 +24,7 @@ import sysconfig
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from daemons import start_agent, start_controller
@@ -30,6 +32,7 @@ from daemons import start_agent, start_controller
 from backstop.simgpu import FakeNvml, FakeProcess, default_gpus
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+AGENT_METRICS_PORT = 19464
 NODE_EXPORTER = "github.com/prometheus/node_exporter@v1.9.1"
 
 
@@ -45,18 +48,33 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def measure(pid: int, seconds: float, tick: callable | None = None) -> tuple[float, float, float]:  # type: ignore[valid-type]
+def measure(pid: int, seconds: float, tick: Callable[[], None]) -> tuple[float, float, float]:
     """(CPU % of one core, median RSS MiB, max RSS MiB) over the window."""
     start_cpu, start = cpu_seconds(pid), time.monotonic()
     rss: list[float] = []
     while time.monotonic() - start < seconds:
-        if tick is not None:
-            tick()
+        tick()
         rss.append(rss_mib(pid))
         time.sleep(1.0)
     cpu = (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start) * 100
     rss.sort()
     return cpu, rss[len(rss) // 2], rss[-1]
+
+
+def every(interval: float, url: str) -> Callable[[], None]:
+    """A tick that GETs ``url`` when ``interval`` seconds have passed since the last time
+    (never when ``interval`` is 0)."""
+    if not interval:
+        return lambda: None
+    last = [0.0]
+
+    def tick() -> None:
+        if time.monotonic() - last[0] >= interval - 0.05:
+            last[0] = time.monotonic()
+            with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - http on loopback
+                r.read()
+
+    return tick
 
 
 def compile_bytecode() -> None:
@@ -99,6 +117,13 @@ def main() -> None:
         help="extra environment for the agent (e.g. MALLOC_ARENA_MAX=2); repeatable",
     )
     parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=1.0,
+        help="seconds between scrapes of the agent's /metrics (0: not served); default 1, "
+        "as node_exporter is scraped",
+    )
+    parser.add_argument(
         "--no-bytecode", action="store_true", help="do not compile to bytecode first"
     )
     args = parser.parse_args()
@@ -123,10 +148,15 @@ def main() -> None:
             controller, address = start_controller(work, "--report-interval", "1")
             procs.append(controller)
             agent_env = {**gpus.env(), **dict(e.split("=", 1) for e in args.agent_env)}
-            agent = start_agent(work, address, "bench", agent_env, "--report-interval", "1")
+            served = ("--metrics-listen", f"127.0.0.1:{AGENT_METRICS_PORT}")
+            flags = ("--report-interval", "1", *(served if args.scrape_interval else ()))
+            agent = start_agent(work, address, "bench", agent_env, *flags)
             procs.append(agent)
             time.sleep(args.warmup)
-            agent_cpu, agent_rss, agent_max = measure(agent.pid, args.seconds)
+            scrape_agent = every(
+                args.scrape_interval, f"http://127.0.0.1:{AGENT_METRICS_PORT}/metrics"
+            )
+            agent_cpu, agent_rss, agent_max = measure(agent.pid, args.seconds, scrape_agent)
 
             exporter = subprocess.Popen(
                 [str(node_exporter_binary(cache)), "--web.listen-address=127.0.0.1:19100"],
@@ -136,10 +166,7 @@ def main() -> None:
             procs.append(exporter)
             time.sleep(2.0)
 
-            def scrape() -> None:
-                with urllib.request.urlopen("http://127.0.0.1:19100/metrics", timeout=5) as r:
-                    r.read()
-
+            scrape = every(1.0, "http://127.0.0.1:19100/metrics")
             for _ in range(int(args.warmup)):
                 scrape()
                 time.sleep(1.0)
@@ -152,7 +179,8 @@ def main() -> None:
     print("| daemon | sampling | CPU (% of one core) | RSS median | RSS max |")
     print("|---|---|---|---|---|")
     print(
-        f"| backstop agent ({args.processes} processes, 8 GPUs) | 1 s, report every 1 s "
+        f"| backstop agent ({args.processes} processes, 8 GPUs) | 1 s, report every 1 s, "
+        f"{f'scraped every {args.scrape_interval:g} s' if args.scrape_interval else 'not scraped'} "
         f"| {agent_cpu:.2f} % | {agent_rss:.1f} MiB | {agent_max:.1f} MiB |"
     )
     print(

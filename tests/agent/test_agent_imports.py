@@ -6,13 +6,21 @@ from __future__ import annotations
 import subprocess
 import sys
 
-LAZY = ("celpy", "lark", "pendulum", "yaml", "psutil")
+LAZY = ("celpy", "lark", "pendulum", "yaml", "psutil", "zipfile", "pickletools")
 """cel-python and what it brings (policy expressions), PyYAML (policy documents), psutil
-(terminations): none is needed by an agent that has no policy and has terminated nothing."""
+(terminations), zipfile and pickletools (PyTorch checkpoints): none is needed by an agent
+that has no policy, has terminated nothing and has found no checkpoint."""
 
 
-def loaded_after(code: str) -> set[str]:
-    tops = "sorted({m.split('.')[0] for m in sys.modules})"
+NEVER = ("prometheus_client", "http.server", "http.client")
+"""The official Prometheus client and the standard library's HTTP (their imports cost 5 MiB):
+the agent writes its exposition and its few HTTP exchanges itself."""
+
+
+def loaded_after(code: str, whole_names: bool = False) -> set[str]:
+    tops = (
+        "sorted(sys.modules)" if whole_names else "sorted({m.split('.')[0] for m in sys.modules})"
+    )
     script = f"import sys\n{code}\nprint(' '.join({tops}))"
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
@@ -34,6 +42,23 @@ def test_they_load_where_they_are_used() -> None:
         "from backstop.policy.cel_view import compile_expression\n"
         "compile_expression('workload.gpus > 0')\n"
         "parse_policy\n"
+        "from backstop.agent.weights import parse_file\n"
+        "import pathlib, tempfile\n"
+        "checkpoint = pathlib.Path(tempfile.mkdtemp()) / 'model.pt'\n"
+        "checkpoint.write_bytes(b'PK\\x03\\x04' + bytes(60))\n"
+        "parse_file(checkpoint)\n"
     )
 
-    assert {"celpy", "yaml"} <= loaded
+    assert {"celpy", "yaml", "zipfile", "pickletools"} <= loaded
+
+
+def test_the_agent_never_loads_the_prometheus_client_nor_http_server() -> None:
+    loaded = loaded_after(
+        "import backstop.agent.daemon\n"
+        "from backstop.telemetry.endpoint import TelemetryServer\n"
+        "TelemetryServer('127.0.0.1:0', lambda: (True, 'ok')).stop()\n",
+        whole_names=True,
+    )
+
+    assert "backstop.telemetry.endpoint" in loaded
+    assert loaded.isdisjoint(NEVER), sorted(loaded & set(NEVER))

@@ -188,9 +188,9 @@ def test_a_failing_kubelet_costs_the_judgement_never_the_sample(
         sample = sampler.sample()
         elapsed = time.monotonic() - start
     assert elapsed < 1.5
-    assert metrics.COLLECTOR_SECONDS.labels(collector="kubelet")._value.get() < 0.6
+    assert metrics.COLLECTOR_SECONDS.labels(collector="kubelet").value < 0.6
     assert any("kubelet List" in e for e in sample.errors)
-    assert metrics.COLLECTOR_SUCCESS.labels(collector="kubelet")._value.get() == 0
+    assert metrics.COLLECTOR_SUCCESS.labels(collector="kubelet").value == 0
     workloads = _by_pid(sample)
     assert set(workloads) == {SERVER_PID, NOTEBOOK_PID, HOST_PID}
     server = workloads[SERVER_PID]

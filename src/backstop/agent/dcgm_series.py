@@ -4,8 +4,8 @@ Owns the ``DCGM_FI_*`` part of the agent's ``/metrics``, so Grafana dashboards b
 NVIDIA's dcgm-exporter work on a Backstop node unchanged. The sampler publishes each NVML
 snapshot here; a scrape renders the latest one, so a GPU that left the node leaves no stale
 series. A field NVML does not support on a GPU is left out for that GPU, never shown as 0.
-The text is rendered here, not through ``prometheus_client``, because the exposition it
-writes renames counters to ``*_total`` and dcgm-exporter's counters keep their DCGM names.
+The text is rendered here, not through :mod:`backstop.telemetry.series`, because counters
+there end in ``_total`` and dcgm-exporter's counters keep their DCGM names.
 
 Labels, as dcgm-exporter sets them: ``gpu`` (NVML index), ``UUID``, ``pci_bus_id``,
 ``device`` (``nvidia<index>``), ``modelName``, ``Hostname`` (``$NODE_NAME``, else the host name) and
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from backstop.agent.collectors.nvml import GpuSnapshot
 from backstop.agent.collectors.nvml_counters import GpuCounters
 from backstop.core.models import GpuSample
+from backstop.telemetry.series import Sample, family_lines
 
 MIB = 2**20
 
@@ -88,10 +89,6 @@ def hostname() -> str:
     return os.environ.get("NODE_NAME") or socket.gethostname()
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 def render(
     gpus: Sequence[GpuSample],
     counters: Sequence[GpuCounters],
@@ -113,17 +110,14 @@ def render(
             "Hostname": host,
             "DCGM_FI_DRIVER_VERSION": driver_version,
         }
-        text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items() if v)
-        rows.append((g, c, text))
+        rows.append((g, c, tuple((k, v) for k, v in labels.items() if v)))
     out: list[str] = []
     for f in FIELDS:
-        lines = [
-            f"{f.name}{{{text}}} {value!r}\n"
-            for g, c, text in rows
-            if (value := f.value(g, c)) is not None
+        samples: list[Sample] = [
+            (f.name, pairs, value) for g, c, pairs in rows if (value := f.value(g, c)) is not None
         ]
-        if lines:
-            out += [f"# HELP {f.name} {f.help}\n", f"# TYPE {f.name} {f.kind}\n", *lines]
+        if samples:
+            out += family_lines(f.name, f.kind, f.help, samples, {})
     return "".join(out)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from backstop.telemetry.series import Counter, Gauge, Histogram
 
 WORKLOADS = Gauge("backstop_agent_workloads", "Workloads discovered on this node")
 COLLECTOR_SECONDS = Gauge(

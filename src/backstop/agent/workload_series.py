@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import Gauge
-
 from backstop.agent import metrics
 from backstop.core.models import Workload
+from backstop.telemetry.series import Gauge
 
 Labels = tuple[str, ...]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from backstop.telemetry.series import Counter, Gauge, Histogram
 
 AGENTS_CONNECTED = Gauge("backstop_controller_agents_connected", "Agents with an open stream")
 REPORTS = Counter("backstop_controller_reports_total", "Reports stored from agents")

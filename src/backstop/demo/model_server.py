@@ -27,8 +27,6 @@ from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from backstop.telemetry.endpoint import QuietHandler
-
 MODEL_NAME = "backstop-demo-tiny"
 VOCAB = ("the", "model", "is", "paused", "serving", "tokens", "safely", "now", "compute", "gpu")
 
@@ -95,7 +93,8 @@ class Model:
 
 
 class ServingMetrics:
-    """The counters and gauges vLLM exports, under its names, in a registry of their own."""
+    """The counters and gauges vLLM exports, under its names, in a registry of their own
+    (written by the official client, as vLLM's are, ``*_created`` series and all)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -110,6 +109,20 @@ class ServingMetrics:
         self.running = gauge.labels(MODEL_NAME)
         gauge = Gauge("vllm:num_requests_waiting", "Waiting", labels, registry=self.registry)
         gauge.labels(MODEL_NAME).set(0)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps no access log and answers with :meth:`reply`."""
+
+    def reply(self, status: int, body: bytes) -> None:
+        """Send ``body`` whole, with its length."""
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
 
 
 def _handler(model: Model, served: ServingMetrics) -> type[BaseHTTPRequestHandler]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from backstop.telemetry.series import Counter, Gauge
 
 CONNECTED = Gauge("backstop_agent_connected", "1 while the controller stream is up")
 REPORTS_SENT = Counter("backstop_agent_reports_sent_total", "Reports written to the stream")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from backstop.agent.weights import gguf, onnx, safetensors, torch_zip
+from backstop.agent.weights import gguf, onnx, pytorch_magic, safetensors
 from backstop.agent.weights.hf_layout import HfConfig, group_shards, read_config
 from backstop.agent.weights.identity import (
     TensorRecord,
@@ -70,16 +70,22 @@ def parse_file(path: Path, limits: Limits | None = None) -> ParsedWeights:
         )
 
 
+def _parse_pytorch(reader: WeightsReader, limits: Limits) -> ParsedWeights:
+    from backstop.agent.weights import torch_zip  # heavy: with the first checkpoint
+
+    return torch_zip.parse(reader, limits)
+
+
 def _choose(path: Path, prefix: bytes) -> tuple[str, Parser]:
     if gguf.looks_like(prefix):
         return gguf.FORMAT, gguf.parse
-    if torch_zip.looks_like(prefix):
-        return torch_zip.FORMAT, torch_zip.parse
+    if pytorch_magic.looks_like(prefix):
+        return pytorch_magic.FORMAT, _parse_pytorch
     if safetensors.looks_like(prefix):
         return safetensors.FORMAT, safetensors.parse
     suffix = path.suffix.lower()
     if suffix in _PYTORCH_SUFFIXES:
-        if torch_zip.looks_like_legacy(prefix):
+        if pytorch_magic.looks_like_legacy(prefix):
             raise InvalidWeights("legacy PyTorch pickle (not a zip archive): not parsed")
         raise InvalidWeights("wrong magic: neither a zip archive nor a pickle")
     if suffix == ".gguf":

@@ -22,24 +22,18 @@ from backstop.agent.weights.model import (
     TensorInfo,
 )
 from backstop.agent.weights.pickle_scan import TensorRef, scan
+from backstop.agent.weights.pytorch_magic import FORMAT, looks_like, looks_like_legacy
 from backstop.agent.weights.reader import WeightsReader
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-FORMAT = "pytorch"
+__all__ = ["FORMAT", "MAX_MEMBERS", "looks_like", "looks_like_legacy", "parse"]
+
 MAX_MEMBERS = 1 << 19
 """Most zip members (a storage each, and a few more)."""
 _LOCAL_HEADER = 30
 _SMALL_MEMBER = 4096
-
-
-def looks_like(prefix: bytes) -> bool:
-    return prefix.startswith(b"PK\x03\x04")
-
-
-def looks_like_legacy(prefix: bytes) -> bool:
-    return len(prefix) >= 2 and prefix[0] == 0x80 and 2 <= prefix[1] <= 5
 
 
 class _BudgetFile(io.RawIOBase):
