@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from backstop.core.errors import InvalidInput
 from backstop.telemetry.endpoint import MAX_LINE, TelemetryServer
 from backstop.telemetry.series import Gauge, Registry
 
@@ -99,3 +100,26 @@ def test_a_silent_client_does_not_hold_up_a_scrape(server: TelemetryServer) -> N
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
             assert r.status == 200
         assert time.monotonic() - started < 2.0
+
+
+def test_stop_closes_the_port_whether_or_not_it_was_started() -> None:
+    started = TelemetryServer("127.0.0.1:0", lambda: (True, "ok")).start()
+    never = TelemetryServer("127.0.0.1:0", lambda: (True, "ok"))
+    ports = (started.port, never.port)
+    began = time.monotonic()
+    started.stop()
+    never.stop()
+
+    assert time.monotonic() - began < 1.0
+    for port in ports:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_a_busy_port_is_refused_with_the_address() -> None:
+    first = TelemetryServer("127.0.0.1:0", lambda: (True, "ok"))
+    try:
+        with pytest.raises(InvalidInput, match=f"127.0.0.1:{first.port}"):
+            TelemetryServer(f"127.0.0.1:{first.port}", lambda: (True, "ok"))
+    finally:
+        first.stop()

@@ -15,12 +15,13 @@ or a client silent for 10 s ends the connection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
-import socketserver
 import threading
 from collections.abc import Callable, Mapping
 from itertools import chain
+from typing import BinaryIO
 
 from backstop.core.listen import cannot_listen
 from backstop.core.netaddr import split_host_port
@@ -68,29 +69,35 @@ class TelemetryServer:
         self._labels = dict(labels or {})
         self._extra = extra or (lambda: b"")
         self._registry = registry
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
         try:
-            self._server = _Server((host, port), self.answer)
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind((host, port))
+            self._listener.listen(128)
         except OSError as exc:
+            self._listener.close()
             raise cannot_listen("/metrics (--metrics-listen)", listen, exc) from exc
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="telemetry-http", daemon=True
-        )
+        self._thread = threading.Thread(target=self._accept, name="telemetry-http", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._listener.getsockname()[1])
 
     def start(self) -> TelemetryServer:
         """Serve from now on, logging the bound port (the one to scrape when asked for port 0)."""
         self._thread.start()
-        host = str(self._server.server_address[0])
+        host = str(self._listener.getsockname()[0])
         log.info("metrics listening", extra={"address": f"{host}:{self.port}", "port": self.port})
         return self
 
     def stop(self) -> None:
-        if self._thread.is_alive():  # shutdown() waits for serve_forever, forever if never run
-            self._server.shutdown()
-        self._server.server_close()
+        """Stop accepting (answers under way finish on their own threads)."""
+        with contextlib.suppress(OSError):  # never started: not listening for accept()
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
+        self._listener.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def answer(self, path: str) -> Answer:
         """What a GET of ``path`` (its query left out) is answered with."""
@@ -102,71 +109,66 @@ class TelemetryServer:
             return 200 if ok else 503, (text + "\n").encode(), "text/plain"
         return 404, b"not found: try /metrics, /healthz, /readyz or /livez\n", "text/plain"
 
+    def _accept(self) -> None:
+        """Accept until :meth:`stop`, blocked in ``accept()`` between connections (no
+        polling: an idle endpoint costs no wake-ups), each connection on a thread of its own."""
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # stopped
+            threading.Thread(
+                target=_exchange, args=(conn, self.answer), name="telemetry-answer", daemon=True
+            ).start()
 
-class _Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], answer: Callable[[str], Answer]) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.answer = answer
-        super().__init__(address, _Exchange)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        log.debug("telemetry request failed", exc_info=True)
-
-
-class _Exchange(socketserver.StreamRequestHandler):
-    """One request read and answered."""
-
-    timeout = CLIENT_TIMEOUT_S
-    server: _Server
-
-    def handle(self) -> None:
+def _exchange(conn: socket.socket, answer: Callable[[str], Answer]) -> None:
+    """Read one request from ``conn``, answer it, close."""
+    with conn:
+        conn.settimeout(CLIENT_TIMEOUT_S)
         try:
-            request = self._read_request()
-        except (TimeoutError, ConnectionError):
-            return
-        if request is None:
-            self._send(400, b"bad request\n", "text/plain")
-            return
-        method, target = request
-        if method not in ("GET", "HEAD"):
-            self._send(405, b"only GET and HEAD\n", "text/plain", ("Allow", "GET, HEAD"))
-            return
-        status, body, ctype = self.server.answer(target.split("?", 1)[0])
-        self._send(status, b"" if method == "HEAD" else body, ctype, length=len(body))
+            request = _read_request(conn.makefile("rb"))
+            if request is None:
+                _send(conn, 400, b"bad request\n", "text/plain")
+                return
+            method, target = request
+            if method not in ("GET", "HEAD"):
+                _send(conn, 405, b"only GET and HEAD\n", "text/plain", ("Allow", "GET, HEAD"))
+                return
+            status, body, ctype = answer(target.split("?", 1)[0])
+            _send(conn, status, b"" if method == "HEAD" else body, ctype, length=len(body))
+        except OSError:  # timed out, reset, or gone before the answer
+            log.debug("telemetry request failed", exc_info=True)
 
-    def _read_request(self) -> tuple[str, str] | None:
-        """(method, target) of a well-formed request whose headers were all read, else None."""
-        line = self.rfile.readline(MAX_LINE + 1)
-        parts = line.decode("latin-1").split()
-        if len(line) > MAX_LINE or len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            return None
-        for _ in range(MAX_HEADERS):
-            header = self.rfile.readline(MAX_LINE + 1)
-            if len(header) > MAX_LINE or not header:
-                return None
-            if header in (b"\r\n", b"\n"):
-                return parts[0], parts[1]
+
+def _read_request(rfile: BinaryIO) -> tuple[str, str] | None:
+    """(method, target) of a well-formed request whose headers were all read, else None."""
+    line = rfile.readline(MAX_LINE + 1)
+    parts = line.decode("latin-1").split()
+    if len(line) > MAX_LINE or len(parts) != 3 or not parts[2].startswith("HTTP/"):
         return None
+    for _ in range(MAX_HEADERS):
+        header = rfile.readline(MAX_LINE + 1)
+        if len(header) > MAX_LINE or not header:
+            return None
+        if header in (b"\r\n", b"\n"):
+            return parts[0], parts[1]
+    return None
 
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str,
-        *headers: tuple[str, str],
-        length: int | None = None,
-    ) -> None:
-        head = [
-            f"HTTP/1.1 {status} {REASONS[status]}",
-            f"Content-Type: {content_type}",
-            f"Content-Length: {len(body) if length is None else length}",
-            "Connection: close",
-            *(f"{name}: {value}" for name, value in headers),
-        ]
-        try:
-            self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-        except (TimeoutError, ConnectionError):
-            return
+
+def _send(
+    conn: socket.socket,
+    status: int,
+    body: bytes,
+    content_type: str,
+    *headers: tuple[str, str],
+    length: int | None = None,
+) -> None:
+    head = [
+        f"HTTP/1.1 {status} {REASONS[status]}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body) if length is None else length}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in headers),
+    ]
+    conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
