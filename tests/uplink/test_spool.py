@@ -25,6 +25,9 @@ def test_reports_stay_until_confirmed_and_come_back_in_order(tmp_path: Path) -> 
     spool.confirm(20)
     assert [seq for seq, _ in spool.after(0)] == list(range(21, 31))
     assert len(list(tmp_path.glob("seg-*.bin"))) <= 2  # confirmed segments are deleted
+    unflushed = ReportSpool(tmp_path, segment_bytes=1000)  # the confirmation not yet written
+    assert min(seq for seq, _ in unflushed.after(0)) <= 20
+    spool.flush()
     reopened = ReportSpool(tmp_path, segment_bytes=1000)
     assert [seq for seq, _ in reopened.after(0)] == list(range(21, 31))
     assert reopened.dropped == 0

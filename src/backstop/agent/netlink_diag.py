@@ -21,6 +21,8 @@ NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 ALL_STATES = 0xFFFFFFFF
+TCP_LISTEN = 10
+"""The ``LISTEN`` state's number (a state's bit in a request is ``1 << state``)."""
 
 NLMSGHDR = struct.Struct("=IHHII")
 _DIAG_REQ = struct.Struct("=BBBBI48x")

@@ -56,6 +56,7 @@ class ReportSpool:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dropped = self._read_counter(_DROPPED_FILE)
         self.confirmed = self._read_counter(_CONFIRMED_FILE)
+        self._confirmed_written = self.confirmed
         self._load()
 
     # --- state ---------------------------------------------------------------------------
@@ -149,8 +150,12 @@ class ReportSpool:
             )
 
     def flush(self) -> None:
-        """fsync the newest segment (called periodically; a kill -9 keeps page-cache writes)."""
+        """fsync the newest segment and write down what was confirmed since the last flush
+        (called every few reports; a kill -9 keeps page-cache writes)."""
         with self._lock:
+            if self._confirmed_written != self.confirmed:
+                self._write_counter(_CONFIRMED_FILE, self.confirmed)
+                self._confirmed_written = self.confirmed
             if self._segments:
                 with contextlib.suppress(OSError):
                     fd = os.open(self._segments[-1].path, os.O_RDONLY)
@@ -162,11 +167,11 @@ class ReportSpool:
     # --- reading and confirming ----------------------------------------------------------
 
     def confirm(self, sequence: int) -> None:
-        """The controller stored everything up to ``sequence``: forget it."""
+        """The controller stored everything up to ``sequence``: forget it. The sequence is
+        written down with the next :meth:`flush`; a spool reopened before that holds a few
+        reports the controller already has, until its Welcome confirms them again."""
         with self._lock:
-            if sequence > self.confirmed:
-                self.confirmed = sequence
-                self._write_counter(_CONFIRMED_FILE, sequence)
+            self.confirmed = max(self.confirmed, sequence)
             while self._segments and self._segments[0].last <= sequence:
                 self._segments.popleft().path.unlink(missing_ok=True)
             if self._segments:

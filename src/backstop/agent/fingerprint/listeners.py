@@ -28,6 +28,7 @@ from backstop.agent.fingerprint.procfs import read_listen_sockets
 from backstop.agent.netlink_diag import (
     INODE_OFFSET,
     SPORT_OFFSET,
+    TCP_LISTEN,
     DumpRefused,
     diag_socket,
     dump_tcp,
@@ -35,8 +36,6 @@ from backstop.agent.netlink_diag import (
 from backstop.agent.netns import socket_in_namespace
 
 log = logging.getLogger(__name__)
-
-TCP_LISTEN = 10
 
 
 class _ProcFallback:
