@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client as k8s
-from prometheus_client.metrics import MetricWrapperBase
 
+from backstop.telemetry.series import Metric
 from tests.support.kube import REPO_ROOT, ControlPlane, kube, prebuild_kube_binaries, wait_until
 from tests.support.prometheus_builds import prebuild, promtool_binary
 
@@ -97,9 +97,9 @@ def exported_metrics() -> dict[str, str]:
     exported: dict[str, str] = {}
     for module in (agent_metrics, controller_metrics, link_metrics):
         for value in vars(module).values():
-            if isinstance(value, MetricWrapperBase):
-                for family in value.describe():
-                    exported[family.name] = family.type
+            if isinstance(value, Metric):
+                name = value.name.removesuffix("_total") if value.kind == "counter" else value.name
+                exported[name] = value.kind
     return exported
 
 

@@ -91,7 +91,7 @@ def go_float(value: float) -> str:
     return text
 
 
-class _Metric:
+class Metric:
     """A family of one kind, each label combination a child holding its value(s)."""
 
     kind = ""
@@ -156,7 +156,7 @@ class _Metric:
 class _Child:
     """One label combination of a metric."""
 
-    def __init__(self, metric: _Metric, key: tuple[str, ...]) -> None:
+    def __init__(self, metric: Metric, key: tuple[str, ...]) -> None:
         self._metric = metric
         self._key = key
 
@@ -190,7 +190,7 @@ class CounterChild(_Child):
         self._add(amount)
 
 
-class Gauge(_Metric):
+class Gauge(Metric):
     kind = "gauge"
 
     def labels(self, *values: object, **named: object) -> GaugeChild:
@@ -203,7 +203,7 @@ class Gauge(_Metric):
         self.labels().inc(amount)
 
 
-class Counter(_Metric):
+class Counter(Metric):
     """A counter; its name ends in ``_total``, as the exposition names it."""
 
     kind = "counter"
@@ -236,7 +236,7 @@ class HistogramChild(_Child):
                     break
 
 
-class Histogram(_Metric):
+class Histogram(Metric):
     """Observations counted into buckets (upper bounds, ``+Inf`` added), with sum and count."""
 
     kind = "histogram"

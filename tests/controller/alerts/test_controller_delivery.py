@@ -43,11 +43,11 @@ def test_the_controller_delivers_to_its_configured_sinks(
             (listed,) = await asyncio.to_thread(alertmanager.alerts)
             assert listed["annotations"]["alert_id"] == alert.alert_id
             for _ in range(100):
-                if metrics.ALERT_DELIVERIES_PENDING._value.get() == 0:
+                if metrics.ALERT_DELIVERIES_PENDING.labels().value == 0:
                     break
                 await asyncio.sleep(0.05)
-            assert metrics.ALERTS_FIRING._value.get() == 1
-            assert metrics.ALERT_DELIVERIES_PENDING._value.get() == 0
+            assert metrics.ALERTS_FIRING.labels().value == 1
+            assert metrics.ALERT_DELIVERIES_PENDING.labels().value == 0
         finally:
             await server.stop(0)
 
