@@ -20,7 +20,7 @@ HOSTILE = 'a "quoted"\\ value\nwith a newline } and # no comment'
 def parsed(
     registry: Registry, labels: dict[str, str] | None = None
 ) -> dict[str, tuple[str, list[Sample]]]:
-    text = registry.exposition(labels).decode()
+    text = "".join(registry.lines(labels or {}))
     return {f.name: (f.type, f.samples) for f in text_string_to_metric_families(text)}
 
 
@@ -53,9 +53,8 @@ def test_gauges_counters_and_their_labels_read_back_exactly() -> None:
     assert all(
         s.name == "backstop_x_commands_total" and s.labels["node"] == "node-a" for s in samples
     )
-    assert (
-        "# HELP backstop_x_commands_total Commands\\nhandled \\\\ here\n"
-        in registry.exposition().decode()
+    assert "# HELP backstop_x_commands_total Commands\\nhandled \\\\ here\n" in "".join(
+        registry.lines({})
     )
 
 
@@ -128,7 +127,7 @@ def test_writers_on_many_threads_lose_no_increment() -> None:
         for i in range(10_000):
             counter.inc()
             if i % 1000 == 0:  # reading while others write
-                registry.exposition()
+                "".join(registry.lines({}))
 
     threads = [threading.Thread(target=write) for _ in range(8)]
     for t in threads:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -40,15 +41,14 @@ class Registry:
             self._sources.append(source)
 
     def lines(self, labels: Mapping[str, str]) -> Iterator[str]:
+        """The text of every series, ``labels`` first on each sample that lacks them."""
         with self._lock:
             sources = list(self._sources)
         for source in sources:
             yield from source(labels)
 
-    def exposition(self, labels: Mapping[str, str] | None = None) -> bytes:
-        """The text of every series; ``labels`` go first on each sample that lacks them."""
-        return "".join(self.lines(labels or {})).encode()
 
+ChildT = TypeVar("ChildT", bound="_Child")
 
 REGISTRY = Registry()
 """The process's series, served by :class:`backstop.telemetry.endpoint.TelemetryServer`."""
@@ -91,10 +91,11 @@ def go_float(value: float) -> str:
     return text
 
 
-class Metric:
+class Metric(Generic[ChildT]):
     """A family of one kind, each label combination a child holding its value(s)."""
 
     kind = ""
+    _child: type[ChildT]
 
     def __init__(
         self,
@@ -129,6 +130,10 @@ class Metric:
             raise ValueError(f"{self.name}: labels are {self._labelnames}, got {values}")
         return tuple(str(v) for v in values)
 
+    def labels(self, *values: object, **named: object) -> ChildT:
+        """The series of these label values (by position or by name)."""
+        return self._child(self, self._key(values, named))
+
     def _cell(self, key: tuple[str, ...]) -> list[float]:
         cell = self._children.get(key)
         if cell is None:
@@ -156,7 +161,7 @@ class Metric:
 class _Child:
     """One label combination of a metric."""
 
-    def __init__(self, metric: Metric, key: tuple[str, ...]) -> None:
+    def __init__(self, metric: Metric[Any], key: tuple[str, ...]) -> None:
         self._metric = metric
         self._key = key
 
@@ -190,11 +195,9 @@ class CounterChild(_Child):
         self._add(amount)
 
 
-class Gauge(Metric):
+class Gauge(Metric[GaugeChild]):
     kind = "gauge"
-
-    def labels(self, *values: object, **named: object) -> GaugeChild:
-        return GaugeChild(self, self._key(values, named))
+    _child = GaugeChild
 
     def set(self, value: float) -> None:
         self.labels().set(value)
@@ -203,18 +206,16 @@ class Gauge(Metric):
         self.labels().inc(amount)
 
 
-class Counter(Metric):
+class Counter(Metric[CounterChild]):
     """A counter; its name ends in ``_total``, as the exposition names it."""
 
     kind = "counter"
+    _child = CounterChild
 
     @staticmethod
     def _check(name: str) -> None:
         if not name.endswith("_total"):
             raise ValueError(f"a counter's name ends in _total: {name}")
-
-    def labels(self, *values: object, **named: object) -> CounterChild:
-        return CounterChild(self, self._key(values, named))
 
     def inc(self, amount: float = 1.0) -> None:
         self.labels().inc(amount)
@@ -236,10 +237,11 @@ class HistogramChild(_Child):
                     break
 
 
-class Histogram(Metric):
+class Histogram(Metric[HistogramChild]):
     """Observations counted into buckets (upper bounds, ``+Inf`` added), with sum and count."""
 
     kind = "histogram"
+    _child = HistogramChild
 
     def __init__(
         self,
@@ -256,9 +258,6 @@ class Histogram(Metric):
 
     def _fresh(self) -> list[float]:
         return [0.0] * (2 + len(self.buckets))
-
-    def labels(self, *values: object, **named: object) -> HistogramChild:
-        return HistogramChild(self, self._key(values, named))
 
     def observe(self, value: float) -> None:
         self.labels().observe(value)

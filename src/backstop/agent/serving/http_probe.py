@@ -105,13 +105,11 @@ class _Reader:
 
     def rest(self, limit: int, too_long: str) -> bytes:
         """Everything until the connection closes, at most ``limit`` bytes."""
-        while not self.closed:
-            if len(self._buffer) > limit:
-                raise ProbeFailed(too_long)
+        while len(self._buffer) <= limit:
+            if self.closed:
+                return bytes(self._buffer)
             self.fill()
-        if len(self._buffer) > limit:
-            raise ProbeFailed(too_long)
-        return bytes(self._buffer)
+        raise ProbeFailed(too_long)
 
 
 def _head(reader: _Reader, path: str) -> tuple[int, dict[str, str]]:

@@ -22,13 +22,10 @@ from backstop.agent.weights.model import (
     TensorInfo,
 )
 from backstop.agent.weights.pickle_scan import TensorRef, scan
-from backstop.agent.weights.pytorch_magic import FORMAT, looks_like, looks_like_legacy
 from backstop.agent.weights.reader import WeightsReader
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
-
-__all__ = ["FORMAT", "MAX_MEMBERS", "looks_like", "looks_like_legacy", "parse"]
 
 MAX_MEMBERS = 1 << 19
 """Most zip members (a storage each, and a few more)."""
